@@ -1,0 +1,152 @@
+"""Talk to nftables through libnftables (in-process, one transaction per call).
+
+In-process rather than `nft -f` in a subprocess: a DNS answer must be learned
+into the kernel before its packet is released, so adding an element has to
+cost microseconds, not a fork. The table is created without the `owner` flag
+on purpose: an owned table dies with its process, and gatewayd must fail open
+(its rules stay when the daemon dies).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import nftables
+
+from gatewayd.compile.nftables_model import NftTable
+from gatewayd.compile.ruleset import MAP_LEARNED_V4, MAP_LEARNED_V6, SET_FLOWS, SET_USAGE, TABLE_FAMILY, TABLE_NAME
+
+
+class NftError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LearnedElement:
+    address: str
+    chain: str  # "set_app_N"
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class Counter:
+    packets: int
+    bytes: int
+
+
+class NftKernel:
+    def __init__(self) -> None:
+        self._nft = nftables.Nftables()
+        self._nft.set_handle_output(False)
+
+    def run(self, script: str) -> None:
+        self._nft.set_json_output(False)
+        rc, _output, error = self._nft.cmd(script)
+        if rc != 0:
+            raise NftError(error.strip() or f"nft failed with code {rc}")
+
+    def query(self, command: str) -> list[dict[str, Any]]:
+        self._nft.set_json_output(True)
+        rc, output, error = self._nft.cmd(command)
+        self._nft.set_json_output(False)
+        if rc != 0:
+            raise NftError(error.strip() or f"nft failed with code {rc}")
+        return json.loads(output).get("nftables", []) if output else []
+
+    # --- the table ---
+    def table_exists(self) -> bool:
+        try:
+            self.query(f"list table {TABLE_FAMILY} {TABLE_NAME}")
+            return True
+        except NftError:
+            return False
+
+    def replace_table(self, table: NftTable, carried_state: Iterable[str] = ()) -> None:
+        self.run(table.replace_script(tuple(carried_state)))
+
+    def delete_table(self) -> None:
+        # Declaring first makes the delete idempotent (no error if it is gone).
+        self.run(f"table {TABLE_FAMILY} {TABLE_NAME}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n")
+
+    # --- state that must survive a reload ---
+    def carried_state(self, valid_chains: set[str]) -> list[str]:
+        """`add element` commands that recreate learned addresses and usage counters.
+
+        Read just before the swap; the same thread adds learned elements, so
+        nothing is learned between the read and the new table.
+        """
+        if not self.table_exists():
+            return []
+        commands = []
+        for map_name in (MAP_LEARNED_V4, MAP_LEARNED_V6):
+            elements = [e for e in self.learned_elements(map_name) if e.chain in valid_chains]
+            if elements:
+                body = ", ".join(f"{e.address} timeout {e.timeout_seconds}s : goto {e.chain}" for e in elements)
+                commands.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {body} }}")
+        for set_name in (SET_USAGE, SET_FLOWS):
+            counters = self.set_counters(set_name)
+            if counters:
+                body = ", ".join(f"0x{key:08x} counter packets {c.packets} bytes {c.bytes}"
+                                 for key, c in counters.items())
+                commands.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {set_name} {{ {body} }}")
+        return commands
+
+    def learned_elements(self, map_name: str) -> list[LearnedElement]:
+        found = []
+        for item in self.query(f"list map {TABLE_FAMILY} {TABLE_NAME} {map_name}"):
+            for key, verdict in item.get("map", {}).get("elem", []):
+                element = key.get("elem", {})
+                chain = (verdict.get("goto") or verdict.get("jump") or {}).get("target")
+                if chain and element.get("expires"):
+                    found.append(LearnedElement(str(element["val"]), chain, int(element["expires"])))
+        return found
+
+    def add_learned(self, map_name: str, elements: Iterable[LearnedElement],
+                    refresh: Iterable[str] = ()) -> None:
+        """Add learned addresses; `refresh` lists ones already present whose timeout restarts.
+
+        The kernel keeps an existing element's timeout on a plain add, so a
+        refresh is delete + add in the same transaction: lookups never miss it.
+        """
+        body = ", ".join(f"{e.address} timeout {e.timeout_seconds}s : goto {e.chain}" for e in elements)
+        if not body:
+            return
+        add = f"add element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {body} }}\n"
+        refresh = list(refresh)
+        if refresh:
+            delete = f"delete element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {', '.join(refresh)} }}\n"
+            try:
+                self.run(delete + add)
+                return
+            except NftError:
+                pass  # one of them expired meanwhile: a plain add is right then
+        self.run(add)
+
+    # --- counters for metrics ---
+    def named_counters(self) -> dict[str, Counter]:
+        counters = {}
+        for item in self.query(f"list counters table {TABLE_FAMILY} {TABLE_NAME}"):
+            counter = item.get("counter")
+            if counter:
+                counters[counter["name"]] = Counter(counter.get("packets", 0), counter.get("bytes", 0))
+        return counters
+
+    def set_counters(self, set_name: str) -> dict[int, Counter]:
+        result = {}
+        for item in self.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {set_name}"):
+            for element in item.get("set", {}).get("elem", []):
+                inner = element.get("elem", {}) if isinstance(element, dict) else {}
+                counter = inner.get("counter")
+                if counter is not None:
+                    result[int(inner["val"])] = Counter(counter.get("packets", 0), counter.get("bytes", 0))
+        return result
+
+    def learned_count(self) -> dict[str, int]:
+        counts = {}
+        for map_name in (MAP_LEARNED_V4, MAP_LEARNED_V6):
+            items = self.query(f"list map {TABLE_FAMILY} {TABLE_NAME} {map_name}")
+            counts[map_name] = sum(len(i.get("map", {}).get("elem", [])) for i in items)
+        return counts

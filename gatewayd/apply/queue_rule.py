@@ -1,0 +1,96 @@
+"""Install the NFQUEUE hand-off: native nft `queue` if the kernel has it, else iptables-nft.
+
+Both live in objects gatewayd owns: the nft table `inet gatewayd_queue`, or
+the iptables chain GATEWAYD_QUEUE plus one jump at the top of FORWARD.
+Nothing else in the iptables tables is flushed or changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+from gatewayd.apply.nft import NftError, NftKernel
+from gatewayd.compile.queue_rule import IPTABLES_CHAIN, QueueRule
+from gatewayd.compile.ruleset import TABLE_FAMILY
+
+log = logging.getLogger("gatewayd.queue")
+
+QUEUE_TABLE = "gatewayd_queue"
+QUEUE_PRIORITY = 0  # between classify (-150) and enforce (+10)
+IPTABLES_BINARIES = ("iptables-nft", "ip6tables-nft")
+
+
+class QueueRuleError(RuntimeError):
+    pass
+
+
+def native_queue_supported(kernel: NftKernel) -> bool:
+    """Create and delete a scratch table in one transaction: the kernel checks the rule, nothing stays."""
+    probe = (f"table {TABLE_FAMILY} gatewayd_probe {{ chain c {{ type filter hook forward priority 0; "
+             f"queue num 0 bypass; }} }}\ndelete table {TABLE_FAMILY} gatewayd_probe\n")
+    try:
+        kernel.run(probe)
+        return True
+    except NftError:
+        return False
+
+
+class QueueInstaller:
+    def __init__(self, kernel: NftKernel) -> None:
+        self._kernel = kernel
+        self._native: bool | None = None
+        self.installed: QueueRule | None = None
+
+    @property
+    def backend(self) -> str:
+        return "nft" if self._native else "iptables-nft"
+
+    def install(self, rule: QueueRule) -> None:
+        if self._native is None:
+            self._native = native_queue_supported(self._kernel)
+            if not self._native:
+                log.info("event=queue_backend backend=iptables-nft "
+                         "reason=\"kernel has no native nft queue; using the xt NFQUEUE target\"")
+        if rule == self.installed:
+            return
+        if self._native:
+            self._kernel.run(
+                f"table {TABLE_FAMILY} {QUEUE_TABLE}\ndelete table {TABLE_FAMILY} {QUEUE_TABLE}\n"
+                f"table {TABLE_FAMILY} {QUEUE_TABLE} {{ chain forward {{ type filter hook forward "
+                f"priority {QUEUE_PRIORITY}; {rule.nft_statement()}; }} }}\n")
+        else:
+            for binary in IPTABLES_BINARIES:
+                self._iptables_restore(binary, rule.iptables_restore())
+                if not self._iptables_ok(binary, ["-C", "FORWARD", "-j", IPTABLES_CHAIN]):
+                    self._iptables(binary, ["-I", "FORWARD", "1", "-j", IPTABLES_CHAIN])
+        self.installed = rule
+
+    def remove(self) -> None:
+        try:
+            self._kernel.run(f"table {TABLE_FAMILY} {QUEUE_TABLE}\ndelete table {TABLE_FAMILY} {QUEUE_TABLE}\n")
+        except NftError:
+            pass
+        for binary in IPTABLES_BINARIES:
+            while self._iptables_ok(binary, ["-D", "FORWARD", "-j", IPTABLES_CHAIN]):
+                pass
+            self._iptables_ok(binary, ["-F", IPTABLES_CHAIN])
+            self._iptables_ok(binary, ["-X", IPTABLES_CHAIN])
+        self.installed = None
+
+    @staticmethod
+    def _iptables_restore(binary: str, text: str) -> None:
+        result = subprocess.run([f"{binary}-restore", "--noflush"], input=text, text=True,
+                                capture_output=True, timeout=30)
+        if result.returncode != 0:
+            raise QueueRuleError(f"{binary}-restore: {result.stderr.strip()}")
+
+    @staticmethod
+    def _iptables(binary: str, args: list[str]) -> None:
+        result = subprocess.run([binary, "-w", *args], capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise QueueRuleError(f"{binary} {' '.join(args)}: {result.stderr.strip()}")
+
+    @staticmethod
+    def _iptables_ok(binary: str, args: list[str]) -> bool:
+        return subprocess.run([binary, "-w", *args], capture_output=True, timeout=30).returncode == 0

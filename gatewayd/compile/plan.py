@@ -1,0 +1,47 @@
+"""Policy -> plan: everything the kernel and the classifier will be given, as plain data.
+
+`compile_plan` never touches the kernel, so `gatewayd render` and the unit
+tests run it without root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gatewayd.compile.numbering import Numbering
+from gatewayd.compile.queue_rule import QueueRule
+from gatewayd.compile.ruleset import CompiledRuleset, compile_ruleset
+from gatewayd.compile.tc_tree import InterfaceTree, build_trees
+from gatewayd.policy.model import Policy
+
+
+@dataclass(frozen=True)
+class Plan:
+    policy: Policy
+    numbering: Numbering
+    ruleset: CompiledRuleset
+    tc_trees: tuple[InterfaceTree, ...]
+    queue: QueueRule
+
+    def render(self) -> str:
+        parts = [f"# gatewayd plan for {self.policy.source}",
+                 "# --- nftables: applied as one transaction ---",
+                 self.ruleset.table.render(),
+                 self.queue.render(),
+                 "# --- tc: HTB trees (pyroute2) ---"]
+        parts.extend(tree.render() + "\n" for tree in self.tc_trees)
+        if self.ruleset.warnings:
+            parts.append("# warnings:")
+            parts.extend(f"#   {w}" for w in self.ruleset.warnings)
+        return "\n".join(parts) + "\n"
+
+
+def compile_plan(policy: Policy, previous: Plan | None = None) -> Plan:
+    numbering = Numbering.for_policy(policy, previous.numbering if previous else None)
+    return Plan(
+        policy=policy,
+        numbering=numbering,
+        ruleset=compile_ruleset(policy, numbering),
+        tc_trees=build_trees(policy, numbering),
+        queue=QueueRule(policy.classifier.queue_num, bypass=policy.classifier.fail_mode == "open"),
+    )

@@ -1,0 +1,396 @@
+"""Compile a policy into the `inet gatewayd` nft table.
+
+Packet path through the table (forward hook only: gatewayd shapes and filters
+traffic the router passes between office and internet):
+
+  classify (priority mangle, -150)  runs before iptables' filter FORWARD:
+      1. a new office flow gets its group number (assign_group);
+      2. DNS answers are marked for the classifier, so it can learn addresses;
+      3. an undecided flow is decided here if its server address was learned
+         from DNS or is in the catalog (vmaps into set_app_N chains);
+      4. otherwise its first packets are marked QUEUE_REQUEST; the
+         iptables-nft NFQUEUE rule (filter FORWARD, priority 0, apply/queue_rule.py)
+         hands them to the classifier. This kernel has no native nft `queue`.
+      5. past max_packets: decided by port, or "unknown", so it stops queuing.
+  enforce (priority filter + 10)  runs after the NFQUEUE verdict:
+      1. the classifier's verdict, carried in the packet mark, is saved in the
+         ct mark (an NFQUEUE accept leaves the current chain, hence a later hook);
+      2. the policy chain runs on every original-direction packet, so a
+         schedule that starts or ends applies to flows already open;
+      3. reply packets of blocked flows are dropped; every packet gets the tc
+         class of its flow through skb priority (no cls_fw needed).
+
+All per-flow state lives in the ct mark; see compile/marks.py for the bits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gatewayd.compile import marks
+from gatewayd.compile.addresses import SourceSets
+from gatewayd.compile.nftables_model import BaseHook, NftChain, NftRule, NftSet, NftTable, TableBuilder
+from gatewayd.compile.numbering import Numbering
+from gatewayd.policy.model import IPNetwork, Policy, Rule, Schedule
+
+TABLE_FAMILY = "inet"
+TABLE_NAME = "gatewayd"
+CLASSIFY_PRIORITY = -150  # NF_IP_PRI_MANGLE: before iptables filter FORWARD
+ENFORCE_PRIORITY = 10  # after iptables filter FORWARD, where the NFQUEUE rule sits
+LEARNED_MAP_SIZE = 262144
+USAGE_SET_SIZE = 65535
+
+NFT_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+# Named counters besides one per rule; metrics read them by these names.
+COUNTER_BLOCKED_TCP = "blocked_tcp"
+COUNTER_BLOCKED_UDP = "blocked_udp"
+COUNTER_BLOCKED_OTHER = "blocked_other"
+COUNTER_BLOCKED_REPLIES = "blocked_replies"
+COUNTER_QUEUED = "queued_packets"
+COUNTER_DNS_SNOOPED = "dns_answers_queued"
+COUNTER_GAVE_UP = "flows_gave_up"
+COUNTER_DEFAULT = "rule_default"
+FIXED_COUNTERS = (COUNTER_BLOCKED_TCP, COUNTER_BLOCKED_UDP, COUNTER_BLOCKED_OTHER,
+                  COUNTER_BLOCKED_REPLIES, COUNTER_QUEUED, COUNTER_DNS_SNOOPED,
+                  COUNTER_GAVE_UP, COUNTER_DEFAULT)
+
+SET_USAGE = "usage"  # bytes/packets per app, group, block flag and class
+SET_FLOWS = "flows"  # decided flows per app and group
+MAP_LEARNED_V4 = "learned_v4"
+MAP_LEARNED_V6 = "learned_v6"
+DYNAMIC_SETS = (SET_USAGE, SET_FLOWS, MAP_LEARNED_V4, MAP_LEARNED_V6)
+
+USAGE_KEY_MASK = marks.APP_MASK | marks.GROUP_MASK | marks.BLOCK_BIT | marks.CLASS_MASK
+FLOWS_KEY_MASK = marks.APP_MASK | marks.GROUP_MASK
+
+
+def hexmark(value: int) -> str:
+    return f"0x{value:08x}"
+
+
+def set_app_chain(number: int) -> str:
+    return f"set_app_{number}"
+
+
+def rule_counter_name(index: int, rule: Rule) -> str:
+    slug = re.sub(r"[^a-zA-Z0-9_]+", "_", rule.name).strip("_")[:40]
+    return f"rule_{index}_{slug}" if slug else f"rule_{index}"
+
+
+@dataclass(frozen=True)
+class CompiledRuleset:
+    table: NftTable
+    rule_counters: dict[str, str]  # counter name -> rule name ("default" for the default)
+    warnings: tuple[str, ...]
+
+
+def disjoint_networks(pairs: list[tuple[IPNetwork, str]]) -> list[tuple[IPNetwork, str]]:
+    """Make (network, app) pairs non-overlapping; the most specific network wins.
+
+    nft interval maps refuse overlapping elements, and an admin's 203.0.113.20/32
+    for ERP inside a cloud provider's /16 must still mean ERP.
+    """
+    by_specificity = sorted(pairs, key=lambda p: (p[0].version, -p[0].prefixlen))
+    taken: list[IPNetwork] = []
+    result: list[tuple[IPNetwork, str]] = []
+    for network, app in by_specificity:
+        pieces = [network]
+        for inner in taken:
+            if inner.version != network.version:
+                continue
+            next_pieces = []
+            for piece in pieces:
+                if inner.subnet_of(piece):  # type: ignore[arg-type]
+                    next_pieces.extend(piece.address_exclude(inner))  # type: ignore[arg-type]
+                elif piece.subnet_of(inner):  # type: ignore[arg-type]
+                    continue
+                else:
+                    next_pieces.append(piece)
+            pieces = next_pieces
+        result.extend((piece, app) for piece in pieces)
+        taken.append(network)
+    return sorted(result, key=lambda p: (p[0].version, int(p[0].network_address)))
+
+
+class RulesetCompiler:
+    def __init__(self, policy: Policy, numbering: Numbering) -> None:
+        self.policy = policy
+        self.numbering = numbering
+        self.table = TableBuilder(TABLE_FAMILY, TABLE_NAME)
+        self.warnings: list[str] = []
+        self.rule_counters: dict[str, str] = {}
+        self.lan_match = "iifname { " + ", ".join(f'"{i}"' for i in policy.interfaces.lan) + " }"
+
+    def compile(self) -> CompiledRuleset:
+        self.table.counters.extend(FIXED_COUNTERS)
+        self.rule_counters[COUNTER_DEFAULT] = "default"
+        self._dynamic_sets()
+        self._app_chains()
+        self._group_chains()
+        self._catalog_maps()
+        self._classify_chain()
+        self._policy_chain()
+        self._block_chain()
+        self._enforce_chain()
+        table = self.table.build(comment=f"managed by gatewayd from {self.policy.source}")
+        return CompiledRuleset(table, dict(self.rule_counters), tuple(self.warnings))
+
+    # --- sets whose contents live across reloads ---
+    def _dynamic_sets(self) -> None:
+        self.table.sets.extend([
+            NftSet(MAP_LEARNED_V4, "ipv4_addr", "verdict", ("timeout",), size=LEARNED_MAP_SIZE,
+                   comment="server addresses learned from DNS answers"),
+            NftSet(MAP_LEARNED_V6, "ipv6_addr", "verdict", ("timeout",), size=LEARNED_MAP_SIZE,
+                   comment="server addresses learned from DNS answers"),
+            NftSet(SET_USAGE, "mark", flags=("dynamic",), size=USAGE_SET_SIZE, counter=True,
+                   comment="traffic per app, group, block flag and class (ct mark bits)"),
+            NftSet(SET_FLOWS, "mark", flags=("dynamic",), size=USAGE_SET_SIZE, counter=True,
+                   comment="decided flows per app and group"),
+        ])
+
+    # --- one tiny chain per app and group: the targets of verdict maps ---
+    def _app_chains(self) -> None:
+        for name, number in sorted(self.numbering.apps.numbers.items(), key=lambda kv: kv[1]):
+            keep = 0xFFFFFFFF & ~marks.APP_MASK
+            self.table.chains.append(NftChain(set_app_chain(number), (
+                NftRule(f"ct mark set ct mark & {hexmark(keep)} | {hexmark(marks.app_bits(number))}",
+                        comment=name),
+                NftRule(f"update @{SET_FLOWS} {{ ct mark & {hexmark(FLOWS_KEY_MASK)} }}"),
+            )))
+        verdicts = tuple(f"{hexmark(marks.app_bits(n))} : goto {set_app_chain(n)}"
+                         for n in sorted(self.numbering.apps.numbers.values()))
+        self.table.sets.append(NftSet("classifier_verdicts", "mark", "verdict", elements=verdicts,
+                                      comment="app bits in the packet mark -> save into the ct mark"))
+
+    def _group_chains(self) -> None:
+        rules: list[NftRule] = []
+        keep = 0xFFFFFFFF & ~marks.GROUP_MASK
+        for name, number in sorted(self.numbering.groups.numbers.items(), key=lambda kv: kv[1]):
+            self.table.chains.append(NftChain(f"set_group_{number}", (
+                NftRule(f"ct mark set ct mark & {hexmark(keep)} | {hexmark(marks.group_bits(number))}",
+                        comment=name),
+            )))
+        for name, group in self.policy.groups.items():
+            number = self.numbering.groups.numbers[name]
+            members = SourceSets([group])
+            for statement in self._member_sets(f"group_{number}", members, f"group {name}"):
+                rules.append(NftRule(f"{statement} goto set_group_{number}"))
+        rules.append(NftRule(f"goto set_group_{marks.GROUP_NONE}"))
+        self.table.chains.append(NftChain("assign_group", tuple(rules),
+                                          comment="first group (file order) a new flow's source is in"))
+
+    def _member_sets(self, prefix: str, members: SourceSets, comment: str) -> list[str]:
+        """Declare the v4/v6/mac sets of `members`; return one match per family present."""
+        matches = []
+        for suffix, key_type, elements, match in (
+            ("v4", "ipv4_addr", members.v4, "ip saddr"),
+            ("v6", "ipv6_addr", members.v6, "ip6 saddr"),
+            ("mac", "ether_addr", members.macs, "ether saddr"),
+        ):
+            if not elements:
+                continue
+            name = f"{prefix}_{suffix}"
+            if not any(s.name == name for s in self.table.sets):
+                flags = ("interval",) if suffix != "mac" else ()
+                self.table.sets.append(NftSet(name, key_type, flags=flags, elements=tuple(elements),
+                                              comment=comment))
+            matches.append(f"{match} @{name}")
+        return matches
+
+    # --- catalog evidence the kernel can use on a flow's first packet ---
+    def _catalog_maps(self) -> None:
+        address_only: list[tuple[IPNetwork, str]] = []
+        address_port: dict[int, list[str]] = {4: [], 6: []}
+        port_only: list[str] = []
+        for app in self.policy.applications.values():
+            number = self.numbering.apps.numbers[app.id]
+            verdict = f"goto {set_app_chain(number)}"
+            if app.networks and app.ports:
+                for network in app.networks:
+                    for port in app.ports:
+                        address_port[network.version].append(
+                            f"{network} . {port.protocol} . {self._port_text(port.first, port.last)} : {verdict}")
+            elif app.networks:
+                address_only.extend((network, app.id) for network in app.networks)
+            elif app.ports and not app.domains and not app.signatures:
+                port_only.extend(f"{p.protocol} . {self._port_text(p.first, p.last)} : {verdict}"
+                                 for p in app.ports)
+        disjoint = disjoint_networks(address_only)
+        for version, key_type in ((4, "ipv4_addr"), (6, "ipv6_addr")):
+            elements = tuple(f"{net} : goto {set_app_chain(self.numbering.apps.numbers[app])}"
+                             for net, app in disjoint if net.version == version)
+            self.table.sets.append(NftSet(f"app_addresses_v{version}", key_type, "verdict", ("interval",),
+                                          elements=elements, comment="catalog: server address -> app"))
+            self.table.sets.append(NftSet(
+                f"app_address_ports_v{version}", f"{key_type} . inet_proto . inet_service", "verdict",
+                ("interval",), elements=tuple(sorted(set(address_port[version]))),
+                comment="catalog: server address and port -> app"))
+        self.table.sets.append(NftSet("app_ports", "inet_proto . inet_service", "verdict", ("interval",),
+                                      elements=tuple(sorted(set(port_only))),
+                                      comment="catalog: port-only apps, the weakest evidence, used on give-up"))
+
+    @staticmethod
+    def _port_text(first: int, last: int) -> str:
+        return str(first) if first == last else f"{first}-{last}"
+
+    def _classify_chain(self) -> None:
+        app_undecided = f"ct mark & {hexmark(marks.APP_MASK)} == 0"
+        no_group = f"ct mark & {hexmark(marks.GROUP_MASK)} == 0"
+        max_packets = self.policy.classifier.max_packets
+        queue = f"meta mark set meta mark | {hexmark(marks.QUEUE_REQUEST)}"
+        unknown_chain = set_app_chain(marks.APP_UNKNOWN)
+        rules = [
+            NftRule(f"{no_group} ct direction original {self.lan_match} jump assign_group",
+                    comment="new office flow: which group"),
+            NftRule(f"{no_group} return", comment="not an office flow: not ours to classify"),
+            NftRule(f"ct direction reply udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue} return",
+                    comment="DNS answers go to the classifier, which learns addresses from them"),
+            NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 return", comment="decided: kernel only"),
+            NftRule(f"ct direction original ip daddr vmap @{MAP_LEARNED_V4}"),
+            NftRule(f"ct direction original ip6 daddr vmap @{MAP_LEARNED_V6}"),
+            NftRule("ct direction original ip daddr . meta l4proto . th dport vmap @app_address_ports_v4"),
+            NftRule("ct direction original ip6 daddr . meta l4proto . th dport vmap @app_address_ports_v6"),
+            NftRule("ct direction original ip daddr vmap @app_addresses_v4"),
+            NftRule("ct direction original ip6 daddr vmap @app_addresses_v6"),
+            NftRule(f"{app_undecided} ct packets <= {max_packets} counter name {COUNTER_QUEUED} {queue} return",
+                    comment="first packets to the classifier"),
+            NftRule(f"counter name {COUNTER_GAVE_UP} ct direction original meta l4proto . th dport vmap @app_ports"),
+            NftRule(f"ct direction reply meta l4proto . th sport vmap @app_ports"),
+            NftRule(f"goto {unknown_chain}", comment="undecided after max_packets: final"),
+        ]
+        self.table.chains.append(NftChain("classify", tuple(rules),
+                                          BaseHook("forward", CLASSIFY_PRIORITY)))
+
+    # --- the policy itself ---
+    def _policy_chain(self) -> None:
+        rules: list[NftRule] = []
+        for index, rule in enumerate(self.policy.rules, start=1):
+            rules.extend(self._compile_rule(index, rule))
+        default_counter = f"counter name {COUNTER_DEFAULT}"
+        if self.policy.default_action == "block":
+            rules.append(NftRule(f"{default_counter} goto do_block", comment="default"))
+        else:
+            rules.append(NftRule(f"{default_counter} {self._set_class(self.policy.default_class)}",
+                                 comment="default"))
+        self.table.chains.append(NftChain("rules", tuple(rules),
+                                          comment="first match wins; runs on original-direction packets"))
+
+    def _set_class(self, class_name: str | None) -> str:
+        class_name = class_name or self.policy.default_class
+        keep = 0xFFFFFFFF & ~(marks.CLASS_MASK | marks.BLOCK_BIT)
+        bits = marks.class_bits(self.numbering.classes[class_name])
+        return f"ct mark set ct mark & {hexmark(keep)} | {hexmark(bits)} return"
+
+    def _compile_rule(self, index: int, rule: Rule) -> list[NftRule]:
+        counter = rule_counter_name(index, rule)
+        self.table.counters.append(counter)
+        self.rule_counters[counter] = rule.name
+        where = f"{rule.name} ({rule.location})" if rule.location else rule.name
+
+        app_match = ""
+        if rule.apps or rule.categories:
+            app_ids = sorted(self.policy.apps_of_rule(rule))
+            numbers = sorted(self.numbering.apps.numbers[a] for a in app_ids if a in self.numbering.apps.numbers)
+            if not numbers:
+                self.warnings.append(f"rule '{rule.name}' names no app the catalog has; it matches nothing")
+                return []
+            values = ", ".join(hexmark(marks.app_bits(n)) for n in numbers)
+            app_match = f"ct mark & {hexmark(marks.APP_MASK)} {{ {values} }}"
+
+        action = "goto do_block" if rule.action == "block" else self._set_class(rule.qos_class)
+        time_matches = self._schedule_matches(self.policy.schedules[rule.schedule]) if rule.schedule else [""]
+        source_matches = self._source_matches(index, rule)
+        nft_rules = []
+        for source in source_matches:
+            for when in time_matches:
+                parts = [p for p in (source, app_match, when, f"counter name {counter}", action) if p]
+                nft_rules.append(NftRule(" ".join(parts), comment=where))
+        return nft_rules
+
+    def _source_matches(self, index: int, rule: Rule) -> list[str]:
+        """Alternatives (one nft rule each) that together mean: source in groups, not in except_groups."""
+        groups = [self.policy.groups[g] for g in rule.groups]
+        excepted = SourceSets(self.policy.groups[g] for g in rule.except_groups)
+        exc_v4 = exc_v6 = exc_mac = ""
+        if excepted:
+            for statement in self._member_sets(f"rule_{index}_except", excepted, f"rule {rule.name}: except"):
+                name = statement.split("@", 1)[1]
+                negated = statement.replace(" @", " != @")
+                if name.endswith("_v4"):
+                    exc_v4 = negated
+                elif name.endswith("_v6"):
+                    exc_v6 = negated
+                else:
+                    exc_mac = negated
+        v4_exceptions = " ".join(p for p in (exc_v4, exc_mac) if p)
+        v6_exceptions = " ".join(p for p in (exc_v6, exc_mac) if p)
+        if not groups:
+            if not excepted:
+                return [""]
+            return [f"meta nfproto ipv4 {v4_exceptions}".strip(), f"meta nfproto ipv6 {v6_exceptions}".strip()]
+
+        members = SourceSets(groups)
+        prefix = (f"group_{self.numbering.groups.numbers[rule.groups[0]]}" if len(groups) == 1
+                  else f"rule_{index}_groups")
+        alternatives = []
+        for statement in self._member_sets(prefix, members, f"rule {rule.name}: groups"):
+            if statement.startswith("ip saddr"):
+                alternatives.append(f"{statement} {v4_exceptions}".strip())
+            elif statement.startswith("ip6 saddr"):
+                alternatives.append(f"{statement} {v6_exceptions}".strip())
+            else:  # MAC members: the packet may be either family
+                alternatives.append(f"meta nfproto ipv4 {statement} {v4_exceptions}".strip())
+                alternatives.append(f"meta nfproto ipv6 {statement} {v6_exceptions}".strip())
+        return alternatives
+
+    @staticmethod
+    def _schedule_matches(schedule: Schedule) -> list[str]:
+        day_match = ""
+        if len(schedule.days) < 7:
+            day_match = "meta day { " + ", ".join(f'"{NFT_DAYS[d]}"' for d in sorted(schedule.days)) + " }"
+        if not schedule.hours:
+            return [day_match]
+        matches = []
+        for hours in schedule.hours:
+            start = f"{hours.start_minute // 60:02d}:{hours.start_minute % 60:02d}"
+            last_minute = (hours.end_minute - 1) % 1440  # nft ranges are inclusive
+            end = f"{last_minute // 60:02d}:{last_minute % 60:02d}:59"
+            matches.append(f"{day_match} meta hour \"{start}\"-\"{end}\"".strip())
+        return matches
+
+    def _block_chain(self) -> None:
+        keep = 0xFFFFFFFF & ~marks.CLASS_MASK
+        self.table.chains.append(NftChain("do_block", (
+            NftRule(f"ct mark set ct mark & {hexmark(keep)} | {hexmark(marks.BLOCK_BIT)}"),
+            NftRule(f"update @{SET_USAGE} {{ ct mark & {hexmark(USAGE_KEY_MASK)} }}"),
+            NftRule(f"meta l4proto tcp counter name {COUNTER_BLOCKED_TCP} reject with tcp reset"),
+            NftRule(f"meta l4proto udp counter name {COUNTER_BLOCKED_UDP} drop"),
+            NftRule(f"counter name {COUNTER_BLOCKED_OTHER} drop"),
+        ), comment="blocked: TCP gets a reset, the rest is dropped"))
+
+    def _enforce_chain(self) -> None:
+        class_map = tuple(
+            f"{hexmark(marks.class_bits(index))} : 1:{self.numbering.tc_minor(name):x}"
+            for name, index in self.numbering.classes.items())
+        self.table.sets.append(NftSet("class_priority", "mark", "classid", elements=class_map,
+                                      comment="class bits of the ct mark -> tc class (skb priority)"))
+        rules = (
+            NftRule(f"ct mark & {hexmark(marks.GROUP_MASK)} == 0 return", comment="not an office flow"),
+            NftRule(f"meta mark & {hexmark(marks.APP_MASK)} != 0 ct mark & {hexmark(marks.APP_MASK)} == 0 "
+                    f"meta mark & {hexmark(marks.APP_MASK)} vmap @classifier_verdicts",
+                    comment="the classifier's verdict: save it in the flow"),
+            NftRule(f"meta mark & {hexmark(marks.GATEWAYD_MASK)} != 0 "
+                    f"meta mark set meta mark & {hexmark(marks.OTHERS_MASK)}",
+                    comment="leave the packet mark as we found it"),
+            NftRule("ct direction original jump rules"),
+            NftRule(f"ct mark & {hexmark(marks.BLOCK_BIT)} != 0 counter name {COUNTER_BLOCKED_REPLIES} drop"),
+            NftRule(f"meta priority set ct mark & {hexmark(marks.CLASS_MASK)} map @class_priority"),
+            NftRule(f"update @{SET_USAGE} {{ ct mark & {hexmark(USAGE_KEY_MASK)} }}"),
+        )
+        self.table.chains.append(NftChain("enforce", rules, BaseHook("forward", ENFORCE_PRIORITY)))
+
+
+def compile_ruleset(policy: Policy, numbering: Numbering) -> CompiledRuleset:
+    return RulesetCompiler(policy, numbering).compile()
