@@ -25,7 +25,7 @@ MIN_RATE_BPS = 8_000  # HTB needs a positive rate; "no guarantee" becomes a toke
 
 
 def classid(major: int, minor: int) -> str:
-    return f"{major:x}:{minor:x}"
+    return f"{major:x}:{minor:x}" if minor else f"{major:x}:"
 
 
 @dataclass(frozen=True)

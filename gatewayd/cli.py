@@ -1,0 +1,75 @@
+"""gatewayd command line: check, render, run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gatewayd.policy.errors import PolicyError
+from gatewayd.policy.loader import load_policy
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy, args.catalog)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 1
+    print(f"{args.policy}: OK ({len(policy.groups)} groups, {len(policy.rules)} rules, "
+          f"{len(policy.classes)} classes, {len(policy.applications)} apps)")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from gatewayd.compile.plan import compile_plan
+
+    try:
+        policy = load_policy(args.policy, args.catalog)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 1
+    sys.stdout.write(compile_plan(policy).render())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gatewayd.daemon.logsetup import setup_logging
+    from gatewayd.daemon.reactor import Daemon
+
+    setup_logging(args.log_level)
+    return Daemon(args.policy, args.catalog).run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatewayd", description="Office gateway: app classification, "
+                                     "blocking and QoS through nftables and tc.")
+    parser.add_argument("--catalog", help="application catalog to use instead of the built-in one")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="validate a policy file; errors as FILE:LINE:COL")
+    check.add_argument("policy")
+    check.set_defaults(func=cmd_check)
+
+    render = commands.add_parser("render", help="print the nft ruleset and tc trees a policy compiles to")
+    render.add_argument("policy")
+    render.set_defaults(func=cmd_render)
+
+    run = commands.add_parser("run", help="run the daemon in the foreground (root)")
+    run.add_argument("--policy", required=True)
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Put a plan into the kernel, or leave the running one in place.
+
+Order: nft table (one atomic transaction), then the HTB trees, then the queue
+rule. If a later step fails, the previous plan is put back, so a policy that
+fails to apply never leaves the office half-configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from gatewayd.apply.nft import NftError, NftKernel
+from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
+from gatewayd.apply.tc import TcError, TcKernel
+from gatewayd.compile.plan import Plan
+from gatewayd.compile.ruleset import set_app_chain
+
+log = logging.getLogger("gatewayd.apply")
+
+SYS_CLASS_NET = Path("/sys/class/net")
+
+
+class ApplyError(RuntimeError):
+    pass
+
+
+def missing_interfaces(plan: Plan) -> list[str]:
+    wanted = [plan.policy.interfaces.wan, *plan.policy.interfaces.lan]
+    return [name for name in wanted if not (SYS_CLASS_NET / name).exists()]
+
+
+class Applier:
+    def __init__(self) -> None:
+        self.nft = NftKernel()
+        self.tc = TcKernel()
+        self.queue = QueueInstaller(self.nft)
+
+    def apply(self, plan: Plan, previous: Plan | None) -> None:
+        missing = missing_interfaces(plan)
+        if missing:
+            raise ApplyError(f"interface(s) {', '.join(missing)} named in the policy do not exist")
+        valid_chains = {set_app_chain(n) for n in plan.numbering.apps.numbers.values()}
+        try:
+            self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains))
+        except NftError as exc:
+            raise ApplyError(f"nftables refused the ruleset, nothing changed: {exc}") from exc
+        try:
+            self.tc.apply(plan.tc_trees, previous.tc_trees if previous else ())
+            self.queue.install(plan.queue)
+        except (TcError, QueueRuleError, OSError) as exc:
+            self._restore(previous)
+            raise ApplyError(f"{exc}; the previous policy was put back" if previous else str(exc)) from exc
+
+    def _restore(self, previous: Plan | None) -> None:
+        if previous is None:
+            self.teardown(None)
+            return
+        try:
+            self.nft.replace_table(previous.ruleset.table, self.nft.carried_state(
+                {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}))
+            self.tc.apply(previous.tc_trees)
+            self.queue.install(previous.queue)
+        except Exception:
+            log.exception("event=restore_failed")
+
+    def teardown(self, plan: Plan | None) -> None:
+        """Remove everything gatewayd put in the kernel; safe to call twice."""
+        self.queue.remove()
+        try:
+            self.nft.delete_table()
+        except NftError as exc:
+            log.warning("event=teardown_nft_failed error=%r", str(exc))
+        if plan is not None:
+            self.tc.remove([tree.interface for tree in plan.tc_trees])

@@ -1,0 +1,107 @@
+"""The NFQUEUE callback: classify a queued packet, teach the kernel, give the verdict.
+
+Every queued packet is accepted: blocking is the kernel's job (rules chain),
+so a bug here can delay a decision but never blackhole traffic. A decision
+travels back in the packet mark (app bits, compile/marks.py); the enforce
+chain saves it in the ct mark. Addresses learned from a DNS answer enter the
+kernel maps before the answer is released, so the client's first packet to
+them is decided in the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from gatewayd.apply.nft import LearnedElement, NftError, NftKernel
+from gatewayd.classify.engine import Classifier, LearnedAddress
+from gatewayd.compile import marks
+from gatewayd.compile.numbering import Numbering
+from gatewayd.compile.ruleset import MAP_LEARNED_V4, MAP_LEARNED_V6, set_app_chain
+from gatewayd.metrics.daemon_state import DaemonMetrics
+
+flow_log = logging.getLogger("gatewayd.flow")
+log = logging.getLogger("gatewayd.verdicts")
+
+
+class LearnedAddressBook:
+    """What the daemon has put in the learned maps, to know when an entry needs a refresh."""
+
+    def __init__(self, max_entries: int = 262144) -> None:
+        self._expiry: dict[str, float] = {}
+        self._max_entries = max_entries
+
+    def split(self, entries: Iterable[LearnedAddress], now: float) -> tuple[list[LearnedAddress], list[str]]:
+        """Entries worth sending (new, or past half their life) and which of those are present now."""
+        fresh, present = [], []
+        for entry in entries:
+            key = str(entry.address)
+            expires = self._expiry.get(key)
+            if expires is not None and expires - now > entry.ttl / 2:
+                continue  # still comfortably alive in the kernel
+            fresh.append(entry)
+            if expires is not None and expires > now:
+                present.append(key)
+        return fresh, present
+
+    def record(self, entries: Iterable[LearnedAddress], now: float) -> None:
+        if len(self._expiry) > self._max_entries:
+            self._expiry = {k: v for k, v in self._expiry.items() if v > now}
+        for entry in entries:
+            self._expiry[str(entry.address)] = now + entry.ttl
+
+    def clear(self) -> None:
+        self._expiry.clear()
+
+
+class VerdictHandler:
+    def __init__(self, classifier: Classifier, numbering: Numbering, kernel: NftKernel,
+                 metrics: DaemonMetrics) -> None:
+        self.classifier = classifier
+        self.numbering = numbering
+        self.kernel = kernel
+        self.metrics = metrics
+        self.learned_book = LearnedAddressBook()
+
+    def __call__(self, packet: Any) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic())
+            if outcome.learned:
+                self._learn(outcome.learned)
+            if outcome.decision is not None:
+                decision = outcome.decision
+                number = self.numbering.apps.numbers.get(decision.app, marks.APP_UNKNOWN)
+                packet.set_mark(marks.verdict_packet_mark(packet.get_mark(), number))
+                self.metrics.decisions.labels(decision.method).inc()
+                if flow_log.isEnabledFor(logging.DEBUG):
+                    flow_log.debug("event=flow_decided app=%s method=%s evidence=%r",
+                                   decision.app, decision.method, decision.evidence)
+        except Exception:
+            self.metrics.errors.inc()
+            log.exception("event=verdict_failed action=accept")
+        finally:
+            packet.accept()
+            self.metrics.latency.observe(time.perf_counter() - started)
+
+    def _learn(self, learned: list[LearnedAddress]) -> None:
+        now = time.monotonic()
+        known = [e for e in learned if e.app in self.numbering.apps.numbers]
+        fresh, present = self.learned_book.split(known, now)
+        for version, map_name in ((4, MAP_LEARNED_V4), (6, MAP_LEARNED_V6)):
+            batch = [e for e in fresh if e.address.version == version]
+            if not batch:
+                continue
+            elements = [LearnedElement(str(e.address), set_app_chain(self.numbering.apps.numbers[e.app]), e.ttl)
+                        for e in batch]
+            refresh = [a for a in present if ipaddress.ip_address(a).version == version]
+            try:
+                self.kernel.add_learned(map_name, elements, refresh)
+            except NftError as exc:
+                log.warning("event=learn_failed map=%s error=%r", map_name, str(exc))
+                continue
+            self.learned_book.record(batch, now)
+            self.metrics.learned.inc(len(batch))

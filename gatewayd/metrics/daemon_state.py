@@ -1,0 +1,37 @@
+"""Metrics the daemon itself owns: classifier decisions and latency, policy reloads, fail mode."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+METHODS = ("dns-learned", "tls-sni", "http-host", "address", "signature", "port", "give-up", "dns")
+
+
+class DaemonMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.decisions = Counter("gatewayd_classifier_decisions", "Flows the classifier decided, by method.",
+                                 ["method"], registry=registry)
+        for method in METHODS:
+            self.decisions.labels(method)
+        self.latency = Histogram("gatewayd_classifier_latency_seconds",
+                                 "Time from reading a queued packet to its verdict.", buckets=LATENCY_BUCKETS,
+                                 registry=registry)
+        self.learned = Counter("gatewayd_dns_learned", "Addresses learned from DNS answers (incl. refreshes).",
+                               registry=registry)
+        self.errors = Counter("gatewayd_classifier_errors", "Queued packets whose handling failed (accepted anyway).",
+                              registry=registry)
+        self.generation = Gauge("gatewayd_policy_generation", "Policy generation: +1 on every successful apply.",
+                                registry=registry)
+        self.reload_time = Gauge("gatewayd_policy_last_reload_timestamp_seconds",
+                                 "When the last reload was attempted.", registry=registry)
+        self.reload_success = Gauge("gatewayd_policy_last_reload_success",
+                                    "Whether the last reload applied (1) or was refused (0).", registry=registry)
+        self.reloads = Counter("gatewayd_policy_reloads", "Reload attempts by result.", ["result"], registry=registry)
+        self.fail_mode = Gauge("gatewayd_fail_mode", "The fail mode in force (1 for the current one).", ["mode"],
+                               registry=registry)
+        self.up_since = Gauge("gatewayd_start_time_seconds", "When the daemon started (Unix time).", registry=registry)
+
+    def set_fail_mode(self, mode: str) -> None:
+        for candidate in ("open", "closed"):
+            self.fail_mode.labels(candidate).set(1 if candidate == mode else 0)

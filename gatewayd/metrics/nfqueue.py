@@ -1,0 +1,47 @@
+"""NFQUEUE health from /proc/net/netfilter/nfnetlink_queue: backlog and drops of our queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from gatewayd.metrics.base import PlanSource, SourceCollector
+
+PROC_QUEUE = Path("/proc/net/netfilter/nfnetlink_queue")
+
+
+def read_queue_line(queue_num: int, path: Path = PROC_QUEUE) -> dict[str, int] | None:
+    """Fields per the kernel's nfnetlink_queue seq_show: queue, portid, total, mode, range, dropped, user_dropped, seq."""
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 7 and int(fields[0]) == queue_num:
+            return {"backlog": int(fields[2]), "queue_dropped": int(fields[5]), "user_dropped": int(fields[6])}
+    return None
+
+
+class NfqueueCollector(SourceCollector):
+    name = "nfqueue"
+
+    def __init__(self, plans: PlanSource) -> None:
+        super().__init__()
+        self._plans = plans
+
+    def read(self) -> Iterator[Metric]:
+        plan = self._plans.current_plan()
+        if plan is None:
+            return
+        stats = read_queue_line(plan.policy.classifier.queue_num)
+        dropped = CounterMetricFamily("gatewayd_nfqueue_dropped_packets",
+                                      "Packets the kernel could not queue to the classifier (queue full, or the socket buffer).",
+                                      labels=["reason"])
+        backlog = GaugeMetricFamily("gatewayd_nfqueue_backlog_packets", "Packets waiting in the queue for a verdict.")
+        if stats:
+            dropped.add_metric(["queue_full"], stats["queue_dropped"])
+            dropped.add_metric(["socket"], stats["user_dropped"])
+            backlog.add_metric([], stats["backlog"])
+        yield dropped
+        yield backlog

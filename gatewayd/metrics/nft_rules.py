@@ -1,0 +1,58 @@
+"""Hits per policy rule and blocked packets, from the named counters of the gatewayd table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from gatewayd.apply.nft import Counter, NftKernel
+from gatewayd.compile import ruleset
+from gatewayd.metrics.base import PlanSource, SourceCollector
+
+BLOCKED_COUNTERS = {
+    ruleset.COUNTER_BLOCKED_TCP: "tcp",
+    ruleset.COUNTER_BLOCKED_UDP: "udp",
+    ruleset.COUNTER_BLOCKED_OTHER: "other",
+}
+
+
+def packets_of(counters: dict[str, Counter], name: str) -> int:
+    counter = counters.get(name)
+    return counter.packets if counter else 0
+
+
+class RuleCollector(SourceCollector):
+    name = "nft_rules"
+
+    def __init__(self, plans: PlanSource) -> None:
+        super().__init__()
+        self._plans = plans
+        self._kernel: NftKernel | None = None
+
+    def read(self) -> Iterator[Metric]:
+        plan = self._plans.current_plan()
+        if plan is None:
+            return
+        self._kernel = self._kernel or NftKernel()
+        counters = self._kernel.named_counters()
+        hits = CounterMetricFamily("gatewayd_rule_hits", "Packets that matched a policy rule (original direction).", labels=["rule"])
+        hit_bytes = CounterMetricFamily("gatewayd_rule_hit_bytes", "Bytes of packets that matched a policy rule.", labels=["rule"])
+        for counter_name, rule_name in plan.ruleset.rule_counters.items():
+            counter = counters.get(counter_name)
+            if counter:
+                hits.add_metric([rule_name], counter.packets)
+                hit_bytes.add_metric([rule_name], counter.bytes)
+        blocked = CounterMetricFamily("gatewayd_blocked_packets", "Packets blocked by policy: TCP answered with a reset, the rest dropped.", labels=["protocol"])
+        for counter_name, protocol in BLOCKED_COUNTERS.items():
+            blocked.add_metric([protocol], packets_of(counters, counter_name))
+        replies = CounterMetricFamily("gatewayd_blocked_reply_packets", "Reply-direction packets of blocked flows, dropped.")
+        replies.add_metric([], packets_of(counters, ruleset.COUNTER_BLOCKED_REPLIES))
+        queued = CounterMetricFamily("gatewayd_queued_packets", "Packets the kernel handed to the classifier (first packets of undecided flows).")
+        queued.add_metric([], packets_of(counters, ruleset.COUNTER_QUEUED))
+        gave_up = CounterMetricFamily("gatewayd_flows_gave_up", "Flows still undecided after max_packets, decided by port or as unknown.")
+        gave_up.add_metric([], packets_of(counters, ruleset.COUNTER_GAVE_UP))
+        learned = GaugeMetricFamily("gatewayd_dns_learned_addresses", "Server addresses learned from DNS, held in kernel maps.", labels=["family"])
+        for map_name, count in self._kernel.learned_count().items():
+            learned.add_metric([map_name.rsplit("_", 1)[1]], count)
+        yield from (hits, hit_bytes, blocked, replies, queued, gave_up, learned)

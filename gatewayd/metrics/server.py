@@ -1,0 +1,29 @@
+"""Build the registry of all collectors and serve it over HTTP."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from gatewayd.metrics.base import PlanSource
+from gatewayd.metrics.daemon_state import DaemonMetrics
+from gatewayd.metrics.nfqueue import NfqueueCollector
+from gatewayd.metrics.nft_rules import RuleCollector
+from gatewayd.metrics.nft_usage import UsageCollector
+from gatewayd.metrics.tc_classes import TcClassCollector
+
+
+def build_registry(plans: PlanSource) -> tuple[CollectorRegistry, DaemonMetrics]:
+    registry = CollectorRegistry()
+    for collector in (UsageCollector(plans), RuleCollector(plans), TcClassCollector(plans), NfqueueCollector(plans)):
+        registry.register(collector)
+    return registry, DaemonMetrics(registry)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def serve(registry: CollectorRegistry, listen: str) -> None:
+    host, port = parse_listen(listen)
+    start_http_server(port, addr=host, registry=registry)

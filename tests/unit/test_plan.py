@@ -1,0 +1,151 @@
+"""The plan (nft table, HTB trees, queue rule) compiled from a policy, checked without root."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+
+from gatewayd.compile import marks
+from gatewayd.compile.numbering import Numbering
+from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.compile.ruleset import disjoint_networks
+from gatewayd.policy.loader import load_policy, load_policy_text
+
+HERE = Path(__file__).parent / "plan"
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = HERE / "small.render"
+
+
+def small_plan(text: str | None = None, previous: Plan | None = None) -> Plan:
+    text = text if text is not None else (HERE / "small.yaml").read_text()
+    policy = load_policy_text(text, "small.yaml", catalog_path=str(HERE / "catalog.yaml"))
+    return compile_plan(policy, previous)
+
+
+def test_render_matches_golden_file() -> None:
+    rendered = small_plan().render()
+    if os.environ.get("GATEWAYD_UPDATE_GOLDEN"):
+        GOLDEN.write_text(rendered)
+    assert rendered == GOLDEN.read_text(), "run with GATEWAYD_UPDATE_GOLDEN=1 to accept a deliberate change"
+
+
+def test_rules_keep_policy_order_and_point_back_at_their_lines() -> None:
+    rules = small_plan().ruleset.table.chain("rules").rules
+    names = [r.comment.split(" (")[0] for r in rules]
+    order = list(dict.fromkeys(names))
+    assert order == ["favour dingtalk", "no-p2p", "video-at-work", "night-bulk", "guests", "default"]
+    assert rules[0].comment == "favour dingtalk (small.yaml:18:5)"
+
+
+def test_block_rule_resets_tcp_and_drops_the_rest() -> None:
+    block = small_plan().ruleset.table.chain("do_block").rules
+    statements = [r.statement for r in block]
+    assert any("meta l4proto tcp" in s and s.endswith("reject with tcp reset") for s in statements)
+    assert any("meta l4proto udp" in s and s.endswith("drop") for s in statements)
+
+
+def test_except_groups_become_negated_sets_per_family() -> None:
+    plan = small_plan()
+    rules = [r.statement for r in plan.ruleset.table.chain("rules").rules if r.comment.startswith("no-p2p")]
+    assert rules[0].startswith("meta nfproto ipv4 ip saddr != @rule_2_except_v4")
+    assert rules[1].startswith("meta nfproto ipv6 ")  # managers have no v6 member: v6 flows are not excepted
+    except_set = next(s for s in plan.ruleset.table.sets if s.name == "rule_2_except_v4")
+    assert except_set.elements == ("192.0.2.10/32",)
+
+
+def test_mac_members_match_both_families() -> None:
+    rules = [r.statement for r in small_plan().ruleset.table.chain("rules").rules
+             if r.comment.startswith("video-at-work")]
+    assert any(s.startswith("meta nfproto ipv4 ether saddr @rule_3_groups_mac") for s in rules)
+    assert any(s.startswith("meta nfproto ipv6 ether saddr @rule_3_groups_mac") for s in rules)
+
+
+def test_schedule_compiles_to_kernel_time_matches() -> None:
+    rules = [r.statement for r in small_plan().ruleset.table.chain("rules").rules]
+    work = next(s for s in rules if "rule_3_" in s)
+    assert 'meta day { "Monday", "Tuesday", "Wednesday", "Thursday", "Friday" }' in work
+    assert 'meta hour "09:00"-"17:59:59"' in work
+    night = next(s for s in rules if "rule_4_" in s)
+    assert 'meta hour "22:00"-"05:59:59"' in night and "meta day" not in night
+
+
+def test_app_numbers_survive_a_reload_that_adds_apps() -> None:
+    first = small_plan()
+    text = (HERE / "small.yaml").read_text().replace(
+        "applications:\n", "applications:\n  aaa-new: { name: New, category: web, domains: [new.example] }\n")
+    second = small_plan(text, previous=first)
+    for app, number in first.numbering.apps.numbers.items():
+        assert second.numbering.apps.numbers[app] == number
+    assert second.numbering.apps.numbers["aaa-new"] not in first.numbering.apps.numbers.values()
+
+
+def test_catalog_addresses_are_made_disjoint_most_specific_wins() -> None:
+    pairs = [(ipaddress.ip_network("203.0.113.0/24"), "cloudx"), (ipaddress.ip_network("203.0.113.20/32"), "erp")]
+    result = disjoint_networks(pairs)
+    assert (ipaddress.ip_network("203.0.113.20/32"), "erp") in result
+    covered = [n for n, app in result if app == "cloudx"]
+    assert sum(n.num_addresses for n in covered) == 255
+    assert all(not n.overlaps(ipaddress.ip_network("203.0.113.20/32")) for n in covered)
+
+
+def test_address_and_port_apps_need_both() -> None:
+    sets = {s.name: s for s in small_plan().ruleset.table.sets}
+    assert any(e.startswith("203.0.113.20/32 . tcp . 8443 : goto set_app_")
+               for e in sets["app_address_ports_v4"].elements)
+    assert all("203.0.113.20/32 :" not in e for e in sets["app_addresses_v4"].elements)
+    assert any(e.startswith("tcp . 22 : goto") for e in sets["app_ports"].elements)
+
+
+def test_htb_trees_shape_upload_on_wan_and_download_on_lan() -> None:
+    trees = {t.interface: t for t in small_plan().tc_trees}
+    assert trees["wan0"].direction == "upload" and trees["wan0"].link_bps == 20_000_000
+    assert trees["lan0"].direction == "download" and trees["lan0"].link_bps == 50_000_000
+    bulk = next(c for c in trees["lan0"].classes if c.name == "bulk")
+    assert (bulk.rate_bps, bulk.ceil_bps, bulk.priority) == (1_000_000, 15_000_000, 7)
+    assert trees["lan0"].default_minor == next(c.minor for c in trees["lan0"].classes if c.name == "default")
+    for tree in trees.values():
+        for htb_class in tree.classes:
+            assert 1514 <= htb_class.quantum_bytes <= 200_000  # HTB warns outside this
+            assert htb_class.burst_bytes >= 2 * 1514
+
+
+def test_class_priority_map_matches_tc_minors() -> None:
+    plan = small_plan()
+    class_map = next(s for s in plan.ruleset.table.sets if s.name == "class_priority")
+    for name, index in plan.numbering.classes.items():
+        expected = f"0x{marks.class_bits(index):08x} : 1:{plan.numbering.tc_minor(name):x}"
+        assert expected in class_map.elements
+
+
+def test_queue_rule_bypass_follows_fail_mode() -> None:
+    open_plan = small_plan()
+    assert open_plan.queue.bypass and "--queue-bypass" in open_plan.queue.iptables_restore()
+    closed_text = (HERE / "small.yaml").read_text().replace("version: 1\n", "version: 1\nclassifier: { fail_mode: closed }\n")
+    closed = small_plan(closed_text)
+    assert not closed.queue.bypass and "--queue-bypass" not in closed.queue.iptables_restore()
+
+
+def test_verdict_mark_keeps_other_tools_bits() -> None:
+    mark = marks.verdict_packet_mark(0xABCD_EF42, 5)
+    assert mark & marks.OTHERS_MASK == 0x42
+    assert marks.app_number_of(mark) == 5
+    assert marks.GATEWAYD_MASK & marks.OTHERS_MASK == 0
+
+
+def test_number_allocation_reuses_freed_numbers_only_for_new_names() -> None:
+    first = marks.NumberAllocation.allocate(["a", "b", "c"], 2, 10)
+    second = marks.NumberAllocation.allocate(["a", "c", "d"], 2, 10, first)
+    assert second.numbers["a"] == first.numbers["a"] and second.numbers["c"] == first.numbers["c"]
+    assert second.numbers["d"] == first.numbers["b"]  # b is gone, its number is free again
+    with pytest.raises(ValueError):
+        marks.NumberAllocation.allocate([str(i) for i in range(20)], 2, 10)
+
+
+def test_office_policy_compiles() -> None:
+    plan = compile_plan(load_policy(str(REPO / "policies" / "office.yaml")))
+    assert not plan.ruleset.warnings
+    assert "table inet gatewayd {" in plan.render()
+    assert isinstance(plan.numbering, Numbering)
