@@ -159,7 +159,8 @@ class RulesetCompiler:
                         comment=name),
                 NftRule(f"update @{SET_FLOWS} {{ ct mark & {hexmark(FLOWS_KEY_MASK)} }}"),
             )))
-        verdicts = tuple(f"{hexmark(marks.app_bits(n))} : goto {set_app_chain(n)}"
+        # jump, not goto: the enforce chain must go on to the rules after saving the app.
+        verdicts = tuple(f"{hexmark(marks.app_bits(n))} : jump {set_app_chain(n)}"
                          for n in sorted(self.numbering.apps.numbers.values()))
         self.table.sets.append(NftSet("classifier_verdicts", "mark", "verdict", elements=verdicts,
                                       comment="app bits in the packet mark -> save into the ct mark"))

@@ -1,0 +1,134 @@
+"""Run the real gatewayd daemon in a lab's gateway namespace, for the demo and the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gatewayd.lab.topology import GATEWAY
+
+if TYPE_CHECKING:
+    from gatewayd.lab.topology import Lab
+
+START_TIMEOUT_SECONDS = 20.0
+METRICS_LISTEN = "127.0.0.1:9108"
+
+
+class GatewayError(RuntimeError):
+    pass
+
+
+class GatewayDaemon:
+    """`gatewayd run` inside the lab's gateway namespace, with its log in the lab's workdir."""
+
+    def __init__(self, lab: "Lab", policy_path: str | Path, log_name: str = "gatewayd.log") -> None:
+        self.lab = lab
+        self.policy_path = Path(policy_path)
+        self.log_path = lab.workdir / log_name
+        self._log_name = log_name
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = START_TIMEOUT_SECONDS, log_level: str = "info") -> "GatewayDaemon":
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.process = self.lab.popen(GATEWAY, [sys.executable, "-m", "gatewayd", "run", "--policy",
+                                                str(self.policy_path), "--log-level", log_level],
+                                      log_name=self._log_name)
+        self.wait_for_log("event=started", offset, timeout)
+        return self
+
+    def log_text(self, offset: int = 0) -> str:
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def wait_for_log(self, needle: str, offset: int = 0, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text(offset)
+            if needle in text:
+                return text
+            if self.process is not None and self.process.poll() is not None:
+                raise GatewayError(f"gatewayd exited with {self.process.returncode}:\n{self.log_text(offset)}")
+            time.sleep(0.05)
+        raise GatewayError(f"no {needle!r} in gatewayd's log within {timeout}s:\n{self.log_text(offset)}")
+
+    def reload(self, expect: str = "event=reloaded", timeout: float = 10.0) -> str:
+        """SIGHUP, then wait for `expect` in the log lines written after it."""
+        offset = self.log_size()
+        self.signal(signal.SIGHUP)
+        return self.wait_for_log(expect, offset, timeout)
+
+    def signal(self, signum: int) -> None:
+        if self.process is None or self.process.poll() is not None:
+            raise GatewayError("gatewayd is not running")
+        # `ip netns exec` execs the daemon, so the Popen pid is the daemon's.
+        os.kill(self.process.pid, signum)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: no teardown runs, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def metrics(self, listen: str = METRICS_LISTEN) -> str:
+        url = f"http://{listen}/metrics"
+        result = self.lab.run(GATEWAY, ["curl", "-s", "--max-time", "5", url], timeout=10)
+        return result.stdout
+
+    def nft(self, *args: str) -> str:
+        return self.lab.run(GATEWAY, ["nft", *args], timeout=10).stdout
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (0 if none)."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(part.split("=", 1) for part in _split_labels(label_text.rstrip("}"))) if label_text else {}
+        found = {k: urllib.parse.unquote(v.strip('"')) for k, v in found.items()}
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def _split_labels(text: str) -> list[str]:
+    parts, current, quoted = [], "", False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    if current:
+        parts.append(current)
+    return parts
