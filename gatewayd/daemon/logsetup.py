@@ -47,5 +47,8 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Libraries' debug output (every netlink message) would drown our own events.
+    for noisy in ("pyroute2", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
     # Flow events can come thousands a second; keep the log readable.
     logging.getLogger("gatewayd.flow").addFilter(RateLimitFilter())

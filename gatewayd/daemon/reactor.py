@@ -64,8 +64,12 @@ class Daemon:
             log.error("event=apply_failed error=%r", str(exc))
             return 1
         self._took_effect(plan)
+        # Every DNS flow stays "dns": attributing a lookup to the app it names would let
+        # a block rule drop the lookup itself, and a client that cannot resolve waits for
+        # a DNS timeout instead of getting a quick reset (and the kernel learns nothing).
         self.classifier = Classifier(ClassifierTables.build(policy.applications.values()),
-                                     max_packets=policy.classifier.max_packets)
+                                     max_packets=policy.classifier.max_packets,
+                                     dns_flow_takes_queried_app=False)
         self.handler = VerdictHandler(self.classifier, plan.numbering, self.applier.nft, self.metrics)
         try:
             self.queue = NetfilterQueue()

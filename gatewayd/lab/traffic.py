@@ -136,7 +136,8 @@ def _curl_error_kind(exit_code: int, stderr: str) -> Outcome:
     if exit_code == 6:
         return Outcome.DNS_FAILURE
     if exit_code == 7:
-        if "refused" in text:
+        # curl 7.88 says "Couldn't connect to server" for ECONNREFUSED: a reset answering the SYN.
+        if "refused" in text or "couldn't connect" in text:
             return Outcome.REFUSED
         if "no route" in text or "unreachable" in text:
             return Outcome.UNREACHABLE

@@ -1,0 +1,166 @@
+"""The lab demo: an office in network namespaces behind the real gatewayd, real traffic, a short report.
+
+Run as root: `python -m gatewayd.lab.demo` (scripts/demo sets up and runs it).
+Everything it creates is removed at the end, also on Ctrl-C or error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from gatewayd.compile import marks
+from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.lab import traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.services import DEFAULT_SITES
+from gatewayd.lab.topology import GATEWAY, Lab
+from gatewayd.lab.traffic import Outcome
+from gatewayd.policy.loader import load_policy
+
+BLOCKED = {Outcome.RESET, Outcome.REFUSED}
+
+
+@dataclass(frozen=True)
+class Visit:
+    host: str
+    site: str
+    kind: str  # "https", "http" or "bittorrent"
+    why: str
+
+
+VISITS = (
+    Visit("sales", "dingtalk", "https", "DingTalk for the front desk"),
+    Visit("finance", "erp", "https", "ERP for the back office"),
+    Visit("sales", "wechat", "https", "IM is for the front desk"),
+    Visit("finance", "wechat", "https", "IM is for the front desk"),
+    Visit("guest", "youku", "https", "no video for guests"),
+    Visit("service", "bilibili", "https", "video is bulk for staff"),
+    Visit("sales", "bittorrent", "bittorrent", "P2P is blocked"),
+    Visit("manager", "bittorrent", "bittorrent", "managers may use P2P"),
+    Visit("finance", "news", "https", "an app-less site"),
+)
+
+
+def decode_mark(plan: Plan, mark: int) -> tuple[str, str, bool]:
+    app = plan.numbering.app_name(marks.app_number_of(mark))
+    qos_class = plan.numbering.class_name(marks.class_index_of(mark))
+    return app, qos_class, bool(mark & marks.BLOCK_BIT)
+
+
+def flow_mark(lab: Lab, source: str, destination: str, port: int) -> int | None:
+    out = lab.run(GATEWAY, ["conntrack", "-L", "-s", source, "-d", destination, "-p", "tcp",
+                            "--dport", str(port)], check=False).stdout
+    found = re.findall(r"mark=(\d+)", out)
+    return int(found[-1]) if found else None
+
+
+def learned_app(lab: Lab, plan: Plan, address: str) -> str:
+    learned = lab.run(GATEWAY, ["nft", "list", "map", "inet", "gatewayd", "learned_v4"], check=False).stdout
+    found = re.search(re.escape(address) + r" [^,}]*?: goto set_app_(\d+)", learned)
+    return f"{plan.numbering.app_name(int(found.group(1)))} (DNS)" if found else "?"
+
+
+def visit(lab: Lab, plan: Plan, item: Visit) -> str:
+    site = DEFAULT_SITES[item.site]
+    source = OFFICE_HOSTS[item.host].ipv4
+    if item.kind == "bittorrent":
+        result = traffic.bittorrent_handshake(lab, item.host, site.ipv4)
+        outcome, port = result.outcome, 6881
+        passed = outcome == Outcome.ANSWERED
+    else:
+        result = traffic.https_get(lab, item.host, site.hostname, ip_version=4, timeout=5)
+        outcome, port = (Outcome.OK if result.ok else result.error), 443
+        passed = result.ok
+    mark = flow_mark(lab, source, site.ipv4, port)
+    if mark is not None:
+        app, qos_class, _ = decode_mark(plan, mark)
+    else:  # reset on its SYN: no conntrack entry stays, but the kernel knew the app from DNS
+        app, qos_class = learned_app(lab, plan, site.ipv4), "-"
+    if passed:
+        verdict = f"allowed   app={app:<11} class={qos_class}"
+    elif outcome in BLOCKED:
+        verdict = f"BLOCKED   app={app:<11} (TCP reset)"
+    else:
+        verdict = f"FAILED    ({outcome})"
+    target = f"{site.hostname}" + (":6881" if item.kind == "bittorrent" else "")
+    return f"  {item.host:<8} -> {target:<28} {verdict:<44} # {item.why}"
+
+
+def class_bytes(daemon: GatewayDaemon, interface: str) -> dict[str, float]:
+    exposition = daemon.metrics()
+    names = {m.group(1) for m in re.finditer(r'gatewayd_class_bytes_total\{class="([^"]+)"', exposition)}
+    return {name: metric_value(exposition, "gatewayd_class_bytes_total", interface=interface, **{"class": name})
+            for name in names}
+
+
+def contended_download(lab: Lab, daemon: GatewayDaemon, seconds: float) -> list[str]:
+    """Video (bulk) and ERP (business) downloads at once; the rate each class got on the LAN side."""
+    downloads = [("service", DEFAULT_SITES["bilibili"].hostname), ("finance", DEFAULT_SITES["erp"].hostname)]
+    before = class_bytes(daemon, "lan0")
+    started = time.monotonic()
+    processes = [lab.popen(host, ["curl", "-s", "-o", "/dev/null", "--max-time", str(seconds),
+                                  f"http://{name}/bytes/50000000"]) for host, name in downloads]
+    for process in processes:
+        try:
+            process.wait(seconds + 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    elapsed = time.monotonic() - started
+    after = class_bytes(daemon, "lan0")
+    lines = []
+    for name in ("realtime", "business", "default", "bulk"):
+        rate = (after.get(name, 0) - before.get(name, 0)) * 8 / elapsed / 1e6
+        lines.append(f"  {name:<9} {rate:6.1f} Mbit/s")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of the contended download")
+    args = parser.parse_args(argv)
+    policy = load_policy(str(OFFICE_POLICY))
+    plan = compile_plan(policy)
+    print(f"gatewayd lab demo: an office behind gatewayd running {OFFICE_POLICY.name}")
+    with Lab(hosts=OFFICE_HOSTS) as lab:
+        hosts = ", ".join(f"{k} {v.ipv4}" for k, v in OFFICE_HOSTS.items())
+        print(f"  lab up: namespaces {lab.prefix}*; office hosts: {hosts}")
+        daemon = GatewayDaemon(lab, OFFICE_POLICY).start()
+        started = daemon.log_text()
+        backend = re.search(r"queue_backend=(\S+)", started)
+        leaf = re.search(r"leaf_qdisc=(\S+)", started)
+        print(f"  gatewayd up: nft table inet gatewayd, HTB on wan0 (upload) and lan0 (download), "
+              f"NFQUEUE via {backend.group(1) if backend else '?'}, leaf queues {leaf.group(1) if leaf else '?'}")
+        try:
+            print("\nFlows (the app and class are read back from the kernel's conntrack mark):")
+            for item in VISITS:
+                print(visit(lab, plan, item))
+            print(f"\nRate each class got on the LAN side while video and ERP download at once "
+                  f"({args.seconds:g} s, link 50 Mbit/s, bulk capped at 30%):")
+            for line in contended_download(lab, daemon, args.seconds):
+                print(line)
+            exposition = daemon.metrics()
+            print("\nCounters (Prometheus, from the daemon's /metrics):")
+            print(f"  blocked TCP resets: {metric_value(exposition, 'gatewayd_blocked_packets_total', protocol='tcp'):.0f}, "
+                  f"flows decided: {metric_value(exposition, 'gatewayd_flows_total'):.0f}, "
+                  f"packets queued to the classifier: {metric_value(exposition, 'gatewayd_queued_packets_total'):.0f}, "
+                  f"addresses learned from DNS: {metric_value(exposition, 'gatewayd_dns_learned_addresses'):.0f}")
+            methods = {m: metric_value(exposition, "gatewayd_classifier_decisions_total", method=m)
+                       for m in ("tls-sni", "http-host", "dns-learned", "signature", "address", "dns")}
+            print("  decided by: " + ", ".join(f"{m} {v:.0f}" for m, v in methods.items() if v))
+            print(f"  metrics: http://127.0.0.1:9108/metrics inside namespace {lab.ns_name(GATEWAY)} "
+                  f"(try: ip netns exec {lab.ns_name(GATEWAY)} curl -s 127.0.0.1:9108/metrics)")
+        finally:
+            code = daemon.stop()
+            print(f"\ngatewayd stopped (exit {code}); removing the lab.")
+    print("done: no namespace, table or qdisc left behind.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Applications: the built-in catalog file and the policy's own, read by the same code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from yaml.nodes import Node
+
+from gatewayd.policy.fields import (
+    check_name,
+    check_signature,
+    parse_domain,
+    parse_network,
+    parse_port_match,
+    suggestion,
+)
+from gatewayd.policy.model import CATEGORIES, Application
+from gatewayd.policy.sourcefile import read_source
+from gatewayd.policy.yamltree import (
+    Checker,
+    check_keys,
+    compose,
+    field_at,
+    is_null,
+    mapping_entries,
+    text_list_of,
+    text_of,
+)
+
+APPLICATION_KEYS = ("name", "category", "domains", "addresses", "ports", "signatures")
+CATALOG_KEYS = ("applications",)
+MAX_APPLICATIONS = 4094  # the ct mark's 12-bit app id, less "undecided" and "unknown"
+
+Parsed = TypeVar("Parsed")
+
+
+def default_catalog_path() -> Path:
+    """The catalog in the source tree, else the one an install put under sys.prefix."""
+    in_tree = Path(__file__).resolve().parents[2] / "policies" / "catalog.yaml"
+    if in_tree.exists():
+        return in_tree
+    return Path(sys.prefix) / "share" / "gatewayd" / "catalog.yaml"
+
+
+def load_catalog(path: str | Path | None, issues_into: list) -> dict[str, Application]:
+    """The catalog's apps; its problems go to `issues_into` with the catalog's own FILE:LINE:COL."""
+    source = str(path if path is not None else default_catalog_path())
+    checker = Checker(source)
+    text = read_source(source, checker, "catalog")
+    applications: dict[str, Application] = {}
+    if text is not None:
+        root = compose(text, checker)
+        applications = _catalog_from_root(root, text, checker)
+    issues_into.extend(checker.issues)
+    return applications
+
+
+def _catalog_from_root(root: Node | None, text: str, checker: Checker) -> dict[str, Application]:
+    if root is None:
+        if not checker.issues:
+            checker.report_at(1, 1, "catalog is empty (expected a mapping with key 'applications')")
+        return {}
+    entries = mapping_entries(root, checker, "the catalog")
+    if entries is None:
+        return {}
+    known = check_keys(entries, checker, "the catalog", CATALOG_KEYS, required=CATALOG_KEYS, mapping=root)
+    if "applications" not in known:
+        return {}
+    return read_applications(known["applications"].value, checker, builtin=True)
+
+
+def read_applications(node: Node, checker: Checker, builtin: bool) -> dict[str, Application]:
+    if is_null(node):
+        return {}
+    entries = mapping_entries(node, checker, "'applications'")
+    applications: dict[str, Application] = {}
+    for entry in entries or []:
+        if field_at(checker, entry.key, lambda text: check_name(text, "application id"), entry.name) is None:
+            continue
+        application = _read_application(entry.name, entry.key, entry.value, checker, builtin)
+        if application is not None:
+            applications[entry.name] = application
+    return applications
+
+
+def _read_application(
+    app_id: str, key: Node, node: Node, checker: Checker, builtin: bool
+) -> Application | None:
+    what = f"application '{app_id}'"
+    entries = mapping_entries(node, checker, what)
+    if entries is None:
+        return None
+    known = check_keys(entries, checker, what, APPLICATION_KEYS, required=("name", "category"), owner=key)
+    name = text_of(known["name"].value, checker, f"'name' of {what}") if "name" in known else None
+    category = _read_category(known, checker, what)
+    domains = _parsed_list(known, "domains", checker, what, parse_domain)
+    networks = _parsed_list(known, "addresses", checker, what, parse_network)
+    ports = _parsed_list(known, "ports", checker, what, parse_port_match)
+    signatures = _parsed_list(known, "signatures", checker, what, check_signature)
+    all_keys_known = len(known) == len(entries)  # a misspelt key already explains a missing field
+    if all_keys_known and not any(field in known for field in ("domains", "addresses", "ports", "signatures")):
+        checker.report(key, f"{what} has no domains, addresses, ports or signatures, so nothing can identify it")
+        return None
+    if name is None or category is None:
+        return None
+    location = checker.location(key)
+    return Application(
+        id=app_id,
+        name=name,
+        category=category,
+        domains=tuple(domains),
+        networks=tuple(networks),
+        ports=tuple(ports),
+        signatures=tuple(signatures),
+        builtin=builtin,
+        location=location,
+    )
+
+
+def _read_category(known: dict, checker: Checker, what: str) -> str | None:
+    if "category" not in known:
+        return None
+    node = known["category"].value
+    category = text_of(node, checker, f"'category' of {what}")
+    if category is None:
+        return None
+    if category not in CATEGORIES:
+        checker.report(
+            node,
+            f"category '{category}' is not known (expected one of: {', '.join(CATEGORIES)})"
+            + suggestion(category, CATEGORIES),
+        )
+        return None
+    return category
+
+
+def _parsed_list(
+    known: dict, key: str, checker: Checker, what: str, parse: Callable[[str], Parsed]
+) -> list[Parsed]:
+    if key not in known:
+        return []
+    parsed: list[Parsed] = []
+    for item, text in text_list_of(known[key].value, checker, f"'{key}' of {what}"):
+        value = field_at(checker, item, parse, text)
+        if value is not None:
+            parsed.append(value)
+    return parsed
+

@@ -1,0 +1,239 @@
+"""Rules: reading them, resolving their references, and finding rules that can never match."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from yaml.nodes import Node, SequenceNode
+
+from gatewayd.policy.fields import suggestion
+from gatewayd.policy.model import CATEGORIES, Application, Rule
+from gatewayd.policy.yamltree import (
+    Checker,
+    Entry,
+    check_keys,
+    is_null,
+    kind_name,
+    mapping_entries,
+    text_list_of,
+    text_of,
+)
+
+RULE_KEYS = ("name", "groups", "except_groups", "apps", "categories", "schedule", "action", "class")
+ACTIONS = ("allow", "block")
+
+
+@dataclass(frozen=True)
+class Names:
+    """What a rule may refer to: every name the policy declares, even ones whose body had errors,
+    so one broken group does not also flag every rule that names it."""
+
+    groups: Collection[str]
+    schedules: Collection[str]
+    classes: Collection[str]
+    applications: dict[str, Application]
+
+
+def read_rules(node: Node, checker: Checker, names: Names) -> list[Rule]:
+    if is_null(node):
+        return []
+    if not isinstance(node, SequenceNode):
+        checker.report(node, f"'rules' must be a list (got {kind_name(node)})")
+        return []
+    rules: list[Rule] = []
+    first_use: dict[str, Node] = {}
+    for number, item in enumerate(node.value, start=1):
+        rule = _read_rule(item, number, checker, names, first_use)
+        if rule is not None:
+            rules.append(rule)
+    return rules
+
+
+def _read_rule(item: Node, number: int, checker: Checker, names: Names, first_use: dict[str, Node]) -> Rule | None:
+    entries = mapping_entries(item, checker, f"rule #{number}")
+    if entries is None:
+        return None
+    issues_before = len(checker.issues)
+    name = _rule_name(entries, item, number, checker, first_use)
+    what = f"rule '{name}'" if name else f"rule #{number}"
+    known = check_keys(entries, checker, what, RULE_KEYS)
+    groups = _references(known, "groups", checker, what, names.groups, "group", "groups")
+    except_groups = _references(known, "except_groups", checker, what, names.groups, "group", "groups")
+    apps = _application_references(known, checker, what, names.applications)
+    categories = _category_references(known, checker, what)
+    schedule = _single_reference(known, "schedule", checker, what, names.schedules, "schedule", "schedules")
+    action, qos_class = read_decision(known, item, checker, what, names.classes)
+    if name is None or action is None or len(checker.issues) > issues_before:
+        return None
+    return Rule(
+        name=name,
+        action=action,  # type: ignore[arg-type]
+        qos_class=qos_class,
+        groups=tuple(groups),
+        except_groups=tuple(except_groups),
+        apps=tuple(apps),
+        categories=tuple(categories),
+        schedule=schedule,
+        location=checker.location(item),
+    )
+
+
+def _rule_name(
+    entries: list[Entry], item: Node, number: int, checker: Checker, first_use: dict[str, Node]
+) -> str | None:
+    entry = next((entry for entry in entries if entry.name == "name"), None)
+    if entry is None:
+        checker.report(item, f"missing key 'name' in rule #{number}")
+        return None
+    name = text_of(entry.value, checker, f"'name' of rule #{number}")
+    if name is None:
+        return None
+    if name in first_use:
+        checker.report(
+            entry.value, f"rule name '{name}' is already used by the rule at line {first_use[name].start_mark.line + 1}"
+        )
+    else:
+        first_use[name] = entry.value
+    return name
+
+
+def _defined_list(kind_plural: str, defined: Collection[str]) -> str:
+    return f"defined {kind_plural}: {', '.join(defined)}" if defined else f"no {kind_plural} are defined"
+
+
+def _report_undefined(
+    checker: Checker, node: Node, kind: str, kind_plural: str, name: str, defined: Collection[str]
+) -> None:
+    checker.report(
+        node, f"{kind} '{name}' is not defined ({_defined_list(kind_plural, defined)})" + suggestion(name, defined)
+    )
+
+
+def _references(
+    known: dict[str, Entry], key: str, checker: Checker, what: str,
+    defined: Collection[str], kind: str, kind_plural: str,
+) -> list[str]:
+    if key not in known:
+        return []
+    found: list[str] = []
+    for item, name in text_list_of(known[key].value, checker, f"'{key}' of {what}"):
+        if name in defined:
+            found.append(name)
+        else:
+            _report_undefined(checker, item, kind, kind_plural, name, defined)
+    return found
+
+
+def _single_reference(
+    known: dict[str, Entry], key: str, checker: Checker, what: str,
+    defined: Collection[str], kind: str, kind_plural: str,
+) -> str | None:
+    if key not in known:
+        return None
+    node = known[key].value
+    name = text_of(node, checker, f"'{key}' of {what}")
+    if name is None:
+        return None
+    if name not in defined:
+        _report_undefined(checker, node, kind, kind_plural, name, defined)
+        return None
+    return name
+
+
+def _application_references(
+    known: dict[str, Entry], checker: Checker, what: str, applications: dict[str, Application]
+) -> list[str]:
+    if "apps" not in known:
+        return []
+    found: list[str] = []
+    for item, app_id in text_list_of(known["apps"].value, checker, f"'apps' of {what}"):
+        if app_id in applications:
+            found.append(app_id)
+        else:
+            checker.report(
+                item,
+                f"application '{app_id}' is not defined (neither in the built-in catalog nor under 'applications')"
+                + suggestion(app_id, applications),
+            )
+    return found
+
+
+def _category_references(known: dict[str, Entry], checker: Checker, what: str) -> list[str]:
+    if "categories" not in known:
+        return []
+    found: list[str] = []
+    for item, category in text_list_of(known["categories"].value, checker, f"'categories' of {what}"):
+        if category in CATEGORIES:
+            found.append(category)
+        else:
+            checker.report(
+                item,
+                f"category '{category}' is not known (expected one of: {', '.join(CATEGORIES)})"
+                + suggestion(category, CATEGORIES),
+            )
+    return found
+
+
+def read_decision(
+    known: dict[str, Entry], owner: Node, checker: Checker, what: str, classes: Collection[str]
+) -> tuple[str | None, str | None]:
+    """(action, class) from `action` and `class`; `class` alone means allow into it."""
+    action = None
+    if "action" in known:
+        node = known["action"].value
+        action = text_of(node, checker, f"'action' of {what}")
+        if action is not None and action not in ACTIONS:
+            checker.report(
+                node, f"action '{action}' is not valid (expected allow or block)" + suggestion(action, ACTIONS)
+            )
+            action = None
+    qos_class = _single_reference(known, "class", checker, what, classes, "class", "classes")
+    if action == "block" and "class" in known:
+        checker.report(
+            known["class"].key, f"{what} blocks, so it cannot have a class (remove 'class' or use action: allow)"
+        )
+        return None, None
+    if "action" not in known and "class" not in known:
+        checker.report(owner, f"{what} needs 'action' (allow or block) or 'class'")
+        return None, None
+    if action is None and "action" not in known and qos_class is not None:
+        action = "allow"
+    return action, qos_class
+
+
+
+def check_reachability(rules: list[Rule], applications: dict[str, Application], checker: Checker) -> None:
+    """Flags a rule that an earlier, unconditional rule always decides first.
+
+    Conservative on purpose: only an earlier rule with no schedule and no
+    except_groups counts, and only when its sources and apps plainly cover the
+    later rule's; anything subtler is left alone rather than risk a false alarm.
+    """
+    for position, later in enumerate(rules):
+        for earlier in rules[:position]:
+            if _covers(earlier, later, applications):
+                assert later.location is not None and earlier.location is not None
+                checker.report_at(
+                    later.location.line,
+                    later.location.column,
+                    f"rule '{later.name}' can never match: rule '{earlier.name}' "
+                    f"({earlier.location.file}:{earlier.location.line}) above it matches every flow it would",
+                )
+                break
+
+
+def _covers(earlier: Rule, later: Rule, applications: dict[str, Application]) -> bool:
+    if earlier.schedule is not None or earlier.except_groups:
+        return False
+    if earlier.groups and not (later.groups and set(later.groups) <= set(earlier.groups)):
+        return False
+    if not (earlier.apps or earlier.categories):
+        return True
+    if not (later.apps or later.categories):
+        return False
+    if not set(later.categories) <= set(earlier.categories):
+        return False
+    return all(
+        app_id in earlier.apps or applications[app_id].category in earlier.categories for app_id in later.apps
+    )

@@ -1,0 +1,216 @@
+"""Reading YAML as a tree of marked nodes, so every complaint can name its line.
+
+PyYAML's constructed objects forget where they came from and silently keep the
+last of two duplicate keys; composing to nodes keeps the marks and lets us
+see the duplicates. Values are read from the node's source text, not from
+YAML 1.1's implicit typing, so `no` stays a name and 10:20:30:40:50:59 stays a
+MAC instead of turning into a boolean or a base-60 integer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from gatewayd.policy.errors import PolicyIssue
+from gatewayd.policy.fields import FieldError, suggestion
+from gatewayd.policy.model import Location
+
+NULL_TAG = "tag:yaml.org,2002:null"
+INT_TAG = "tag:yaml.org,2002:int"
+MERGE_TAG = "tag:yaml.org,2002:merge"
+DECIMAL_INTEGER = re.compile(r"[-+]?[0-9]+")
+
+
+class Checker:
+    """Collects the issues of one file; nothing stops at the first problem."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.issues: list[PolicyIssue] = []
+
+    def location(self, node: Node) -> Location:
+        return Location(self.source, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def report(self, node: Node, message: str) -> None:
+        self.issues.append(PolicyIssue(self.location(node), message))
+
+    def report_at(self, line: int, column: int, message: str) -> None:
+        self.issues.append(PolicyIssue(Location(self.source, line, column), message))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One key of a mapping with its value; `key` is what errors point at."""
+
+    name: str
+    key: Node
+    value: Node
+
+
+def line_and_column(text: str, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    line = before.count("\n") + 1
+    return line, offset - (before.rfind("\n") + 1) + 1
+
+
+def compose(text: str, checker: Checker) -> Node | None:
+    """The document's root node, or None (with an issue) when it is not YAML."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        # PyYAML splits "expected X, but found Y" into context and problem.
+        problem = ", ".join(part for part in (error.context, error.problem) if part) or "cannot parse"
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        checker.report_at(line, column, f"invalid YAML: {problem}")
+    except yaml.reader.ReaderError as error:
+        line, column = line_and_column(text, error.position)
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        checker.report_at(line, column, f"invalid YAML: unacceptable character U+{code:04X}")
+    except yaml.YAMLError as error:
+        checker.report_at(1, 1, f"invalid YAML: {error}")
+    except RecursionError:
+        checker.report_at(1, 1, "invalid YAML: nested too deeply")
+    return None
+
+
+def is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == NULL_TAG
+
+
+def kind_name(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if is_null(node):
+        return "nothing"
+    return f"'{node.value}'"
+
+
+def mapping_entries(node: Node, checker: Checker, what: str) -> list[Entry] | None:
+    """The entries of a mapping in file order; None (reported) if `node` is not one."""
+    if not isinstance(node, MappingNode):
+        checker.report(node, f"{what} must be a mapping (got {kind_name(node)})")
+        return None
+    entries: list[Entry] = []
+    seen: dict[str, Node] = {}
+    merged: list[Entry] = []
+    for key, value in node.value:
+        if isinstance(key, ScalarNode) and key.tag == MERGE_TAG:
+            merged.extend(_merge_sources(value, checker, what))
+            continue
+        if not isinstance(key, ScalarNode) or is_null(key) or key.value == "":
+            checker.report(key, f"keys in {what} must be plain names (got {kind_name(key)})")
+            continue
+        if key.value in seen:
+            first = seen[key.value].start_mark
+            checker.report(key, f"duplicate key '{key.value}' in {what} (first at line {first.line + 1})")
+            continue
+        seen[key.value] = key
+        entries.append(Entry(key.value, key, value))
+    # Explicit keys override merged ones, as YAML's merge key defines.
+    for entry in merged:
+        if entry.name not in seen:
+            seen[entry.name] = entry.key
+            entries.append(entry)
+    return entries
+
+
+def _merge_sources(value: Node, checker: Checker, what: str) -> list[Entry]:
+    sources = value.value if isinstance(value, SequenceNode) else [value]
+    entries: list[Entry] = []
+    for source in sources:
+        if not isinstance(source, MappingNode):
+            checker.report(source, f"'<<' in {what} must name a mapping (got {kind_name(source)})")
+            continue
+        for key, item in source.value:
+            if isinstance(key, ScalarNode) and not is_null(key) and key.tag != MERGE_TAG:
+                entries.append(Entry(key.value, key, item))
+    return entries
+
+
+def check_keys(
+    entries: list[Entry],
+    checker: Checker,
+    what: str,
+    allowed: tuple[str, ...],
+    required: tuple[str, ...] = (),
+    owner: Node | None = None,
+    mapping: Node | None = None,
+) -> dict[str, Entry]:
+    """Reports unknown and missing keys; returns the known entries by name."""
+    known: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.name in allowed:
+            known[entry.name] = entry
+        else:
+            checker.report(
+                entry.key,
+                f"unknown key '{entry.name}' in {what} (expected one of: {', '.join(allowed)})"
+                + suggestion(entry.name, allowed),
+            )
+    for name in required:
+        if name not in known:
+            anchor = owner if owner is not None else mapping
+            if anchor is not None:
+                checker.report(anchor, f"missing key '{name}' in {what}")
+    return known
+
+
+def text_of(node: Node, checker: Checker, what: str) -> str | None:
+    """A scalar's source text; None (reported) for lists, mappings and empty values."""
+    if isinstance(node, ScalarNode) and not is_null(node):
+        return node.value
+    checker.report(node, f"{what} must be a single value (got {kind_name(node)})")
+    return None
+
+
+def integer_of(node: Node, checker: Checker, what: str, low: int, high: int) -> int | None:
+    if not (isinstance(node, ScalarNode) and node.tag == INT_TAG and DECIMAL_INTEGER.fullmatch(node.value)):
+        checker.report(node, f"{what} must be a whole number (got {kind_name(node)})")
+        return None
+    number = int(node.value)
+    if not low <= number <= high:
+        checker.report(node, f"{what} is {number}, out of range (expected {low} to {high})")
+        return None
+    return number
+
+
+def is_empty(node: Node) -> bool:
+    """Nothing written, or an empty list: a list the admin meant to fill."""
+    return is_null(node) or (isinstance(node, SequenceNode) and not node.value)
+
+
+def text_list_of(node: Node, checker: Checker, what: str) -> list[tuple[Node, str]]:
+    """A list of scalars; a lone scalar counts as a list of one, as admins often write it."""
+    if is_null(node):
+        return []
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    if isinstance(node, MappingNode):
+        checker.report(node, f"{what} must be a list (got a mapping)")
+        return []
+    texts: list[tuple[Node, str]] = []
+    for item in items:
+        text = text_of(item, checker, f"each entry of {what}")
+        if text is not None:
+            texts.append((item, text))
+    return texts
+
+
+Parsed = TypeVar("Parsed")
+
+
+def field_at(checker: Checker, node: Node, parse: Callable[[str], Parsed], text: str) -> Parsed | None:
+    """Runs a fields.py parser, turning its FieldError into an issue at `node`."""
+    try:
+        return parse(text)
+    except FieldError as error:
+        checker.report(node, str(error))
+        return None
