@@ -1,0 +1,87 @@
+"""DomainMatcher: domain patterns -> app id, most specific pattern first.
+
+Pattern forms (see policy.model.Application):
+  "example.com"    the name itself and every subdomain
+  "*.example.com"  subdomains only
+  "=example.com"   the exact name only
+
+Two flat dicts keyed by the suffix string do the work of a reversed-label
+trie: `exact` answers "this whole name", `below` answers "a strict subdomain
+of this suffix". Lookup walks the name's suffixes from longest to shortest,
+so it costs one dict probe per label and the first hit is the most specific.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DomainMatch:
+    app: str
+    pattern: str  # the pattern as written, for explanations
+
+
+def normalise_name(name: str) -> str:
+    return name.strip().lower().rstrip(".")
+
+
+class DomainMatcher:
+    def __init__(self, patterns: Iterable[tuple[str, str]] = ()) -> None:
+        # exact: (priority, match). "=x" (priority 0) beats "x" (priority 1) on the name x itself.
+        self._exact: dict[str, tuple[int, DomainMatch]] = {}
+        self._below: dict[str, DomainMatch] = {}
+        for pattern, app in patterns:
+            self.add(pattern, app)
+
+    def add(self, pattern: str, app: str) -> None:
+        """Register a pattern; on a tie between apps the first registered keeps it (stable across reloads)."""
+        written = pattern
+        pattern = normalise_name(pattern)
+        match = DomainMatch(app, written)
+        if pattern.startswith("="):
+            name = pattern[1:]
+            if name:
+                self._add_exact(name, 0, match)
+        elif pattern.startswith("*."):
+            name = pattern[2:]
+            if name:
+                self._below.setdefault(name, match)
+        elif pattern:
+            self._add_exact(pattern, 1, match)
+            self._below.setdefault(pattern, match)
+
+    def _add_exact(self, name: str, priority: int, match: DomainMatch) -> None:
+        current = self._exact.get(name)
+        if current is None or priority < current[0]:
+            self._exact[name] = (priority, match)
+
+    def __len__(self) -> int:
+        return len(self._exact) + len(self._below)
+
+    def lookup(self, name: str) -> DomainMatch | None:
+        """The most specific pattern matching `name` (any case, trailing dot ignored), or None."""
+        if not name:
+            return None
+        if name[-1] == "." or not name.islower():
+            name = normalise_name(name)  # the common case (already normalised) skips the copy
+        exact = self._exact.get(name)
+        if exact is not None:
+            return exact[1]
+        below = self._below
+        dot = name.find(".")
+        while dot >= 0:
+            match = below.get(name[dot + 1:])
+            if match is not None:
+                return match
+            dot = name.find(".", dot + 1)
+        return None
+
+    def lookup_any(self, names: Iterable[str]) -> tuple[str, DomainMatch] | None:
+        """The first name (in the given order) that matches, with its match."""
+        for name in names:
+            match = self.lookup(name)
+            if match is not None:
+                return name, match
+        return None

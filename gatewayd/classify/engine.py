@@ -1,0 +1,406 @@
+"""The per-flow classifier the daemon calls for every queued packet.
+
+The kernel queues only the first packets of an undecided flow; each flow is
+decided at most once here, from the strongest evidence available:
+
+  1. DNS responses teach address -> app (and decide the DNS flow itself);
+     a later flow to a learned address is decided on its first packet.
+  2. the server address in the catalog's networks (first packet);
+  3. TLS SNI / HTTP Host from the reassembled client->server bytes;
+  4. named payload signatures;
+  5. after `max_packets` packets: the port table, else "unknown".
+
+Memory is bounded: flows idle longer than `flow_timeout` expire, the flow
+table never exceeds `max_flows` (oldest evicted), per-flow buffers are capped
+at 16 KiB and freed as soon as the flow is decided.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from gatewayd.classify import dns as dns_parser
+from gatewayd.classify import http as http_parser
+from gatewayd.classify import tls as tls_parser
+from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
+from gatewayd.classify.signatures import SIGNATURE_PROTOCOLS, SIGNATURES, Signature
+from gatewayd.classify.tables import ClassifierTables
+
+UNKNOWN_APP = "unknown"
+DNS_APP = "dns"
+DNS_PORT = 53
+MIN_LEARNED_TTL = 30
+MAX_LEARNED_TTL = 86400
+MAX_STREAM_BYTES = 16 * 1024
+_EXPIRY_INTERVAL = 1.0  # seconds between sweeps of the flow table
+_SEQ_HALF_SPACE = 0x80000000
+_SEQ_MASK = 0xFFFFFFFF
+_PROTOCOL_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp"}
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Decision:
+    app: str  # an app id from the tables, or "unknown"
+    method: str  # dns-learned, tls-sni, http-host, address, signature, port, give-up, dns
+    evidence: str  # the domain / SNI / Host / signature name / address / "tcp/22"
+
+
+@dataclass(frozen=True)
+class LearnedAddress:
+    address: IPAddress
+    app: str
+    ttl: int  # seconds, clamped to [MIN_LEARNED_TTL, MAX_LEARNED_TTL]
+    name: str  # the domain that matched
+
+
+@dataclass
+class PacketOutcome:
+    decision: Decision | None  # set when THIS packet decided the flow (once per flow)
+    learned: list[LearnedAddress] = field(default_factory=list)
+    # The flow's decision on every packet once decided, this one included. The kernel
+    # queues only flows whose ct mark is undecided, so a decided flow that still shows
+    # up lost its mark: its deciding packet was dropped (blocked) before conntrack
+    # confirmed the entry, as happens to the first UDP packet of a blocked flow.
+    flow_decision: Decision | None = None
+
+
+@dataclass
+class ClassifierStats:
+    packets: int = 0
+    malformed: int = 0  # unparseable packets, ignored
+    fragments: int = 0  # non-first fragments: no ports, cannot be put in a flow
+    internal_errors: int = 0  # bugs caught by the never-raise guard
+    flows_created: int = 0
+    flows_expired: int = 0
+    flows_evicted: int = 0  # pushed out by max_flows
+    decisions: int = 0
+
+
+class _Flow:
+    __slots__ = ("client_addr", "client_port", "server_addr", "server_port", "client_known",
+                 "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
+                 "want_tls", "want_http", "dns_stream", "last_seen", "decision")
+
+    def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
+                 client_known: bool, is_dns: bool, client_isn: int, now: float) -> None:
+        self.client_addr = client_addr
+        self.client_port = client_port
+        self.server_addr = server_addr
+        self.server_port = server_port
+        self.client_known = client_known  # False: direction guessed from the first packet (mid-stream)
+        self.is_dns = is_dns
+        self.packets = 0
+        self.decided = False
+        self.decision: Decision | None = None
+        self.client_isn = client_isn  # -1 when no SYN was seen
+        self.next_seq = (client_isn + 1) & _SEQ_MASK if client_isn >= 0 else -1
+        self.stream: bytearray | None = None  # client->server bytes, only while a parser needs more
+        self.want_tls = True
+        self.want_http = True
+        self.dns_stream: bytearray | None = None  # server->client bytes of DNS over TCP
+        self.last_seen = now
+
+
+def _clamp_ttl(ttl: int) -> int:
+    return MIN_LEARNED_TTL if ttl < MIN_LEARNED_TTL else MAX_LEARNED_TTL if ttl > MAX_LEARNED_TTL else ttl
+
+
+def _address_text(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
+
+
+class Classifier:
+    def __init__(self, tables: ClassifierTables, max_packets: int = 8, flow_timeout: float = 30.0,
+                 max_flows: int = 65536, max_learned: int = 262144,
+                 dns_flow_takes_queried_app: bool = True) -> None:
+        self.max_packets = max_packets
+        self.flow_timeout = flow_timeout
+        self.max_flows = max_flows
+        self.max_learned = max_learned
+        # nDPI labels a lookup of a WeChat name "DNS.WeChat"; doing the same lets a policy
+        # that blocks an app also starve its name lookups. False keeps every DNS flow "dns".
+        self.dns_flow_takes_queried_app = dns_flow_takes_queried_app
+        self.stats = ClassifierStats()
+        self._flows: OrderedDict[tuple[int, bytes, int, bytes, int], _Flow] = OrderedDict()
+        self._learned: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()  # addr -> (app, name, expiry)
+        self._last_expiry = float("-inf")
+        self._tables = tables
+        self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
+        self.replace_tables(tables)
+
+    # ----------------------------------------------------------------- public
+
+    def replace_tables(self, tables: ClassifierTables) -> None:
+        """Switch to a new catalog (policy reload); flows in progress and learned addresses stay."""
+        self._tables = tables
+        self._signatures = tuple(
+            (name, SIGNATURES[name], SIGNATURE_PROTOCOLS[name], app_ids[0])
+            for name, app_ids in tables.signature_apps.items() if app_ids
+        )
+        # Re-match learned names: an app may have gained or lost the domain.
+        for address, (_app, name, expiry) in list(self._learned.items()):
+            match = tables.domains.lookup(name)
+            if match is None:
+                del self._learned[address]
+            else:
+                self._learned[address] = (match.app, name, expiry)
+
+    def on_packet(self, ip_packet: bytes, now: float) -> PacketOutcome:
+        """Feed one queued packet (starting at the IP header). Never raises."""
+        try:
+            return self._on_packet(ip_packet, now)
+        except Exception:  # a bug must not take the queue down: count it, let the packet pass undecided
+            self.stats.internal_errors += 1
+            return PacketOutcome(None, [])
+
+    def learned_app(self, address: IPAddress, now: float) -> tuple[str, str] | None:
+        """(app, name) learned from DNS for an address, if still valid."""
+        entry = self._learned.get(address.packed)
+        if entry is None or entry[2] < now:
+            return None
+        return entry[0], entry[1]
+
+    @property
+    def flow_count(self) -> int:
+        return len(self._flows)
+
+    @property
+    def learned_count(self) -> int:
+        return len(self._learned)
+
+    # ---------------------------------------------------------------- per packet
+
+    def _on_packet(self, ip_packet: bytes, now: float) -> PacketOutcome:
+        stats = self.stats
+        stats.packets += 1
+        info = parse_packet(ip_packet)
+        if info is None:
+            stats.malformed += 1
+            return PacketOutcome(None, [])
+        if not info.l4_present:
+            stats.fragments += 1
+            return PacketOutcome(None, [])
+        if now - self._last_expiry >= _EXPIRY_INTERVAL:
+            self._expire(now)
+
+        proto = info.proto
+        src, dst, sport, dport = info.src, info.dst, info.sport, info.dport
+        if src < dst or (src == dst and sport <= dport):
+            key = (proto, src, sport, dst, dport)
+        else:
+            key = (proto, dst, dport, src, sport)
+        flows = self._flows
+        flow = flows.get(key)
+        is_syn = proto == PROTO_TCP and info.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        if flow is not None and is_syn and flow.client_isn != info.tcp_seq:
+            del flows[key]  # a new connection reusing the 5-tuple, not a SYN retransmission
+            flow = None
+        if flow is None:
+            flow = self._new_flow(key, info, is_syn, now)
+            decision = None if flow.is_dns else self._first_packet_decision(flow, proto, now)
+            if decision is not None:
+                flow.packets = 1
+                decided = self._decide(flow, decision)
+                return PacketOutcome(decided, [], decided)
+        else:
+            flows.move_to_end(key)
+            flow.last_seen = now
+            if flow.decided and not flow.is_dns:
+                return PacketOutcome(None, [], flow.decision)
+
+        flow.packets += 1
+        learned: list[LearnedAddress] = []
+        decision = None
+        if info.payload:
+            from_client = src == flow.client_addr and sport == flow.client_port
+            if flow.is_dns:
+                # Every answer teaches addresses (A then AAAA often share one flow),
+                # but the flow itself is decided once.
+                decision = self._dns_packet(flow, info, learned, now)
+                if flow.decided:
+                    return PacketOutcome(None, learned, flow.decision)
+            elif proto == PROTO_TCP and from_client and (flow.want_tls or flow.want_http):
+                decision = self._stream_packet(flow, info)
+            if decision is None and self._signatures:
+                decision = self._signature_decision(info, proto, from_client)
+        if decision is None and flow.packets >= self.max_packets:
+            decision = self._last_resort(flow, proto)
+        if decision is None:
+            return PacketOutcome(None, learned)
+        decided = self._decide(flow, decision)
+        return PacketOutcome(decided, learned, decided)
+
+    def _new_flow(self, key: tuple[int, bytes, int, bytes, int], info: PacketInfo,
+                  is_syn: bool, now: float) -> _Flow:
+        proto = info.proto
+        if is_syn:
+            flow = _Flow(info.src, info.sport, info.dst, info.dport, True, False, info.tcp_seq, now)
+        elif proto == PROTO_TCP and info.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
+            flow = _Flow(info.dst, info.dport, info.src, info.sport, True, False, -1, now)
+        elif info.sport == DNS_PORT and info.dport != DNS_PORT:
+            # First packet is a DNS response: the resolver is the server.
+            flow = _Flow(info.dst, info.dport, info.src, info.sport, True, False, -1, now)
+        else:
+            flow = _Flow(info.src, info.sport, info.dst, info.dport, False, False, -1, now)
+        flow.is_dns = (proto == PROTO_UDP or proto == PROTO_TCP) and flow.server_port == DNS_PORT
+        flows = self._flows
+        flows[key] = flow
+        self.stats.flows_created += 1
+        while len(flows) > self.max_flows:
+            flows.popitem(last=False)
+            self.stats.flows_evicted += 1
+        return flow
+
+    def _first_packet_decision(self, flow: _Flow, proto: int, now: float) -> Decision | None:
+        """Address evidence: known on the first packet, so the kernel can stop queueing at once."""
+        candidates = (flow.server_addr,) if flow.client_known else (flow.server_addr, flow.client_addr)
+        learned = self._learned
+        for address in candidates:
+            entry = learned.get(address)
+            if entry is not None:
+                if entry[2] >= now:
+                    return Decision(entry[0], "dns-learned", entry[1])
+                del learned[address]
+        addresses = self._tables.addresses
+        for address, port in ((flow.server_addr, flow.server_port), (flow.client_addr, flow.client_port)):
+            match = addresses.lookup(address, proto, port)
+            if match is not None:
+                return Decision(match.app, "address", _address_text(address))
+            if flow.client_known:
+                break
+        return None
+
+    def _dns_packet(self, flow: _Flow, info: PacketInfo, learned: list[LearnedAddress],
+                    now: float) -> Decision | None:
+        if info.sport != DNS_PORT or info.src != flow.server_addr:
+            return None  # a query: wait for the response, which is the packet that teaches us
+        if info.proto == PROTO_TCP:
+            if flow.dns_stream is None:
+                flow.dns_stream = bytearray()
+            if len(flow.dns_stream) + len(info.payload) > MAX_STREAM_BYTES:
+                return None
+            flow.dns_stream += info.payload
+            if not dns_parser.tcp_message_complete(flow.dns_stream):
+                return None
+            message = dns_parser.parse_dns_tcp(bytes(flow.dns_stream))
+        else:
+            message = dns_parser.parse_dns(info.payload)
+        if message is None or not message.is_response:
+            return None
+        self._learn(message, learned, now)
+        return self._dns_flow_decision(message)
+
+    def _learn(self, message: dns_parser.DnsMessage, learned: list[LearnedAddress], now: float) -> None:
+        domains = self._tables.domains
+        store = self._learned
+        for address, ttl, chain in dns_parser.resolve_answers(message):
+            found = domains.lookup_any(chain)
+            if found is None:
+                continue
+            name, match = found
+            ttl = _clamp_ttl(ttl)
+            learned.append(LearnedAddress(address, match.app, ttl, name))
+            key = address.packed
+            if key in store:
+                store.move_to_end(key)
+            store[key] = (match.app, name, now + ttl)
+            while len(store) > self.max_learned:
+                store.popitem(last=False)
+
+    def _dns_flow_decision(self, message: dns_parser.DnsMessage) -> Decision:
+        name = message.question_name or ""
+        tables = self._tables
+        if self.dns_flow_takes_queried_app and name:
+            match = tables.domains.lookup(name)
+            if match is not None and tables.categories.get(match.app) != "dns":
+                return Decision(match.app, "dns", name)
+        return Decision(DNS_APP if tables.has_app(DNS_APP) else UNKNOWN_APP, "dns", name)
+
+    def _stream_packet(self, flow: _Flow, info: PacketInfo) -> Decision | None:
+        """Reassemble client->server bytes in order and try TLS, then HTTP."""
+        payload = info.payload
+        if flow.next_seq >= 0:
+            behind = (flow.next_seq - info.tcp_seq) & _SEQ_MASK
+            if behind >= _SEQ_HALF_SPACE:  # a gap: a segment is missing, the stream can't be rebuilt
+                flow.want_tls = flow.want_http = False
+                flow.stream = None
+                return None
+            if behind:
+                if behind >= len(payload):
+                    return None  # pure retransmission
+                payload = payload[behind:]
+        flow.next_seq = (info.tcp_seq + len(info.payload)) & _SEQ_MASK
+        if flow.stream is None:
+            data: bytes | bytearray = payload  # common case: the whole hello in one segment, no copy
+        else:
+            flow.stream += payload
+            data = flow.stream
+        decision = None
+        if flow.want_tls:
+            hello = tls_parser.parse_client_hello(data)
+            if hello is tls_parser.NOT_TLS:
+                flow.want_tls = False
+            elif hello is not tls_parser.NEED_MORE:
+                flow.want_tls = flow.want_http = False
+                if hello.sni:  # type: ignore[union-attr]
+                    decision = self._name_decision(hello.sni, "tls-sni")  # type: ignore[union-attr]
+        if flow.want_http:
+            request = http_parser.parse_request(data)
+            if request is http_parser.NOT_HTTP:
+                flow.want_http = False
+            elif request is not http_parser.NEED_MORE:
+                flow.want_tls = flow.want_http = False
+                if request.host:  # type: ignore[union-attr]
+                    decision = self._name_decision(request.host, "http-host")  # type: ignore[union-attr]
+        if not (flow.want_tls or flow.want_http) or len(data) >= MAX_STREAM_BYTES:
+            flow.want_tls = flow.want_http = False
+            flow.stream = None
+        elif flow.stream is None:
+            flow.stream = bytearray(data)
+        return decision
+
+    def _name_decision(self, name: str, method: str) -> Decision:
+        # A name that matches no app is still the best evidence there is: decide "unknown" on it.
+        match = self._tables.domains.lookup(name)
+        return Decision(match.app if match is not None else UNKNOWN_APP, method, name)
+
+    def _signature_decision(self, info: PacketInfo, proto: int, from_client: bool) -> Decision | None:
+        payload = info.payload
+        for name, match, protocols, app in self._signatures:
+            if proto in protocols and match(payload, from_client):
+                return Decision(app, "signature", name)
+        return None
+
+    def _last_resort(self, flow: _Flow, proto: int) -> Decision:
+        ports = self._tables.ports
+        protocol_name = _PROTOCOL_NAMES.get(proto)
+        if protocol_name is not None:
+            candidates = (flow.server_port,) if flow.client_known else (flow.server_port, flow.client_port)
+            for port in candidates:
+                app = ports.lookup(proto, port)
+                if app is not None:
+                    return Decision(app, "port", f"{protocol_name}/{port}")
+        return Decision(UNKNOWN_APP, "give-up", f"{protocol_name or proto}/{flow.server_port}")
+
+    def _decide(self, flow: _Flow, decision: Decision) -> Decision:
+        flow.decided = True
+        flow.decision = decision
+        flow.stream = None
+        flow.dns_stream = None
+        self.stats.decisions += 1
+        return decision
+
+    def _expire(self, now: float) -> None:
+        self._last_expiry = now
+        flows = self._flows
+        oldest_allowed = now - self.flow_timeout
+        while flows:
+            key = next(iter(flows))
+            if flows[key].last_seen >= oldest_allowed:
+                break
+            del flows[key]
+            self.stats.flows_expired += 1

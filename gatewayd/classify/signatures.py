@@ -1,0 +1,153 @@
+"""Named payload signatures for the first packets of a flow.
+
+Each signature is `match(payload, direction_is_client) -> bool` and looks at
+one packet's L4 payload only. They are deliberately strict (exact sizes,
+reserved bits, length fields that must agree with the packet) because a
+signature fires on flows that carry no other evidence, so a false positive
+mislabels traffic that would otherwise stay "unknown".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from struct import Struct
+
+from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
+
+Signature = Callable[[bytes, bool], bool]
+
+_U16 = Struct("!H")
+_U32 = Struct("!I")
+_U32_LE = Struct("<I")
+
+_BITTORRENT_HANDSHAKE = b"\x13BitTorrent protocol"
+_DHT_PREFIXES = (b"d1:ad2:id20:", b"d1:rd2:id20:", b"d1:eli", b"d2:ip6:", b"d2:ip18:")
+_DHT_MARKERS = (b"1:y1:q", b"1:y1:r", b"1:y1:e")
+_UDP_TRACKER_MAGIC = b"\x00\x00\x04\x17\x27\x10\x19\x80"
+_UTP_SYN_FIRST_BYTE = 0x41  # type ST_SYN (4) << 4 | version 1
+
+
+def bittorrent(payload: bytes, direction_is_client: bool) -> bool:
+    if payload.startswith(_BITTORRENT_HANDSHAKE):
+        return True
+    if payload[:1] == b"d":  # bencoded DHT (KRPC) message
+        if payload.startswith(_DHT_PREFIXES) and payload.endswith(b"e"):
+            return True
+        return payload.endswith(b"e") and b"2:id20:" in payload and any(m in payload for m in _DHT_MARKERS)
+    # UDP tracker "connect" request: fixed protocol id, action 0, 16 bytes.
+    if len(payload) == 16 and payload.startswith(_UDP_TRACKER_MAGIC) and payload[8:12] == b"\x00\x00\x00\x00":
+        return True
+    return _utp_syn(payload)
+
+
+def _utp_syn(payload: bytes) -> bool:
+    """uTP connection request: type SYN, version 1, no timestamp difference, empty payload."""
+    if len(payload) < 20 or payload[0] != _UTP_SYN_FIRST_BYTE:
+        return False
+    extension = payload[1]
+    if payload[8:12] != b"\x00\x00\x00\x00":  # timestamp_difference is 0 before any reply
+        return False
+    position = 20
+    for _ in range(4):  # walk the (rare) extension chain; SYNs carry no data after it
+        if extension == 0:
+            return position == len(payload)
+        if extension > 2 or position + 2 > len(payload):
+            return False
+        extension, length = payload[position], payload[position + 1]
+        position += 2 + length
+    return False
+
+
+def ssh(payload: bytes, direction_is_client: bool) -> bool:
+    # RFC 4253: the identification string; either side may send it first.
+    return payload.startswith(b"SSH-2.0-") or payload.startswith(b"SSH-1.99-")
+
+
+_EDONKEY_MARKERS = (0xE3, 0xC5, 0xD4)  # eDonkey, eMule extensions, eMule zlib-packed
+
+
+def edonkey(payload: bytes, direction_is_client: bool) -> bool:
+    """eDonkey/eMule TCP framing: marker, little-endian length of opcode+data, opcode."""
+    if len(payload) < 6 or payload[0] not in _EDONKEY_MARKERS:
+        return False
+    declared = _U32_LE.unpack_from(payload, 1)[0]
+    # First packets (Hello) are small and whole: the length must match exactly.
+    return 1 <= declared and declared == len(payload) - 5
+
+
+_OPENVPN_CLIENT_RESETS = (1, 7, 10)  # P_CONTROL_HARD_RESET_CLIENT_V1/V2/V3
+_OPENVPN_SERVER_RESETS = (2, 8)
+_OPENVPN_HMAC_SIZES = {42: 20, 54: 32, 86: 64}  # whole reset packet size -> tls-auth HMAC size
+_YEAR_2010 = 0x4B000000
+_YEAR_2100 = 0xF4000000
+
+
+def openvpn(payload: bytes, direction_is_client: bool) -> bool:
+    """OpenVPN hard-reset control packets (first packet of a session), over UDP or TCP."""
+    body = payload
+    if len(payload) >= 3 and _U16.unpack_from(payload, 0)[0] == len(payload) - 2:
+        body = payload[2:]  # TCP framing: 16-bit packet length
+    if len(body) < 14 or body[0] & 0x07:  # key id must be 0 during the reset
+        return False
+    opcode = body[0] >> 3
+    if opcode in _OPENVPN_CLIENT_RESETS:
+        if len(body) == 14:  # no tls-auth: session id, empty ack array, message id 0
+            return body[9:14] == b"\x00\x00\x00\x00\x00"
+        hmac_size = _OPENVPN_HMAC_SIZES.get(len(body))
+        if hmac_size is not None and body[-5:] == b"\x00\x00\x00\x00\x00":
+            return 1 <= _U32.unpack_from(body, 9 + hmac_size)[0] <= 0xFF
+        # tls-crypt: session id, replay packet id (starts at 1), unix time, then ciphertext.
+        if len(body) >= 1 + 8 + 8 + 32:
+            packet_id, timestamp = _U32.unpack_from(body, 9)[0], _U32.unpack_from(body, 13)[0]
+            return 1 <= packet_id <= 0xFF and _YEAR_2010 <= timestamp <= _YEAR_2100
+        return False
+    if opcode in _OPENVPN_SERVER_RESETS and len(body) == 26:
+        # no tls-auth: session id, ack array of one id, remote session id, message id 0
+        return body[9] == 1 and body[22:26] == b"\x00\x00\x00\x00"
+    return False
+
+
+_WIREGUARD_SIZES = {1: 148, 2: 92, 3: 64}
+
+
+def wireguard(payload: bytes, direction_is_client: bool) -> bool:
+    if len(payload) < 32 or payload[1:4] != b"\x00\x00\x00":
+        return False
+    message_type = payload[0]
+    expected = _WIREGUARD_SIZES.get(message_type)
+    if expected is not None:
+        return len(payload) == expected
+    # Transport data: 16-byte header + AEAD ciphertext padded to 16 bytes + 16-byte tag.
+    return message_type == 4 and len(payload) % 16 == 0
+
+
+_STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
+
+
+def stun(payload: bytes, direction_is_client: bool) -> bool:
+    """RFC 5389 STUN: top two bits 0, magic cookie, length = attributes, 4-byte aligned."""
+    if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != _STUN_MAGIC_COOKIE:
+        return False
+    declared = _U16.unpack_from(payload, 2)[0]
+    return declared == len(payload) - 20 and declared % 4 == 0
+
+
+SIGNATURES: dict[str, Signature] = {
+    "bittorrent": bittorrent,
+    "ssh": ssh,
+    "edonkey": edonkey,
+    "openvpn": openvpn,
+    "wireguard": wireguard,
+    "stun": stun,
+}
+
+# Transport each signature is meaningful on: skips e.g. WireGuard checks on TCP
+# payloads, where its weak "type 4 + zeros" shape would only produce noise.
+SIGNATURE_PROTOCOLS: dict[str, frozenset[int]] = {
+    "bittorrent": frozenset((PROTO_TCP, PROTO_UDP)),
+    "ssh": frozenset((PROTO_TCP,)),
+    "edonkey": frozenset((PROTO_TCP,)),
+    "openvpn": frozenset((PROTO_TCP, PROTO_UDP)),
+    "wireguard": frozenset((PROTO_UDP,)),
+    "stun": frozenset((PROTO_TCP, PROTO_UDP)),
+}
