@@ -123,6 +123,18 @@ def test_cname_chain_is_followed(office: tuple[Lab, GatewayDaemon]) -> None:
     assert SITE["youku"].ipv4 in learned
 
 
+def test_tls_sni_decides_a_flow_dns_never_taught(office: tuple[Lab, GatewayDaemon]) -> None:
+    lab, daemon = office
+    crm = SITE["crm"]
+    before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
+    # --resolve: no DNS lookup, so only the ClientHello's SNI can name the app.
+    result = lab.run("finance", ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                                 "--resolve", f"{crm.hostname}:443:{crm.ipv4}", f"https://{crm.hostname}/"])
+    assert result.stdout == "200"
+    assert metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni") == before + 1
+    assert metric_value(daemon.metrics(), "gatewayd_flows_total", app="crm", group="finance") >= 1
+
+
 # --- QoS classes -------------------------------------------------------------------------
 
 def test_video_lands_in_the_bulk_class_on_the_lan_side(office: tuple[Lab, GatewayDaemon]) -> None:
@@ -159,7 +171,7 @@ def test_metrics_report_the_traffic_just_sent(office: tuple[Lab, GatewayDaemon])
     assert metric_value(exposition, "gatewayd_flows_total", app="dingtalk", group="service") == flows_before + 3
     assert metric_value(exposition, "gatewayd_traffic_bytes_total", app="dingtalk", group="service") > bytes_before
     assert metric_value(exposition, "gatewayd_rule_hits_total", rule="realtime-first") > 0
-    assert metric_value(exposition, "gatewayd_classifier_decisions_total", method="tls-sni") > 0
+    assert metric_value(exposition, "gatewayd_classifier_decisions_total", method="dns") >= 3
     assert metric_value(exposition, "gatewayd_policy_generation") == 1
     assert metric_value(exposition, "gatewayd_fail_mode", mode="open") == 1
     assert metric_value(exposition, "gatewayd_classifier_latency_seconds_count") > 0
