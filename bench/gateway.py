@@ -1,0 +1,163 @@
+"""Benchmark the foundation, from one run in lab namespaces (root):
+
+1. Bulk TCP throughput through the gateway with the office policy loaded,
+   divided by the same with no gatewayd at all (target >= 0.95). The policy's
+   link rates are raised to 10 Gbit/s for this, so the figure is gatewayd's
+   cost (nft chains, conntrack marks, HTB, the queue hand-off), not its
+   shaping; runs alternate between the two setups to spread the noise.
+2. New TCP flows per second that the classifier decides (TLS ClientHello with
+   an SNI, one flow each), and what that costs the daemon: flows per second of
+   daemon CPU, the figure that says how far one core goes.
+
+    python bench/gateway.py [--seconds 4] [--rounds 3] [--flows 6000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gatewayd.lab import traffic  # noqa: E402
+from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
+from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY  # noqa: E402
+from gatewayd.lab.services import IPERF_SERVER_V4  # noqa: E402
+from gatewayd.lab.topology import INTERNET, Lab  # noqa: E402
+
+SINK_PORT = 9443
+SNI = "im.dingtalk.com"
+
+SINK = r"""
+import asyncio, sys
+async def handle(reader, writer):
+    try:
+        await asyncio.wait_for(reader.read(4096), 5)
+    except Exception:
+        pass
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, sys.argv[1], int(sys.argv[2]), backlog=4096)
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+# Opens `count` connections, `parallel` at a time; each sends one ClientHello and closes.
+CLIENT = r"""
+import asyncio, sys, time
+address, port, count, parallel, hello = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), bytes.fromhex(sys.argv[5])
+done = 0
+async def one():
+    global done
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 5)
+        writer.write(hello)
+        await writer.drain()
+        await asyncio.wait_for(reader.read(1), 5)
+        writer.close()
+        done += 1
+    except Exception:
+        pass
+async def worker(n):
+    for _ in range(n):
+        await one()
+async def main():
+    start = time.monotonic()
+    await asyncio.gather(*(worker(count // parallel) for _ in range(parallel)))
+    print(done, time.monotonic() - start)
+asyncio.run(main())
+"""
+
+
+def client_hello(server_name: str) -> bytes:
+    """A minimal TLS 1.2 ClientHello with only an SNI extension (enough for any SNI reader)."""
+    name = server_name.encode()
+    sni = (len(name) + 3).to_bytes(2, "big") + b"\x00" + len(name).to_bytes(2, "big") + name
+    extension = b"\x00\x00" + len(sni).to_bytes(2, "big") + sni
+    body = (b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x00\x2f" + b"\x01\x00"
+            + len(extension).to_bytes(2, "big") + extension)
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + len(handshake).to_bytes(2, "big") + handshake
+
+
+def fast_policy(tmp: Path) -> Path:
+    text = OFFICE_POLICY.read_text()
+    text, n = re.subn(r"(?m)^(  (upload|download):) .*$", r"\1 10gbit", text)
+    assert n == 2, "office.yaml's interface rates moved; update the benchmark"
+    path = tmp / "office-10g.yaml"
+    path.write_text(text)
+    return path
+
+
+def iperf(lab: Lab, seconds: float) -> float:
+    return traffic.iperf3(lab, "finance", IPERF_SERVER_V4, seconds=seconds)
+
+
+def daemon_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_throughput(lab: Lab, policy: Path, seconds: float, rounds: int) -> tuple[float, float]:
+    without, with_gatewayd = [], []
+    for _ in range(rounds):
+        without.append(iperf(lab, seconds))
+        daemon = GatewayDaemon(lab, policy, log_name="bench-throughput.log").start()
+        try:
+            with_gatewayd.append(iperf(lab, seconds))
+        finally:
+            daemon.stop()
+    return statistics.median(without), statistics.median(with_gatewayd)
+
+
+def measure_flows(lab: Lab, policy: Path, flows: int, parallel: int) -> tuple[float, float, int]:
+    sink = lab.popen(INTERNET, [sys.executable, "-c", SINK, "203.0.113.60", str(SINK_PORT)], log_name="sink.log")
+    deadline = time.monotonic() + 10
+    while "ready" not in (lab.workdir / "sink.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    daemon = GatewayDaemon(lab, policy, log_name="bench-flows.log").start()
+    try:
+        before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
+        assert daemon.process is not None
+        cpu_before = daemon_cpu_seconds(daemon.process.pid)
+        result = lab.run("sales", [sys.executable, "-c", CLIENT, "203.0.113.60", str(SINK_PORT), str(flows),
+                                   str(parallel), client_hello(SNI).hex()], timeout=300)
+        opened, elapsed = result.stdout.split()
+        cpu = daemon_cpu_seconds(daemon.process.pid) - cpu_before
+        decided = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni") - before
+    finally:
+        daemon.stop()
+        sink.terminate()
+    return decided / float(elapsed), decided / max(cpu, 1e-6), int(decided)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--flows", type=int, default=6000)
+    parser.add_argument("--parallel", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, Lab(hosts=OFFICE_HOSTS) as lab:
+        policy = fast_policy(Path(tmp))
+        without, with_gatewayd = measure_throughput(lab, policy, args.seconds, args.rounds)
+        print(f"bulk TCP throughput, finance -> internet (iperf3, median of {args.rounds} x {args.seconds:g} s):")
+        print(f"  without gatewayd: {without / 1e9:.2f} Gbit/s")
+        print(f"  with gatewayd (office policy, link rates 10 Gbit/s): {with_gatewayd / 1e9:.2f} Gbit/s")
+        print(f"  ratio with/without: {with_gatewayd / without:.3f}  (target >= 0.95)")
+        rate, per_cpu, decided = measure_flows(lab, policy, args.flows, args.parallel)
+        print(f"new TCP flows decided by the classifier (TLS SNI), {decided} flows:")
+        print(f"  {rate:.0f} flows/s end to end (bounded by the lab's Python client and server too)")
+        print(f"  {per_cpu:.0f} flows per second of daemon CPU (classifier capacity on one core)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
