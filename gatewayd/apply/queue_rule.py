@@ -19,6 +19,8 @@ log = logging.getLogger("gatewayd.queue")
 QUEUE_TABLE = "gatewayd_queue"
 QUEUE_PRIORITY = 0  # between classify (-150) and enforce (+10)
 IPTABLES_BINARIES = ("iptables-nft", "ip6tables-nft")
+# FORWARD: office flows; OUTPUT: answers of a DNS resolver running on the router itself.
+HOOKED_CHAINS = ("FORWARD", "OUTPUT")
 
 
 class QueueRuleError(RuntimeError):
@@ -55,15 +57,17 @@ class QueueInstaller:
         if rule == self.installed:
             return
         if self._native:
+            chains = " ".join(f"chain {hook} {{ type filter hook {hook} priority {QUEUE_PRIORITY}; "
+                              f"{rule.nft_statement()}; }}" for hook in ("forward", "output"))
             self._kernel.run(
                 f"table {TABLE_FAMILY} {QUEUE_TABLE}\ndelete table {TABLE_FAMILY} {QUEUE_TABLE}\n"
-                f"table {TABLE_FAMILY} {QUEUE_TABLE} {{ chain forward {{ type filter hook forward "
-                f"priority {QUEUE_PRIORITY}; {rule.nft_statement()}; }} }}\n")
+                f"table {TABLE_FAMILY} {QUEUE_TABLE} {{ {chains} }}\n")
         else:
             for binary in IPTABLES_BINARIES:
                 self._iptables_restore(binary, rule.iptables_restore())
-                if not self._iptables_ok(binary, ["-C", "FORWARD", "-j", IPTABLES_CHAIN]):
-                    self._iptables(binary, ["-I", "FORWARD", "1", "-j", IPTABLES_CHAIN])
+                for hooked in HOOKED_CHAINS:
+                    if not self._iptables_ok(binary, ["-C", hooked, "-j", IPTABLES_CHAIN]):
+                        self._iptables(binary, ["-I", hooked, "1", "-j", IPTABLES_CHAIN])
         self.installed = rule
 
     def remove(self) -> None:
@@ -72,8 +76,9 @@ class QueueInstaller:
         except NftError:
             pass
         for binary in IPTABLES_BINARIES:
-            while self._iptables_ok(binary, ["-D", "FORWARD", "-j", IPTABLES_CHAIN]):
-                pass
+            for hooked in HOOKED_CHAINS:
+                while self._iptables_ok(binary, ["-D", hooked, "-j", IPTABLES_CHAIN]):
+                    pass
             self._iptables_ok(binary, ["-F", IPTABLES_CHAIN])
             self._iptables_ok(binary, ["-X", IPTABLES_CHAIN])
         self.installed = None

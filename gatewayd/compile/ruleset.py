@@ -131,6 +131,7 @@ class RulesetCompiler:
         self._group_chains()
         self._catalog_maps()
         self._classify_chain()
+        self._local_resolver_chains()
         self._policy_chain()
         self._block_chain()
         self._enforce_chain()
@@ -263,6 +264,23 @@ class RulesetCompiler:
         ]
         self.table.chains.append(NftChain("classify", tuple(rules),
                                           BaseHook("forward", CLASSIFY_PRIORITY)))
+
+    def _local_resolver_chains(self) -> None:
+        """DNS answers the router's own resolver (dnsmasq, unbound...) sends to the office.
+
+        They leave through the output hook, not forward; the classifier must see
+        them too, or an office that resolves through its router teaches nothing.
+        """
+        queue = f"meta mark set meta mark | {hexmark(marks.QUEUE_REQUEST)}"
+        lan_out = "oifname { " + ", ".join(f'"{i}"' for i in self.policy.interfaces.lan) + " }"
+        self.table.chains.append(NftChain("local_dns_answers", (
+            NftRule(f"{lan_out} udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue}"),
+        ), BaseHook("output", CLASSIFY_PRIORITY)))
+        self.table.chains.append(NftChain("local_clear_mark", (
+            NftRule(f"meta mark & {hexmark(marks.GATEWAYD_MASK)} != 0 "
+                    f"meta mark set meta mark & {hexmark(marks.OTHERS_MASK)}",
+                    comment="leave the packet mark as we found it"),
+        ), BaseHook("output", ENFORCE_PRIORITY)))
 
     # --- the policy itself ---
     def _policy_chain(self) -> None:

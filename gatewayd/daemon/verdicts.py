@@ -72,14 +72,16 @@ class VerdictHandler:
             outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic())
             if outcome.learned:
                 self._learn(outcome.learned)
-            if outcome.decision is not None:
-                decision = outcome.decision
+            decision = outcome.flow_decision
+            if decision is not None:
                 number = self.numbering.apps.numbers.get(decision.app, marks.APP_UNKNOWN)
                 packet.set_mark(marks.verdict_packet_mark(packet.get_mark(), number))
-                self.metrics.decisions.labels(decision.method).inc()
+            first = outcome.decision
+            if first is not None:
+                self.metrics.decisions.labels(first.method).inc()
                 if flow_log.isEnabledFor(logging.DEBUG):
                     flow_log.debug("event=flow_decided app=%s method=%s evidence=%r",
-                                   decision.app, decision.method, decision.evidence)
+                                   first.app, first.method, first.evidence)
         except Exception:
             self.metrics.errors.inc()
             log.exception("event=verdict_failed action=accept")

@@ -259,3 +259,35 @@ def test_sigterm_removes_everything_it_installed(fresh_office: tuple[Lab, Path])
     assert "GATEWAYD_QUEUE" not in lab.run(GATEWAY, ["iptables-nft", "-S"]).stdout
     assert "htb" not in lab.run(GATEWAY, ["tc", "qdisc", "show", "dev", "wan0"]).stdout
     assert traffic.https_get(lab, "sales", SITE["news"].hostname, ip_version=4).ok
+
+
+def test_answers_of_a_resolver_on_the_router_teach_the_kernel(fresh_office: tuple[Lab, Path]) -> None:
+    """Offices often resolve through the router itself (dnsmasq): its answers leave via output."""
+    lab, policy = fresh_office
+    resolver = lab.popen(GATEWAY, ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+                                   "--listen-address=192.0.2.1", "--bind-interfaces", "--port=53",
+                                   "--server=203.0.113.53", "--cache-size=0", "--pid-file="],
+                         log_name="router-dnsmasq.log")
+    daemon = GatewayDaemon(lab, policy).start()
+    try:
+        deadline = time.monotonic() + 10
+        answer = traffic.dns_query(lab, "finance", SITE["bilibili"].hostname, "A", server="192.0.2.1")
+        while not answer.addresses and time.monotonic() < deadline:  # dnsmasq may still be starting
+            time.sleep(0.2)
+            answer = traffic.dns_query(lab, "finance", SITE["bilibili"].hostname, "A", server="192.0.2.1")
+        assert SITE["bilibili"].ipv4 in answer.addresses
+        assert SITE["bilibili"].ipv4 in daemon.nft("list", "map", "inet", "gatewayd", "learned_v4")
+    finally:
+        daemon.stop()
+        resolver.terminate()
+
+
+def test_fail_closed_drops_undecided_flows_when_the_daemon_is_gone(fresh_office: tuple[Lab, Path]) -> None:
+    lab, policy = fresh_office
+    policy.write_text(policy.read_text().replace("fail_mode: open", "fail_mode: closed"))
+    daemon = GatewayDaemon(lab, policy).start()
+    assert metric_value(daemon.metrics(), "gatewayd_fail_mode", mode="closed") == 1
+    assert traffic.https_get(lab, "sales", SITE["news"].hostname, ip_version=4).ok
+    daemon.kill()
+    result = traffic.https_get(lab, "sales", SITE["news"].hostname, ip_version=4, timeout=3)
+    assert not result.ok and result.error == Outcome.TIMEOUT
