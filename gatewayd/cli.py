@@ -7,14 +7,22 @@ import sys
 
 from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy
+from gatewayd.policy.model import Policy
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def load_or_report(args: argparse.Namespace) -> Policy | None:
+    """The policy, or None after printing every error as FILE:LINE:COL: message."""
     try:
-        policy = load_policy(args.policy, args.catalog)
+        return load_policy(args.policy, args.catalog)
     except PolicyError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    policy = load_or_report(args)
+    if policy is None:
         return 1
     print(f"{args.policy}: OK ({len(policy.groups)} groups, {len(policy.rules)} rules, "
           f"{len(policy.classes)} classes, {len(policy.applications)} apps)")
@@ -24,11 +32,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from gatewayd.compile.plan import compile_plan
 
-    try:
-        policy = load_policy(args.policy, args.catalog)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
+    policy = load_or_report(args)
+    if policy is None:
         return 1
     sys.stdout.write(compile_plan(policy).render())
     return 0

@@ -50,3 +50,19 @@ class SourceCollector(Collector):
 
     def read(self) -> Iterator[Metric]:
         raise NotImplementedError
+
+
+class PlanCollector(SourceCollector):
+    """A collector that labels what it reads with the names of the plan in force."""
+
+    def __init__(self, plans: PlanSource) -> None:
+        super().__init__()
+        self._plans = plans
+
+    def read(self) -> Iterator[Metric]:
+        plan = self._plans.current_plan()
+        if plan is not None:
+            yield from self.read_plan(plan)
+
+    def read_plan(self, plan: Plan) -> Iterator[Metric]:
+        raise NotImplementedError

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from gatewayd.metrics.base import PlanSource, SourceCollector
+from gatewayd.compile.plan import Plan
+from gatewayd.metrics.base import PlanCollector
 
 PROC_QUEUE = Path("/proc/net/netfilter/nfnetlink_queue")
 
@@ -23,17 +24,10 @@ def read_queue_line(queue_num: int, path: Path = PROC_QUEUE) -> dict[str, int] |
     return None
 
 
-class NfqueueCollector(SourceCollector):
+class NfqueueCollector(PlanCollector):
     name = "nfqueue"
 
-    def __init__(self, plans: PlanSource) -> None:
-        super().__init__()
-        self._plans = plans
-
-    def read(self) -> Iterator[Metric]:
-        plan = self._plans.current_plan()
-        if plan is None:
-            return
+    def read_plan(self, plan: Plan) -> Iterator[Metric]:
         stats = read_queue_line(plan.policy.classifier.queue_num)
         dropped = CounterMetricFamily("gatewayd_nfqueue_dropped_packets",
                                       "Packets the kernel could not queue to the classifier (queue full, or the socket buffer).",

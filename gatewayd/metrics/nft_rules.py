@@ -8,7 +8,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gatewayd.apply.nft import Counter, NftKernel
 from gatewayd.compile import ruleset
-from gatewayd.metrics.base import PlanSource, SourceCollector
+from gatewayd.compile.plan import Plan
+from gatewayd.metrics.base import PlanCollector
 
 BLOCKED_COUNTERS = {
     ruleset.COUNTER_BLOCKED_TCP: "tcp",
@@ -22,18 +23,11 @@ def packets_of(counters: dict[str, Counter], name: str) -> int:
     return counter.packets if counter else 0
 
 
-class RuleCollector(SourceCollector):
+class RuleCollector(PlanCollector):
+    _kernel: NftKernel | None = None
     name = "nft_rules"
 
-    def __init__(self, plans: PlanSource) -> None:
-        super().__init__()
-        self._plans = plans
-        self._kernel: NftKernel | None = None
-
-    def read(self) -> Iterator[Metric]:
-        plan = self._plans.current_plan()
-        if plan is None:
-            return
+    def read_plan(self, plan: Plan) -> Iterator[Metric]:
         self._kernel = self._kernel or NftKernel()
         counters = self._kernel.named_counters()
         hits = CounterMetricFamily("gatewayd_rule_hits", "Packets that matched a policy rule (original direction).", labels=["rule"])

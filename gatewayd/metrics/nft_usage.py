@@ -9,21 +9,15 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from gatewayd.apply.nft import NftKernel
 from gatewayd.compile import marks
 from gatewayd.compile.ruleset import SET_FLOWS, SET_USAGE
-from gatewayd.metrics.base import PlanSource, SourceCollector
+from gatewayd.compile.plan import Plan
+from gatewayd.metrics.base import PlanCollector
 
 
-class UsageCollector(SourceCollector):
+class UsageCollector(PlanCollector):
+    _kernel: NftKernel | None = None
     name = "nft_usage"
 
-    def __init__(self, plans: PlanSource) -> None:
-        super().__init__()
-        self._plans = plans
-        self._kernel: NftKernel | None = None
-
-    def read(self) -> Iterator[Metric]:
-        plan = self._plans.current_plan()
-        if plan is None:
-            return
+    def read_plan(self, plan: Plan) -> Iterator[Metric]:
         self._kernel = self._kernel or NftKernel()
         numbering = plan.numbering
         labels = ["app", "group", "action", "class"]

@@ -8,21 +8,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gatewayd.apply.tc import TcKernel
 from gatewayd.compile.tc_tree import ROOT_MINOR
-from gatewayd.metrics.base import PlanSource, SourceCollector
+from gatewayd.compile.plan import Plan
+from gatewayd.metrics.base import PlanCollector
 
 
-class TcClassCollector(SourceCollector):
+class TcClassCollector(PlanCollector):
+    _tc: TcKernel | None = None
     name = "tc_classes"
 
-    def __init__(self, plans: PlanSource) -> None:
-        super().__init__()
-        self._plans = plans
-        self._tc: TcKernel | None = None
-
-    def read(self) -> Iterator[Metric]:
-        plan = self._plans.current_plan()
-        if plan is None:
-            return
+    def read_plan(self, plan: Plan) -> Iterator[Metric]:
         self._tc = self._tc or TcKernel()
         labels = ["interface", "direction", "class"]
         sent_bytes = CounterMetricFamily("gatewayd_class_bytes", "Bytes sent by a QoS class.", labels=labels)
