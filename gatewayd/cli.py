@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gatewayd.explain import command as explain_command
 from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy
 from gatewayd.policy.model import Policy
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="print the nft ruleset and tc trees a policy compiles to")
     render.add_argument("policy")
     render.set_defaults(func=cmd_render)
+
+    explain_command.add_parser(commands)
 
     run = commands.add_parser("run", help="run the daemon in the foreground (root)")
     run.add_argument("--policy", required=True)

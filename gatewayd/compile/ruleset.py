@@ -216,7 +216,7 @@ class RulesetCompiler:
                             f"{network} . {port.protocol} . {self._port_text(port.first, port.last)} : {verdict}")
             elif app.networks:
                 address_only.extend((network, app.id) for network in app.networks)
-            elif app.ports and not app.domains and not app.signatures:
+            elif app.ports and not app.domains:  # same rule as classify/tables.py
                 port_only.extend(f"{p.protocol} . {self._port_text(p.first, p.last)} : {verdict}"
                                  for p in app.ports)
         disjoint = disjoint_networks(address_only)

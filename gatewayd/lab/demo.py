@@ -13,10 +13,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from gatewayd.compile import marks
 from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.lab import traffic
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.kernel_view import decode_mark, flow_mark, learned_app
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
 from gatewayd.lab.services import DEFAULT_SITES
 from gatewayd.lab.topology import GATEWAY, Lab
@@ -47,25 +47,6 @@ VISITS = (
 )
 
 
-def decode_mark(plan: Plan, mark: int) -> tuple[str, str, bool]:
-    app = plan.numbering.app_name(marks.app_number_of(mark))
-    qos_class = plan.numbering.class_name(marks.class_index_of(mark))
-    return app, qos_class, bool(mark & marks.BLOCK_BIT)
-
-
-def flow_mark(lab: Lab, source: str, destination: str, port: int) -> int | None:
-    out = lab.run(GATEWAY, ["conntrack", "-L", "-s", source, "-d", destination, "-p", "tcp",
-                            "--dport", str(port)], check=False).stdout
-    found = re.findall(r"mark=(\d+)", out)
-    return int(found[-1]) if found else None
-
-
-def learned_app(lab: Lab, plan: Plan, address: str) -> str:
-    learned = lab.run(GATEWAY, ["nft", "list", "map", "inet", "gatewayd", "learned_v4"], check=False).stdout
-    found = re.search(re.escape(address) + r" [^,}]*?: goto set_app_(\d+)", learned)
-    return f"{plan.numbering.app_name(int(found.group(1)))} (DNS)" if found else "?"
-
-
 def visit(lab: Lab, plan: Plan, item: Visit) -> str:
     site = DEFAULT_SITES[item.site]
     source = OFFICE_HOSTS[item.host].ipv4
@@ -79,9 +60,10 @@ def visit(lab: Lab, plan: Plan, item: Visit) -> str:
         passed = result.ok
     mark = flow_mark(lab, source, site.ipv4, port)
     if mark is not None:
-        app, qos_class, _ = decode_mark(plan, mark)
+        kernel = decode_mark(plan, mark)
+        app, qos_class = kernel.app, kernel.qos_class
     else:  # reset on its SYN: no conntrack entry stays, but the kernel knew the app from DNS
-        app, qos_class = learned_app(lab, plan, site.ipv4), "-"
+        app, qos_class = f"{learned_app(lab, plan, site.ipv4) or '?'} (DNS)", "-"
     if passed:
         verdict = f"allowed   app={app:<11} class={qos_class}"
     elif outcome in BLOCKED:
