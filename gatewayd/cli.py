@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from gatewayd.explain import command as explain_command
 from gatewayd.policy.errors import PolicyError
@@ -45,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gatewayd.daemon.reactor import Daemon
 
     setup_logging(args.log_level)
-    return Daemon(args.policy, args.catalog).run()
+    return Daemon(args.policy, args.catalog, Path(args.state_dir)).run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daemon in the foreground (root)")
     run.add_argument("--policy", required=True)
+    run.add_argument("--state-dir", default="/var/lib/gatewayd",
+                     help="where the last-known-good policy is kept (default: %(default)s)")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
     return parser

@@ -32,14 +32,19 @@ class GatewayDaemon:
         self.policy_path = Path(policy_path)
         self.log_path = lab.workdir / log_name
         self._log_name = log_name
+        # Kept across restarts of this runner, like /var/lib/gatewayd on a real box.
+        self.state_dir = lab.workdir / "gatewayd-state"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = START_TIMEOUT_SECONDS, log_level: str = "info") -> "GatewayDaemon":
+    def start(self, timeout: float = START_TIMEOUT_SECONDS, log_level: str = "info",
+              env: dict[str, str] | None = None) -> "GatewayDaemon":
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.process = self.lab.popen(GATEWAY, [sys.executable, "-m", "gatewayd", "run", "--policy",
-                                                str(self.policy_path), "--log-level", log_level],
-                                      log_name=self._log_name)
-        self.wait_for_log("event=started", offset, timeout)
+                                                str(self.policy_path), "--state-dir", str(self.state_dir),
+                                                "--log-level", log_level],
+                                      log_name=self._log_name, env={**os.environ, **(env or {})})
+        self.wait_for_log("event=started ", offset, timeout)
         return self
 
     def log_text(self, offset: int = 0) -> str:

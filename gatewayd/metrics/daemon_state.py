@@ -30,6 +30,9 @@ class DaemonMetrics:
         self.reloads = Counter("gatewayd_policy_reloads", "Reload attempts by result.", ["result"], registry=registry)
         self.fail_mode = Gauge("gatewayd_fail_mode", "The fail mode in force (1 for the current one).", ["mode"],
                                registry=registry)
+        self.degraded = Gauge("gatewayd_policy_degraded",
+                              "1 while the daemon runs its last-known-good policy because the configured file does not load.",
+                              registry=registry)
         self.up_since = Gauge("gatewayd_start_time_seconds", "When the daemon started (Unix time).", registry=registry)
 
     def set_fail_mode(self, mode: str) -> None:
