@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gatewayd.control import commands as control_commands
 from gatewayd.explain import command as explain_command
 from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy
@@ -46,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gatewayd.daemon.reactor import Daemon
 
     setup_logging(args.log_level)
-    return Daemon(args.policy, args.catalog, Path(args.state_dir)).run()
+    return Daemon(args.policy, args.catalog, Path(args.state_dir), Path(args.control_socket)).run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,13 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(func=cmd_render)
 
     explain_command.add_parser(commands)
+    explain_command.add_replay_parser(commands)
 
     run = commands.add_parser("run", help="run the daemon in the foreground (root)")
     run.add_argument("--policy", required=True)
     run.add_argument("--state-dir", default="/var/lib/gatewayd",
                      help="where the last-known-good policy is kept (default: %(default)s)")
+    run.add_argument("--control-socket", default="/run/gatewayd/control.sock",
+                     help="where `gatewayd status/apply/confirm` reach the daemon (default: %(default)s)")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
+
+    from gatewayd.cli_classify import register as register_classify
+
+    register_classify(commands)
+
+    control_commands.add_parsers(commands)  # status (blocklist included), apply, confirm
     return parser
 
 

@@ -64,8 +64,9 @@ class NftKernel:
         except NftError:
             return False
 
-    def replace_table(self, table: NftTable, carried_state: Iterable[str] = ()) -> None:
-        self.run(table.replace_script(tuple(carried_state)))
+    def replace_table(self, table: NftTable, carried_state: Iterable[str] = (), companion_script: str = "") -> None:
+        """`companion_script` (the guard's tables) rides in the same all-or-nothing transaction."""
+        self.run(table.replace_script(tuple(carried_state)) + companion_script)
 
     def delete_table(self) -> None:
         # Declaring first makes the delete idempotent (no error if it is gone).

@@ -1,8 +1,10 @@
-"""Apply HTB trees with pyroute2.
+"""Apply HTB trees: pyroute2 for the root and reads, batched rtnetlink for the classes.
 
-A reload whose tree has the same classes changes their rates in place, so
-queued packets and class counters survive; a tree of another shape is
-rebuilt. The leaf queue is the best kind the kernel has (probed once).
+A reload sends only the difference with the tree in force: classes that
+are new are added, changed ones changed in place (their queues and counters
+survive), gone or moved ones deleted; a new default class rebuilds the tree.
+The leaf queue is the best kind the kernel has (probed once, on the first
+leaf); a pfifo leaf gets a limit sized to its ceiling.
 """
 
 from __future__ import annotations
@@ -14,15 +16,38 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from gatewayd.compile.tc_tree import HTB_MAJOR, LEAF_PREFERENCE, HtbClass, InterfaceTree
+from gatewayd.apply.tc_netlink import (
+    TC_H_ROOT,
+    HtbParams,
+    Request,
+    TcBatch,
+    TcBatchError,
+    class_request,
+    qdisc_request,
+)
+from gatewayd.compile.tc_tree import HTB_MAJOR, LEAF_PREFERENCE, MTU_BYTES, HtbClass, InterfaceTree
 
 log = logging.getLogger("gatewayd.tc")
 
 UNSUPPORTED = {errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP}
 
 
+FIFO_QUEUE_SECONDS = 0.05  # a pfifo leaf holds about this much at its ceiling: bounded bufferbloat
+FIFO_LIMIT_RANGE = (16, 1000)  # packets
+
+
 class TcError(RuntimeError):
     pass
+
+
+def fifo_limit_for(ceil_bps: int) -> int:
+    """Packets a FIFO leaf may hold: ~100 ms at the class's ceiling, within sane bounds.
+
+    A fixed 1000 packets is 6 s of queue for a 2 Mbit/s host: every packet
+    of that host would wait behind it.
+    """
+    packets = int(ceil_bps / 8 * FIFO_QUEUE_SECONDS / MTU_BYTES)
+    return max(FIFO_LIMIT_RANGE[0], min(FIFO_LIMIT_RANGE[1], packets))
 
 
 def handle(major: int, minor: int) -> int:
@@ -38,15 +63,19 @@ class ClassStats:
     drops: int
     overlimits: int
     backlog_bytes: int
+    rate_bps: int = 0  # the kernel's rate estimate (classes other than per-host ones)
 
 
 class TcKernel:
     def __init__(self) -> None:
         self._ipr = IPRoute()
+        self._batch: TcBatch | None = None
         self._leaf_kind: str | None = None
 
     def close(self) -> None:
         self._ipr.close()
+        if self._batch is not None:
+            self._batch.close()
 
     def ifindex(self, name: str) -> int:
         found = self._ipr.link_lookup(ifname=name)
@@ -55,15 +84,16 @@ class TcKernel:
         return found[0]
 
     def apply(self, trees: tuple[InterfaceTree, ...], previous: tuple[InterfaceTree, ...] = ()) -> None:
+        """Install the trees; against `previous` (what is in the kernel now) only the differences are sent."""
         before = {t.interface: t for t in previous}
         for tree in trees:
             try:
                 old = before.get(tree.interface)
-                if old and self._same_shape(old, tree) and self._installed(tree):
-                    self._change_classes(tree)
+                if old and old.default_minor == tree.default_minor and self._installed(tree):
+                    self._sync(tree, old.by_minor())
                 else:
                     self._rebuild(tree)
-            except NetlinkError as exc:
+            except (NetlinkError, TcBatchError) as exc:
                 raise TcError(f"tc on {tree.interface}: {exc}") from exc
 
     def remove(self, interfaces: list[str]) -> None:
@@ -73,16 +103,11 @@ class TcKernel:
             except (NetlinkError, TcError):
                 pass  # nothing of ours there
 
-    @staticmethod
-    def _same_shape(a: InterfaceTree, b: InterfaceTree) -> bool:
-        return ([c.minor for c in a.classes] == [c.minor for c in b.classes]
-                and a.default_minor == b.default_minor)
-
     def _installed(self, tree: InterfaceTree) -> bool:
-        index = self.ifindex(tree.interface)
-        for qdisc in self._ipr.get_qdiscs(index=index):
-            if qdisc.get("parent") == 0xFFFFFFFF:
-                return qdisc.get_attr("TCA_KIND") == "htb" and qdisc.get("handle") == handle(HTB_MAJOR, 0)
+        # Our own dump parser: pyroute2 takes seconds to decode thousands of leaf qdiscs.
+        for qdisc in self._batch_socket().qdiscs(self.ifindex(tree.interface)):
+            if qdisc.parent == TC_H_ROOT:
+                return qdisc.kind == "htb" and qdisc.handle == handle(HTB_MAJOR, 0)
         return False
 
     def _rebuild(self, tree: InterfaceTree) -> None:
@@ -91,25 +116,52 @@ class TcKernel:
             self._ipr.tc("del", index=index, handle=0, parent=0xFFFFFFFF)
         except NetlinkError:
             pass  # no root qdisc yet
-        self._ipr.tc("add", "htb", index=index, handle=handle(HTB_MAJOR, 0),
-                     default=tree.default_minor)
-        for htb_class in tree.classes:
-            self._ipr.tc("add-class", "htb", index=index, handle=handle(HTB_MAJOR, htb_class.minor),
-                         parent=handle(HTB_MAJOR, htb_class.parent_minor), **self._class_args(htb_class))
-            if htb_class.leaf:
-                self._add_leaf(index, htb_class)
+        self._ipr.tc("add", "htb", index=index, handle=handle(HTB_MAJOR, 0), default=tree.default_minor)
+        self._sync(tree, {})
 
-    def _change_classes(self, tree: InterfaceTree) -> None:
+    def _sync(self, tree: InterfaceTree, installed: dict[int, HtbClass]) -> None:
+        """Delete, add and change classes so the kernel holds `tree`; untouched classes keep their queues."""
         index = self.ifindex(tree.interface)
-        for htb_class in tree.classes:
-            self._ipr.tc("change-class", "htb", index=index, handle=handle(HTB_MAJOR, htb_class.minor),
-                         parent=handle(HTB_MAJOR, htb_class.parent_minor), **self._class_args(htb_class))
+        wanted = tree.by_minor()
+        moved = {minor for minor, old in installed.items()
+                 if minor not in wanted or wanted[minor].parent_minor != old.parent_minor
+                 or wanted[minor].leaf != old.leaf}
+        # Children before parents: HTB refuses to delete a class that still has children.
+        doomed = sorted((installed[m] for m in moved), key=lambda c: (not c.leaf, c.parent_minor == 0))
+        requests = [class_request("delete", index, handle(HTB_MAJOR, c.minor), handle(HTB_MAJOR, c.parent_minor))
+                    for c in doomed]
+        added = [c for c in tree.classes if c.minor not in installed or c.minor in moved]
+        changed = [c for c in tree.classes
+                   if c.minor in installed and c.minor not in moved and self._params(installed[c.minor]) != self._params(c)]
+        requests += [self._class_request("add", index, c) for c in added]  # tree order: parents first
+        requests += [self._class_request("change", index, c) for c in changed]
+        batch = self._batch_socket()
+        batch.run(requests)
+        leaves = [c for c in added if c.leaf]
+        if leaves and self._leaf_kind is None:
+            self._add_leaf(index, leaves[0])  # probes the best kind the kernel has
+            leaves = leaves[1:]
+        batch.run(self._leaf_request(index, c) for c in leaves)
+
+    def _batch_socket(self) -> TcBatch:
+        if self._batch is None:
+            self._batch = TcBatch()
+        return self._batch
 
     @staticmethod
-    def _class_args(htb_class: HtbClass) -> dict[str, object]:
-        return {"rate": f"{htb_class.rate_bps}bit", "ceil": f"{htb_class.ceil_bps}bit",
-                "prio": htb_class.priority, "quantum": htb_class.quantum_bytes,
-                "burst": htb_class.burst_bytes, "cburst": htb_class.burst_bytes}
+    def _params(htb_class: HtbClass) -> HtbParams:
+        return HtbParams(htb_class.rate_bps, htb_class.ceil_bps, htb_class.rate_burst_bytes, htb_class.burst_bytes,
+                         htb_class.quantum_bytes, htb_class.priority)
+
+    def _class_request(self, verb: str, index: int, htb_class: HtbClass) -> Request:
+        return class_request(verb, index, handle(HTB_MAJOR, htb_class.minor),
+                             handle(HTB_MAJOR, htb_class.parent_minor), self._params(htb_class),
+                             rate_estimator=htb_class.role != "host")  # per-host rates are never exported
+
+    def _leaf_request(self, index: int, htb_class: HtbClass) -> Request:
+        kind = self._leaf_kind or "pfifo"
+        return qdisc_request(index, handle(htb_class.minor, 0), handle(HTB_MAJOR, htb_class.minor), kind,
+                             fifo_limit=fifo_limit_for(htb_class.ceil_bps) if kind == "pfifo" else None)
 
     def _add_leaf(self, index: int, htb_class: HtbClass) -> None:
         parent = handle(HTB_MAJOR, htb_class.minor)
@@ -117,7 +169,7 @@ class TcKernel:
         kinds = [self._leaf_kind] if self._leaf_kind else list(LEAF_PREFERENCE)
         for kind in kinds:
             try:
-                args: dict[str, object] = {"limit": 1000} if kind == "pfifo" else {}
+                args: dict[str, object] = {"limit": fifo_limit_for(htb_class.ceil_bps)} if kind == "pfifo" else {}
                 self._ipr.tc("add", kind, index=index, handle=leaf_handle, parent=parent, **args)
             except NetlinkError as exc:
                 if exc.code in UNSUPPORTED or kind not in ("pfifo",):
@@ -139,15 +191,9 @@ class TcKernel:
 
     def class_stats(self, interface: str) -> list[ClassStats]:
         stats = []
-        for msg in self._ipr.get_classes(index=self.ifindex(interface)):
-            if msg.get_attr("TCA_KIND") != "htb":
+        for item in self._batch_socket().classes(self.ifindex(interface)):
+            if item.kind != "htb":
                 continue
-            basic = msg.get_attr("TCA_STATS2")
-            counts = basic.get_attr("TCA_STATS_BASIC") if basic else None
-            queue = basic.get_attr("TCA_STATS_QUEUE") if basic else None
-            stats.append(ClassStats(
-                interface, msg.get("handle") & 0xFFFF,
-                counts.get("bytes", 0) if counts else 0, counts.get("packets", 0) if counts else 0,
-                queue.get("drops", 0) if queue else 0, queue.get("overlimits", 0) if queue else 0,
-                queue.get("backlog", 0) if queue else 0))
+            stats.append(ClassStats(interface, item.handle & 0xFFFF, item.bytes, item.packets, item.drops,
+                                    item.overlimits, item.backlog_bytes, item.rate_bytes_per_second * 8))
         return stats

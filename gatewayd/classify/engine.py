@@ -3,12 +3,23 @@
 The kernel queues only the first packets of an undecided flow; each flow is
 decided at most once here, from the strongest evidence available:
 
-  1. DNS responses teach address -> app (and decide the DNS flow itself);
-     a later flow to a learned address is decided on its first packet.
-  2. the server address in the catalog's networks (first packet);
-  3. TLS SNI / HTTP Host from the reassembled client->server bytes;
-  4. named payload signatures;
-  5. after `max_packets` packets: the port table, else "unknown".
+  1. the server address+port in the catalog (e.g. Meta's STUN relays = WhatsApp
+     call), then addresses DNS answers taught (answers also decide the DNS flow),
+     then catalog networks: all known on the first packet;
+  2. TLS SNI (TCP, reassembled) or QUIC SNI (decrypted Initials), ALPN kept as
+     detail; with ECH, or a name no app owns, the address/port evidence wins;
+  3. HTTP: URL rules, then Host;
+  4. named payload signatures (one packet, or both directions for weak ones);
+     carrier signatures (STUN) take the app of the addresses when known;
+  5. after `max_packets` packets: the query name of an unanswered lookup, the
+     port table, else "unknown" -- final, so the kernel stops queueing.
+
+Learned addresses are global, not per client: every office client asks the
+same resolvers, so one client's answer is right for the next client too, and
+the kernel map stays one entry per server address (a (client . server) key
+would multiply it by the number of clients and miss clients that resolved
+through DoH). The cost: an address shared by two apps' names follows the last
+answer seen; the TTL keeps that window short.
 
 Memory is bounded: flows idle longer than `flow_timeout` expire, the flow
 table never exceeds `max_flows` (oldest evicted), per-flow buffers are capped
@@ -23,9 +34,16 @@ from dataclasses import dataclass, field
 
 from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
+from gatewayd.classify import quic as quic_parser
 from gatewayd.classify import tls as tls_parser
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
-from gatewayd.classify.signatures import SIGNATURE_PROTOCOLS, SIGNATURES, Signature
+from gatewayd.classify.signatures import (
+    CARRIER_SIGNATURES,
+    SIGNATURE_PROTOCOLS,
+    SIGNATURES,
+    TWO_WAY_SIGNATURES,
+    Signature,
+)
 from gatewayd.classify.tables import ClassifierTables
 
 UNKNOWN_APP = "unknown"
@@ -45,8 +63,24 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclass(frozen=True)
 class Decision:
     app: str  # an app id from the tables, or "unknown"
-    method: str  # dns-learned, tls-sni, http-host, address, signature, port, give-up, dns
+    method: str  # dns-learned, tls-sni, quic-sni, http-host, http-url, address, signature, port, give-up, dns
     evidence: str  # the domain / SNI / Host / signature name / address / "tcp/22"
+    # Supporting evidence that did not decide by itself (ALPN, the URL rule, the QUIC version);
+    # left out of equality so a decision compares by what decided it.
+    details: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class FlowSummary:
+    """One flow as the classifier saw it, for offline reports."""
+
+    proto: int
+    client: str  # the side that opened the flow (or sent the first packet seen, mid-stream)
+    client_port: int
+    server: str
+    server_port: int
+    packets: int
+    decision: Decision | None
 
 
 @dataclass(frozen=True)
@@ -83,7 +117,8 @@ class ClassifierStats:
 class _Flow:
     __slots__ = ("client_addr", "client_port", "server_addr", "server_port", "client_known",
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
-                 "want_tls", "want_http", "dns_stream", "last_seen", "decision")
+                 "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
+                 "two_way_seen", "quic")
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
                  client_known: bool, is_dns: bool, client_isn: int, now: float) -> None:
@@ -103,6 +138,9 @@ class _Flow:
         self.want_http = True
         self.dns_stream: bytearray | None = None  # server->client bytes of DNS over TCP
         self.last_seen = now
+        self.dns_question: str | None = None  # from the query, for a lookup that never got an answer
+        self.two_way_seen: dict[str, int] | None = None  # two-way signature -> directions seen (1 client, 2 server)
+        self.quic: quic_parser.QuicState | None = None  # CRYPTO reassembly while the ClientHello is incomplete
 
 
 def _clamp_ttl(ttl: int) -> int:
@@ -130,6 +168,7 @@ class Classifier:
         self._last_expiry = float("-inf")
         self._tables = tables
         self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
+        self._two_way: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
         self.replace_tables(tables)
 
     # ----------------------------------------------------------------- public
@@ -139,7 +178,11 @@ class Classifier:
         self._tables = tables
         self._signatures = tuple(
             (name, SIGNATURES[name], SIGNATURE_PROTOCOLS[name], app_ids[0])
-            for name, app_ids in tables.signature_apps.items() if app_ids
+            for name, app_ids in tables.signature_apps.items() if app_ids and name in SIGNATURES
+        )
+        self._two_way = tuple(
+            (name, TWO_WAY_SIGNATURES[name][0], TWO_WAY_SIGNATURES[name][1], app_ids[0])
+            for name, app_ids in tables.signature_apps.items() if app_ids and name in TWO_WAY_SIGNATURES
         )
         # Re-match learned names: an app may have gained or lost the domain.
         for address, (_app, name, expiry) in list(self._learned.items()):
@@ -156,6 +199,39 @@ class Classifier:
         except Exception:  # a bug must not take the queue down: count it, let the packet pass undecided
             self.stats.internal_errors += 1
             return PacketOutcome(None, [])
+
+    def summary_of(self, ip_packet: bytes) -> FlowSummary | None:
+        """The flow this packet belongs to, if the table holds it (offline replay reports it)."""
+        info = parse_packet(ip_packet)
+        if info is None or not info.l4_present:
+            return None
+        flow = self._flows.get(self._key_of(info))
+        return None if flow is None else self._summary(info.proto, flow)
+
+    def conclude(self) -> list[FlowSummary]:
+        """End of input (a capture's last packet): every flow still undecided gets its last-resort verdict.
+
+        The kernel would have given up on these after max_packets; a capture that
+        ends first leaves them open, and an offline report must still name them.
+        """
+        concluded = []
+        for key, flow in self._flows.items():
+            if not flow.decided:
+                self._decide(flow, self._last_resort(flow, key[0]))
+                concluded.append(self._summary(key[0], flow))
+        return concluded
+
+    @staticmethod
+    def _summary(proto: int, flow: "_Flow") -> FlowSummary:
+        return FlowSummary(proto, _address_text(flow.client_addr), flow.client_port,
+                           _address_text(flow.server_addr), flow.server_port, flow.packets, flow.decision)
+
+    @staticmethod
+    def _key_of(info: PacketInfo) -> tuple[int, bytes, int, bytes, int]:
+        src, dst, sport, dport = info.src, info.dst, info.sport, info.dport
+        if src < dst or (src == dst and sport <= dport):
+            return (info.proto, src, sport, dst, dport)
+        return (info.proto, dst, dport, src, sport)
 
     def learned_app(self, address: IPAddress, now: float) -> tuple[str, str] | None:
         """(app, name) learned from DNS for an address, if still valid."""
@@ -224,9 +300,15 @@ class Classifier:
                 if flow.decided:
                     return PacketOutcome(None, learned, flow.decision)
             elif proto == PROTO_TCP and from_client and (flow.want_tls or flow.want_http):
-                decision = self._stream_packet(flow, info)
-            if decision is None and self._signatures:
-                decision = self._signature_decision(info, proto, from_client)
+                decision = self._stream_packet(flow, info, now)
+            elif proto == PROTO_UDP and from_client and flow.want_tls \
+                    and quic_parser.is_long_header_initial_candidate(info.payload):
+                decision = self._quic_packet(flow, info, now)
+            # A signature beats a name that matched no app (e.g. Xunlei's POST to an unlisted host).
+            if (decision is None or decision.app == UNKNOWN_APP) and self._signatures and not flow.is_dns:
+                decision = self._signature_decision(flow, info, proto, from_client, now) or decision
+            if decision is None and self._two_way and not flow.is_dns:
+                decision = self._two_way_decision(flow, info, proto, from_client)
         if decision is None and flow.packets >= self.max_packets:
             decision = self._last_resort(flow, proto)
         if decision is None:
@@ -257,6 +339,19 @@ class Classifier:
 
     def _first_packet_decision(self, flow: _Flow, proto: int, now: float) -> Decision | None:
         """Address evidence: known on the first packet, so the kernel can stop queueing at once."""
+        # A catalog address *and port* (e.g. Meta's STUN port = WhatsApp call) is more
+        # specific than the name DNS gave the address, so it goes first; the kernel's
+        # classify chain looks its maps up in the same order.
+        address_match = None
+        addresses = self._tables.addresses
+        for address, port in ((flow.server_addr, flow.server_port), (flow.client_addr, flow.client_port)):
+            match = addresses.lookup(address, proto, port)
+            if match is not None:
+                if match.port_specific:
+                    return Decision(match.app, "address", _address_text(address))
+                address_match = address_match or (match, address)
+            if flow.client_known:
+                break
         candidates = (flow.server_addr,) if flow.client_known else (flow.server_addr, flow.client_addr)
         learned = self._learned
         for address in candidates:
@@ -265,18 +360,17 @@ class Classifier:
                 if entry[2] >= now:
                     return Decision(entry[0], "dns-learned", entry[1])
                 del learned[address]
-        addresses = self._tables.addresses
-        for address, port in ((flow.server_addr, flow.server_port), (flow.client_addr, flow.client_port)):
-            match = addresses.lookup(address, proto, port)
-            if match is not None:
-                return Decision(match.app, "address", _address_text(address))
-            if flow.client_known:
-                break
+        if address_match is not None:
+            return Decision(address_match[0].app, "address", _address_text(address_match[1]))
         return None
 
     def _dns_packet(self, flow: _Flow, info: PacketInfo, learned: list[LearnedAddress],
                     now: float) -> Decision | None:
         if info.sport != DNS_PORT or info.src != flow.server_addr:
+            if flow.dns_question is None and info.proto == PROTO_UDP:
+                query = dns_parser.parse_dns(info.payload)
+                if query is not None and not query.is_response:
+                    flow.dns_question = query.question_name
             return None  # a query: wait for the response, which is the packet that teaches us
         if info.proto == PROTO_TCP:
             if flow.dns_stream is None:
@@ -312,7 +406,9 @@ class Classifier:
                 store.popitem(last=False)
 
     def _dns_flow_decision(self, message: dns_parser.DnsMessage) -> Decision:
-        name = message.question_name or ""
+        return self._dns_name_decision(message.question_name or "")
+
+    def _dns_name_decision(self, name: str) -> Decision:
         tables = self._tables
         if self.dns_flow_takes_queried_app and name:
             match = tables.domains.lookup(name)
@@ -320,7 +416,7 @@ class Classifier:
                 return Decision(match.app, "dns", name)
         return Decision(DNS_APP if tables.has_app(DNS_APP) else UNKNOWN_APP, "dns", name)
 
-    def _stream_packet(self, flow: _Flow, info: PacketInfo) -> Decision | None:
+    def _stream_packet(self, flow: _Flow, info: PacketInfo, now: float) -> Decision | None:
         """Reassemble client->server bytes in order and try TLS, then HTTP."""
         payload = info.payload
         if flow.next_seq >= 0:
@@ -346,16 +442,14 @@ class Classifier:
                 flow.want_tls = False
             elif hello is not tls_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
-                if hello.sni:  # type: ignore[union-attr]
-                    decision = self._name_decision(hello.sni, "tls-sni")  # type: ignore[union-attr]
+                decision = self._hello_decision(flow, hello, "tls-sni", PROTO_TCP, now)  # type: ignore[arg-type]
         if flow.want_http:
             request = http_parser.parse_request(data)
             if request is http_parser.NOT_HTTP:
                 flow.want_http = False
             elif request is not http_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
-                if request.host:  # type: ignore[union-attr]
-                    decision = self._name_decision(request.host, "http-host")  # type: ignore[union-attr]
+                decision = self._http_decision(flow, request, now)  # type: ignore[arg-type]
         if not (flow.want_tls or flow.want_http) or len(data) >= MAX_STREAM_BYTES:
             flow.want_tls = flow.want_http = False
             flow.stream = None
@@ -363,19 +457,114 @@ class Classifier:
             flow.stream = bytearray(data)
         return decision
 
-    def _name_decision(self, name: str, method: str) -> Decision:
-        # A name that matches no app is still the best evidence there is: decide "unknown" on it.
-        match = self._tables.domains.lookup(name)
-        return Decision(match.app if match is not None else UNKNOWN_APP, method, name)
+    def _quic_packet(self, flow: _Flow, info: PacketInfo, now: float) -> Decision | None:
+        """Client Initials of QUIC (want_tls doubles as "still looking for a ClientHello" on UDP)."""
+        state = flow.quic
+        if state is None:
+            state = flow.quic = quic_parser.QuicState()
+        hello = quic_parser.feed(state, info.payload)
+        if hello is quic_parser.NEED_MORE:
+            return None
+        flow.want_tls = False
+        flow.quic = None
+        if hello is quic_parser.NOT_QUIC:
+            return None
+        version = f"quic-version={hello.version:#010x}"  # type: ignore[union-attr]
+        tls_view = tls_parser.TlsClientHello(hello.sni, hello.alpn, 0, hello.ech)  # type: ignore[union-attr]
+        decision = self._hello_decision(flow, tls_view, "quic-sni", PROTO_UDP, now)
+        if decision is None:
+            return None
+        return Decision(decision.app, decision.method, decision.evidence,
+                        details=f"{decision.details} {version}".strip())
 
-    def _signature_decision(self, info: PacketInfo, proto: int, from_client: bool) -> Decision | None:
+    def _hello_decision(self, flow: _Flow, hello: tls_parser.TlsClientHello, method: str, proto: int,
+                        now: float) -> Decision | None:
+        details = "alpn=" + ",".join(hello.alpn) if hello.alpn else ""
+        if hello.ech:
+            # Encrypted Client Hello: the SNI in clear is only the provider's public name,
+            # so what DNS taught about the address comes first.
+            fallback = self._address_or_port(flow, proto, now)
+            if fallback is not None:
+                return Decision(fallback.app, fallback.method, fallback.evidence,
+                                details=f"ech outer={hello.sni} {details}".strip())
+        if hello.sni:
+            return self._name_decision(hello.sni, method, flow, proto, now, details)
+        return None
+
+    def _http_decision(self, flow: _Flow, request: http_parser.HttpRequest, now: float) -> Decision | None:
+        urls = self._tables.urls
+        if urls:
+            found = urls.lookup(request.host, request.path)
+            if found is not None:
+                return Decision(found[0], "http-url", found[1], details=f"host={request.host} path={request.path[:200]}")
+        if request.host:
+            return self._name_decision(request.host, "http-host", flow, PROTO_TCP, now)
+        return None
+
+    def _name_decision(self, name: str, method: str, flow: _Flow | None = None, proto: int = PROTO_TCP,
+                       now: float = 0.0, details: str = "") -> Decision:
+        match = self._tables.domains.lookup(name)
+        if match is not None:
+            return Decision(match.app, method, name, details=details)
+        if flow is not None:
+            # The name says nothing we know (an IP literal, an ECH outer name, a private
+            # host): what the address or the port says is better than "unknown".
+            fallback = self._address_or_port(flow, proto, now)
+            if fallback is not None:
+                return Decision(fallback.app, fallback.method, fallback.evidence,
+                                details=f"{method}={name}" + (f" {details}" if details else ""))
+        # A name that matches no app is still the best evidence there is: decide "unknown" on it.
+        return Decision(UNKNOWN_APP, method, name, details=details)
+
+    def _address_or_port(self, flow: _Flow, proto: int, now: float) -> Decision | None:
+        entry = self._learned.get(flow.server_addr)
+        if entry is not None and entry[2] >= now:
+            return Decision(entry[0], "dns-learned", entry[1])
+        match = self._tables.addresses.lookup(flow.server_addr)
+        if match is not None:
+            return Decision(match.app, "address", _address_text(flow.server_addr))
+        app = self._tables.ports.lookup(proto, flow.server_port) if flow.client_known else None
+        if app is not None:
+            return Decision(app, "port", f"{_PROTOCOL_NAMES[proto]}/{flow.server_port}")
+        return None
+
+    def _signature_decision(self, flow: _Flow, info: PacketInfo, proto: int, from_client: bool,
+                            now: float) -> Decision | None:
         payload = info.payload
         for name, match, protocols, app in self._signatures:
             if proto in protocols and match(payload, from_client):
+                if name in CARRIER_SIGNATURES:
+                    app = self._carried_app(flow, now) or app
                 return Decision(app, "signature", name)
         return None
 
+    def _carried_app(self, flow: _Flow, now: float) -> str | None:
+        """The app a generic carrier (STUN) serves, from what the addresses say: learned or catalog."""
+        for address in (flow.server_addr, flow.client_addr):
+            entry = self._learned.get(address)
+            if entry is not None and entry[2] >= now:
+                return entry[0]
+            match = self._tables.addresses.lookup(address)
+            if match is not None:
+                return match.app
+        return None
+
+    def _two_way_decision(self, flow: _Flow, info: PacketInfo, proto: int, from_client: bool) -> Decision | None:
+        payload = info.payload
+        side = 1 if from_client else 2
+        for name, match, protocols, app in self._two_way:
+            if proto in protocols and match(payload, from_client):
+                if flow.two_way_seen is None:
+                    flow.two_way_seen = {}
+                seen = flow.two_way_seen.get(name, 0) | side
+                flow.two_way_seen[name] = seen
+                if seen == 3:
+                    return Decision(app, "signature", name)
+        return None
+
     def _last_resort(self, flow: _Flow, proto: int) -> Decision:
+        if flow.is_dns and flow.dns_question:  # a lookup that was never answered still names its app
+            return self._dns_name_decision(flow.dns_question)
         ports = self._tables.ports
         protocol_name = _PROTOCOL_NAMES.get(proto)
         if protocol_name is not None:
@@ -391,6 +580,7 @@ class Classifier:
         flow.decision = decision
         flow.stream = None
         flow.dns_stream = None
+        flow.quic = None
         self.stats.decisions += 1
         return decision
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from struct import Struct
 
+from gatewayd.classify import sig_p2p, sig_services
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 
 Signature = Callable[[bytes, bool], bool]
@@ -30,6 +31,8 @@ _UTP_SYN_FIRST_BYTE = 0x41  # type ST_SYN (4) << 4 | version 1
 def bittorrent(payload: bytes, direction_is_client: bool) -> bool:
     if payload.startswith(_BITTORRENT_HANDSHAKE):
         return True
+    if payload.startswith(b"BT-SEARCH * HTTP/1.1\r\n"):  # BEP 14 local service discovery
+        return b"\r\nInfohash: " in payload or b"\r\ninfohash: " in payload
     if payload[:1] == b"d":  # bencoded DHT (KRPC) message
         if payload.startswith(_DHT_PREFIXES) and payload.endswith(b"e"):
             return True
@@ -132,22 +135,53 @@ def stun(payload: bytes, direction_is_client: bool) -> bool:
     return declared == len(payload) - 20 and declared % 4 == 0
 
 
-SIGNATURES: dict[str, Signature] = {
-    "bittorrent": bittorrent,
-    "ssh": ssh,
-    "edonkey": edonkey,
-    "openvpn": openvpn,
-    "wireguard": wireguard,
-    "stun": stun,
+PROTO_GRE = 47
+PROTO_ESP = 50
+_TCP_UDP = frozenset((PROTO_TCP, PROTO_UDP))
+_TCP = frozenset((PROTO_TCP,))
+_UDP = frozenset((PROTO_UDP,))
+
+# name -> (match, transports it is meaningful on). The transport filter skips e.g.
+# WireGuard checks on TCP payloads, where its weak "type 4 + zeros" shape would only
+# produce noise.
+_REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
+    "bittorrent": (bittorrent, _TCP_UDP),
+    "ssh": (ssh, _TCP),
+    "edonkey": (edonkey, _TCP),
+    "edonkey_udp": (sig_p2p.edonkey_udp, _UDP),
+    "gnutella": (sig_p2p.gnutella, _TCP_UDP),
+    "thunder": (sig_p2p.thunder, _TCP),
+    "pplive": (sig_p2p.pplive, _UDP),
+    "openvpn": (openvpn, _TCP_UDP),
+    "wireguard": (wireguard, _UDP),
+    "stun": (stun, _TCP_UDP),
+    "rdp": (sig_services.rdp, _TCP),
+    "teamviewer": (sig_services.teamviewer, _TCP_UDP),
+    "smtp": (sig_services.smtp, _TCP),
+    "imap": (sig_services.imap, _TCP),
+    "pop3": (sig_services.pop3, _TCP),
+    "pptp": (sig_services.pptp, frozenset((PROTO_TCP, PROTO_GRE))),
+    "ipsec": (sig_services.ipsec, _UDP),
+    "esp": (sig_services.esp, frozenset((PROTO_ESP,))),
+    "l2tp": (sig_services.l2tp, _UDP),
+    "whatsapp": (sig_services.whatsapp, _TCP),
+    "dropbox_lansync": (sig_services.dropbox_lansync, _UDP),
+    "spotify_discovery": (sig_services.spotify_discovery, _UDP),
+    "steam": (sig_services.steam, _UDP),
+    "source_engine": (sig_services.source_engine, _UDP),
 }
 
-# Transport each signature is meaningful on: skips e.g. WireGuard checks on TCP
-# payloads, where its weak "type 4 + zeros" shape would only produce noise.
-SIGNATURE_PROTOCOLS: dict[str, frozenset[int]] = {
-    "bittorrent": frozenset((PROTO_TCP, PROTO_UDP)),
-    "ssh": frozenset((PROTO_TCP,)),
-    "edonkey": frozenset((PROTO_TCP,)),
-    "openvpn": frozenset((PROTO_TCP, PROTO_UDP)),
-    "wireguard": frozenset((PROTO_UDP,)),
-    "stun": frozenset((PROTO_TCP, PROTO_UDP)),
+SIGNATURES: dict[str, Signature] = {name: entry[0] for name, entry in _REGISTRY.items()}
+SIGNATURE_PROTOCOLS: dict[str, frozenset[int]] = {name: entry[1] for name, entry in _REGISTRY.items()}
+
+# Signatures too weak for one packet: the flow is decided only once packets in BOTH
+# directions matched (a request and its answer in the same dialect).
+TWO_WAY_SIGNATURES: dict[str, tuple[Signature, frozenset[int]]] = {
+    "thunder": (sig_p2p.thunder_binary, _TCP_UDP),
 }
+
+# Generic transports: the signature names the protocol, and the app comes from the
+# addresses (catalog networks or DNS-learned) when they say more, e.g. STUN of a Zoom call.
+CARRIER_SIGNATURES = frozenset(("stun",))
+
+KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES)

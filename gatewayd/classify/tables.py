@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from gatewayd.classify.domains import DomainMatcher
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
-from gatewayd.classify.signatures import SIGNATURES
+from gatewayd.classify.signatures import KNOWN_SIGNATURES
+from gatewayd.classify.urls import UrlRules
 from gatewayd.policy.model import Application, PortMatch
 
 PROTOCOL_NUMBERS: dict[str, int] = {"tcp": PROTO_TCP, "udp": PROTO_UDP}
@@ -28,6 +29,7 @@ PortRange = tuple[int, int, int]
 class AddressMatch:
     app: str
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    port_specific: bool = False  # the catalog named ports too: more specific than a DNS-learned name
 
 
 class _AddressEntry:
@@ -60,7 +62,7 @@ class AddressTable:
         length = network.prefixlen
         key = int(network.network_address) >> (bits - length)
         by_length = self._by_family[bits].setdefault(length, {})
-        by_length.setdefault(key, []).append(_AddressEntry(AddressMatch(app, network), ports))
+        by_length.setdefault(key, []).append(_AddressEntry(AddressMatch(app, network, bool(ports)), ports))
         self._lengths[bits] = tuple(sorted(self._by_family[bits], reverse=True))
 
     def lookup(self, packed_address: bytes, proto: int = 0, port: int = 0) -> AddressMatch | None:
@@ -120,9 +122,12 @@ class ClassifierTables:
     signature_apps: dict[str, tuple[str, ...]]  # signature name -> app ids, catalog order
     categories: dict[str, str]  # app id -> category
     unknown_signatures: tuple[str, ...] = field(default=())  # named in the catalog, not implemented
+    urls: UrlRules = field(default_factory=UrlRules)
+    tcp_only_apps: frozenset[str] = field(default=frozenset())  # QUIC of these is blocked (policy)
 
     @staticmethod
     def build(apps: Iterable[Application]) -> "ClassifierTables":
+        apps = list(apps)
         domains = DomainMatcher()
         addresses = AddressTable()
         ports = PortTable()
@@ -137,10 +142,11 @@ class ClassifierTables:
             app_ports = _port_ranges(app.ports)
             for network in app.networks:
                 addresses.add(network, app.id, app_ports)
-            if app_ports and not app.networks and not app.domains:
+            if app_ports and not app.networks:
+                # Ports without addresses: the weakest evidence, for flows nothing else decided.
                 port_only.extend((port_range, app.id) for port_range in app_ports)
             for name in app.signatures:
-                if name in SIGNATURES:
+                if name in KNOWN_SIGNATURES:
                     signature_apps.setdefault(name, []).append(app.id)
                 elif name not in unknown_signatures:
                     unknown_signatures.append(name)
@@ -154,6 +160,7 @@ class ClassifierTables:
             signature_apps={name: tuple(ids) for name, ids in signature_apps.items()},
             categories=categories,
             unknown_signatures=tuple(unknown_signatures),
+            urls=UrlRules.build(apps),
         )
 
     def has_app(self, app_id: str) -> bool:

@@ -14,6 +14,7 @@ _CONTENT_HANDSHAKE = 0x16
 _HANDSHAKE_CLIENT_HELLO = 0x01
 _EXTENSION_SERVER_NAME = 0
 _EXTENSION_ALPN = 16
+_EXTENSION_ECH = 0xFE0D  # encrypted_client_hello (RFC 9849 / draft-ietf-tls-esni)
 _MAX_RECORD_LENGTH = 16384 + 2048  # RFC 8446 upper bound on TLSCiphertext
 _MAX_CLIENT_HELLO_LENGTH = 64 * 1024  # far beyond any real hello; refuse absurd claims
 
@@ -32,6 +33,7 @@ class TlsClientHello:
     sni: str | None  # lowercase, trailing dot removed; None when the hello has no SNI
     alpn: tuple[str, ...]
     legacy_version: int
+    ech: bool = False  # the hello carries an encrypted inner hello: `sni` is only the outer name
 
 
 def parse_client_hello(stream: bytes) -> TlsClientHello | TlsParse:
@@ -59,6 +61,23 @@ def _parse(stream: bytes) -> TlsClientHello | TlsParse:
     if not isinstance(handshake, (bytes, bytearray)):
         return handshake
     return _parse_hello_body(handshake)
+
+
+def parse_handshake_client_hello(handshake: bytes) -> TlsClientHello | TlsParse:
+    """A ClientHello handshake message without record framing (as QUIC's CRYPTO frames carry it)."""
+    try:
+        if len(handshake) < 4:
+            return NEED_MORE
+        if handshake[0] != _HANDSHAKE_CLIENT_HELLO:
+            return NOT_TLS
+        needed = 4 + ((handshake[1] << 16) | (handshake[2] << 8) | handshake[3])
+        if needed > _MAX_CLIENT_HELLO_LENGTH or needed < 4 + 38:
+            return NOT_TLS
+        if len(handshake) < needed:
+            return NEED_MORE
+        return _parse_hello_body(bytes(handshake[4:needed]))
+    except Exception:
+        return NOT_TLS
 
 
 def _collect_handshake(stream: bytes) -> bytes | TlsParse:
@@ -116,6 +135,7 @@ def _parse_hello_body(hello: bytes) -> TlsClientHello | TlsParse:
     position += 2
     sni: str | None = None
     alpn: tuple[str, ...] = ()
+    ech = False
     while position + 4 <= extensions_end:
         extension_type = (hello[position] << 8) | hello[position + 1]
         extension_length = (hello[position + 2] << 8) | hello[position + 3]
@@ -127,8 +147,10 @@ def _parse_hello_body(hello: bytes) -> TlsClientHello | TlsParse:
             sni = _server_name(hello, data_start, data_end)
         elif extension_type == _EXTENSION_ALPN and not alpn:
             alpn = _alpn_protocols(hello, data_start, data_end)
+        elif extension_type == _EXTENSION_ECH and extension_length and hello[data_start] == 0:
+            ech = True  # type 0 = outer hello; an inner (type 1) hello is not sent in clear
         position = data_end
-    return TlsClientHello(sni, alpn, legacy_version)
+    return TlsClientHello(sni, alpn, legacy_version, ech)
 
 
 def _server_name(hello: bytes, start: int, end: int) -> str | None:

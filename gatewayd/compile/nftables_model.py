@@ -26,6 +26,7 @@ class NftSet:
     size: int | None = None
     counter: bool = False
     comment: str = ""
+    timeout: int | None = None  # seconds; default element timeout of a dynamic set
 
     def render(self) -> list[str]:
         kind = "map" if self.data_type else "set"
@@ -36,6 +37,8 @@ class NftSet:
             lines.append(f"\t\tflags {','.join(self.flags)}")
         if self.size:
             lines.append(f"\t\tsize {self.size}")
+        if self.timeout:
+            lines.append(f"\t\ttimeout {self.timeout}s")
         if self.counter:
             lines.append("\t\tcounter")
         if self.comment:
@@ -64,6 +67,7 @@ class BaseHook:
     hook: str
     priority: int
     policy: str = "accept"
+    devices: tuple[str, ...] = ()  # netdev ingress chains only
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,9 @@ class NftChain:
         if self.comment:
             lines.append(f"\t\tcomment {quote(self.comment)}")
         if self.base:
+            devices = f" devices = {{ {', '.join(self.base.devices)} }}" if self.base.devices else ""
             lines.append(
-                f"\t\ttype filter hook {self.base.hook} priority {self.base.priority}; "
+                f"\t\ttype filter hook {self.base.hook}{devices} priority {self.base.priority}; "
                 f"policy {self.base.policy};"
             )
         lines.extend(rule.render() for rule in self.rules)

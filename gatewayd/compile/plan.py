@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gatewayd.compile.guard import CompiledGuard, compile_guard
+from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.queue_rule import QueueRule
 from gatewayd.compile.ruleset import CompiledRuleset, compile_ruleset
@@ -22,12 +24,15 @@ class Plan:
     ruleset: CompiledRuleset
     tc_trees: tuple[InterfaceTree, ...]
     queue: QueueRule
+    guard: CompiledGuard = CompiledGuard(None, ())
+    host_slots: HostSlots = HostSlots()  # per-host HTB classes, stable across reloads
 
     def render(self) -> str:
         parts = [f"# gatewayd plan for {self.policy.source}",
                  "# --- nftables: applied as one transaction ---",
                  self.ruleset.table.render(),
                  self.queue.render(),
+                 *([self.guard.render()] if self.guard.tables else []),
                  "# --- tc: HTB trees (pyroute2) ---"]
         parts.extend(tree.render() + "\n" for tree in self.tc_trees)
         if self.ruleset.warnings:
@@ -38,10 +43,13 @@ class Plan:
 
 def compile_plan(policy: Policy, previous: Plan | None = None) -> Plan:
     numbering = Numbering.for_policy(policy, previous.numbering if previous else None)
+    host_slots = HostSlots.for_policy(policy, previous.host_slots if previous else None)
     return Plan(
         policy=policy,
         numbering=numbering,
-        ruleset=compile_ruleset(policy, numbering),
-        tc_trees=build_trees(policy, numbering),
+        ruleset=compile_ruleset(policy, numbering, host_slots),
+        tc_trees=build_trees(policy, numbering, host_slots),
         queue=QueueRule(policy.classifier.queue_num, bypass=policy.classifier.fail_mode == "open"),
+        guard=compile_guard(policy.security, policy.interfaces.lan),
+        host_slots=host_slots,
     )

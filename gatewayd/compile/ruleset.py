@@ -31,8 +31,11 @@ from dataclasses import dataclass
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
 from gatewayd.compile.nftables_model import BaseHook, NftChain, NftRule, NftSet, NftTable, TableBuilder
+from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.numbering import Numbering
+from gatewayd.compile.qos_rules import compile_qos_rules
 from gatewayd.policy.model import IPNetwork, Policy, Rule, Schedule
+from gatewayd.policy.tcp_only import tcp_only_apps
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "gatewayd"
@@ -52,6 +55,8 @@ COUNTER_QUEUED = "queued_packets"
 COUNTER_DNS_SNOOPED = "dns_answers_queued"
 COUNTER_GAVE_UP = "flows_gave_up"
 COUNTER_DEFAULT = "rule_default"
+COUNTER_TCP_ONLY = "rule_tcp_only"  # reported as the rule "tcp-only" (metrics: rule hits)
+TCP_ONLY_RULE_NAME = "tcp-only"
 FIXED_COUNTERS = (COUNTER_BLOCKED_TCP, COUNTER_BLOCKED_UDP, COUNTER_BLOCKED_OTHER,
                   COUNTER_BLOCKED_REPLIES, COUNTER_QUEUED, COUNTER_DNS_SNOOPED,
                   COUNTER_GAVE_UP, COUNTER_DEFAULT)
@@ -60,6 +65,11 @@ SET_USAGE = "usage"  # bytes/packets per app, group, block flag and class
 SET_FLOWS = "flows"  # decided flows per app and group
 MAP_LEARNED_V4 = "learned_v4"
 MAP_LEARNED_V6 = "learned_v6"
+EMPTY_TCP_CHAIN = "tcp_without_payload"
+SET_RECENT_BLOCKED_V4 = "recent_blocked_v4"
+SET_RECENT_BLOCKED_V6 = "recent_blocked_v6"
+RECENT_BLOCKED_SIZE = 1024
+RECENT_BLOCKED_TIMEOUT = 600  # seconds
 DYNAMIC_SETS = (SET_USAGE, SET_FLOWS, MAP_LEARNED_V4, MAP_LEARNED_V6)
 
 USAGE_KEY_MASK = marks.APP_MASK | marks.GROUP_MASK | marks.BLOCK_BIT | marks.CLASS_MASK
@@ -114,10 +124,26 @@ def disjoint_networks(pairs: list[tuple[IPNetwork, str]]) -> list[tuple[IPNetwor
     return sorted(result, key=lambda p: (p[0].version, int(p[0].network_address)))
 
 
+def disjoint_port_ranges(entries: list[tuple[str, int, int, str]]) -> list[tuple[str, int, int, str]]:
+    """Make (proto, first, last, target) port ranges non-overlapping, as the classifier's port
+    table reads them: the narrower range wins a port, then the earlier entry (catalog order)."""
+    taken: dict[str, list[tuple[int, int]]] = {}
+    result: list[tuple[str, int, int, str]] = []
+    for proto, first, last, target in sorted(entries, key=lambda e: e[2] - e[1]):
+        pieces = [(first, last)]
+        for low, high in taken.get(proto, []):
+            pieces = [part for a, b in pieces
+                      for part in ((a, min(b, low - 1)), (max(a, high + 1), b)) if part[0] <= part[1]]
+        result.extend((proto, a, b, target) for a, b in pieces)
+        taken.setdefault(proto, []).append((first, last))
+    return sorted(result)
+
+
 class RulesetCompiler:
-    def __init__(self, policy: Policy, numbering: Numbering) -> None:
+    def __init__(self, policy: Policy, numbering: Numbering, host_slots: HostSlots | None = None) -> None:
         self.policy = policy
         self.numbering = numbering
+        self.host_slots = host_slots
         self.table = TableBuilder(TABLE_FAMILY, TABLE_NAME)
         self.warnings: list[str] = []
         self.rule_counters: dict[str, str] = {}
@@ -150,6 +176,11 @@ class RulesetCompiler:
             NftSet(SET_FLOWS, "mark", flags=("dynamic",), size=USAGE_SET_SIZE, counter=True,
                    comment="decided flows per app and group"),
         ])
+        for name, address in ((SET_RECENT_BLOCKED_V4, "ipv4_addr"), (SET_RECENT_BLOCKED_V6, "ipv6_addr")):
+            self.table.sets.append(NftSet(
+                name, f"{address} . {address} . inet_proto . inet_service . mark", flags=("dynamic", "timeout"),
+                size=RECENT_BLOCKED_SIZE, timeout=RECENT_BLOCKED_TIMEOUT,
+                comment="recently blocked flows (client . server . proto . port . ct mark) for `gatewayd status`"))
 
     # --- one tiny chain per app and group: the targets of verdict maps ---
     def _app_chains(self) -> None:
@@ -205,7 +236,7 @@ class RulesetCompiler:
     def _catalog_maps(self) -> None:
         address_only: list[tuple[IPNetwork, str]] = []
         address_port: dict[int, list[str]] = {4: [], 6: []}
-        port_only: list[str] = []
+        port_only: list[tuple[str, int, int, str]] = []
         for app in self.policy.applications.values():
             number = self.numbering.apps.numbers[app.id]
             verdict = f"goto {set_app_chain(number)}"
@@ -216,9 +247,8 @@ class RulesetCompiler:
                             f"{network} . {port.protocol} . {self._port_text(port.first, port.last)} : {verdict}")
             elif app.networks:
                 address_only.extend((network, app.id) for network in app.networks)
-            elif app.ports and not app.domains:  # same rule as classify/tables.py
-                port_only.extend(f"{p.protocol} . {self._port_text(p.first, p.last)} : {verdict}"
-                                 for p in app.ports)
+            elif app.ports:  # ports without addresses: last-resort evidence, as in classify/tables.py
+                port_only.extend((p.protocol, p.first, p.last, verdict) for p in app.ports)
         disjoint = disjoint_networks(address_only)
         for version, key_type in ((4, "ipv4_addr"), (6, "ipv6_addr")):
             elements = tuple(f"{net} : goto {set_app_chain(self.numbering.apps.numbers[app])}"
@@ -230,7 +260,8 @@ class RulesetCompiler:
                 ("interval",), elements=tuple(sorted(set(address_port[version]))),
                 comment="catalog: server address and port -> app"))
         self.table.sets.append(NftSet("app_ports", "inet_proto . inet_service", "verdict", ("interval",),
-                                      elements=tuple(sorted(set(port_only))),
+                                      elements=tuple(f"{proto} . {self._port_text(first, last)} : {verdict}"
+                                                     for proto, first, last, verdict in disjoint_port_ranges(port_only)),
                                       comment="catalog: port-only apps, the weakest evidence, used on give-up"))
 
     @staticmethod
@@ -249,21 +280,46 @@ class RulesetCompiler:
             NftRule(f"{no_group} return", comment="not an office flow: not ours to classify"),
             NftRule(f"ct direction reply udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue} return",
                     comment="DNS answers go to the classifier, which learns addresses from them"),
+            NftRule(f"ct direction reply tcp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue} return",
+                    comment="DNS over TCP answers too (large answers, truncated-UDP retries)"),
             NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 return", comment="decided: kernel only"),
-            NftRule(f"ct direction original ip daddr vmap @{MAP_LEARNED_V4}"),
-            NftRule(f"ct direction original ip6 daddr vmap @{MAP_LEARNED_V6}"),
+            # address + port before DNS-learned names: more specific (e.g. Meta's STUN port is
+            # a WhatsApp call whatever name the address was looked up under); the classifier
+            # checks in the same order.
             NftRule("ct direction original ip daddr . meta l4proto . th dport vmap @app_address_ports_v4"),
             NftRule("ct direction original ip6 daddr . meta l4proto . th dport vmap @app_address_ports_v6"),
+            NftRule(f"ct direction original ip daddr vmap @{MAP_LEARNED_V4}"),
+            NftRule(f"ct direction original ip6 daddr vmap @{MAP_LEARNED_V6}"),
             NftRule("ct direction original ip daddr vmap @app_addresses_v4"),
             NftRule("ct direction original ip6 daddr vmap @app_addresses_v6"),
+            NftRule(f"{app_undecided} ct packets <= {max_packets} meta l4proto tcp jump {EMPTY_TCP_CHAIN}"),
             NftRule(f"{app_undecided} ct packets <= {max_packets} counter name {COUNTER_QUEUED} {queue} return",
                     comment="first packets to the classifier"),
             NftRule(f"counter name {COUNTER_GAVE_UP} ct direction original meta l4proto . th dport vmap @app_ports"),
             NftRule(f"ct direction reply meta l4proto . th sport vmap @app_ports"),
             NftRule(f"goto {unknown_chain}", comment="undecided after max_packets: final"),
         ]
+        self.table.chains.append(self._empty_tcp_chain())
         self.table.chains.append(NftChain("classify", tuple(rules),
                                           BaseHook("forward", CLASSIFY_PRIORITY)))
+
+    @staticmethod
+    def _empty_tcp_chain() -> NftChain:
+        """TCP packets that carry no payload are not worth a trip to Python.
+
+        The classifier needs a flow's SYN (who the client is, where its byte stream
+        starts) and its payload; the SYN-ACK and bare ACKs of the handshake teach it
+        nothing, and skipping them halves the packets queued per TLS flow. nft cannot
+        subtract header lengths, so each header size is a rule of its own; IPv4
+        options or IPv6 extension headers just mean the packet is queued as before.
+        (A set of `ip length . tcp doff` would be one lookup, but nft 1.0.6 aborts
+        listing such a 4-bit concatenation.)
+        """
+        rules = []
+        for doff in range(5, 16):
+            rules.append(NftRule(f"ip length {20 + 4 * doff} tcp doff {doff} tcp flags != syn / syn,ack accept"))
+            rules.append(NftRule(f"ip6 length {4 * doff} tcp doff {doff} tcp flags != syn / syn,ack accept"))
+        return NftChain(EMPTY_TCP_CHAIN, tuple(rules), comment="no payload, not a SYN: not queued")
 
     def _local_resolver_chains(self) -> None:
         """DNS answers the router's own resolver (dnsmasq, unbound...) sends to the office.
@@ -275,6 +331,7 @@ class RulesetCompiler:
         lan_out = "oifname { " + ", ".join(f'"{i}"' for i in self.policy.interfaces.lan) + " }"
         self.table.chains.append(NftChain("local_dns_answers", (
             NftRule(f"{lan_out} udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue}"),
+            NftRule(f"{lan_out} tcp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue}"),
         ), BaseHook("output", CLASSIFY_PRIORITY)))
         self.table.chains.append(NftChain("local_clear_mark", (
             NftRule(f"meta mark & {hexmark(marks.GATEWAYD_MASK)} != 0 "
@@ -284,7 +341,7 @@ class RulesetCompiler:
 
     # --- the policy itself ---
     def _policy_chain(self) -> None:
-        rules: list[NftRule] = []
+        rules: list[NftRule] = self._tcp_only_rules()
         for index, rule in enumerate(self.policy.rules, start=1):
             rules.extend(self._compile_rule(index, rule))
         default_counter = f"counter name {COUNTER_DEFAULT}"
@@ -295,6 +352,23 @@ class RulesetCompiler:
                                  comment="default"))
         self.table.chains.append(NftChain("rules", tuple(rules),
                                           comment="first match wins; runs on original-direction packets"))
+
+    def _tcp_only_rules(self) -> list[NftRule]:
+        """classifier.tcp_only: UDP (QUIC) of these apps is blocked before any policy rule,
+        so browsers fall back to TLS over TCP, where the SNI is visible."""
+        names = self.policy.classifier.tcp_only
+        if not names:
+            return []
+        apps = tcp_only_apps(names, self.policy.applications)
+        numbers = sorted(self.numbering.apps.numbers[a] for a in apps if a in self.numbering.apps.numbers)
+        if not numbers:
+            return []
+        self.table.counters.append(COUNTER_TCP_ONLY)
+        self.rule_counters[COUNTER_TCP_ONLY] = TCP_ONLY_RULE_NAME
+        values = ", ".join(hexmark(marks.app_bits(n)) for n in numbers)
+        return [NftRule(f"meta l4proto udp ct mark & {hexmark(marks.APP_MASK)} {{ {values} }} "
+                        f"counter name {COUNTER_TCP_ONLY} goto do_block",
+                        comment="classifier.tcp_only: " + ", ".join(names))]
 
     def _set_class(self, class_name: str | None) -> str:
         class_name = class_name or self.policy.default_class
@@ -384,17 +458,21 @@ class RulesetCompiler:
         self.table.chains.append(NftChain("do_block", (
             NftRule(f"ct mark set ct mark & {hexmark(keep)} | {hexmark(marks.BLOCK_BIT)}"),
             NftRule(f"update @{SET_USAGE} {{ ct mark & {hexmark(USAGE_KEY_MASK)} }}"),
+            # Own rules: a full set fails the update, which must not skip the reject below.
+            NftRule(f"meta l4proto {{ tcp, udp }} update @{SET_RECENT_BLOCKED_V4} "
+                    "{ ip saddr . ip daddr . meta l4proto . th dport . ct mark }"),
+            NftRule(f"meta l4proto {{ tcp, udp }} update @{SET_RECENT_BLOCKED_V6} "
+                    "{ ip6 saddr . ip6 daddr . meta l4proto . th dport . ct mark }"),
             NftRule(f"meta l4proto tcp counter name {COUNTER_BLOCKED_TCP} reject with tcp reset"),
             NftRule(f"meta l4proto udp counter name {COUNTER_BLOCKED_UDP} drop"),
             NftRule(f"counter name {COUNTER_BLOCKED_OTHER} drop"),
         ), comment="blocked: TCP gets a reset, the rest is dropped"))
 
     def _enforce_chain(self) -> None:
-        class_map = tuple(
-            f"{hexmark(marks.class_bits(index))} : 1:{self.numbering.tc_minor(name):x}"
-            for name, index in self.numbering.classes.items())
-        self.table.sets.append(NftSet("class_priority", "mark", "classid", elements=class_map,
-                                      comment="class bits of the ct mark -> tc class (skb priority)"))
+        qos = compile_qos_rules(self.policy, self.numbering, self.host_slots)  # classes, host limits, conn caps
+        self.table.sets.extend(qos.sets)
+        self.table.chains.extend(qos.chains)
+        self.table.counters.extend(qos.counters)
         rules = (
             NftRule(f"ct mark & {hexmark(marks.GROUP_MASK)} == 0 return", comment="not an office flow"),
             NftRule(f"meta mark & {hexmark(marks.APP_MASK)} != 0 ct mark & {hexmark(marks.APP_MASK)} == 0 "
@@ -404,12 +482,13 @@ class RulesetCompiler:
                     f"meta mark set meta mark & {hexmark(marks.OTHERS_MASK)}",
                     comment="leave the packet mark as we found it"),
             NftRule("ct direction original jump rules"),
+            *qos.after_policy,
             NftRule(f"ct mark & {hexmark(marks.BLOCK_BIT)} != 0 counter name {COUNTER_BLOCKED_REPLIES} drop"),
-            NftRule(f"meta priority set ct mark & {hexmark(marks.CLASS_MASK)} map @class_priority"),
+            *qos.priority,
             NftRule(f"update @{SET_USAGE} {{ ct mark & {hexmark(USAGE_KEY_MASK)} }}"),
         )
         self.table.chains.append(NftChain("enforce", rules, BaseHook("forward", ENFORCE_PRIORITY)))
 
 
-def compile_ruleset(policy: Policy, numbering: Numbering) -> CompiledRuleset:
-    return RulesetCompiler(policy, numbering).compile()
+def compile_ruleset(policy: Policy, numbering: Numbering, host_slots: HostSlots | None = None) -> CompiledRuleset:
+    return RulesetCompiler(policy, numbering, host_slots).compile()

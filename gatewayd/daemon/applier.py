@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from gatewayd.apply.guard_state import runtime_elements
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
 from gatewayd.apply.tc import TcError, TcKernel
+from gatewayd.compile.guard import teardown_script
 from gatewayd.compile.plan import Plan
 from gatewayd.compile.ruleset import set_app_chain
 
@@ -42,7 +44,7 @@ class Applier:
             raise ApplyError(f"interface(s) {', '.join(missing)} named in the policy do not exist")
         valid_chains = {set_app_chain(n) for n in plan.numbering.apps.numbers.values()}
         try:
-            self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains))
+            self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains), self._guard_script(plan, previous))
         except NftError as exc:
             raise ApplyError(f"nftables refused the ruleset, nothing changed: {exc}") from exc
         try:
@@ -52,13 +54,19 @@ class Applier:
             self._restore(previous)
             raise ApplyError(f"{exc}; the previous policy was put back" if previous else str(exc)) from exc
 
+    def _guard_script(self, plan: Plan, previous: Plan | None) -> str:
+        """The LAN guard's tables and their runtime elements, for the same transaction."""
+        elements = runtime_elements(plan.guard, previous.guard if previous else None, self.nft,
+                                    plan.policy.interfaces.lan)
+        return plan.guard.script(elements)
+
     def _restore(self, previous: Plan | None) -> None:
         if previous is None:
             self.teardown(None)
             return
         try:
             self.nft.replace_table(previous.ruleset.table, self.nft.carried_state(
-                {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}))
+                {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}), self._guard_script(previous, None))
             self.tc.apply(previous.tc_trees)
             self.queue.install(previous.queue)
         except Exception:
@@ -67,9 +75,10 @@ class Applier:
     def teardown(self, plan: Plan | None) -> None:
         """Remove everything gatewayd put in the kernel; safe to call twice."""
         self.queue.remove()
-        try:
-            self.nft.delete_table()
-        except NftError as exc:
-            log.warning("event=teardown_nft_failed error=%r", str(exc))
+        for remove in (self.nft.delete_table, lambda: self.nft.run(teardown_script())):
+            try:
+                remove()
+            except NftError as exc:
+                log.warning("event=teardown_nft_failed error=%r", str(exc))
         if plan is not None:
             self.tc.remove([tree.interface for tree in plan.tc_trees])

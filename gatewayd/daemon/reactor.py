@@ -8,11 +8,14 @@ remove gatewayd's kernel state.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import select
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from netfilterqueue import NetfilterQueue
@@ -20,7 +23,12 @@ from netfilterqueue import NetfilterQueue
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.control.protocol import DEFAULT_SOCKET
+from gatewayd.control.server import ControlServer
+from gatewayd.control.status import build_status
 from gatewayd.daemon.applier import Applier, ApplyError
+from gatewayd.daemon.changes import ChangeManager
+from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
@@ -33,6 +41,20 @@ log = logging.getLogger("gatewayd.daemon")
 
 QUEUE_MAX_LEN = 4096
 LOOP_TICK_SECONDS = 1.0
+CHANGE_POLL_SECONDS = 0.1  # how soon a finished health check or a passed deadline is acted on
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic-GC passes while a policy is built: a big policy makes hundreds of
+    thousands of objects, and every pass over the old generations would walk them all."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def load_with_text(path: str, catalog_path: str | None) -> tuple[Policy, str | None]:
@@ -46,7 +68,7 @@ def load_with_text(path: str, catalog_path: str | None) -> tuple[Policy, str | N
 
 class Daemon:
     def __init__(self, policy_path: str, catalog_path: str | None = None,
-                 state_dir: Path = DEFAULT_STATE_DIR) -> None:
+                 state_dir: Path = DEFAULT_STATE_DIR, control_socket: Path = DEFAULT_SOCKET) -> None:
         self.policy_path = policy_path
         self.catalog_path = catalog_path
         self.plan: Plan | None = None
@@ -55,8 +77,11 @@ class Daemon:
         self.degraded = False  # running the last-known-good policy, not the configured file
         self.last_good = LastGoodStore(state_dir)
         self.systemd = SystemdNotifier()
+        self.changes = ChangeManager(self)
+        self.control = ControlServer(control_socket, self)
         self.applier = Applier()
         self.registry, self.metrics = build_registry(self)
+        self.blocklist_watch = BlocklistWatch(self.applier.nft)
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
@@ -112,6 +137,7 @@ class Daemon:
             self.queue = NetfilterQueue()
             self.queue.bind(policy.classifier.queue_num, self.handler, max_len=QUEUE_MAX_LEN)
             serve(self.registry, policy.metrics_listen)
+            self.control.open()
         except OSError as exc:
             log.error("event=start_failed error=%r", str(exc))
             self.applier.teardown(plan)
@@ -154,20 +180,31 @@ class Daemon:
         queue_fd = self.queue.get_fd()
         os.set_blocking(queue_fd, False)
         while not self._want_stop:
-            self.systemd.ping_if_due(time.monotonic())
-            until_ping = self.systemd.seconds_to_next_ping(time.monotonic())
+            now = time.monotonic()
+            self.systemd.ping_if_due(now)
+            self.changes.poll(now)
+            until_ping = self.systemd.seconds_to_next_ping(now)
             timeout = LOOP_TICK_SECONDS if until_ping is None else min(LOOP_TICK_SECONDS, until_ping)
+            if self.changes.busy:
+                timeout = min(timeout, CHANGE_POLL_SECONDS)
+            watched = [queue_fd, self._wake_read] + self.control.fds()
             try:
-                readable, _, _ = select.select([queue_fd, self._wake_read], [], [], timeout)
+                readable, _, _ = select.select(watched, [], [], timeout)
             except InterruptedError:
                 readable = []
             if queue_fd in readable:
                 self._drain_queue()
             if self._wake_read in readable:
                 os.read(self._wake_read, 512)
+            self.control.serve_ready(readable)
             if self._want_reload:
                 self._want_reload = False
                 self.reload()
+            self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
+
+    def _guard_has_blocklist(self) -> bool:
+        security = self.plan.guard.security if self.plan else None
+        return security is not None and security.scan is not None
 
     def _drain_queue(self) -> None:
         assert self.queue is not None
@@ -180,13 +217,21 @@ class Daemon:
 
     def reload(self) -> bool:
         """Validate, compile and apply the policy file again; on any failure keep the running one."""
+        if self.changes.busy:
+            log.warning("event=reload_deferred reason=\"a change awaits confirmation; confirm or let it revert\"")
+            return False
         self.metrics.reload_time.set(time.time())
         self.systemd.reloading()
         started = time.perf_counter()
+        steps: dict[str, float] = {}
         try:
-            policy, text = load_with_text(self.policy_path, self.catalog_path)
-            plan = compile_plan(policy, self.plan)
-            self.applier.apply(plan, self.plan)
+            with gc_paused():
+                policy, text = load_with_text(self.policy_path, self.catalog_path)
+                steps["load"] = time.perf_counter() - started
+                plan = compile_plan(policy, self.plan)
+                steps["compile"] = time.perf_counter() - started - sum(steps.values())
+                self.applier.apply(plan, self.plan)
+                steps["apply"] = time.perf_counter() - started - sum(steps.values())
         except PolicyError as exc:
             for issue in exc.issues:
                 log.error("event=reload_refused where=%s message=%r", issue.location, issue.message)
@@ -195,19 +240,30 @@ class Daemon:
         except ApplyError as exc:
             log.error("event=reload_refused error=%r kept_generation=%d", str(exc), self.generation)
             return self._reload_failed()
-        previous = self.plan
         self.degraded = False
         self.metrics.degraded.set(0)
-        self._took_effect(plan, text)
-        assert self.classifier is not None and self.handler is not None
-        self.classifier.replace_tables(ClassifierTables.build(policy.applications.values()))
-        self.handler.numbering = plan.numbering
-        if previous and previous.policy.classifier.queue_num != policy.classifier.queue_num:
-            log.warning("event=queue_number_changed effective=after_restart")
-        self.metrics.set_fail_mode(policy.classifier.fail_mode)
-        log.info("event=reloaded generation=%d seconds=%.3f", self.generation, time.perf_counter() - started)
+        if text is not None:
+            self.last_good.save(text)
+        with gc_paused():
+            self.adopt(plan)
+        steps["classifier"] = time.perf_counter() - started - sum(steps.values())
+        log.info("event=reloaded generation=%d seconds=%.3f %s", self.generation, time.perf_counter() - started,
+                 " ".join(f"{step}_seconds={value:.3f}" for step, value in steps.items()))
         self.systemd.ready(self._status_line())
         return True
+
+    def adopt(self, plan: Plan) -> None:
+        """Make an applied plan the running one: classifier tables, numbering, metrics."""
+        previous = self.plan
+        self._took_effect(plan, None)
+        assert self.classifier is not None and self.handler is not None
+        if previous is None or previous.policy.applications != plan.policy.applications:
+            # Rebuilt only when the apps changed: 100,000 blocklist domains take a noticeable while.
+            self.classifier.replace_tables(ClassifierTables.build(plan.policy.applications.values()))
+        self.handler.numbering = plan.numbering
+        if previous and previous.policy.classifier.queue_num != plan.policy.classifier.queue_num:
+            log.warning("event=queue_number_changed effective=after_restart")
+        self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
 
     def _reload_failed(self) -> bool:
         self.metrics.reload_success.set(0)
@@ -226,7 +282,11 @@ class Daemon:
         for warning in plan.ruleset.warnings:
             log.warning("event=policy_warning message=%r", warning)
 
+    def status_report(self) -> dict[str, object]:
+        return build_status(self)
+
     def _shutdown(self) -> None:
+        self.control.close()
         if self.queue is not None:
             try:
                 self.queue.unbind()

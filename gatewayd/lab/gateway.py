@@ -34,6 +34,7 @@ class GatewayDaemon:
         self._log_name = log_name
         # Kept across restarts of this runner, like /var/lib/gatewayd on a real box.
         self.state_dir = lab.workdir / "gatewayd-state"
+        self.control_socket = lab.workdir / "control.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS, log_level: str = "info",
@@ -42,6 +43,7 @@ class GatewayDaemon:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.process = self.lab.popen(GATEWAY, [sys.executable, "-m", "gatewayd", "run", "--policy",
                                                 str(self.policy_path), "--state-dir", str(self.state_dir),
+                                                "--control-socket", str(self.control_socket),
                                                 "--log-level", log_level],
                                       log_name=self._log_name, env={**os.environ, **(env or {})})
         self.wait_for_log("event=started ", offset, timeout)
@@ -102,6 +104,11 @@ class GatewayDaemon:
         url = f"http://{listen}/metrics"
         result = self.lab.run(GATEWAY, ["curl", "-s", "--max-time", "5", url], timeout=10)
         return result.stdout
+
+    def control(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        """`gatewayd status/apply/confirm ...` against this daemon's control socket."""
+        return subprocess.run([sys.executable, "-m", "gatewayd", *args, "--socket", str(self.control_socket)],
+                              capture_output=True, text=True, timeout=timeout)
 
     def nft(self, *args: str) -> str:
         return self.lab.run(GATEWAY, ["nft", *args], timeout=10).stdout

@@ -33,6 +33,8 @@ class DaemonMetrics:
         self.degraded = Gauge("gatewayd_policy_degraded",
                               "1 while the daemon runs its last-known-good policy because the configured file does not load.",
                               registry=registry)
+        self.reverts = Counter("gatewayd_policy_reverts", "Changes reverted by commit-confirm "
+                               "(a failed health check or no confirm in time).", registry=registry)
         self.up_since = Gauge("gatewayd_start_time_seconds", "When the daemon started (Unix time).", registry=registry)
 
     def set_fail_mode(self, mode: str) -> None:

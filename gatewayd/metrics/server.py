@@ -5,7 +5,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, start_http_server
 
 from gatewayd.metrics.base import PlanSource
+from gatewayd.metrics.connections import ConnectionCapCollector
 from gatewayd.metrics.daemon_state import DaemonMetrics
+from gatewayd.metrics.guard import GuardCollector
 from gatewayd.metrics.nfqueue import NfqueueCollector
 from gatewayd.metrics.nft_rules import RuleCollector
 from gatewayd.metrics.nft_usage import UsageCollector
@@ -14,7 +16,8 @@ from gatewayd.metrics.tc_classes import TcClassCollector
 
 def build_registry(plans: PlanSource) -> tuple[CollectorRegistry, DaemonMetrics]:
     registry = CollectorRegistry()
-    for collector in (UsageCollector(plans), RuleCollector(plans), TcClassCollector(plans), NfqueueCollector(plans)):
+    for collector in (UsageCollector(plans), RuleCollector(plans), TcClassCollector(plans), NfqueueCollector(plans),
+                      GuardCollector(plans), ConnectionCapCollector(plans)):
         registry.register(collector)
     return registry, DaemonMetrics(registry)
 

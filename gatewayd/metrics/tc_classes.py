@@ -1,15 +1,24 @@
-"""Per-class bytes, packets, drops and backlog of the HTB trees, from tc statistics."""
+"""Per-class and per-group bytes, packets, drops, backlog and current rate of the HTB trees, from tc.
+
+Labels are bounded: interface, direction, group (a policy group or "shared")
+and class (a policy class name, or "total" for the link). Per-host classes
+never become labels; they are summed into their group, and the number of
+hosts whose queue is not empty right now is exported as a count.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from gatewayd.apply.tc import TcKernel
-from gatewayd.compile.tc_tree import ROOT_MINOR
+from gatewayd.apply.tc import ClassStats, TcKernel
 from gatewayd.compile.plan import Plan
+from gatewayd.compile.tc_tree import HtbClass, InterfaceTree
 from gatewayd.metrics.base import PlanCollector
+
+SHARED_GROUP = "shared"
 
 
 class TcClassCollector(PlanCollector):
@@ -18,21 +27,86 @@ class TcClassCollector(PlanCollector):
 
     def read_plan(self, plan: Plan) -> Iterator[Metric]:
         self._tc = self._tc or TcKernel()
-        labels = ["interface", "direction", "class"]
-        sent_bytes = CounterMetricFamily("gatewayd_class_bytes", "Bytes sent by a QoS class.", labels=labels)
-        sent_packets = CounterMetricFamily("gatewayd_class_packets", "Packets sent by a QoS class.", labels=labels)
-        drops = CounterMetricFamily("gatewayd_class_drops", "Packets a QoS class dropped.", labels=labels)
-        overlimits = CounterMetricFamily("gatewayd_class_overlimits", "Times a QoS class was over its rate.", labels=labels)
-        backlog = GaugeMetricFamily("gatewayd_class_backlog_bytes", "Bytes queued in a QoS class now.", labels=labels)
+        labels = ["interface", "direction", "group", "class"]
+        families = ClassFamilies(labels)
+        groups = GroupFamilies(["interface", "direction", "group"])
         for tree in plan.tc_trees:
-            names = {c.minor: c.name for c in tree.classes}
+            by_minor = tree.by_minor()
+            per_group: dict[str, list[ClassStats]] = defaultdict(list)
+            group_rates: dict[str, ClassStats] = {}
             for stats in self._tc.class_stats(tree.interface):
-                if stats.minor not in names:
+                htb_class = by_minor.get(stats.minor)
+                if htb_class is None:
                     continue
-                values = [tree.interface, tree.direction, "total" if stats.minor == ROOT_MINOR else names[stats.minor]]
-                sent_bytes.add_metric(values, stats.bytes)
-                sent_packets.add_metric(values, stats.packets)
-                drops.add_metric(values, stats.drops)
-                overlimits.add_metric(values, stats.overlimits)
-                backlog.add_metric(values, stats.backlog_bytes)
-        yield from (sent_bytes, sent_packets, drops, overlimits, backlog)
+                if htb_class.role in ("link", "class"):
+                    families.add(self._class_labels(tree, htb_class), stats)
+                if htb_class.role == "group":
+                    group_rates[htb_class.group] = stats
+                elif htb_class.leaf:
+                    per_group[htb_class.group or SHARED_GROUP].append(stats)
+            for group, leaves in per_group.items():
+                groups.add([tree.interface, tree.direction, group], leaves, group_rates.get(group),
+                           hosts=[s for s in leaves if by_minor[s.minor].role == "host"])
+        yield from families.all()
+        yield from groups.all()
+
+    @staticmethod
+    def _class_labels(tree: InterfaceTree, htb_class: HtbClass) -> list[str]:
+        if htb_class.role == "link":
+            return [tree.interface, tree.direction, "", "total"]
+        return [tree.interface, tree.direction, htb_class.group or SHARED_GROUP, htb_class.qos_class]
+
+
+class ClassFamilies:
+    def __init__(self, labels: list[str]) -> None:
+        self.bytes = CounterMetricFamily("gatewayd_class_bytes", "Bytes sent by a QoS class.", labels=labels)
+        self.packets = CounterMetricFamily("gatewayd_class_packets", "Packets sent by a QoS class.", labels=labels)
+        self.drops = CounterMetricFamily("gatewayd_class_drops", "Packets a QoS class dropped.", labels=labels)
+        self.overlimits = CounterMetricFamily("gatewayd_class_overlimits", "Times a QoS class was over its rate.",
+                                              labels=labels)
+        self.backlog = GaugeMetricFamily("gatewayd_class_backlog_bytes", "Bytes queued in a QoS class now.",
+                                         labels=labels)
+        self.rate = GaugeMetricFamily("gatewayd_class_rate_bits_per_second",
+                                      "A QoS class's current rate (the kernel's estimate, ~8 s average).",
+                                      labels=labels)
+
+    def add(self, labels: list[str], stats: ClassStats) -> None:
+        self.bytes.add_metric(labels, stats.bytes)
+        self.packets.add_metric(labels, stats.packets)
+        self.drops.add_metric(labels, stats.drops)
+        self.overlimits.add_metric(labels, stats.overlimits)
+        self.backlog.add_metric(labels, stats.backlog_bytes)
+        self.rate.add_metric(labels, stats.rate_bps)
+
+    def all(self) -> tuple[Metric, ...]:
+        return (self.bytes, self.packets, self.drops, self.overlimits, self.backlog, self.rate)
+
+
+class GroupFamilies:
+    def __init__(self, labels: list[str]) -> None:
+        self.bytes = CounterMetricFamily("gatewayd_group_bytes", "Bytes sent by a group's queues (hosts included).",
+                                         labels=labels)
+        self.drops = CounterMetricFamily("gatewayd_group_drops", "Packets a group's queues dropped.", labels=labels)
+        self.backlog = GaugeMetricFamily("gatewayd_group_backlog_bytes", "Bytes queued in a group's queues now.",
+                                         labels=labels)
+        self.rate = GaugeMetricFamily("gatewayd_group_rate_bits_per_second",
+                                      "A group's current rate (groups with bandwidth settings).", labels=labels)
+        self.hosts = GaugeMetricFamily("gatewayd_group_limited_hosts", "Hosts of a group with per-host limits.",
+                                       labels=labels)
+        self.busy = GaugeMetricFamily("gatewayd_group_hosts_backlogged",
+                                      "Limited hosts of a group whose queue is not empty now (at their ceiling).",
+                                      labels=labels)
+
+    def add(self, labels: list[str], leaves: list[ClassStats], group_class: ClassStats | None,
+            hosts: list[ClassStats]) -> None:
+        self.bytes.add_metric(labels, sum(s.bytes for s in leaves))
+        self.drops.add_metric(labels, sum(s.drops for s in leaves))
+        self.backlog.add_metric(labels, sum(s.backlog_bytes for s in leaves))
+        if group_class is not None:
+            self.rate.add_metric(labels, group_class.rate_bps)
+        if hosts:
+            self.hosts.add_metric(labels, len(hosts))
+            self.busy.add_metric(labels, sum(1 for s in hosts if s.backlog_bytes > 0))
+
+    def all(self) -> tuple[Metric, ...]:
+        return (self.bytes, self.drops, self.backlog, self.rate, self.hosts, self.busy)

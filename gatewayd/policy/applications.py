@@ -12,9 +12,11 @@ from yaml.nodes import Node
 from gatewayd.policy.fields import (
     check_name,
     check_signature,
+    check_url_keyword,
     parse_domain,
     parse_network,
     parse_port_match,
+    parse_url_rule,
     suggestion,
 )
 from gatewayd.policy.model import CATEGORIES, Application
@@ -30,7 +32,7 @@ from gatewayd.policy.yamltree import (
     text_of,
 )
 
-APPLICATION_KEYS = ("name", "category", "domains", "addresses", "ports", "signatures")
+APPLICATION_KEYS = ("name", "category", "domains", "addresses", "ports", "signatures", "urls", "url_keywords")
 CATALOG_KEYS = ("applications",)
 MAX_APPLICATIONS = 4094  # the ct mark's 12-bit app id, less "undecided" and "unknown"
 
@@ -100,9 +102,12 @@ def _read_application(
     networks = _parsed_list(known, "addresses", checker, what, parse_network)
     ports = _parsed_list(known, "ports", checker, what, parse_port_match)
     signatures = _parsed_list(known, "signatures", checker, what, check_signature)
+    urls = _parsed_list(known, "urls", checker, what, parse_url_rule)
+    url_keywords = _parsed_list(known, "url_keywords", checker, what, check_url_keyword)
     all_keys_known = len(known) == len(entries)  # a misspelt key already explains a missing field
-    if all_keys_known and not any(field in known for field in ("domains", "addresses", "ports", "signatures")):
-        checker.report(key, f"{what} has no domains, addresses, ports or signatures, so nothing can identify it")
+    evidence_keys = ("domains", "addresses", "ports", "signatures", "urls", "url_keywords")
+    if all_keys_known and not any(field in known for field in evidence_keys):
+        checker.report(key, f"{what} has no domains, addresses, ports, signatures or urls, so nothing can identify it")
         return None
     if name is None or category is None:
         return None
@@ -116,6 +121,8 @@ def _read_application(
         ports=tuple(ports),
         signatures=tuple(signatures),
         builtin=builtin,
+        urls=tuple(urls),
+        url_keywords=tuple(url_keywords),
         location=location,
     )
 

@@ -66,6 +66,30 @@ def check_name(text: str, what: str) -> str:
 def check_signature(text: str) -> str:
     if not re.fullmatch(SIGNATURE_PATTERN, text):
         raise FieldError(f"signature '{text}' is not valid (expected a lowercase identifier, e.g. bittorrent)")
+    from gatewayd.classify.signatures import KNOWN_SIGNATURES  # the classifier owns the list
+
+    if text not in KNOWN_SIGNATURES:
+        raise FieldError(f"signature '{text}' is not known to the classifier (known: "
+                         f"{', '.join(sorted(KNOWN_SIGNATURES))})" + suggestion(text, sorted(KNOWN_SIGNATURES)))
+    return text
+
+
+URL_RULE_PATTERN = r"^(\*|(\*\.|=)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)/[!-~]*$"
+
+
+def parse_url_rule(text: str) -> str:
+    """'HOST/PATH-PREFIX': HOST a domain pattern or '*' (any host); the path prefix may be empty."""
+    rule = text.strip()
+    host, _, _path = rule.partition("/")
+    if not re.fullmatch(URL_RULE_PATTERN, rule.lower() if host else "") or len(rule) > 512:
+        raise FieldError(f"URL rule '{text}' is not valid (expected HOST/PATH-PREFIX, e.g. "
+                         "pan.baidu.com/rest/ or */download/; HOST may be *, *.example.com or =example.com)")
+    return rule
+
+
+def check_url_keyword(text: str) -> str:
+    if not text or len(text) > 128 or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise FieldError(f"URL keyword '{text}' is not valid (expected 1-128 printable characters, no spaces)")
     return text
 
 
@@ -219,15 +243,16 @@ def parse_hour_range(text: str) -> HourRange:
 
 
 DOMAIN_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+# One compiled pattern for the whole name: blocklists of 100,000 domains are read on every reload.
+DOMAIN_NAME = re.compile(rf"{DOMAIN_LABEL}(\.{DOMAIN_LABEL})*")
 
 
 def parse_domain(text: str) -> str:
     """A domain pattern, lowercased: "example.com", "*.example.com" or "=example.com"."""
     lowered = text.lower()
-    prefix = next((mark for mark in ("*.", "=") if lowered.startswith(mark)), "")
+    prefix = "*." if lowered.startswith("*.") else "=" if lowered.startswith("=") else ""
     name = lowered[len(prefix):]
-    labels = name.split(".")
-    if len(name) > 253 or not all(re.fullmatch(DOMAIN_LABEL, label) for label in labels):
+    if len(name) > 253 or not DOMAIN_NAME.fullmatch(name):
         raise FieldError(f"domain '{text}' is not valid (expected e.g. example.com, *.example.com or =example.com)")
     return lowered
 

@@ -6,10 +6,12 @@ the whole file at once; no input, however broken, gets a Python traceback.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from gatewayd.policy.bandwidth import check_qos_budgets
 from gatewayd.policy.applications import MAX_APPLICATIONS, load_catalog, read_applications
 from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.fields import check_interface_name, parse_listen, parse_rate
@@ -22,7 +24,10 @@ from gatewayd.policy.sections import (
     read_groups,
     read_schedules,
 )
+from gatewayd.policy.health import read_health
+from gatewayd.policy.security import read_security
 from gatewayd.policy.sourcefile import read_source
+from gatewayd.policy.tcp_only import read_tcp_only
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
@@ -39,12 +44,12 @@ from gatewayd.policy.yamltree import (
 
 TOP_LEVEL_KEYS = (
     "version", "interfaces", "metrics", "classifier", "schedules",
-    "groups", "applications", "classes", "default", "rules",
+    "groups", "applications", "classes", "default", "rules", "security", "health",
 )
 REQUIRED_TOP_LEVEL_KEYS = ("version", "interfaces", "classes")
 INTERFACE_KEYS = ("lan", "wan", "upload", "download")
 METRICS_KEYS = ("listen",)
-CLASSIFIER_KEYS = ("fail_mode", "max_packets", "queue")
+CLASSIFIER_KEYS = ("fail_mode", "max_packets", "queue", "tcp_only")
 DEFAULT_KEYS = ("action", "class")
 FAIL_MODES = ("open", "closed")
 SUPPORTED_VERSION = 1
@@ -116,10 +121,13 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     if "applications" in known:
         applications.update(read_applications(known["applications"].value, checker, builtin=False))
         _check_application_count(known["applications"].key, len(applications), checker)
+    classifier = _with_tcp_only(classifier, _section(known, "classifier"), checker, applications)
     link = link_of(interfaces)
     classes = read_classes(known["classes"].value, checker, link) if "classes" in known else {}
     if "classes" in known:
         check_guarantees_fit_link(known["classes"].key, classes, checker, link)
+    if link is not None:
+        check_qos_budgets(groups, classes, checker, link.directions())  # type: ignore[arg-type]
     names = Names(
         groups=_declared(known, "groups", groups),
         schedules=_declared(known, "schedules", schedules),
@@ -130,6 +138,8 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     default_action, default_class = _read_default(known.get("default"), classes_key, checker, names)
     rules = read_rules(known["rules"].value, checker, names) if "rules" in known else []
     check_reachability(rules, applications, checker)
+    security = read_security(known["security"], checker) if "security" in known else None
+    health = read_health(known["health"], checker) if "health" in known else None
     if checker.issues or interfaces is None:
         return None
     return Policy(
@@ -144,6 +154,8 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         default_class=default_class,
         classifier=classifier,
         metrics_listen=metrics_listen,
+        security=security,
+        health=health,
     )
 
 
@@ -251,6 +263,17 @@ def _read_classifier(node: Node | None, checker: Checker) -> ClassifierSettings:
         queue = integer_of(known["queue"].value, checker, "'queue'", 0, 65535)
         queue_num = queue if queue is not None else queue_num
     return ClassifierSettings(fail_mode, max_packets, queue_num)  # type: ignore[arg-type]
+
+
+def _with_tcp_only(settings: ClassifierSettings, node: Node | None, checker: Checker,
+                   applications: dict) -> ClassifierSettings:
+    """tcp_only names apps, so it is read once the applications are known."""
+    if node is None or not isinstance(node, MappingNode):
+        return settings
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == "tcp_only":
+            return dataclasses.replace(settings, tcp_only=read_tcp_only(value_node, checker, applications))
+    return settings
 
 
 def _read_default(entry: Entry | None, classes_key: Node | None, checker: Checker, names: Names) -> tuple[str, str]:

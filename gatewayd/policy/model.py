@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # health.py parses its own section and imports this module
+    from gatewayd.policy.health import HealthChecks
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -80,6 +83,57 @@ class AddressRange:
     last: IPAddress
 
 
+Direction = Literal["upload", "download"]
+DIRECTIONS: tuple[Direction, ...] = ("upload", "download")
+
+
+@dataclass(frozen=True)
+class RatePair:
+    """A guaranteed rate and a ceiling for one direction; None = not written (the default applies)."""
+
+    guaranteed: Bandwidth | None = None
+    limit: Bandwidth | None = None
+    guaranteed_location: Location | None = None
+    limit_location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Rates per direction of the WAN link; a direction left out is not shaped at this level."""
+
+    upload: RatePair | None = None
+    download: RatePair | None = None
+    location: Location | None = None
+
+    def direction(self, direction: Direction) -> RatePair | None:
+        return self.upload if direction == "upload" else self.download
+
+
+@dataclass(frozen=True)
+class HostException:
+    """One host whose per-host rates differ from its group's."""
+
+    address: IPAddress
+    rates: Rates
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class GroupQos:
+    """Bandwidth of a group as a whole, of each of its hosts, and connection caps per host."""
+
+    bandwidth: Rates | None = None  # shared by the whole group
+    per_host: Rates | None = None  # each host's own ("elastic") minimum and maximum
+    exceptions: tuple[HostException, ...] = ()
+    max_connections: int | None = None  # concurrent connections per host
+    location: Location | None = None  # where the group's QoS keys start, for errors
+
+    @property
+    def shaped(self) -> bool:
+        """The group gets a subtree of its own in the HTB trees."""
+        return self.bandwidth is not None or self.per_host is not None or bool(self.exceptions)
+
+
 @dataclass(frozen=True)
 class Group:
     name: str
@@ -88,6 +142,7 @@ class Group:
     macs: tuple[str, ...] = ()  # lowercase aa:bb:cc:dd:ee:ff
     description: str = ""
     location: Location | None = None
+    qos: GroupQos = field(default_factory=GroupQos)
 
 
 @dataclass(frozen=True)
@@ -119,6 +174,10 @@ class Application:
     signatures: tuple[str, ...] = ()
     builtin: bool = True
     location: Location | None = None
+    # Plain-HTTP URL rules: "HOST/PATH-PREFIX" (HOST a domain pattern or "*"), and words
+    # searched in the request path. They beat the Host's own app (URL filtering).
+    urls: tuple[str, ...] = ()
+    url_keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +187,15 @@ class QosClass:
     guaranteed: Bandwidth
     limit: Bandwidth
     location: Location | None = None
+    upload: RatePair | None = None  # overrides of guaranteed/limit for one direction
+    download: RatePair | None = None
+
+    def rates(self, direction: Direction) -> tuple[Bandwidth, Bandwidth]:
+        """(guaranteed, limit) in `direction`, its override applied."""
+        override = self.upload if direction == "upload" else self.download
+        if override is None:
+            return self.guaranteed, self.limit
+        return override.guaranteed or self.guaranteed, override.limit or self.limit
 
 
 @dataclass(frozen=True)
@@ -154,6 +222,7 @@ class ClassifierSettings:
     fail_mode: FailMode = "open"
     max_packets: int = 8  # packets of a flow the kernel queues before giving up
     queue_num: int = 0
+    tcp_only: tuple[str, ...] = ()  # apps / categories whose UDP (QUIC) is blocked, so they fall back to TCP
 
 
 @dataclass(frozen=True)
@@ -169,6 +238,8 @@ class Policy:
     default_class: str = "default"
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     metrics_listen: str = "127.0.0.1:9108"
+    security: "SecurityPolicy | None" = None  # the LAN guard; None = no guard tables
+    health: "HealthChecks | None" = None  # checked after `gatewayd apply`; see policy/health.py
 
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:
         """The app ids a rule names, its categories expanded."""
@@ -176,3 +247,66 @@ class Policy:
         if rule.categories:
             wanted.update(a.id for a in self.applications.values() if a.category in rule.categories)
         return frozenset(wanted)
+
+
+# --- the LAN guard (`security` section; parsed by policy/security.py) ---
+
+UnboundAction = Literal["allow", "drop"]
+RateUnit = Literal["second", "minute"]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One IP-MAC pair: frames and ARP from `address` must come from `mac`."""
+
+    address: IPAddress
+    mac: str  # lowercase aa:bb:cc:dd:ee:ff
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class BindingTable:
+    static: tuple[Binding, ...] = ()  # inline pairs, then the file's, in order
+    learn: bool = False  # also bind what the neighbour table holds at start and reload
+    unbound: UnboundAction = "allow"  # frames from addresses bound to nothing
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Per source address: `count` packets per `unit`, and `burst` packets above that."""
+
+    count: int
+    unit: RateUnit
+    burst: int
+
+
+@dataclass(frozen=True)
+class FloodLimits:
+    syn: RateLimit | None = None
+    udp: RateLimit | None = None
+    icmp_echo: RateLimit | None = None
+    new_connections: RateLimit | None = None
+
+    def any(self) -> bool:
+        return any((self.syn, self.udp, self.icmp_echo, self.new_connections))
+
+
+@dataclass(frozen=True)
+class ScanDefence:
+    """A source touching more than `ports` distinct ports or `hosts` distinct hosts in
+    `window_seconds` goes on the blocklist for `block_seconds`; `allow` is exempt."""
+
+    ports: int | None
+    hosts: int | None
+    window_seconds: int
+    block_seconds: int
+    allow: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecurityPolicy:
+    bindings: BindingTable | None = None
+    anti_spoofing: bool = False
+    flood: FloodLimits = field(default_factory=FloodLimits)
+    scan: ScanDefence | None = None
+    location: Location | None = None

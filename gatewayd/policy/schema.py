@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from gatewayd.policy.applications import APPLICATION_KEYS
+from gatewayd.policy.bandwidth import MAX_CONNECTIONS
 from gatewayd.policy.fields import (
     DAY_NAMES,
     DAY_SETS,
@@ -28,6 +29,7 @@ from gatewayd.policy.loader import FAIL_MODES
 from gatewayd.policy.model import CATEGORIES
 from gatewayd.policy.rules import ACTIONS
 from gatewayd.policy.sections import MAX_CLASSES, MAX_GROUPS
+from gatewayd.policy.security_schema import security_schema
 
 Schema = dict[str, Any]
 
@@ -118,9 +120,37 @@ def group_schema() -> Schema:
                 _string("IPv4/IPv6 network (no host bits), address, range a-b, or MAC."),
                 "The group's hosts.",
             ),
+            "bandwidth": _rates_schema("Guarantee and ceiling shared by the whole group; its classes split it."),
+            "per_host": _rates_schema("Each host's own minimum and maximum (one queue per address)."),
+            "exceptions": {
+                "type": "object",
+                "description": "Hosts (by address) whose per-host rates differ.",
+                "additionalProperties": _rates_schema("This host's rates; what is left out comes from per_host."),
+            },
+            "max_connections": {
+                "type": "integer", "minimum": 1, "maximum": MAX_CONNECTIONS,
+                "description": "Concurrent connections per host; more are refused (TCP reset) and counted.",
+            },
         },
         ("members",),
     )
+
+
+def _rate_pair_schema(description: str) -> Schema:
+    bandwidth = 'A share of the link ("20%") or a rate ("5mbit").'
+    return _object(description, {
+        "guaranteed": _string(f"Always available. {bandwidth}", pattern=BANDWIDTH_PATTERN),
+        "limit": _string(f"The most it may use. {bandwidth}", pattern=BANDWIDTH_PATTERN),
+    })
+
+
+def _rates_schema(description: str) -> Schema:
+    schema = _rate_pair_schema(description + " Top-level keys apply to both directions.")
+    schema["properties"] |= {
+        "upload": _rate_pair_schema("Upload (WAN egress) only."),
+        "download": _rate_pair_schema("Download (LAN egress) only."),
+    }
+    return schema
 
 
 def application_schema() -> Schema:
@@ -139,6 +169,14 @@ def application_schema() -> Schema:
             _string("A payload signature known to the classifier.", pattern=SIGNATURE_PATTERN),
             "Payload signatures.",
         ),
+        "urls": _one_or_list(
+            _string('"HOST/PATH-PREFIX", HOST a domain pattern or * (any host).'),
+            "Plain-HTTP URL rules; a matching request belongs to this app whatever its Host.",
+        ),
+        "url_keywords": _one_or_list(
+            _string("A word searched in the request path."),
+            "Plain-HTTP URL keywords; a request whose path contains one belongs to this app.",
+        ),
     }
     assert tuple(properties) == APPLICATION_KEYS
     return _object("An application and the evidence that identifies it.", properties, ("name", "category"))
@@ -152,6 +190,8 @@ def class_schema() -> Schema:
             "priority": {"type": "integer", "minimum": 0, "maximum": 7, "description": "0 = most urgent .. 7."},
             "guaranteed": _string(f"Always available to the class. {bandwidth} Default 0.", pattern=BANDWIDTH_PATTERN),
             "limit": _string(f"The most the class may use. {bandwidth} Default 100%.", pattern=BANDWIDTH_PATTERN),
+            "upload": _rate_pair_schema("Upload-only guaranteed/limit, overriding the two above."),
+            "download": _rate_pair_schema("Download-only guaranteed/limit, overriding the two above."),
         },
         ("priority",),
     )
@@ -208,6 +248,10 @@ def policy_schema() -> Schema:
                         "type": "integer", "minimum": 1, "maximum": 32, "description": "Packets inspected per flow.",
                     },
                     "queue": {"type": "integer", "minimum": 0, "maximum": 65535, "description": "NFQUEUE number."},
+                    "tcp_only": _one_or_list(
+                        _string("An application id or a category."),
+                        "Apps/categories whose QUIC (UDP) is blocked so browsers fall back to TLS over TCP.",
+                    ),
                 },
             ),
             "schedules": _named_map("Named schedules.", schedule_schema()),
@@ -219,6 +263,17 @@ def policy_schema() -> Schema:
             "default": _object("What happens to flows no rule matches.", _decision_properties())
             | {"allOf": [_BLOCK_HAS_NO_CLASS]},
             "rules": {"type": "array", "description": "Rules in order; first match wins.", "items": rule_schema()},
+            "security": security_schema(),
+            "health": _object(
+                "Checks run after `gatewayd apply`; a failing check reverts the change.",
+                {
+                    "dns": _object("A name that must resolve.", {
+                        "server": _string("DNS server address."), "name": _string("Name to resolve."),
+                    }) | {"required": ["server", "name"]},
+                    "probes": {"type": "array", "items": _string('"ADDRESS:PORT" that must accept TCP.'),
+                               "description": "TCP services that must answer."},
+                },
+            ),
         },
     }
 

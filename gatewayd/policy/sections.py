@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from yaml.nodes import Node
 
+from gatewayd.policy.bandwidth import (
+    CLASS_DIRECTION_KEYS,
+    GROUP_QOS_KEYS,
+    read_class_directions,
+    read_group_qos,
+)
 from gatewayd.policy.fields import (
     check_name,
     format_rate,
@@ -30,8 +36,8 @@ from gatewayd.policy.yamltree import (
 )
 
 SCHEDULE_KEYS = ("days", "hours")
-GROUP_KEYS = ("description", "members")
-CLASS_KEYS = ("priority", "guaranteed", "limit")
+GROUP_KEYS = ("description", "members", *GROUP_QOS_KEYS)
+CLASS_KEYS = ("priority", "guaranteed", "limit", *CLASS_DIRECTION_KEYS)
 MAX_GROUPS = 60  # the ct mark's 6-bit group field, less its reserved values
 MAX_CLASSES = 31  # the ct mark's 5-bit class field, less "not evaluated"
 NO_GUARANTEE = Bandwidth(bits_per_second=0)
@@ -129,9 +135,13 @@ def _read_group(entry: Entry, checker: Checker) -> Group | None:
             networks.append(member)
     if len(checker.issues) > issues_before:
         return None
-    return Group(
+    group = Group(
         entry.name, tuple(networks), tuple(ranges), tuple(macs), description, checker.location(entry.key)
     )
+    qos = read_group_qos(known, checker, what, group)
+    if len(checker.issues) > issues_before:
+        return None
+    return replace(group, qos=qos)
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,9 @@ def _read_class(entry: Entry, checker: Checker, link: Link | None) -> QosClass |
         return None
     if "guaranteed" in known:
         _check_guarantee_within_limit(known["guaranteed"].value, what, guaranteed, limit, checker, link)
-    return QosClass(entry.name, priority, guaranteed, limit, checker.location(entry.key))
+    overrides = read_class_directions(known, checker, what)
+    return QosClass(entry.name, priority, guaranteed, limit, checker.location(entry.key),
+                    upload=overrides.get("upload"), download=overrides.get("download"))
 
 
 def _bandwidth(known: dict[str, Entry], key: str, checker: Checker, what: str, default: Bandwidth) -> Bandwidth | None:

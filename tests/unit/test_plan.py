@@ -149,3 +149,23 @@ def test_office_policy_compiles() -> None:
     assert not plan.ruleset.warnings
     assert "table inet gatewayd {" in plan.render()
     assert isinstance(plan.numbering, Numbering)
+
+
+def test_port_ranges_are_made_disjoint_narrow_first_then_catalog_order() -> None:
+    from gatewayd.compile.ruleset import disjoint_port_ranges
+
+    entries = [("tcp", 3000, 4000, "wide"), ("tcp", 3389, 3389, "rdp"), ("tcp", 3389, 3389, "later"),
+               ("udp", 3389, 3389, "udp-app")]
+    assert disjoint_port_ranges(entries) == [
+        ("tcp", 3000, 3388, "wide"), ("tcp", 3389, 3389, "rdp"), ("tcp", 3390, 4000, "wide"),
+        ("udp", 3389, 3389, "udp-app")]
+
+
+def test_rate_bucket_burst_is_sized_on_the_rate_not_the_ceiling() -> None:
+    from gatewayd.compile.tc_tree import HtbClass, burst_for
+
+    token = HtbClass("bulk", 0x14, 1, rate_bps=8_000, ceil_bps=1_000_000_000, priority=7, quantum_bytes=1514,
+                     burst_bytes=burst_for(1_000_000_000), leaf=True)
+    assert token.rate_burst_bytes == burst_for(8_000) < token.burst_bytes
+    # 125 kB at 1 kB/s would be 125 s of HTB buffer time; sized on the rate it is two frames.
+    assert token.rate_burst_bytes <= 2 * 1514

@@ -168,9 +168,11 @@ def test_all_errors_are_collected_in_one_pass() -> None:
 
 
 def test_unknown_top_level_key_is_suggested() -> None:
+    from gatewayd.policy.loader import TOP_LEVEL_KEYS
+
     assert issues_of(MINIMAL + "grups: {}\n") == [
-        "p.yaml:5:1: unknown key 'grups' in the policy (expected one of: version, interfaces, metrics, "
-        "classifier, schedules, groups, applications, classes, default, rules); did you mean 'groups'?"
+        f"p.yaml:5:1: unknown key 'grups' in the policy (expected one of: {', '.join(TOP_LEVEL_KEYS)}); "
+        "did you mean 'groups'?"
     ]
 
 

@@ -1,0 +1,243 @@
+"""Classifier speed, from one run (root, lab namespaces), and offline replay speed.
+
+1. LIVE new-flow rate: the real daemon between the lab office and internet;
+   an asyncio client opens TCP connections that each send one TLS ClientHello
+   (SNI of a catalog app) to an asyncio sink; every flow goes NFQUEUE ->
+   classifier -> verdict. Printed: flows/s the classifier decided, and flows
+   per second of daemon CPU (what one core sustains: the daemon is single
+   threaded, so this is the one-core capacity even when the lab client is the
+   bottleneck of the wall-clock rate).
+2. LATENCY at a paced 2,000 new flows/s: the daemon's own histogram
+   gatewayd_classifier_latency_seconds (queued packet read -> verdict), p50/p99
+   interpolated from its buckets; and end to end, TCP connect + ClientHello +
+   first reply byte, measured by the client with and without gatewayd in the
+   same lab, so the difference is what the queue hand-off adds.
+3. OFFLINE: `gatewayd classify` over every capture in /work/shared/pcaps
+   (in-process, same code as the command), flows/s and MB/s, plus the command
+   itself on the largest capture (start-up included).
+
+    python3 bench/classify_speed.py [--flows 6000] [--parallel 200] [--rate 2000] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from gateway import CLIENT, SINK, client_hello, daemon_cpu_seconds, fast_policy  # noqa: E402
+
+from gatewayd.classify.offline import classify_capture  # noqa: E402
+from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
+from gatewayd.lab.office import OFFICE_HOSTS  # noqa: E402
+from gatewayd.lab.topology import INTERNET, Lab  # noqa: E402
+from gatewayd.policy.applications import load_catalog  # noqa: E402
+
+SINK_ADDRESS, SINK_PORT, ECHO_PORT = "203.0.113.60", 9443, 9444
+SNI = "im.dingtalk.com"
+PCAPS = Path("/work/shared/pcaps")
+
+# Answers one byte once the hello arrived, so the client can time connect -> first byte.
+ECHO_SINK = r"""
+import asyncio, sys
+async def handle(reader, writer):
+    try:
+        await asyncio.wait_for(reader.read(4096), 5)
+        writer.write(b"!")
+        await writer.drain()
+    except Exception:
+        pass
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, sys.argv[1], int(sys.argv[2]), backlog=4096)
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+# Starts one connection every 1/rate s for `seconds`; prints each flow's connect+hello->first-byte time.
+PACED_CLIENT = r"""
+import asyncio, json, sys, time
+address, port, rate, seconds, hello = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), bytes.fromhex(sys.argv[5])
+times = []
+async def one():
+    start = time.perf_counter()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 5)
+        writer.write(hello)
+        await writer.drain()
+        if await asyncio.wait_for(reader.read(1), 5):
+            times.append(time.perf_counter() - start)
+        writer.close()
+    except Exception:
+        pass
+async def main():
+    tasks = []
+    begin = time.perf_counter()
+    total = int(rate * seconds)
+    for index in range(total):
+        delay = begin + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one()))
+    await asyncio.gather(*tasks)
+    print(json.dumps({"times": times, "offered": total, "elapsed": time.perf_counter() - begin}))
+asyncio.run(main())
+"""
+
+
+def start_sink(lab: Lab, code: str, port: int, log_name: str):  # type: ignore[no-untyped-def]
+    sink = lab.popen(INTERNET, [sys.executable, "-c", code, SINK_ADDRESS, str(port)], log_name=log_name)
+    deadline = time.monotonic() + 10
+    while "ready" not in (lab.workdir / log_name).read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sink
+
+
+def histogram_quantile(exposition: str, name: str, quantile: float, previous: dict[float, float]) -> float:
+    """Quantile of a Prometheus histogram's increase since `previous` (bucket upper bound -> count)."""
+    buckets = current_buckets(exposition, name)
+    increase = sorted((bound, count - previous.get(bound, 0.0)) for bound, count in buckets.items())
+    total = increase[-1][1] if increase else 0.0
+    if total <= 0:
+        return float("nan")
+    wanted = quantile * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in increase:
+        if count >= wanted:
+            if bound == float("inf"):
+                return lower_bound
+            share = (wanted - lower_count) / max(count - lower_count, 1e-12)
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def current_buckets(exposition: str, name: str) -> dict[float, float]:
+    buckets = {}
+    for match in re.finditer(rf'^{name}_bucket\{{[^}}]*le="([^"]+)"[^}}]*\}} ([0-9.e+-]+)$', exposition, re.M):
+        bound = float("inf") if match.group(1) == "+Inf" else float(match.group(1))
+        buckets[bound] = buckets.get(bound, 0.0) + float(match.group(2))
+    return buckets
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def live_rate(lab: Lab, policy: Path, flows: int, parallel: int) -> tuple[float, float, int]:
+    sink = start_sink(lab, SINK, SINK_PORT, "speed-sink.log")
+    daemon = GatewayDaemon(lab, policy, log_name="speed-rate.log").start()
+    try:
+        assert daemon.process is not None
+        before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
+        cpu_before = daemon_cpu_seconds(daemon.process.pid)
+        result = lab.run("sales", [sys.executable, "-c", CLIENT, SINK_ADDRESS, str(SINK_PORT), str(flows),
+                                   str(parallel), client_hello(SNI).hex()], timeout=300)
+        _opened, elapsed = result.stdout.split()
+        cpu = daemon_cpu_seconds(daemon.process.pid) - cpu_before
+        decided = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni") - before
+    finally:
+        daemon.stop()
+        sink.terminate()
+    return decided / float(elapsed), decided / max(cpu, 1e-6), int(decided)
+
+
+def paced(lab: Lab, rate: float, seconds: float) -> dict:
+    result = lab.run("sales", [sys.executable, "-c", PACED_CLIENT, SINK_ADDRESS, str(ECHO_PORT), str(rate),
+                               str(seconds), client_hello(SNI).hex()], timeout=seconds + 60)
+    return json.loads(result.stdout)
+
+
+def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates: list[float]) -> None:
+    sink = start_sink(lab, ECHO_SINK, ECHO_PORT, "speed-echo.log")
+    try:
+        without = {r: paced(lab, r, seconds) for r in e2e_rates}
+        daemon = GatewayDaemon(lab, policy, log_name="speed-latency.log").start()
+        try:
+            with_at = {r: paced(lab, r, seconds) for r in e2e_rates if r != rate}
+            name = "gatewayd_classifier_latency_seconds"
+            before = current_buckets(daemon.metrics(), name)
+            decided_before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
+            with_daemon = with_at[rate] = paced(lab, rate, seconds)
+            exposition = daemon.metrics()
+            p50 = histogram_quantile(exposition, name, 0.50, before)
+            p99 = histogram_quantile(exposition, name, 0.99, before)
+            decided = metric_value(exposition, "gatewayd_classifier_decisions_total", method="tls-sni") - decided_before
+        finally:
+            daemon.stop()
+    finally:
+        sink.terminate()
+    offered = with_daemon["offered"] / with_daemon["elapsed"]
+    print(f"latency at a paced {rate:.0f} new flows/s for {seconds:g} s (achieved {offered:.0f}/s, "
+          f"{int(decided)} flows decided, {len(with_daemon['times'])}/{with_daemon['offered']} answered):")
+    print(f"  classifier, queued packet read -> verdict (daemon histogram): p50 {p50 * 1e3:.3f} ms, "
+          f"p99 {p99 * 1e3:.3f} ms  (target p99 <= 1 ms)")
+    print("  end to end, TCP connect + hello -> first reply byte, lab client/sink/daemon share 2 cores:")
+    for offered_rate in e2e_rates:
+        for share in (0.50, 0.99):
+            a = percentile(without[offered_rate]["times"], share)
+            b = percentile(with_at[offered_rate]["times"], share)
+            print(f"    {offered_rate:5.0f} flows/s p{int(share * 100)}: without {a * 1e3:7.3f} ms, "
+                  f"with gatewayd {b * 1e3:7.3f} ms, added {(b - a) * 1e3:+8.3f} ms")
+
+
+def offline_speed() -> None:
+    issues: list = []
+    apps = list(load_catalog(None, issues).values())
+    captures = sorted(p for p in PCAPS.glob("*.pcap*"))
+    if not captures:
+        print("offline: no captures in /work/shared/pcaps")
+        return
+    started = time.perf_counter()
+    flows = sum(len(classify_capture(path, apps)) for path in captures)
+    elapsed = time.perf_counter() - started
+    size = sum(path.stat().st_size for path in captures)
+    print(f"offline replay (gatewayd classify code path, in-process), {len(captures)} captures, "
+          f"{size / 1e6:.1f} MB, {flows} flows:")
+    print(f"  {flows / elapsed:.0f} flows/s, {size / 1e6 / elapsed:.1f} MB/s ({elapsed:.2f} s)")
+    largest = max(captures, key=lambda path: path.stat().st_size)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "gatewayd", "classify", "--pcap", str(largest)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=True)
+    elapsed = time.perf_counter() - started
+    print(f"  the command on the largest capture ({largest.name}, {largest.stat().st_size / 1e6:.1f} MB, "
+          f"{len(done.stdout.splitlines())} flows): {elapsed:.2f} s including interpreter start-up")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flows", type=int, default=6000)
+    parser.add_argument("--parallel", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--e2e-rates", default="200,1000", help="extra paced rates for the end-to-end figure")
+    parser.add_argument("--offline-only", action="store_true")
+    args = parser.parse_args()
+    offline_speed()
+    if args.offline_only:
+        return 0
+    with tempfile.TemporaryDirectory() as tmp, Lab(hosts=OFFICE_HOSTS) as lab:
+        policy = fast_policy(Path(tmp))
+        rate, per_cpu, decided = live_rate(lab, policy, args.flows, args.parallel)
+        print(f"live new TCP flows decided (NFQUEUE -> TLS SNI -> verdict), {decided} flows:")
+        print(f"  {rate:.0f} flows/s wall clock (bounded by the lab's Python client and sink too)")
+        print(f"  {per_cpu:.0f} flows per second of daemon CPU = one core's capacity (target >= 10,000)")
+        e2e_rates = sorted({float(r) for r in args.e2e_rates.split(",")} | {args.rate})
+        live_latency(lab, policy, args.rate, args.seconds, e2e_rates)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

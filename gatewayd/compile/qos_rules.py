@@ -1,0 +1,129 @@
+"""The nft side of QoS: which HTB class a packet goes to, and connection caps per host.
+
+Class choice, in the enforce chain, for every packet of an office flow:
+  1. `meta priority set ct mark & (GROUP|CLASS) map @class_priority`: the
+     flow's policy class inside its group's subtree (or the shared leaves).
+     Without shaped groups the key is the class bits alone, as before.
+  2. per-host classes override it: `ip saddr map @host_up_v4` on
+     original-direction packets (upload), `ip daddr map @host_down_v4` on
+     replies (download). A miss leaves step 1's choice. One hash lookup per
+     packet whatever the number of hosts: no rule per host.
+
+Connection caps: a new flow of a group with `max_connections` passes
+`add @connlimit_G_v4 { ip saddr ct count over N }`, a dynamic set that keeps
+one conntrack count per source address; flow N+1 is refused (TCP reset, else
+dropped) and counted in the named counter `connections_refused_G`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gatewayd.compile import marks
+from gatewayd.compile.host_limits import HostSlots
+from gatewayd.compile.nftables_model import NftChain, NftRule, NftSet
+from gatewayd.compile.numbering import Numbering
+from gatewayd.compile.tc_tree import HTB_MAJOR, group_leaf_minor
+from gatewayd.policy.model import Direction, Policy
+
+CONNLIMIT_SET_SIZE = 65535
+REFUSED_COUNTER_PREFIX = "connections_refused_"
+HOST_MAP_SIZE_MIN = 1024  # room for a reload that adds hosts without resizing
+
+
+def hexmark(value: int) -> str:
+    return f"0x{value:08x}"
+
+
+def refused_counter(group_number: int) -> str:
+    return f"{REFUSED_COUNTER_PREFIX}{group_number}"
+
+
+def host_map_name(direction: Direction, version: int) -> str:
+    return f"host_{'up' if direction == 'upload' else 'down'}_v{version}"
+
+
+@dataclass
+class QosRules:
+    sets: list[NftSet] = field(default_factory=list)
+    chains: list[NftChain] = field(default_factory=list)
+    counters: list[str] = field(default_factory=list)
+    after_policy: list[NftRule] = field(default_factory=list)  # new flows the rules allowed
+    priority: list[NftRule] = field(default_factory=list)  # pick the HTB class
+
+
+def compile_qos_rules(policy: Policy, numbering: Numbering, hosts: HostSlots | None = None) -> QosRules:
+    qos = QosRules()
+    _class_priority(policy, numbering, qos)
+    _host_maps(hosts or HostSlots(), qos)
+    _connection_limits(policy, numbering, qos)
+    return qos
+
+
+def _class_priority(policy: Policy, numbering: Numbering, qos: QosRules) -> None:
+    shaped = {name for name, group in policy.groups.items() if group.qos.shaped}
+    if not shaped:
+        elements = tuple(f"{hexmark(marks.class_bits(index))} : {HTB_MAJOR}:{numbering.tc_minor(name):x}"
+                         for name, index in numbering.classes.items())
+        qos.sets.append(NftSet("class_priority", "mark", "classid", elements=elements,
+                               comment="class bits of the ct mark -> tc class (skb priority)"))
+        qos.priority.append(NftRule(f"meta priority set ct mark & {hexmark(marks.CLASS_MASK)} map @class_priority"))
+        return
+    elements = []
+    for group_name, number in sorted(numbering.groups.numbers.items(), key=lambda kv: kv[1]):
+        for class_name, index in numbering.classes.items():
+            minor = group_leaf_minor(number, index) if group_name in shaped else numbering.tc_minor(class_name)
+            key = marks.group_bits(number) | marks.class_bits(index)
+            elements.append(f"{hexmark(key)} : {HTB_MAJOR}:{minor:x}")
+    qos.sets.append(NftSet("class_priority", "mark", "classid", elements=tuple(elements),
+                           comment="group and class bits of the ct mark -> tc class (skb priority)"))
+    mask = marks.GROUP_MASK | marks.CLASS_MASK
+    qos.priority.append(NftRule(f"meta priority set ct mark & {hexmark(mask)} map @class_priority"))
+
+
+def _host_maps(hosts: HostSlots, qos: QosRules) -> None:
+    for direction, match, ct_direction in (("upload", "saddr", "original"), ("download", "daddr", "reply")):
+        limited = hosts.by_direction(direction)  # type: ignore[arg-type]
+        for version, family in ((4, "ip"), (6, "ip6")):
+            elements = tuple(f"{h.address} : {HTB_MAJOR}:{h.minor:x}" for h in limited if h.address.version == version)
+            if not elements:
+                continue
+            name = host_map_name(direction, version)  # type: ignore[arg-type]
+            qos.sets.append(NftSet(name, "ipv4_addr" if version == 4 else "ipv6_addr", "classid",
+                                   elements=elements, size=max(HOST_MAP_SIZE_MIN, 2 * len(elements)),
+                                   comment=f"per-host limits: {direction} class of each host"))
+            qos.priority.append(NftRule(f"ct direction {ct_direction} meta priority set {family} {match} map @{name}",
+                                        comment=f"per-host {direction} limits"))
+
+
+def _connection_limits(policy: Policy, numbering: Numbering, qos: QosRules) -> None:
+    verdicts = []
+    for name, group in policy.groups.items():
+        cap = group.qos.max_connections
+        if cap is None:
+            continue
+        number = numbering.groups.numbers[name]
+        counter = refused_counter(number)
+        qos.counters.append(counter)
+        refuse = f"refuse_connection_{number}"
+        qos.chains.append(NftChain(refuse, (
+            NftRule(f"counter name {counter}"),
+            NftRule("meta l4proto tcp reject with tcp reset"),
+            NftRule("drop"),
+        ), comment=f"group {name}: over {cap} connections per host"))
+        rules = []
+        for version, family, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+            set_name = f"connlimit_{number}_v{version}"
+            qos.sets.append(NftSet(set_name, key_type, flags=("dynamic",), size=CONNLIMIT_SET_SIZE,
+                                   comment=f"group {name}: connections per host"))
+            rules.append(NftRule(f"meta nfproto ipv{version} add @{set_name} {{ {family} saddr ct count over {cap} }} "
+                                 f"goto {refuse}"))
+        qos.chains.append(NftChain(f"connection_limit_{number}", tuple(rules),
+                                   comment=f"group {name}: at most {cap} connections per host"))
+        verdicts.append(f"{hexmark(marks.group_bits(number))} : jump connection_limit_{number}")
+    if verdicts:
+        qos.sets.append(NftSet("connection_limits", "mark", "verdict", elements=tuple(verdicts),
+                               comment="group bits of the ct mark -> its connection cap"))
+        qos.after_policy.append(NftRule(
+            f"ct state new ct direction original ct mark & {hexmark(marks.GROUP_MASK)} vmap @connection_limits",
+            comment="connection caps per host"))

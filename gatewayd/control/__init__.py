@@ -1,0 +1,1 @@
+"""The daemon's local control socket: status, apply with commit-confirm, confirm."""

@@ -1,0 +1,82 @@
+"""Log each host the kernel puts on the guard's blocklist, once, without flooding the log.
+
+The kernel adds scanners to the blocklist sets by itself; the reactor calls
+`poll` on its tick and this compares the sets with what it saw last time.
+A host is new when it was not there before, or when its expiry moved later
+(it was released and caught again). At most `max_lines` hosts are logged per
+`period_seconds`; the rest are counted in one `event=blocklist_log_suppressed`
+line, so a scan from hundreds of hosts costs a few log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from gatewayd.apply.guard_state import BlockedHost, read_blocklist
+from gatewayd.apply.nft import NftKernel
+
+log = logging.getLogger("gatewayd.guard")
+
+POLL_INTERVAL_SECONDS = 1.0
+DEFAULT_MAX_LINES = 20
+DEFAULT_PERIOD_SECONDS = 60.0
+BLOCKLIST_REASON = "scan"  # only the scan rules add hosts to the blocklist
+
+
+class BlocklistWatch:
+    def __init__(self, kernel: NftKernel, max_lines: int = DEFAULT_MAX_LINES,
+                 period_seconds: float = DEFAULT_PERIOD_SECONDS,
+                 clock: Callable[[], float] = time.monotonic,
+                 read: Callable[[NftKernel], list[BlockedHost]] = read_blocklist) -> None:
+        self.kernel = kernel
+        self.max_lines = max_lines
+        self.period_seconds = period_seconds
+        self.clock = clock
+        self.read = read
+        self._expiry: dict[str, float] = {}  # address -> when (clock) it leaves the blocklist
+        self._last_poll = float("-inf")
+        self._period_start = float("-inf")
+        self._lines_in_period = 0
+        self._suppressed = 0
+
+    def poll(self, enabled: bool = True) -> None:
+        now = self.clock()
+        if not enabled or now - self._last_poll < POLL_INTERVAL_SECONDS:
+            return
+        self._last_poll = now
+        try:
+            hosts = self.read(self.kernel)
+        except Exception as exc:  # a failed read is retried on the next tick, never fatal
+            log.warning("event=blocklist_read_failed error=%r", str(exc))
+            return
+        current: dict[str, float] = {}
+        for host in hosts:
+            expiry = now + host.expires_seconds
+            previous = self._expiry.get(host.address)
+            # Expiry only counts down, so a later one (beyond rounding) means it was caught again.
+            if previous is None or expiry > previous + 2 * POLL_INTERVAL_SECONDS:
+                self._report(host, now)
+            current[host.address] = expiry
+        self._expiry = current
+        self._flush_suppressed(now)
+
+    def _report(self, host: BlockedHost, now: float) -> None:
+        if now - self._period_start >= self.period_seconds:
+            self._flush_suppressed(now, force=True)
+            self._period_start = now
+            self._lines_in_period = 0
+        if self._lines_in_period < self.max_lines:
+            self._lines_in_period += 1
+            expires_at = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() + host.expires_seconds))
+            log.warning("event=host_blocklisted address=%s reason=%s expires_in=%ds expires_at=%s",
+                        host.address, BLOCKLIST_REASON, host.expires_seconds, expires_at)
+        else:
+            self._suppressed += 1
+
+    def _flush_suppressed(self, now: float, force: bool = False) -> None:
+        if self._suppressed and (force or now - self._period_start >= self.period_seconds):
+            log.warning("event=blocklist_log_suppressed hosts=%d period_seconds=%d",
+                        self._suppressed, self.period_seconds)
+            self._suppressed = 0

@@ -1,0 +1,113 @@
+"""Build real, decryptable QUIC client Initial packets (v1 or v2) carrying a TLS ClientHello.
+
+For tests and the lab only: the classifier's decryption is checked against an
+independent encoder that follows RFC 9001 section 5 (and RFC 9369 for v2)
+directly, and namespace tests send these datagrams through the gateway.
+`split=True` makes the ClientHello large (a post-quantum sized key share)
+so it spans two Initial packets, as Chrome's ML-KEM hellos do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+VERSION_1 = 0x00000001
+VERSION_2 = 0x6B3343CF
+_SALTS = {
+    VERSION_1: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),
+    VERSION_2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),
+}
+_LABEL_PREFIX = {VERSION_1: b"quic ", VERSION_2: b"quicv2 "}
+_INITIAL_TYPE = {VERSION_1: 0, VERSION_2: 1}
+_MIN_DATAGRAM = 1200
+
+
+def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
+    full = b"tls13 " + label
+    info = struct.pack("!HB", length, len(full)) + full + b"\x00"
+    output, block, counter = b"", b"", 1
+    while len(output) < length:
+        block = hmac.new(secret, block + info + bytes((counter,)), hashlib.sha256).digest()
+        output += block
+        counter += 1
+    return output[:length]
+
+
+def client_initial_keys(dcid: bytes, version: int = VERSION_1) -> tuple[bytes, bytes, bytes]:
+    """(key, iv, hp) of the client's Initial packets (RFC 9001 5.2 / RFC 9369 3.3)."""
+    initial = hmac.new(_SALTS[version], dcid, hashlib.sha256).digest()
+    client = _expand_label(initial, b"client in", 32)
+    prefix = _LABEL_PREFIX[version]
+    return (_expand_label(client, prefix + b"key", 16), _expand_label(client, prefix + b"iv", 12),
+            _expand_label(client, prefix + b"hp", 16))
+
+
+def client_hello(server_name: str, alpn: tuple[str, ...] = ("h3",), key_share_size: int = 32) -> bytes:
+    """A TLS 1.3 ClientHello handshake message (no record header), as CRYPTO frames carry it."""
+    name = server_name.encode()
+    extensions = b""
+    sni = struct.pack("!HBH", len(name) + 3, 0, len(name)) + name
+    extensions += struct.pack("!HH", 0, len(sni)) + sni
+    alpn_list = b"".join(bytes((len(p),)) + p.encode() for p in alpn)
+    extensions += struct.pack("!HHH", 16, len(alpn_list) + 2, len(alpn_list)) + alpn_list
+    extensions += struct.pack("!HHB", 43, 3, 2) + b"\x03\x04"  # supported_versions: TLS 1.3
+    share = struct.pack("!HH", 0x11EC, key_share_size) + os.urandom(key_share_size)  # X25519MLKEM768-sized
+    extensions += struct.pack("!HHH", 51, len(share) + 2, len(share)) + share
+    body = (b"\x03\x03" + os.urandom(32) + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
+            + struct.pack("!H", len(extensions)) + extensions)
+    return b"\x01" + len(body).to_bytes(3, "big") + body
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x40:
+        return bytes((value,))
+    if value < 0x4000:
+        return struct.pack("!H", 0x4000 | value)
+    return struct.pack("!I", 0x80000000 | value)
+
+
+def _protect(version: int, dcid: bytes, scid: bytes, packet_number: int, frames: bytes) -> bytes:
+    key, iv, hp = client_initial_keys(dcid, version)
+    pn_length = 2
+    header_without_length = (bytes((0xC0 | (_INITIAL_TYPE[version] << 4) | (pn_length - 1),))
+                             + struct.pack("!I", version) + bytes((len(dcid),)) + dcid
+                             + bytes((len(scid),)) + scid + _varint(0))
+    # Pad the frames so the whole datagram reaches 1200 bytes (RFC 9000 14.1).
+    overhead = len(header_without_length) + 2 + pn_length + 16
+    if overhead + len(frames) < _MIN_DATAGRAM:
+        frames += bytes(_MIN_DATAGRAM - overhead - len(frames))
+    length = pn_length + len(frames) + 16
+    header = header_without_length + struct.pack("!H", 0x4000 | length) + packet_number.to_bytes(pn_length, "big")
+    nonce = bytes(a ^ b for a, b in zip(iv, packet_number.to_bytes(12, "big")))
+    sealed = AESGCM(key).encrypt(nonce, frames, header)
+    pn_offset = len(header) - pn_length
+    packet = bytearray(header + sealed)
+    sample = bytes(packet[pn_offset + 4:pn_offset + 20])
+    encryptor = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
+    mask = encryptor.update(sample) + encryptor.finalize()
+    packet[0] ^= mask[0] & 0x0F
+    for index in range(pn_length):
+        packet[pn_offset + index] ^= mask[1 + index]
+    return bytes(packet)
+
+
+def client_initials(server_name: str, version: int = VERSION_1, split: bool = False,
+                    dcid: bytes | None = None) -> list[bytes]:
+    """UDP payloads of the client's first flight: one Initial, or two when `split`."""
+    dcid = dcid if dcid is not None else os.urandom(8)
+    scid = os.urandom(8)
+    hello = client_hello(server_name, key_share_size=1216 if split else 32)
+    if not split:
+        return [_protect(version, dcid, scid, 0, b"\x06" + _varint(0) + _varint(len(hello)) + hello)]
+    half = len(hello) // 2
+    # Out of order inside the first packet too, as Chrome scrambles its CRYPTO frames.
+    first = (b"\x01" + b"\x06" + _varint(half // 2) + _varint(half - half // 2) + hello[half // 2:half]
+             + b"\x06" + _varint(0) + _varint(half // 2) + hello[:half // 2])
+    second = b"\x06" + _varint(half) + _varint(len(hello) - half) + hello[half:]
+    return [_protect(version, dcid, scid, 0, first), _protect(version, dcid, scid, 1, second)]

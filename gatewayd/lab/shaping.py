@@ -1,0 +1,159 @@
+"""Measuring QoS in the lab: concurrent iperf3 runs, HTB class counters, a UDP RTT probe, fairness.
+
+Used by tests/integration/test_qos*.py and bench/qos.py. Every run is bounded
+in time (iperf3 -t, probe deadlines, subprocess timeouts).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gatewayd.lab.topology import GATEWAY, INTERNET
+
+if TYPE_CHECKING:
+    from gatewayd.lab.topology import Lab
+
+SPAWN_SLACK_SECONDS = 15.0
+
+
+class ShapingError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class IperfJob:
+    host: str
+    server: str
+    port: int
+    seconds: float
+    download: bool = True  # -R: the server sends
+    streams: int = 1
+    omit_seconds: int = 1  # TCP slow start is not the shaper's rate
+
+
+def iperf_rate(lab: "Lab", job: IperfJob) -> float:
+    """Receiver goodput in bit/s, the first `omit_seconds` left out."""
+    argv = ["iperf3", "-c", job.server, "-p", str(job.port), "-t", f"{job.seconds:g}", "-J",
+            "-O", str(job.omit_seconds), "-P", str(job.streams), "--connect-timeout", "3000"]
+    if job.download:
+        argv.append("-R")
+    try:
+        proc = lab.run(job.host, argv, timeout=job.seconds + job.omit_seconds + SPAWN_SLACK_SECONDS, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ShapingError(f"iperf3 from {job.host} to {job.server}:{job.port} timed out") from exc
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise ShapingError(f"iperf3 output unreadable: {proc.stderr.strip() or proc.stdout[:200]}") from exc
+    if "error" in report:
+        raise ShapingError(f"iperf3 from {job.host} to {job.server}:{job.port}: {report['error']}")
+    return float(report["end"]["sum_received"]["bits_per_second"])
+
+
+def concurrent_rates(lab: "Lab", jobs: list[IperfJob]) -> list[float]:
+    """Runs the jobs at the same time; rates in the jobs' order."""
+    results: list[float | BaseException] = [0.0] * len(jobs)
+
+    def run(position: int, job: IperfJob) -> None:
+        try:
+            results[position] = iperf_rate(lab, job)
+        except BaseException as exc:  # re-raised in the caller's thread
+            results[position] = exc
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [float(r) for r in results]  # type: ignore[arg-type]
+
+
+def start_iperf_servers(lab: "Lab", address: str, ports: list[int]) -> None:
+    """Extra iperf3 servers in the internet namespace (the lab starts 4); stopped with the lab."""
+    for port in ports:
+        lab.popen(INTERNET, ["iperf3", "-s", "-B", address, "-p", str(port)], log_name=f"iperf3-{port}.log")
+    deadline_probe = "import socket,sys,time\n" \
+        "end=time.monotonic()+5\n" \
+        "for p in sys.argv[2:]:\n" \
+        "  while True:\n" \
+        "    try:\n" \
+        "      socket.create_connection((sys.argv[1], int(p)), 0.5).close(); break\n" \
+        "    except OSError:\n" \
+        "      if time.monotonic()>end: sys.exit(1)\n" \
+        "      time.sleep(0.05)\n"
+    lab.exec_python(INTERNET, deadline_probe, args=[address, *map(str, ports)], timeout=10)
+
+
+def class_counters(lab: "Lab", device: str) -> dict[int, int]:
+    """Bytes sent so far by every HTB class of `device` in the gateway, by minor.
+
+    Parsed from tc's text: this iproute2 has no JSON output for classes.
+    """
+    out = lab.run(GATEWAY, ["tc", "-s", "class", "show", "dev", device]).stdout
+    counters = {}
+    for match in re.finditer(r"^class htb 1:([0-9a-f]+) .*\n Sent (\d+) bytes", out, re.MULTILINE):
+        counters[int(match.group(1), 16)] = int(match.group(2))
+    return counters
+
+
+def jain_index(rates: list[float]) -> float:
+    """1.0 when all are equal, 1/n when one takes everything."""
+    total = sum(rates)
+    squares = sum(r * r for r in rates)
+    return total * total / (len(rates) * squares) if squares else 0.0
+
+
+_RTT_PROBE = r"""
+import json, socket, sys, time
+address, port, count, interval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+stop = time.monotonic() + float(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((address, port))
+s.settimeout(1.0)
+rtts, lost = [], 0
+for seq in range(count):
+    if time.monotonic() > stop:
+        break
+    sent = time.monotonic()
+    s.send(seq.to_bytes(4, "big") + bytes(60))
+    try:
+        while True:
+            data = s.recv(2048)
+            if int.from_bytes(data[:4], "big") == seq:
+                rtts.append((time.monotonic() - sent) * 1000)
+                break
+    except (socket.timeout, ConnectionRefusedError):
+        lost += 1
+    time.sleep(max(0.0, interval - (time.monotonic() - sent)))
+print(json.dumps({"rtts": rtts, "lost": lost}))
+"""
+
+
+@dataclass(frozen=True)
+class RttResult:
+    median_ms: float
+    p95_ms: float
+    lost: int
+    samples: int
+
+
+def udp_rtt(lab: "Lab", host: str, address: str, port: int = 7, count: int = 100,
+            interval: float = 0.02, max_seconds: float = 10.0) -> RttResult:
+    """Small UDP ping-pongs to an echo server, like a voice call's packets: `count` or `max_seconds`."""
+    proc = lab.run(host, [sys.executable, "-c", _RTT_PROBE, address, str(port), str(count), str(interval),
+                          str(max_seconds)], timeout=max_seconds + 1.0 + SPAWN_SLACK_SECONDS)
+    raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    rtts = sorted(raw["rtts"])
+    if not rtts:
+        raise ShapingError(f"no echo came back from {address}:{port}")
+    return RttResult(statistics.median(rtts), rtts[int(0.95 * (len(rtts) - 1))], int(raw["lost"]), len(rtts))

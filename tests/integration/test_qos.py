@@ -1,0 +1,218 @@
+"""QoS with real traffic: ceilings, fair sharing, guarantees under load, borrowing, connection caps.
+
+One lab and one daemon for the module; rates are modest (20 Mbit/s link) so the
+margins hold on a loaded 2-core machine. Each measurement leaves TCP's slow
+start out (iperf3 -O) and runs a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.services import IPERF_PORTS, IPERF_SERVER_V4
+from gatewayd.lab.shaping import IperfJob, class_counters, concurrent_rates, iperf_rate
+from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab
+
+pytestmark = pytest.mark.integration
+
+LINK_BPS = 20_000_000
+HOST_DOWNLOAD_CEILING = 16_000_000
+HOST_UPLOAD_CEILING = 8_000_000
+OFFICE_GUARANTEE = LINK_BPS // 2
+REALTIME_GUARANTEE = OFFICE_GUARANTEE * 40 // 100  # classes split a group's guarantee as they split the link
+BULK_GUARANTEE = OFFICE_GUARANTEE * 5 // 100
+PAIR_CEILING = LINK_BPS * 40 // 100
+MAX_CONNECTIONS = 3
+HOLD_PORT = 7100  # a server that accepts and holds connections
+
+POLICY = f"""\
+version: 1
+interfaces: {{ lan: lan0, wan: wan0, upload: 20mbit, download: 20mbit }}
+classes:
+  realtime: {{ priority: 0, guaranteed: 40% }}
+  default:  {{ priority: 3, guaranteed: 10% }}
+  bulk:     {{ priority: 7, guaranteed: 5% }}
+groups:
+  office:  # first: its subtree carries the traffic of the two hosts below, split by class
+    members: [192.0.2.20, 192.0.2.21]
+    bandwidth: {{ guaranteed: 50% }}
+  voice: {{ members: [192.0.2.20] }}
+  downloads: {{ members: [192.0.2.21] }}
+  guest:
+    members: [192.0.2.192/28]
+    per_host:
+      guaranteed: 100kbit
+      upload: {{ limit: 8mbit }}
+      download: {{ limit: 16mbit }}
+    max_connections: {MAX_CONNECTIONS}
+  pair:  # equal weights: HTB shares by guarantee, so each host's weight is its guarantee
+    members: [192.0.2.210/31]
+    bandwidth: {{ limit: 40% }}
+    per_host: {{ guaranteed: 20% }}
+rules:
+  - {{ name: voice, groups: [voice], class: realtime }}
+  - {{ name: downloads, groups: [downloads], class: bulk }}
+"""
+
+HOSTS = {
+    "voice": HostSpec("192.0.2.20", "2001:db8:1::20", "02:00:00:00:00:20"),
+    "bulk": HostSpec("192.0.2.21", "2001:db8:1::21", "02:00:00:00:00:21"),
+    "guest1": HostSpec("192.0.2.193", "2001:db8:1::193", "02:00:00:00:01:93"),
+    "guest2": HostSpec("192.0.2.194", "2001:db8:1::194", "02:00:00:00:01:94"),
+    "pair1": HostSpec("192.0.2.210", "2001:db8:1::210", "02:00:00:00:02:10"),
+    "pair2": HostSpec("192.0.2.211", "2001:db8:1::211", "02:00:00:00:02:11"),
+}
+
+HOLD_SERVER = r"""
+import socket, sys, threading, time
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+held = []
+print("ready", flush=True)
+end = time.monotonic() + 300
+while time.monotonic() < end:
+    connection, _ = server.accept()
+    held.append(connection)
+"""
+
+CONNECT_MANY = r"""
+import json, socket, sys
+address, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+outcomes, kept = [], []
+for _ in range(count):
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((address, port))
+        outcomes.append("ok")
+        kept.append(s)
+    except ConnectionRefusedError:
+        outcomes.append("refused")
+    except ConnectionResetError:
+        outcomes.append("reset")
+    except socket.timeout:
+        outcomes.append("timeout")
+print(json.dumps(outcomes))
+"""
+
+
+@pytest.fixture(scope="module")
+def shaped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, GatewayDaemon]]:
+    policy = tmp_path_factory.mktemp("qos") / "qos.yaml"
+    policy.write_text(POLICY)
+    with Lab(hosts=HOSTS) as lab:
+        daemon = GatewayDaemon(lab, policy).start()
+        try:
+            yield lab, daemon
+        finally:
+            daemon.stop()
+
+
+def host_minor(lab: Lab, address: str, direction: str) -> int:
+    """The tc minor gatewayd gave a host, read back from its nft map."""
+    name = "host_up_v4" if direction == "upload" else "host_down_v4"
+    out = json.loads(lab.run(GATEWAY, ["nft", "-j", "list", "map", "inet", "gatewayd", name]).stdout)
+    for item in out["nftables"]:
+        for key, value in item.get("map", {}).get("elem", []):
+            if key == address:
+                return int(str(value).split(":")[1], 16)
+    raise AssertionError(f"{address} is not in {name}")
+
+
+def steady_class_rate(lab: Lab, device: str, minor: int, job: IperfJob) -> tuple[float, float]:
+    """(bit/s the HTB class sent in the middle of the run, iperf3 goodput)."""
+    result: dict[str, float] = {}
+    runner = threading.Thread(target=lambda: result.setdefault("goodput", iperf_rate(lab, job)))
+    runner.start()
+    time.sleep(job.omit_seconds + 1.0)
+    start_bytes, start = class_counters(lab, device)[minor], time.monotonic()
+    time.sleep(job.seconds - 2.0)
+    end_bytes, end = class_counters(lab, device)[minor], time.monotonic()
+    runner.join(job.seconds + 30)
+    assert "goodput" in result, "iperf3 did not finish"
+    return (end_bytes - start_bytes) * 8 / (end - start), result["goodput"]
+
+
+@pytest.mark.parametrize(("direction", "device", "ceiling"), [
+    ("download", "lan0", HOST_DOWNLOAD_CEILING),
+    ("upload", "wan0", HOST_UPLOAD_CEILING),
+])
+def test_per_host_ceiling_holds_within_5_percent(shaped: tuple[Lab, GatewayDaemon], direction: str,
+                                                 device: str, ceiling: int) -> None:
+    lab, _ = shaped
+    minor = host_minor(lab, HOSTS["guest1"].ipv4, direction)
+    job = IperfJob("guest1", IPERF_SERVER_V4, IPERF_PORTS[0], seconds=5, download=direction == "download")
+    wire_rate, goodput = steady_class_rate(lab, device, minor, job)
+    assert abs(wire_rate / ceiling - 1) <= 0.05, f"host class sent {wire_rate / 1e6:.2f} Mbit/s, ceiling {ceiling / 1e6}"
+    assert goodput <= ceiling * 1.02  # what the host received never exceeds it either
+
+
+def test_two_hosts_of_one_group_share_within_10_percent(shaped: tuple[Lab, GatewayDaemon]) -> None:
+    lab, _ = shaped
+    first, second = concurrent_rates(lab, [
+        IperfJob("pair1", IPERF_SERVER_V4, IPERF_PORTS[0], seconds=5),
+        IperfJob("pair2", IPERF_SERVER_V4, IPERF_PORTS[1], seconds=5),
+    ])
+    assert abs(first - second) / max(first, second) <= 0.10, f"{first / 1e6:.2f} vs {second / 1e6:.2f} Mbit/s"
+    assert first + second >= 0.85 * PAIR_CEILING  # and together they fill their group's ceiling
+
+
+def test_guaranteed_class_keeps_its_guarantee_while_bulk_saturates(shaped: tuple[Lab, GatewayDaemon]) -> None:
+    lab, _ = shaped
+    bulk, realtime = concurrent_rates(lab, [
+        IperfJob("bulk", IPERF_SERVER_V4, IPERF_PORTS[0], seconds=5, streams=4),
+        IperfJob("voice", IPERF_SERVER_V4, IPERF_PORTS[1], seconds=5),
+    ])
+    assert realtime >= 0.9 * REALTIME_GUARANTEE, f"realtime got {realtime / 1e6:.2f} Mbit/s under load"
+    assert bulk >= 0.8 * BULK_GUARANTEE  # bulk still moves: it has a guarantee of its own
+
+
+def test_lone_bulk_flow_borrows_the_idle_link(shaped: tuple[Lab, GatewayDaemon]) -> None:
+    lab, _ = shaped
+    rate = iperf_rate(lab, IperfJob("bulk", IPERF_SERVER_V4, IPERF_PORTS[2], seconds=4))
+    assert rate >= 0.90 * LINK_BPS, f"a lone bulk flow got {rate / 1e6:.2f} of {LINK_BPS / 1e6} Mbit/s"
+    assert rate <= 1.02 * LINK_BPS
+
+
+def test_connection_cap_refuses_the_next_connection_and_counts_it(shaped: tuple[Lab, GatewayDaemon]) -> None:
+    lab, daemon = shaped
+    server = lab.popen(INTERNET, [sys.executable, "-c", HOLD_SERVER, IPERF_SERVER_V4, str(HOLD_PORT)],
+                       log_name="hold-server.log")
+    deadline = time.monotonic() + 10
+    log = Path(lab.workdir / "hold-server.log")
+    while "ready" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        before = metric_value(daemon.metrics(), "gatewayd_connections_refused_total", group="guest")
+        result = lab.run("guest2", [sys.executable, "-c", CONNECT_MANY, IPERF_SERVER_V4, str(HOLD_PORT),
+                                    str(MAX_CONNECTIONS + 1)], timeout=30)
+        outcomes = json.loads(result.stdout.strip().splitlines()[-1])
+        assert outcomes[:MAX_CONNECTIONS] == ["ok"] * MAX_CONNECTIONS
+        assert outcomes[MAX_CONNECTIONS] in ("refused", "reset"), outcomes
+        after = metric_value(daemon.metrics(), "gatewayd_connections_refused_total", group="guest")
+        assert after >= before + 1
+        # a host of a group without a cap opens as many as it likes
+        other = lab.run("voice", [sys.executable, "-c", CONNECT_MANY, IPERF_SERVER_V4, str(HOLD_PORT),
+                                  str(MAX_CONNECTIONS + 2)], timeout=30)
+        assert json.loads(other.stdout.strip().splitlines()[-1]) == ["ok"] * (MAX_CONNECTIONS + 2)
+    finally:
+        server.terminate()
+
+
+def test_metrics_report_groups_and_classes_without_host_labels(shaped: tuple[Lab, GatewayDaemon]) -> None:
+    lab, daemon = shaped
+    iperf_rate(lab, IperfJob("guest1", IPERF_SERVER_V4, IPERF_PORTS[3], seconds=2))
+    exposition = daemon.metrics()
+    assert metric_value(exposition, "gatewayd_group_bytes_total", interface="lan0", group="guest") > 2_000_000
+    assert metric_value(exposition, "gatewayd_group_limited_hosts", interface="lan0", group="guest") == 14
+    assert metric_value(exposition, "gatewayd_class_bytes_total", interface="lan0", group="office",
+                        **{"class": "realtime"}) > 0  # the voice test's traffic, split by class in its group
+    assert "gatewayd_class_rate_bits_per_second" in exposition
+    assert "192.0.2." not in exposition.replace("# ", "")  # no per-host label anywhere

@@ -1,0 +1,130 @@
+"""The `security` section: parsing, bindings files, and the guard tables it compiles to."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from gatewayd.compile.guard import INET, NETDEV, compile_guard, scan_rate
+from gatewayd.compile.plan import compile_plan
+from gatewayd.policy import PolicyError
+from gatewayd.policy.loader import load_policy
+
+HERE = Path(__file__).parent / "guard"
+BASE = """version: 1
+interfaces: {lan: [lan0, lan1], wan: wan0, upload: 10mbit, download: 10mbit}
+classes:
+  default: {priority: 3}
+"""
+FULL = BASE + """security:
+  bindings:
+    hosts:
+      192.0.2.20: 02:00:00:00:00:20
+      2001:db8:1::20: 02:00:00:00:00:20
+    file: bindings.ethers
+    unbound: drop
+  anti_spoofing: true
+  flood:
+    syn: {rate: 200/second, burst: 400}
+    icmp_echo: {rate: 10/minute, burst: 5}
+    new_connections: {rate: 50/second, burst: 100}
+  port_scan:
+    ports: 30
+    hosts: 100
+    window: 10s
+    block_for: 5m
+    allow: [192.0.2.10, 2001:db8:1::/64]
+"""
+
+
+def load(text: str, name: str = "policy.yaml") -> object:
+    path = HERE / name
+    path.write_text(text)
+    try:
+        return load_policy(str(path))
+    finally:
+        path.unlink()
+
+
+def test_full_section_parses_with_file_bindings_after_inline_ones() -> None:
+    policy = load(FULL)
+    security = policy.security
+    assert security is not None and security.bindings is not None
+    pairs = [(str(b.address), b.mac) for b in security.bindings.static]
+    assert pairs == [("192.0.2.20", "02:00:00:00:00:20"), ("2001:db8:1::20", "02:00:00:00:00:20"),
+                     ("192.0.2.30", "02:00:00:00:00:30"), ("2001:db8:1::30", "02:00:00:00:00:30")]
+    assert security.bindings.unbound == "drop" and security.anti_spoofing
+    assert security.flood.icmp_echo is not None and security.flood.icmp_echo.unit == "minute"
+    assert security.scan is not None and security.scan.block_seconds == 300
+    assert ipaddress.ip_network("2001:db8:1::/64") in security.scan.allow
+
+
+def test_bindings_file_errors_point_into_that_file() -> None:
+    text = BASE + "security:\n  bindings:\n    file: bad.ethers\n"
+    with pytest.raises(PolicyError) as caught:
+        load(text)
+    issues = [str(i) for i in caught.value.issues]
+    bad = HERE / "bad.ethers"
+    assert issues == [f"{bad}:2:1: expected 'MAC ADDRESS' (two words) on each line",
+                      f"{bad}:3:19: '192.0.2.999' is not a single IPv4/IPv6 address (a binding names one host)"]
+
+
+def test_missing_bindings_file_is_reported_at_the_reference() -> None:
+    with pytest.raises(PolicyError) as caught:
+        load(BASE + "security:\n  bindings:\n    file: nowhere.ethers\n")
+    (issue,) = caught.value.issues
+    assert issue.location.line == 7 and issue.location.column == 11
+    assert "cannot read bindings file: no such file" in issue.message
+
+
+def test_no_security_section_means_no_guard_tables() -> None:
+    plan = compile_plan(load(BASE))
+    assert plan.guard.tables == ()
+    assert "delete table netdev gatewayd_guard" in plan.guard.script()  # a reload that drops the section
+
+
+def test_guard_tables_bind_every_lan_interface_and_drop_spoofs() -> None:
+    plan = compile_plan(load(FULL))
+    netdev = next(t for t in plan.guard.tables if t.family == NETDEV)
+    ingress = netdev.chain("lan_ingress")
+    assert ingress.base is not None and ingress.base.devices == ("lan0", "lan1") and ingress.base.hook == "ingress"
+    statements = [r.statement for r in ingress.rules]
+    assert statements[0] == "ether type arp jump arp_guard"
+    assert "ip saddr @bound_v4 ip saddr . ether saddr != @bindings_v4 counter name ip_mac_mismatch drop" in statements
+    assert any(s.startswith("ip saddr != @bound_v4") and "unbound_host drop" in s for s in statements)
+    arp = [r.statement for r in netdev.chain("arp_guard").rules]
+    assert "arp saddr ip @bound_v4 arp saddr ip . arp saddr ether != @bindings_v4 counter name arp_spoof drop" in arp
+    bindings = next(s for s in netdev.sets if s.name == "bindings_v4")
+    assert bindings.elements == ("192.0.2.20 . 02:00:00:00:00:20", "192.0.2.30 . 02:00:00:00:00:30")
+    inet = next(t for t in plan.guard.tables if t.family == INET)
+    antispoof = [r.statement for r in inet.chain("antispoof").rules]
+    assert antispoof[-1].endswith("fib saddr . iif oif missing counter name spoofed_source drop")
+
+
+def test_floods_and_scans_become_meters_and_a_timed_blocklist() -> None:
+    plan = compile_plan(load(FULL))
+    netdev = next(t for t in plan.guard.tables if t.family == NETDEV)
+    statements = [r.statement for r in netdev.chain("lan_ingress").rules]
+    syn = next(s for s in statements if "@syn_flood_v4" in s)
+    assert "limit rate over 200/second burst 400 packets" in syn and syn.endswith("counter name syn_flood drop")
+    assert not any("udp_flood" in s for s in statements)  # not configured: no rule
+    scan = next(s for s in statements if "@port_scan_v4" in s)
+    assert "limit rate over 3/second burst 30 packets" in scan
+    assert "add @blocklist_v4 { ip saddr timeout 300s }" in scan
+    exempt = statements.index("ip saddr @scan_exempt_v4 return")
+    assert exempt < statements.index(scan)
+    assert statements.index("ip saddr @blocklist_v4 counter name blocklisted drop") < exempt
+    assert set(plan.guard.counters[NETDEV]) >= {"arp_spoof", "ip_mac_mismatch", "syn_flood", "port_scan",
+                                                "host_sweep", "blocklisted"}
+
+
+def test_scan_rates_stay_whole_numbers() -> None:
+    assert scan_rate(30, 10) == "3/second"
+    assert scan_rate(20, 60) == "20/minute"
+    assert scan_rate(7, 9) == "2800/hour"
+
+
+def test_compile_guard_without_security_is_empty() -> None:
+    assert compile_guard(None, ("lan0",)).tables == ()

@@ -1,0 +1,71 @@
+"""The blocklist watch logs each blocklisted host once, and no more than its rate allows."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gatewayd.apply.guard_state import BlockedHost
+from gatewayd.cli_status import format_blocklist
+from gatewayd.daemon.blocklist_watch import BlocklistWatch
+
+
+class FakeKernel:
+    def __init__(self) -> None:
+        self.hosts: list[BlockedHost] = []
+
+
+def make_watch(kernel: FakeKernel, clock: list[float], max_lines: int = 2) -> BlocklistWatch:
+    return BlocklistWatch(kernel, max_lines=max_lines, period_seconds=60, clock=lambda: clock[0],  # type: ignore[arg-type]
+                          read=lambda k: list(k.hosts))  # type: ignore[attr-defined]
+
+
+def lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if f"event={event}" in r.getMessage()]
+
+
+def test_each_host_is_logged_once_with_reason_and_expiry(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    kernel, clock = FakeKernel(), [100.0]
+    watch = make_watch(kernel, clock)
+    kernel.hosts = [BlockedHost("192.0.2.68", 600)]
+    for step in range(5):
+        clock[0] = 100.0 + step * 1.5
+        kernel.hosts = [BlockedHost("192.0.2.68", 600 - int(step * 1.5))]
+        watch.poll()
+    (line,) = lines(caplog, "host_blocklisted")
+    assert "address=192.0.2.68" in line and "reason=scan" in line and "expires_in=600s" in line
+
+
+def test_a_host_caught_again_after_release_is_logged_again(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    kernel, clock = FakeKernel(), [0.0]
+    watch = make_watch(kernel, clock)
+    kernel.hosts = [BlockedHost("192.0.2.68", 10)]
+    watch.poll()
+    clock[0], kernel.hosts = 11.0, []
+    watch.poll()
+    clock[0], kernel.hosts = 13.0, [BlockedHost("192.0.2.68", 10)]
+    watch.poll()
+    assert len(lines(caplog, "host_blocklisted")) == 2
+
+
+def test_many_hosts_are_rate_limited_with_one_summary(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    kernel, clock = FakeKernel(), [0.0]
+    watch = make_watch(kernel, clock, max_lines=2)
+    kernel.hosts = [BlockedHost(f"192.0.2.{n}", 600) for n in range(10, 20)]
+    watch.poll()
+    assert len(lines(caplog, "host_blocklisted")) == 2
+    clock[0] = 61.0
+    watch.poll()
+    (summary,) = lines(caplog, "blocklist_log_suppressed")
+    assert "hosts=8" in summary
+
+
+def test_status_lists_the_blocklist() -> None:
+    text = format_blocklist([BlockedHost("2001:db8:1::68", 30), BlockedHost("192.0.2.68", 42)])
+    assert text.splitlines()[0] == "blocklist: 2 host(s)"
+    assert text.splitlines()[2].split() == ["192.0.2.68", "42s"]
+    assert format_blocklist([]) == "blocklist: empty\n"

@@ -1,0 +1,125 @@
+"""HTB layout, minor numbering and the nft QoS rules a policy compiles to (no root needed)."""
+
+from __future__ import annotations
+
+import ipaddress
+import textwrap
+
+from gatewayd.compile.host_limits import HOST_MINOR_BASE
+from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.compile.tc_tree import OTHERS_MINOR, ROOT_MINOR, group_leaf_minor, group_minor
+from gatewayd.policy.loader import load_policy_text
+
+BASE = """\
+version: 1
+interfaces: { lan: lan0, wan: wan0, upload: 20mbit, download: 50mbit }
+classes:
+  realtime: { priority: 0, guaranteed: 20% }
+  default: { priority: 3, guaranteed: 20% }
+  bulk: { priority: 7, limit: 30% }
+groups:
+  staff: { members: [192.0.2.0/28] }
+  finance:
+    members: [192.0.2.128/28]
+    bandwidth: { guaranteed: 20%, limit: 60% }
+    max_connections: 40
+  guest:
+    members: [192.0.2.192/29]
+    per_host:
+      upload: { limit: 1mbit }
+      download: { guaranteed: 256kbit, limit: 2mbit }
+    exceptions:
+      192.0.2.194: { download: { limit: 8mbit } }
+rules:
+  - { name: guests, groups: [guest], class: bulk }
+"""
+
+
+def plan_of(text: str = BASE, previous: Plan | None = None) -> Plan:
+    return compile_plan(load_policy_text(textwrap.dedent(text), "qos.yaml"), previous)
+
+
+def test_groups_with_settings_get_subtrees_split_by_class() -> None:
+    plan = plan_of()
+    download = next(t for t in plan.tc_trees if t.direction == "download")
+    classes = download.by_minor()
+    finance = plan.numbering.groups.numbers["finance"]
+    group = classes[group_minor(finance)]
+    assert (group.parent_minor, group.rate_bps, group.ceil_bps) == (ROOT_MINOR, 10_000_000, 30_000_000)
+    realtime = classes[group_leaf_minor(finance, plan.numbering.classes["realtime"])]
+    bulk = classes[group_leaf_minor(finance, plan.numbering.classes["bulk"])]
+    assert realtime.parent_minor == group.minor and realtime.leaf
+    assert realtime.rate_bps == 2_000_000  # 20% of the group's 10 Mbit/s guarantee
+    assert bulk.ceil_bps == 15_000_000 and bulk.priority == 7  # the class limit (30% of the link) binds
+    others = classes[OTHERS_MINOR]
+    guest = classes[group_minor(plan.numbering.groups.numbers["guest"])]
+    assert guest.rate_bps == 6 * 256_000  # no group guarantee: its hosts' minimums
+    assert others.rate_bps == 50_000_000 - group.rate_bps - guest.rate_bps  # what the groups leave
+    assert classes[0x11].parent_minor == OTHERS_MINOR  # shared leaves keep their minors
+
+
+def test_every_limited_host_has_its_own_class_under_its_group() -> None:
+    plan = plan_of()
+    guest = plan.numbering.groups.numbers["guest"]
+    for tree in plan.tc_trees:
+        hosts = [c for c in tree.classes if c.role == "host"]
+        assert len(hosts) == 6  # a /29 without network and broadcast
+        assert all(c.parent_minor == group_minor(guest) and c.minor >= HOST_MINOR_BASE for c in hosts)
+    download = next(t for t in plan.tc_trees if t.direction == "download")
+    ceilings = {c.name: c.ceil_bps for c in download.classes if c.role == "host"}
+    assert ceilings["host 192.0.2.193"] == 2_000_000 and ceilings["host 192.0.2.194"] == 8_000_000
+    upload = next(t for t in plan.tc_trees if t.direction == "upload")
+    assert {c.ceil_bps for c in upload.classes if c.role == "host"} == {1_000_000}
+
+
+def test_host_lookup_is_one_map_per_direction_not_a_rule_per_host() -> None:
+    table = plan_of().ruleset.table
+    enforce = [r.statement for r in table.chain("enforce").rules]
+    assert "ct direction original meta priority set ip saddr map @host_up_v4" in enforce
+    assert "ct direction reply meta priority set ip daddr map @host_down_v4" in enforce
+    assert enforce.index("ct direction original meta priority set ip saddr map @host_up_v4") > \
+        next(i for i, s in enumerate(enforce) if "map @class_priority" in s)  # hosts override the class
+    down = next(s for s in table.sets if s.name == "host_down_v4")
+    assert len(down.elements) == 6 and down.elements[0] == f"192.0.2.193 : 1:{HOST_MINOR_BASE:x}"
+
+
+def test_class_priority_keys_on_group_and_class_when_groups_are_shaped() -> None:
+    plan = plan_of()
+    class_map = next(s for s in plan.ruleset.table.sets if s.name == "class_priority")
+    finance = plan.numbering.groups.numbers["finance"]
+    staff = plan.numbering.groups.numbers["staff"]
+    realtime = plan.numbering.classes["realtime"]
+    key = lambda group: f"0x{(group << 14) | (realtime << 8):08x}"  # noqa: E731
+    assert f"{key(finance)} : 1:{group_leaf_minor(finance, realtime):x}" in class_map.elements
+    assert f"{key(staff)} : 1:11" in class_map.elements  # a group without settings: the shared leaf
+
+
+def test_connection_cap_is_a_ct_count_set_and_a_named_counter() -> None:
+    plan = plan_of()
+    finance = plan.numbering.groups.numbers["finance"]
+    table = plan.ruleset.table
+    assert f"connections_refused_{finance}" in table.counters
+    limit = [r.statement for r in table.chain(f"connection_limit_{finance}").rules]
+    assert limit[0] == (f"meta nfproto ipv4 add @connlimit_{finance}_v4 {{ ip saddr ct count over 40 }} "
+                        f"goto refuse_connection_{finance}")
+    enforce = [r.statement for r in table.chain("enforce").rules]
+    assert enforce.index("ct direction original jump rules") < next(
+        i for i, s in enumerate(enforce) if "@connection_limits" in s)  # blocked flows are not counted
+
+
+def test_host_slots_survive_a_reload_that_adds_hosts() -> None:
+    first = plan_of()
+    grown = plan_of(BASE.replace("192.0.2.192/29", "192.0.2.192/28"), previous=first)
+    before = {h.address: h.slot for h in first.host_slots.hosts}
+    after = {h.address: h.slot for h in grown.host_slots.hosts}
+    assert all(after[address] == slot for address, slot in before.items())
+    assert len(after) == 14 and len(set(after.values())) == 14
+    assert ipaddress.ip_address("192.0.2.200") in after
+
+
+def test_without_group_settings_the_tree_stays_flat() -> None:
+    flat = plan_of(BASE.split("groups:")[0] + "rules: []\n")
+    for tree in flat.tc_trees:
+        assert {c.parent_minor for c in tree.classes if c.leaf} == {ROOT_MINOR}
+    statements = [r.statement for r in flat.ruleset.table.chain("enforce").rules]
+    assert "meta priority set ct mark & 0x00001f00 map @class_priority" in statements
