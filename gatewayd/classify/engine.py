@@ -192,10 +192,14 @@ class Classifier:
             else:
                 self._learned[address] = (match.app, name, expiry)
 
-    def on_packet(self, ip_packet: bytes, now: float) -> PacketOutcome:
-        """Feed one queued packet (starting at the IP header). Never raises."""
+    def on_packet(self, ip_packet: bytes, now: float, from_client: bool | None = None) -> PacketOutcome:
+        """Feed one queued packet (starting at the IP header). Never raises.
+
+        `from_client`: the packet's direction when the caller knows it (the kernel's
+        conntrack does); None lets the engine infer it from the SYN or the first packet.
+        """
         try:
-            return self._on_packet(ip_packet, now)
+            return self._on_packet(ip_packet, now, from_client)
         except Exception:  # a bug must not take the queue down: count it, let the packet pass undecided
             self.stats.internal_errors += 1
             return PacketOutcome(None, [])
@@ -250,7 +254,7 @@ class Classifier:
 
     # ---------------------------------------------------------------- per packet
 
-    def _on_packet(self, ip_packet: bytes, now: float) -> PacketOutcome:
+    def _on_packet(self, ip_packet: bytes, now: float, from_client: bool | None = None) -> PacketOutcome:
         stats = self.stats
         stats.packets += 1
         info = parse_packet(ip_packet)
@@ -275,8 +279,14 @@ class Classifier:
         if flow is not None and is_syn and flow.client_isn != info.tcp_seq:
             del flows[key]  # a new connection reusing the 5-tuple, not a SYN retransmission
             flow = None
+        elif flow is not None and flow.decided and proto == PROTO_TCP and from_client is not None:
+            # Live, the kernel queues only flows its conntrack has not decided, and a TCP
+            # flow's mark cannot be lost (its entry was confirmed with the SYN): so this is
+            # a new connection on an old 5-tuple, whose SYN the kernel did not queue.
+            del flows[key]
+            flow = None
         if flow is None:
-            flow = self._new_flow(key, info, is_syn, now)
+            flow = self._new_flow(key, info, is_syn, now, from_client)
             decision = None if flow.is_dns else self._first_packet_decision(flow, proto, now)
             if decision is not None:
                 flow.packets = 1
@@ -317,9 +327,14 @@ class Classifier:
         return PacketOutcome(decided, learned, decided)
 
     def _new_flow(self, key: tuple[int, bytes, int, bytes, int], info: PacketInfo,
-                  is_syn: bool, now: float) -> _Flow:
+                  is_syn: bool, now: float, from_client: bool | None = None) -> _Flow:
         proto = info.proto
-        if is_syn:
+        if from_client is not None and not is_syn:
+            if from_client:
+                flow = _Flow(info.src, info.sport, info.dst, info.dport, True, False, -1, now)
+            else:
+                flow = _Flow(info.dst, info.dport, info.src, info.sport, True, False, -1, now)
+        elif is_syn:
             flow = _Flow(info.src, info.sport, info.dst, info.dport, True, False, info.tcp_seq, now)
         elif proto == PROTO_TCP and info.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
             flow = _Flow(info.dst, info.dport, info.src, info.sport, True, False, -1, now)

@@ -24,6 +24,9 @@ same bit positions, and gatewayd clears its bits before the packet leaves its
 chains:
     QUEUE_REQUEST (bit 13) set by the kernel rules: "send this packet to the
                    classifier" (the iptables-nft NFQUEUE rule matches on it).
+    FROM_SERVER   (bit 12) set with it on reply-direction packets, so the
+                   classifier knows who the client is without seeing the SYN
+                   (which, carrying no payload, is not queued).
     app id bits    set by the classifier in its verdict; a later chain copies
                    them into the ct mark.
 """
@@ -43,6 +46,7 @@ GATEWAYD_MASK = APP_MASK | GROUP_MASK | BLOCK_BIT | CLASS_MASK  # 0xFFFFFF00
 OTHERS_MASK = 0xFFFF_FFFF & ~GATEWAYD_MASK
 
 QUEUE_REQUEST = 0x0000_2000  # meta mark only
+FROM_SERVER = 0x0000_1000  # meta mark only, with QUEUE_REQUEST
 
 APP_UNDECIDED = 0
 APP_UNKNOWN = 1

@@ -273,14 +273,15 @@ class RulesetCompiler:
         no_group = f"ct mark & {hexmark(marks.GROUP_MASK)} == 0"
         max_packets = self.policy.classifier.max_packets
         queue = f"meta mark set meta mark | {hexmark(marks.QUEUE_REQUEST)}"
+        queue_from_server = f"meta mark set meta mark | {hexmark(marks.QUEUE_REQUEST | marks.FROM_SERVER)}"
         unknown_chain = set_app_chain(marks.APP_UNKNOWN)
         rules = [
             NftRule(f"{no_group} ct direction original {self.lan_match} jump assign_group",
                     comment="new office flow: which group"),
             NftRule(f"{no_group} return", comment="not an office flow: not ours to classify"),
-            NftRule(f"ct direction reply udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue} return",
+            NftRule(f"ct direction reply udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue_from_server} return",
                     comment="DNS answers go to the classifier, which learns addresses from them"),
-            NftRule(f"ct direction reply tcp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue} return",
+            NftRule(f"ct direction reply tcp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue_from_server} return",
                     comment="DNS over TCP answers too (large answers, truncated-UDP retries)"),
             NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 return", comment="decided: kernel only"),
             # address + port before DNS-learned names: more specific (e.g. Meta's STUN port is
@@ -293,8 +294,10 @@ class RulesetCompiler:
             NftRule("ct direction original ip daddr vmap @app_addresses_v4"),
             NftRule("ct direction original ip6 daddr vmap @app_addresses_v6"),
             NftRule(f"{app_undecided} ct packets <= {max_packets} meta l4proto tcp jump {EMPTY_TCP_CHAIN}"),
-            NftRule(f"{app_undecided} ct packets <= {max_packets} counter name {COUNTER_QUEUED} {queue} return",
-                    comment="first packets to the classifier"),
+            NftRule(f"{app_undecided} ct packets <= {max_packets} ct direction original "
+                    f"counter name {COUNTER_QUEUED} {queue} return", comment="first packets to the classifier"),
+            NftRule(f"{app_undecided} ct packets <= {max_packets} ct direction reply "
+                    f"counter name {COUNTER_QUEUED} {queue_from_server} return"),
             NftRule(f"counter name {COUNTER_GAVE_UP} ct direction original meta l4proto . th dport vmap @app_ports"),
             NftRule(f"ct direction reply meta l4proto . th sport vmap @app_ports"),
             NftRule(f"goto {unknown_chain}", comment="undecided after max_packets: final"),
@@ -307,9 +310,10 @@ class RulesetCompiler:
     def _empty_tcp_chain() -> NftChain:
         """TCP packets that carry no payload are not worth a trip to Python.
 
-        The classifier needs a flow's SYN (who the client is, where its byte stream
-        starts) and its payload; the SYN-ACK and bare ACKs of the handshake teach it
-        nothing, and skipping them halves the packets queued per TLS flow. nft cannot
+        The handshake and bare ACKs teach the classifier nothing: who the client is
+        comes with every queued packet (FROM_SERVER in the packet mark), and its byte
+        stream starts at the first payload. A TLS flow is then one queued packet, the
+        ClientHello, instead of four. nft cannot
         subtract header lengths, so each header size is a rule of its own; IPv4
         options or IPv6 extension headers just mean the packet is queued as before.
         (A set of `ip length . tcp doff` would be one lookup, but nft 1.0.6 aborts
@@ -317,9 +321,9 @@ class RulesetCompiler:
         """
         rules = []
         for doff in range(5, 16):
-            rules.append(NftRule(f"ip length {20 + 4 * doff} tcp doff {doff} tcp flags != syn / syn,ack accept"))
-            rules.append(NftRule(f"ip6 length {4 * doff} tcp doff {doff} tcp flags != syn / syn,ack accept"))
-        return NftChain(EMPTY_TCP_CHAIN, tuple(rules), comment="no payload, not a SYN: not queued")
+            rules.append(NftRule(f"ip length {20 + 4 * doff} tcp doff {doff} accept"))
+            rules.append(NftRule(f"ip6 length {4 * doff} tcp doff {doff} accept"))
+        return NftChain(EMPTY_TCP_CHAIN, tuple(rules), comment="no payload: nothing to classify, not queued")
 
     def _local_resolver_chains(self) -> None:
         """DNS answers the router's own resolver (dnsmasq, unbound...) sends to the office.
@@ -327,7 +331,7 @@ class RulesetCompiler:
         They leave through the output hook, not forward; the classifier must see
         them too, or an office that resolves through its router teaches nothing.
         """
-        queue = f"meta mark set meta mark | {hexmark(marks.QUEUE_REQUEST)}"
+        queue = f"meta mark set meta mark | {hexmark(marks.QUEUE_REQUEST | marks.FROM_SERVER)}"
         lan_out = "oifname { " + ", ".join(f'"{i}"' for i in self.policy.interfaces.lan) + " }"
         self.table.chains.append(NftChain("local_dns_answers", (
             NftRule(f"{lan_out} udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue}"),

@@ -69,7 +69,9 @@ class VerdictHandler:
     def __call__(self, packet: Any) -> None:
         started = time.perf_counter()
         try:
-            outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic())
+            # The kernel marks reply-direction packets: the classifier need not see the SYN.
+            from_client = not packet.get_mark() & marks.FROM_SERVER
+            outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic(), from_client)
             if outcome.learned:
                 self._learn(outcome.learned)
             decision = outcome.flow_decision

@@ -271,3 +271,25 @@ def test_every_answer_of_a_decided_dns_flow_still_teaches_addresses(classifier: 
     aaaa = classifier.on_packet(answer("AAAA", "2001:db8:100::30", 2), 1.2)
     assert a.decision is not None and [str(x.address) for x in a.learned] == ["203.0.113.30"]
     assert aaaa.decision is None and [str(x.address) for x in aaaa.learned] == ["2001:db8:100::30"]
+
+
+def test_direction_from_the_kernel_replaces_the_syn(classifier: Classifier) -> None:
+    """The daemon queues no payload-less packet, SYN included; conntrack's direction says who the client is."""
+    server_first = bytes(IP(src=SERVER, dst=CLIENT) / TCP(sport=22, dport=41999, flags="PA", seq=7000, ack=1)
+                         / Raw(b"SSH-2.0-OpenSSH_9.2\r\n"))
+    outcome = classifier.on_packet(server_first, 1.0, from_client=False)
+    assert outcome.decision is not None and outcome.decision.app == "ssh"
+    summary = classifier.summary_of(server_first)
+    assert summary is not None and summary.client == CLIENT and summary.server == SERVER
+    hello = tcp(CLIENT, SERVER, 42000, 443, "PA", 9000, client_hello("im.dingtalk.com"))
+    decided = classifier.on_packet(hello, 2.0, from_client=True)
+    assert decided.decision == Decision("dingtalk", "tls-sni", "im.dingtalk.com")
+
+
+def test_a_new_connection_on_an_old_tcp_5_tuple_is_classified_afresh(classifier: Classifier) -> None:
+    first = tcp(CLIENT, SERVER, 42100, 443, "PA", 100, client_hello("im.dingtalk.com"))
+    assert classifier.on_packet(first, 1.0, from_client=True).decision.app == "dingtalk"
+    # Same ports seconds later: the kernel queues it only because its conntrack entry is new.
+    second = tcp(CLIENT, SERVER, 42100, 443, "PA", 99000, client_hello("www.youku.com"))
+    again = classifier.on_packet(second, 5.0, from_client=True)
+    assert again.decision is not None and again.decision.app == "youku"
