@@ -38,6 +38,7 @@ from gatewayd.classify import quic as quic_parser
 from gatewayd.classify import tls as tls_parser
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
 from gatewayd.classify.signatures import (
+    CALL_SIGNATURES,
     CARRIER_SIGNATURES,
     SIGNATURE_PROTOCOLS,
     SIGNATURES,
@@ -58,6 +59,8 @@ _SEQ_MASK = 0xFFFFFFFF
 _PROTOCOL_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp"}
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+CALL_ENDPOINT_SECONDS = 300.0  # a call's endpoints are remembered for this long
+MAX_CALL_ENDPOINTS = 4096
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class _Flow:
     __slots__ = ("client_addr", "client_port", "server_addr", "server_port", "client_known",
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
                  "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
-                 "two_way_seen", "quic")
+                 "two_way_seen", "quic", "tentative")
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
                  client_known: bool, is_dns: bool, client_isn: int, now: float) -> None:
@@ -131,6 +134,7 @@ class _Flow:
         self.packets = 0
         self.decided = False
         self.decision: Decision | None = None
+        self.tentative: Decision | None = None  # a generic carrier (STUN) seen; something more specific may follow
         self.client_isn = client_isn  # -1 when no SYN was seen
         self.next_seq = (client_isn + 1) & _SEQ_MASK if client_isn >= 0 else -1
         self.stream: bytearray | None = None  # client->server bytes, only while a parser needs more
@@ -165,6 +169,8 @@ class Classifier:
         self.stats = ClassifierStats()
         self._flows: OrderedDict[tuple[int, bytes, int, bytes, int], _Flow] = OrderedDict()
         self._learned: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()  # addr -> (app, name, expiry)
+        # (address, port) of a call endpoint -> (app, expiry): a call's ICE checks reuse its port.
+        self._call_endpoints: OrderedDict[tuple[bytes, int], tuple[str, float]] = OrderedDict()
         self._last_expiry = float("-inf")
         self._tables = tables
         self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
@@ -180,6 +186,7 @@ class Classifier:
             (name, SIGNATURES[name], SIGNATURE_PROTOCOLS[name], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in SIGNATURES
         )
+        self._call_apps = frozenset(app for name in CALL_SIGNATURES for app in tables.signature_apps.get(name, ()))
         self._two_way = tuple(
             (name, TWO_WAY_SIGNATURES[name][0], TWO_WAY_SIGNATURES[name][1], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in TWO_WAY_SIGNATURES
@@ -549,8 +556,29 @@ class Classifier:
         for name, match, protocols, app in self._signatures:
             if proto in protocols and match(payload, from_client):
                 if name in CARRIER_SIGNATURES:
-                    app = self._carried_app(flow, now) or app
+                    carried = self._carried_app(flow, now) or self._call_app(flow, now)
+                    if carried is None and flow.packets < self.max_packets:
+                        # Plain STUN says "some call": its later packets often carry the
+                        # vendor's own attributes (WhatsApp, Teams). Keep looking until then.
+                        flow.tentative = Decision(app, "signature", name)
+                        return None
+                    app = carried or app
                 return Decision(app, "signature", name)
+        return None
+
+    def _remember_call_endpoints(self, flow: _Flow, app: str, now: float) -> None:
+        endpoints = self._call_endpoints
+        for endpoint in ((flow.client_addr, flow.client_port), (flow.server_addr, flow.server_port)):
+            endpoints[endpoint] = (app, now + CALL_ENDPOINT_SECONDS)
+            endpoints.move_to_end(endpoint)
+        while len(endpoints) > MAX_CALL_ENDPOINTS:
+            endpoints.popitem(last=False)
+
+    def _call_app(self, flow: _Flow, now: float) -> str | None:
+        for endpoint in ((flow.client_addr, flow.client_port), (flow.server_addr, flow.server_port)):
+            entry = self._call_endpoints.get(endpoint)
+            if entry is not None and entry[1] >= now:
+                return entry[0]
         return None
 
     def _carried_app(self, flow: _Flow, now: float) -> str | None:
@@ -578,6 +606,8 @@ class Classifier:
         return None
 
     def _last_resort(self, flow: _Flow, proto: int) -> Decision:
+        if flow.tentative is not None:
+            return flow.tentative
         if flow.is_dns and flow.dns_question:  # a lookup that was never answered still names its app
             return self._dns_name_decision(flow.dns_question)
         ports = self._tables.ports
@@ -593,6 +623,8 @@ class Classifier:
     def _decide(self, flow: _Flow, decision: Decision) -> Decision:
         flow.decided = True
         flow.decision = decision
+        if decision.app in self._call_apps and flow.server_port != DNS_PORT:
+            self._remember_call_endpoints(flow, decision.app, flow.last_seen)
         flow.stream = None
         flow.dns_stream = None
         flow.quic = None

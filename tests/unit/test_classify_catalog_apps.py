@@ -174,7 +174,7 @@ needs_pcaps = pytest.mark.skipif(not (PCAPS / "labels.jsonl").exists(), reason="
     ("ipsec_isakmp_esp.pcap", "ipsec", {"signature", "port"}, 1.0),
     ("telegram.pcap", "telegram", {"address"}, 1.0),
     ("dropbox.pcap", "dropbox", {"signature", "port", "dns", "tls-sni", "dns-learned"}, 1.0),
-    ("stun_wa_call.pcapng", "whatsappcall", {"address"}, 0.5),
+    ("stun_wa_call.pcapng", "whatsappcall", {"address", "signature"}, 1.0),  # relays by address, peers by call endpoint
     ("source_engine.pcap", "source_engine", {"signature"}, 1.0),
     ("openvpn.pcap", "openvpn", {"signature"}, 0.9),
     ("pop3.pcap", "pop3", {"signature", "port"}, 1.0),

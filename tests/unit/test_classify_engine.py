@@ -293,3 +293,23 @@ def test_a_new_connection_on_an_old_tcp_5_tuple_is_classified_afresh(classifier:
     second = tcp(CLIENT, SERVER, 42100, 443, "PA", 99000, client_hello("www.youku.com"))
     again = classifier.on_packet(second, 5.0, from_client=True)
     assert again.decision is not None and again.decision.app == "youku"
+
+
+def test_a_calls_peer_stun_takes_the_app_of_its_relay_flow() -> None:
+    """WhatsApp's ICE checks to a peer are plain STUN; the same local port talked to a WhatsApp
+    relay (vendor STUN attributes) just before, so the peer flow is the same call."""
+    apps = [Application(id="whatsappcall", name="WhatsApp calls", category="voice-video",
+                        signatures=("stun_whatsapp",)),
+            Application(id="stun", name="STUN", category="voice-video", signatures=("stun",))]
+    engine = Classifier(ClassifierTables.build(apps), max_packets=4)
+    cookie = b"\x21\x12\xa4\x42"
+    whatsapp = b"\x08\x01\x00\x08" + cookie + bytes(12) + b"\x40\x02\x00\x04" + bytes(4)  # type 0x0801, attr 0x4002
+    plain = b"\x00\x01\x00\x08" + cookie + bytes(12) + b"\x00\x08\x00\x04" + bytes(4)  # binding, MESSAGE-INTEGRITY
+    relay = bytes(IP(src=CLIENT, dst="198.51.100.9") / UDP(sport=50000, dport=3478) / Raw(whatsapp))
+    assert engine.on_packet(relay, 1.0, from_client=True).decision.app == "whatsappcall"
+    peer = bytes(IP(src=CLIENT, dst="203.0.113.77") / UDP(sport=50000, dport=41107) / Raw(plain))
+    decided = engine.on_packet(peer, 2.0, from_client=True)
+    assert decided.decision is not None and decided.decision.app == "whatsappcall"
+    stranger = bytes(IP(src=CLIENT, dst="203.0.113.78") / UDP(sport=50001, dport=41108) / Raw(plain))
+    outcomes = [engine.on_packet(stranger, 3.0 + i, from_client=True) for i in range(4)]
+    assert [o.decision.app for o in outcomes if o.decision] == ["stun"]  # plain STUN alone: generic, after a wait
