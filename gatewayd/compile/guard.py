@@ -51,9 +51,11 @@ REASON_NEW_CONNECTION_FLOOD = "new_connection_flood"
 REASON_PORT_SCAN = "port_scan"
 REASON_HOST_SWEEP = "host_sweep"
 REASON_BLOCKLISTED = "blocklisted"
+REASON_SYN_PROXY_INVALID = "syn_proxy_invalid"  # a handshake the SYN proxy did not validate
+SYN_PROXY_COUNTER = "syn_proxy_handled"  # not a drop: SYNs and handshakes the proxy answered
 REASONS = (REASON_ARP_SPOOF, REASON_IP_MAC_MISMATCH, REASON_UNBOUND, REASON_SPOOFED_SOURCE,
            REASON_SYN_FLOOD, REASON_UDP_FLOOD, REASON_ICMP_FLOOD, REASON_NEW_CONNECTION_FLOOD,
-           REASON_PORT_SCAN, REASON_HOST_SWEEP, REASON_BLOCKLISTED)
+           REASON_PORT_SCAN, REASON_HOST_SWEEP, REASON_BLOCKLISTED, REASON_SYN_PROXY_INVALID)
 BLOCKLIST_REASONS = (REASON_PORT_SCAN, REASON_HOST_SWEEP)  # what puts a host on the blocklist
 
 BLOCKLIST = {4: "blocklist_v4", 6: "blocklist_v6"}
@@ -112,10 +114,11 @@ def teardown_script() -> str:
 
 
 class GuardCompiler:
-    def __init__(self, security: SecurityPolicy, lan: tuple[str, ...]) -> None:
+    def __init__(self, security: SecurityPolicy, lan: tuple[str, ...], wan: str = "") -> None:
         self.security = security
         self.lan = lan
         self.lan_match = "iifname { " + ", ".join(f'"{i}"' for i in lan) + " }"
+        self.wan = wan
         self.netdev_sets: list[NftSet] = []
         self.netdev_counters: dict[str, str] = {}
         self.inet_counters: dict[str, str] = {}
@@ -129,6 +132,32 @@ class GuardCompiler:
         if inet is not None:
             tables.append(inet)
         return CompiledGuard(self.security, tuple(tables), {NETDEV: self.netdev_counters, INET: self.inet_counters})
+
+    def _syn_proxy_chains(self) -> list[NftChain]:
+        """SYN proxy for services exposed to the WAN (on the gateway or routed behind it).
+
+        Their SYNs skip conntrack (raw), the kernel's synproxy answers with a SYN
+        cookie, and only a client that completes the handshake is passed on, as a
+        new connection, to the server: a spoofed SYN flood never reaches it.
+        Needs net.netfilter.nf_conntrack_tcp_loose=0 (apply/guard_state.py sets it),
+        so that the handshake's last ACK is "invalid" and reaches synproxy.
+        """
+        ports = self.security.syn_proxy_ports
+        if not ports or not self.wan:
+            return []
+        self.inet_counters[SYN_PROXY_COUNTER] = SYN_PROXY_COUNTER
+        self.inet_counters[REASON_SYN_PROXY_INVALID] = REASON_SYN_PROXY_INVALID
+        wan = f'iifname "{self.wan}"'
+        port_set = "{ " + ", ".join(str(port) for port in ports) + " }"
+        proxy = (f"{wan} tcp dport {port_set} ct state invalid,untracked counter name {SYN_PROXY_COUNTER} "
+                 "synproxy mss 1460 wscale 7 timestamp sack-perm")
+        drop_invalid = f"{wan} tcp dport {port_set} ct state invalid counter name {REASON_SYN_PROXY_INVALID} drop"
+        return [
+            NftChain("syn_proxy_untrack", (NftRule(f"{wan} tcp dport {port_set} tcp flags syn notrack"),),
+                     BaseHook("prerouting", ANTISPOOF_PRIORITY)),
+            NftChain("syn_proxy_local", (NftRule(proxy), NftRule(drop_invalid)), BaseHook("input", 0)),
+            NftChain("syn_proxy_forward", (NftRule(proxy), NftRule(drop_invalid)), BaseHook("forward", 0)),
+        ]
 
     def _count(self, reason: str) -> str:
         self.netdev_counters[reason] = reason
@@ -289,13 +318,14 @@ class GuardCompiler:
                 rules.append(NftRule(f"{self.lan_match} ct state new update @{meter} {{ {match} saddr {limit_text(limit)} }} "
                                      f"counter name {REASON_NEW_CONNECTION_FLOOD} drop"))
             chains.append(NftChain("new_connections", tuple(rules), BaseHook("prerouting", NEW_CONNECTION_PRIORITY)))
+        chains.extend(self._syn_proxy_chains())
         if not chains:
             return None
         return NftTable(INET, TABLE_NAME, tuple(self.inet_counters), tuple(sets), tuple(chains),
                         comment="gatewayd LAN guard (routing and conntrack checks)")
 
 
-def compile_guard(security: SecurityPolicy | None, lan: tuple[str, ...]) -> CompiledGuard:
+def compile_guard(security: SecurityPolicy | None, lan: tuple[str, ...], wan: str = "") -> CompiledGuard:
     if security is None:
         return CompiledGuard(None, ())
-    return GuardCompiler(security, lan).compile()
+    return GuardCompiler(security, lan, wan).compile()

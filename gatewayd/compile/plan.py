@@ -50,6 +50,6 @@ def compile_plan(policy: Policy, previous: Plan | None = None) -> Plan:
         ruleset=compile_ruleset(policy, numbering, host_slots),
         tc_trees=build_trees(policy, numbering, host_slots),
         queue=QueueRule(policy.classifier.queue_num, bypass=policy.classifier.fail_mode == "open"),
-        guard=compile_guard(policy.security, policy.interfaces.lan),
+        guard=compile_guard(policy.security, policy.interfaces.lan, policy.interfaces.wan),
         host_slots=host_slots,
     )

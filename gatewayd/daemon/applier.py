@@ -32,6 +32,23 @@ def missing_interfaces(plan: Plan) -> list[str]:
     return [name for name in wanted if not (SYS_CLASS_NET / name).exists()]
 
 
+TCP_LOOSE = Path("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")
+
+
+def require_strict_tcp_tracking(plan: Plan) -> None:
+    """The SYN proxy needs conntrack to call a mid-stream ACK "invalid" (not adopt it):
+    that is how the handshake's last ACK reaches synproxy. Only set when it is used."""
+    security = plan.policy.security
+    if security is None or not security.syn_proxy_ports:
+        return
+    try:
+        if TCP_LOOSE.read_text().strip() != "0":
+            TCP_LOOSE.write_text("0")
+            log.info("event=sysctl_set name=net.netfilter.nf_conntrack_tcp_loose value=0 reason=syn_proxy")
+    except OSError as exc:
+        raise ApplyError(f"the SYN proxy needs net.netfilter.nf_conntrack_tcp_loose=0 and it cannot be set: {exc}") from exc
+
+
 class Applier:
     def __init__(self) -> None:
         self.nft = NftKernel()
@@ -42,6 +59,7 @@ class Applier:
         missing = missing_interfaces(plan)
         if missing:
             raise ApplyError(f"interface(s) {', '.join(missing)} named in the policy do not exist")
+        require_strict_tcp_tracking(plan)
         valid_chains = {set_app_chain(n) for n in plan.numbering.apps.numbers.values()}
         try:
             self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains), self._guard_script(plan, previous))

@@ -8,7 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gatewayd.apply.guard_state import read_blocklist
 from gatewayd.apply.nft import NftKernel
-from gatewayd.compile.guard import REASON_HOST_SWEEP, REASON_PORT_SCAN, REASONS, TABLE_NAME
+from gatewayd.compile.guard import REASON_HOST_SWEEP, REASON_PORT_SCAN, REASONS, SYN_PROXY_COUNTER, TABLE_NAME
 from gatewayd.compile.plan import Plan
 from gatewayd.metrics.base import PlanCollector
 
@@ -30,8 +30,8 @@ class GuardCollector(PlanCollector):
                 counter = item.get("counter")
                 if counter and counter.get("name") in counters:
                     reason = counters[counter["name"]]
-                    packets[reason] += counter.get("packets", 0)
-                    dropped_bytes[reason] += counter.get("bytes", 0)
+                    packets[reason] = packets.get(reason, 0) + counter.get("packets", 0)
+                    dropped_bytes[reason] = dropped_bytes.get(reason, 0) + counter.get("bytes", 0)
         configured = {reason for counters in plan.guard.counters.values() for reason in counters.values()}
         dropped = CounterMetricFamily("gatewayd_guard_dropped_packets",
                                       "Packets the LAN guard dropped, by reason.", labels=["reason"])
@@ -43,6 +43,11 @@ class GuardCollector(PlanCollector):
                 dropped_b.add_metric([reason], dropped_bytes[reason])
         yield dropped
         yield dropped_b
+        if SYN_PROXY_COUNTER in configured:
+            proxied = CounterMetricFamily("gatewayd_guard_syn_proxy_packets",
+                                          "SYNs and handshake ACKs the SYN proxy answered for exposed services.")
+            proxied.add_metric([], packets.get(SYN_PROXY_COUNTER, 0))
+            yield proxied
         if plan.guard.security is not None and plan.guard.security.scan is not None:
             listed = CounterMetricFamily("gatewayd_guard_blocklisted",
                                          "Times a host was put on the blocklist (scan detected).", labels=["reason"])

@@ -310,3 +310,4 @@ class SecurityPolicy:
     flood: FloodLimits = field(default_factory=FloodLimits)
     scan: ScanDefence | None = None
     location: Location | None = None
+    syn_proxy_ports: tuple[int, ...] = ()  # TCP ports of services exposed to the WAN, behind a SYN proxy

@@ -37,7 +37,7 @@ from gatewayd.policy.yamltree import (
     text_of,
 )
 
-SECURITY_KEYS = ("bindings", "anti_spoofing", "flood", "port_scan")
+SECURITY_KEYS = ("bindings", "anti_spoofing", "flood", "port_scan", "syn_proxy")
 BINDING_KEYS = ("hosts", "file", "learn", "unbound")
 FLOOD_KEYS = ("syn", "udp", "icmp_echo", "new_connections")
 LIMIT_KEYS = ("rate", "burst")
@@ -132,7 +132,24 @@ def read_security(entry: Entry, checker: Checker) -> SecurityPolicy | None:
         anti_spoofing = bool(boolean_of(known["anti_spoofing"].value, checker, "'anti_spoofing' of 'security'"))
     flood = _read_flood(known["flood"], checker) if "flood" in known else FloodLimits()
     scan = _read_scan(known["port_scan"], checker) if "port_scan" in known else None
-    return SecurityPolicy(bindings, anti_spoofing, flood, scan, checker.location(entry.key))
+    syn_proxy = _read_syn_proxy(known["syn_proxy"], checker) if "syn_proxy" in known else ()
+    return SecurityPolicy(bindings, anti_spoofing, flood, scan, checker.location(entry.key), syn_proxy)
+
+
+def parse_tcp_port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise FieldError(f"'{text}' is not a TCP port (expected 1 to 65535)")
+    return int(text)
+
+
+def _read_syn_proxy(entry: Entry, checker: Checker) -> tuple[int, ...]:
+    """TCP ports of services reachable from the WAN; the gateway answers their SYNs itself."""
+    ports: list[int] = []
+    for node, text in text_list_of(entry.value, checker, "'syn_proxy' of 'security'"):
+        port = field_at(checker, node, parse_tcp_port, text)
+        if port is not None and port not in ports:
+            ports.append(port)
+    return tuple(ports)
 
 
 def _read_bindings(entry: Entry, checker: Checker) -> BindingTable | None:

@@ -69,6 +69,9 @@ def security_schema() -> Schema:
         "anti_spoofing": BOOLEAN | {"description": "Drop LAN packets whose source does not route back to the LAN."},
         "flood": _object("Per-source flood limits.", flood),
         "port_scan": _object("Port-scan and host-sweep defence with a timed blocklist.", scan),
+        "syn_proxy": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+                      "description": "TCP ports of services exposed to the WAN: the gateway completes their "
+                                     "handshakes itself (SYN proxy), so a SYN flood never reaches the server."},
     }
     assert tuple(properties) == SECURITY_KEYS
     return _object("The LAN guard: all of it kernel rules.", properties)
