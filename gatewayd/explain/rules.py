@@ -16,8 +16,6 @@ a rule matches when
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gatewayd.compile.addresses import group_networks
@@ -98,11 +96,3 @@ class RuleEngine:
         qos_class = (first.qos_class or self.policy.default_class) if first.action == "allow" else None
         return RuleVerdict(first, first.action, qos_class, tuple(matching[1:]))
 
-
-def parse_address(text: str) -> IPAddress:
-    return ipaddress.ip_address(text)
-
-
-def rules_named(policy: Policy, names: Iterable[str]) -> list[Rule]:
-    wanted = set(names)
-    return [rule for rule in policy.rules if rule.name in wanted]
