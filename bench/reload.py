@@ -45,7 +45,7 @@ def big_policy(hosts: int, domains: int, variant: int) -> str:
         assert marker in text, f"office.yaml has no {marker.strip()} section; update the benchmark"
         text = text.replace(marker, marker + addition, 1)
     # Each reload really changes something: the bulk class's guarantee.
-    text, changed = re.subn(r"(bulk:\s*\{\s*priority: 7, guaranteed: )\d+%", rf"\g<1>{4 + variant % 3}%", text)
+    text, changed = re.subn(r"(?m)^(  bulk:\s*\{\s*priority: 7, guaranteed: )\d+%", rf"\g<1>{4 + variant % 3}%", text)
     assert changed == 1, "office.yaml's bulk class moved; update the benchmark"
     return text
 

@@ -159,11 +159,11 @@ class Daemon:
         self.metrics.up_since.set(self.started_at)
         self.metrics.degraded.set(1 if self.degraded else 0)
         self._install_signals()
+        settle_garbage_collector()  # before "started": nothing heavy may follow the ready signal
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
                  "leaf_qdisc=%s metrics=http://%s/metrics", self.policy_path, self.generation,
                  policy.classifier.fail_mode, policy.classifier.queue_num, self.applier.queue.backend,
                  self.applier.tc.leaf_kind, policy.metrics_listen)
-        settle_garbage_collector()
         self.systemd.ready(self._status_line())
         try:
             self._loop()
