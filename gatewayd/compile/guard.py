@@ -65,6 +65,9 @@ GATEWAY_ADDRESSES = {4: "gateway_v4", 6: "gateway_v6"}
 FAMILY = {4: ("ip", "ipv4_addr", "ip"), 6: ("ip6", "ipv6_addr", "ip6")}  # match, key type, meta protocol
 MULTICAST = {4: "{ 224.0.0.0/4, 255.255.255.255 }", 6: "ff00::/8"}  # not hosts a sweep counts
 SYN_ONLY = "tcp flags & (fin | syn | rst | ack) == syn"
+# ACK set, no SYN or RST: a segment of a connection under way. Stealth scans (FIN, Xmas,
+# NULL) carry no ACK, so they are still counted.
+ESTABLISHED_TCP = "tcp flags & (syn | rst | ack) == ack"
 SECONDS_PER_UNIT = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -185,6 +188,10 @@ class GuardCompiler:
             rules.extend(self._binding_rules())
         rules.extend(self._flood_rules())
         if security.scan is not None:
+            # Scans and sweeps open something new; skipping their lookups for segments of
+            # connections under way keeps a bulk transfer's per-packet cost low.
+            rules.append(NftRule(f"meta l4proto tcp {ESTABLISHED_TCP} accept",
+                                 comment="established TCP: nothing left to check"))
             rules.extend(self._scan_rules(security.scan))
         if not rules:
             return None
