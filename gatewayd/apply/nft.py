@@ -17,7 +17,16 @@ from typing import Any
 import nftables
 
 from gatewayd.compile.nftables_model import NftTable
-from gatewayd.compile.ruleset import MAP_LEARNED_V4, MAP_LEARNED_V6, SET_FLOWS, SET_USAGE, TABLE_FAMILY, TABLE_NAME
+from gatewayd.compile.ruleset import (
+    MAP_LEARNED_V4,
+    MAP_LEARNED_V6,
+    SET_FLOWS,
+    SET_RECENT_BLOCKED_V4,
+    SET_RECENT_BLOCKED_V6,
+    SET_USAGE,
+    TABLE_FAMILY,
+    TABLE_NAME,
+)
 
 
 class NftError(RuntimeError):
@@ -93,7 +102,24 @@ class NftKernel:
                 body = ", ".join(f"0x{key:08x} counter packets {c.packets} bytes {c.bytes}"
                                  for key, c in counters.items())
                 commands.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {set_name} {{ {body} }}")
+        for set_name in (SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6):
+            body = ", ".join(self.recent_blocked_elements(set_name))
+            if body:
+                commands.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {set_name} {{ {body} }}")
         return commands
+
+    def recent_blocked_elements(self, set_name: str) -> list[str]:
+        """Recently blocked flows as set elements with the time they have left (for `gatewayd status`)."""
+        elements = []
+        for item in self.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {set_name}"):
+            for element in item.get("set", {}).get("elem", []):
+                value = element.get("elem", {}) if isinstance(element, dict) else {}
+                parts = value.get("val", {}).get("concat") if isinstance(value.get("val"), dict) else None
+                expires = int(value.get("expires", 0))
+                if parts and len(parts) == 5 and expires > 0:
+                    client, server, proto, port, mark = parts
+                    elements.append(f"{client} . {server} . {proto} . {port} . 0x{int(mark):08x} timeout {expires}s")
+        return elements
 
     def learned_elements(self, map_name: str) -> list[LearnedElement]:
         found = []

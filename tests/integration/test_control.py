@@ -60,6 +60,10 @@ def test_status_shows_generation_traffic_and_recent_blocked_flows(office: tuple[
     assert status["learned_addresses"]["kernel_v4"] >= 2
     text = daemon.control("status")
     assert "im-front-desk-only" in text.stdout and "generation 1" in text.stdout
+    daemon.reload()  # the kernel's memory of blocked flows survives a reload
+    after = json.loads(daemon.control("status", "--json").stdout)
+    assert after["generation"] == 2
+    assert any(row["app"] == "wechat" and row["rule"] == "im-front-desk-only" for row in after["recent_blocked"])
 
 
 def test_confirmed_change_is_kept(office: tuple[Lab, GatewayDaemon, Path]) -> None:
