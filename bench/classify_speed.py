@@ -52,24 +52,6 @@ SNI = "im.dingtalk.com"
 LOW_PRIORITY = ["nice", "-n", "19"]
 PCAPS = Path("/work/shared/pcaps")
 
-# Answers one byte once the hello arrived, so the client can time connect -> first byte.
-ECHO_SINK = r"""
-import asyncio, sys
-async def handle(reader, writer):
-    try:
-        await asyncio.wait_for(reader.read(4096), 5)
-        writer.write(b"!")
-        await writer.drain()
-    except Exception:
-        pass
-    writer.close()
-async def main():
-    server = await asyncio.start_server(handle, sys.argv[1], int(sys.argv[2]), backlog=4096)
-    print("ready", flush=True)
-    await server.serve_forever()
-asyncio.run(main())
-"""
-
 # Starts one connection every 1/rate s for `seconds`; prints each flow's connect+hello->first-byte time.
 PACED_CLIENT = r"""
 import asyncio, json, sys, time
@@ -101,8 +83,10 @@ asyncio.run(main())
 """
 
 
-def start_sink(lab: Lab, code: str, port: int, log_name: str):  # type: ignore[no-untyped-def]
-    sink = lab.popen(INTERNET, [*LOW_PRIORITY, sys.executable, "-c", code, SINK_ADDRESS, str(port)], log_name=log_name)
+def start_sink(lab: Lab, port: int, log_name: str, reply: str = ""):  # type: ignore[no-untyped-def]
+    """The asyncio sink of bench/gateway.py; with `reply`, it answers each hello (to time first bytes)."""
+    argv = [*LOW_PRIORITY, sys.executable, "-c", SINK, SINK_ADDRESS, str(port)] + ([reply] if reply else [])
+    sink = lab.popen(INTERNET, argv, log_name=log_name)
     deadline = time.monotonic() + 10
     while "ready" not in (lab.workdir / log_name).read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -142,7 +126,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def live_rate(lab: Lab, policy: Path, flows: int, parallel: int) -> tuple[float, float, int]:
-    sink = start_sink(lab, SINK, SINK_PORT, "speed-sink.log")
+    sink = start_sink(lab, SINK_PORT, "speed-sink.log")
     daemon = GatewayDaemon(lab, policy, log_name="speed-rate.log").start()
     try:
         assert daemon.process is not None
@@ -166,7 +150,7 @@ def paced(lab: Lab, rate: float, seconds: float) -> dict:
 
 
 def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates: list[float]) -> None:
-    sink = start_sink(lab, ECHO_SINK, ECHO_PORT, "speed-echo.log")
+    sink = start_sink(lab, ECHO_PORT, "speed-echo.log", reply="!")
     try:
         without = {r: paced(lab, r, seconds) for r in e2e_rates}
         daemon = GatewayDaemon(lab, policy, log_name="speed-latency.log").start()

@@ -38,9 +38,13 @@ SNI = "im.dingtalk.com"
 
 SINK = r"""
 import asyncio, sys
+reply = sys.argv[3].encode() if len(sys.argv) > 3 else b""  # optional answer once the hello arrived
 async def handle(reader, writer):
     try:
         await asyncio.wait_for(reader.read(4096), 5)
+        if reply:
+            writer.write(reply)
+            await writer.drain()
     except Exception:
         pass
     writer.close()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import dpkt
 import pytest
 
+from gatewayd.classify.capture import ip_of_frame  # link layers; dpkt reads the files independently
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.packet import parse_packet
 from gatewayd.classify.tables import ClassifierTables
@@ -24,51 +24,7 @@ from gatewayd.policy.model import Application, PortMatch
 PCAPS = Path("/work/shared/pcaps")
 pytestmark = pytest.mark.skipif(not (PCAPS / "labels.jsonl").exists(), reason="labelled captures not available")
 
-_ETHERTYPE_IPV4, _ETHERTYPE_IPV6 = 0x0800, 0x86DD
-_VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
-_PPPOE_SESSION = 0x8864
-_MPLS = (0x8847, 0x8848)
-_PPP_IPV4, _PPP_IPV6 = 0x0021, 0x0057
-
 FlowKey = tuple[str, frozenset[tuple[str, int]]]
-
-
-def _after_ethertype(frame: bytes, ethertype: int, offset: int) -> bytes | None:
-    """Follow VLAN tags, PPPoE and MPLS down to the IP header."""
-    for _ in range(8):
-        if ethertype in (_ETHERTYPE_IPV4, _ETHERTYPE_IPV6):
-            return frame[offset:]
-        if ethertype in _VLAN_TYPES:
-            ethertype = struct.unpack_from("!H", frame, offset + 2)[0]
-            offset += 4
-        elif ethertype == _PPPOE_SESSION:
-            ppp_protocol = struct.unpack_from("!H", frame, offset + 6)[0]
-            return frame[offset + 8:] if ppp_protocol in (_PPP_IPV4, _PPP_IPV6) else None
-        elif ethertype in _MPLS:
-            while not frame[offset + 2] & 0x01:  # bottom-of-stack bit
-                offset += 4
-            offset += 4
-            return frame[offset:] if frame[offset:offset + 1] and frame[offset] >> 4 in (4, 6) else None
-        else:
-            return None
-    return None
-
-
-def ip_of_frame(datalink: int, frame: bytes) -> bytes | None:
-    try:
-        if datalink == dpkt.pcap.DLT_EN10MB:
-            return _after_ethertype(frame, struct.unpack_from("!H", frame, 12)[0], 14)
-        if datalink == dpkt.pcap.DLT_LINUX_SLL:
-            return _after_ethertype(frame, struct.unpack_from("!H", frame, 14)[0], 16)
-        if datalink == 276:  # LINUX_SLL2
-            return _after_ethertype(frame, struct.unpack_from("!H", frame, 0)[0], 20)
-        if datalink in (dpkt.pcap.DLT_RAW, 12, 14, 101, 228, 229):  # LINKTYPE_RAW is 101 in files
-            return frame
-        if datalink in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
-            return frame[4:]
-    except (struct.error, IndexError):
-        return None
-    return None
 
 
 def read_ip_packets(path: Path) -> Iterator[tuple[float, bytes]]:
