@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from gateway import CLIENT, SINK, client_hello, daemon_cpu_seconds, fast_policy  # noqa: E402
+from gateway import SINK, client_hello, fast_policy, measure_flows  # noqa: E402
 
 from gatewayd.classify.offline import classify_capture  # noqa: E402
 from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
@@ -126,21 +125,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def live_rate(lab: Lab, policy: Path, flows: int, parallel: int) -> tuple[float, float, int]:
-    sink = start_sink(lab, SINK_PORT, "speed-sink.log")
-    daemon = GatewayDaemon(lab, policy, log_name="speed-rate.log").start()
-    try:
-        assert daemon.process is not None
-        before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
-        cpu_before = daemon_cpu_seconds(daemon.process.pid)
-        result = lab.run("sales", [*LOW_PRIORITY, sys.executable, "-c", CLIENT, SINK_ADDRESS, str(SINK_PORT), str(flows),
-                                   str(parallel), client_hello(SNI).hex()], timeout=300)
-        _opened, elapsed = result.stdout.split()
-        cpu = daemon_cpu_seconds(daemon.process.pid) - cpu_before
-        decided = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni") - before
-    finally:
-        daemon.stop()
-        sink.terminate()
-    return decided / float(elapsed), decided / max(cpu, 1e-6), int(decided)
+    return measure_flows(lab, policy, flows, parallel, client_prefix=LOW_PRIORITY)
 
 
 def paced(lab: Lab, rate: float, seconds: float) -> dict:

@@ -155,8 +155,15 @@ def office_link(lab: Lab, tmp: Path, seconds: float, rounds: int) -> tuple[float
         lab.run(INTERNET, ["tc", "qdisc", "del", "dev", "isp0", "root"])
 
 
-def measure_flows(lab: Lab, policy: Path, flows: int, parallel: int) -> tuple[float, float, int]:
-    sink = lab.popen(INTERNET, [sys.executable, "-c", SINK, "203.0.113.60", str(SINK_PORT)], log_name="sink.log")
+def measure_flows(lab: Lab, policy: Path, flows: int, parallel: int,
+                  client_prefix: list[str] | None = None) -> tuple[float, float, int]:
+    """(decided flows/s wall clock, decided flows per daemon-CPU second, flows decided).
+
+    `client_prefix` (e.g. ["nice", "-n", "19"]) runs the lab's client and sink under it.
+    """
+    prefix = client_prefix or []
+    sink = lab.popen(INTERNET, [*prefix, sys.executable, "-c", SINK, "203.0.113.60", str(SINK_PORT)],
+                     log_name="sink.log")
     deadline = time.monotonic() + 10
     while "ready" not in (lab.workdir / "sink.log").read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -165,9 +172,9 @@ def measure_flows(lab: Lab, policy: Path, flows: int, parallel: int) -> tuple[fl
         before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
         assert daemon.process is not None
         cpu_before = daemon_cpu_seconds(daemon.process.pid)
-        result = lab.run("sales", [sys.executable, "-c", CLIENT, "203.0.113.60", str(SINK_PORT), str(flows),
+        result = lab.run("sales", [*prefix, sys.executable, "-c", CLIENT, "203.0.113.60", str(SINK_PORT), str(flows),
                                    str(parallel), client_hello(SNI).hex()], timeout=300)
-        opened, elapsed = result.stdout.split()
+        _opened, elapsed = result.stdout.split()
         cpu = daemon_cpu_seconds(daemon.process.pid) - cpu_before
         decided = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni") - before
     finally:

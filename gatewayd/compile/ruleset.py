@@ -299,7 +299,7 @@ class RulesetCompiler:
             NftRule(f"{app_undecided} ct packets <= {max_packets} ct direction reply "
                     f"counter name {COUNTER_QUEUED} {queue_from_server} return"),
             NftRule(f"counter name {COUNTER_GAVE_UP} ct direction original meta l4proto . th dport vmap @app_ports"),
-            NftRule(f"ct direction reply meta l4proto . th sport vmap @app_ports"),
+            NftRule("ct direction reply meta l4proto . th sport vmap @app_ports"),
             NftRule(f"goto {unknown_chain}", comment="undecided after max_packets: final"),
         ]
         self.table.chains.append(self._empty_tcp_chain())
