@@ -35,11 +35,12 @@ from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4, I
 from gatewayd.lab.shaping import (  # noqa: E402
     IperfJob,
     RttResult,
-    class_counters,
     concurrent_rates,
+    host_class,
     iperf_rate,
     jain_index,
     start_iperf_servers,
+    steady_class_rate,
     udp_rtt,
 )
 from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab  # noqa: E402
@@ -77,9 +78,9 @@ def measure_accuracy(lab: Lab, policy: Path, seconds: float) -> list[tuple[str, 
     daemon = GatewayDaemon(lab, policy, log_name="bench-accuracy.log").start()
     try:
         for direction, device, ceiling in (("download", "lan0", 12e6), ("upload", "wan0", 5e6)):
-            minor = host_minor(lab, "192.0.2.20", direction)
+            classid = host_class(lab, "192.0.2.20", direction)
             job = IperfJob("capped", IPERF_SERVER_V4, IPERF_PORTS[0], seconds, download=direction == "download")
-            wire, goodput = wire_and_goodput(lab, device, minor, job)
+            wire, goodput = steady_class_rate(lab, device, classid, job)
             rows.append((direction, wire / ceiling, goodput / ceiling))
     finally:
         daemon.stop()
@@ -95,27 +96,6 @@ def measure_fairness(lab: Lab, policy: Path, seconds: float) -> tuple[float, lis
     finally:
         daemon.stop()
     return jain_index(rates), rates
-
-
-def host_minor(lab: Lab, address: str, direction: str) -> int:
-    name = "host_up_v4" if direction == "upload" else "host_down_v4"
-    out = lab.run(GATEWAY, ["nft", "list", "map", "inet", "gatewayd", name]).stdout
-    for part in out.replace("\n", " ").split(","):
-        if f"{address} :" in part:
-            return int(part.split(":")[-1].strip(" }"), 16)
-    raise RuntimeError(f"{address} not in {name}")
-
-
-def wire_and_goodput(lab: Lab, device: str, minor: int, job: IperfJob) -> tuple[float, float]:
-    result: dict[str, float] = {}
-    runner = threading.Thread(target=lambda: result.setdefault("goodput", iperf_rate(lab, job)))
-    runner.start()
-    time.sleep(job.omit_seconds + 1.0)
-    first, start = class_counters(lab, device)[minor], time.monotonic()
-    time.sleep(job.seconds - 2.0)
-    last, end = class_counters(lab, device)[minor], time.monotonic()
-    runner.join(job.seconds + 30)
-    return (last - first) * 8 / (end - start), result.get("goodput", 0.0)
 
 
 # --- 2: latency under load -----------------------------------------------------------------

@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -94,16 +95,42 @@ def start_iperf_servers(lab: "Lab", address: str, ports: list[int]) -> None:
     lab.exec_python(INTERNET, deadline_probe, args=[address, *map(str, ports)], timeout=10)
 
 
-def class_counters(lab: "Lab", device: str) -> dict[int, int]:
-    """Bytes sent so far by every HTB class of `device` in the gateway, by minor.
+def class_counters(lab: "Lab", device: str) -> dict[str, int]:
+    """Bytes sent so far by every HTB class of `device` in the gateway, by class id ("1:11", "201:1000").
 
     Parsed from tc's text: this iproute2 has no JSON output for classes.
     """
     out = lab.run(GATEWAY, ["tc", "-s", "class", "show", "dev", device]).stdout
     counters = {}
-    for match in re.finditer(r"^class htb 1:([0-9a-f]+) .*\n Sent (\d+) bytes", out, re.MULTILINE):
-        counters[int(match.group(1), 16)] = int(match.group(2))
+    for match in re.finditer(r"^class htb ([0-9a-f]+:[0-9a-f]+) .*\n Sent (\d+) bytes", out, re.MULTILINE):
+        counters[match.group(1)] = int(match.group(2))
     return counters
+
+
+def host_class(lab: "Lab", address: str, direction: str) -> str:
+    """The tc class id gatewayd gave a limited host, read back from its nft map."""
+    name = "host_up_v4" if direction == "upload" else "host_down_v4"
+    out = json.loads(lab.run(GATEWAY, ["nft", "-j", "list", "map", "inet", "gatewayd", name]).stdout)
+    for item in out["nftables"]:
+        for key, value in item.get("map", {}).get("elem", []):
+            if key == address:
+                return str(value)
+    raise ShapingError(f"{address} is not in {name}")
+
+
+def steady_class_rate(lab: "Lab", device: str, classid: str, job: IperfJob) -> tuple[float, float]:
+    """(bit/s the HTB class sent in the middle of an iperf3 run, the run's goodput)."""
+    result: dict[str, float] = {}
+    runner = threading.Thread(target=lambda: result.setdefault("goodput", iperf_rate(lab, job)))
+    runner.start()
+    time.sleep(job.omit_seconds + 1.0)
+    start_bytes, start = class_counters(lab, device)[classid], time.monotonic()
+    time.sleep(job.seconds - 2.0)
+    end_bytes, end = class_counters(lab, device)[classid], time.monotonic()
+    runner.join(job.seconds + 30)
+    if "goodput" not in result:
+        raise ShapingError(f"iperf3 from {job.host} did not finish")
+    return (end_bytes - start_bytes) * 8 / (end - start), result["goodput"]
 
 
 def jain_index(rates: list[float]) -> float:

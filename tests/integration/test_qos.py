@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,8 @@ import pytest
 
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.lab.services import IPERF_PORTS, IPERF_SERVER_V4
-from gatewayd.lab.shaping import IperfJob, class_counters, concurrent_rates, iperf_rate
-from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab
+from gatewayd.lab.shaping import IperfJob, concurrent_rates, host_class, iperf_rate, steady_class_rate
+from gatewayd.lab.topology import INTERNET, HostSpec, Lab
 
 pytestmark = pytest.mark.integration
 
@@ -115,31 +114,6 @@ def shaped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Gate
             daemon.stop()
 
 
-def host_minor(lab: Lab, address: str, direction: str) -> int:
-    """The tc minor gatewayd gave a host, read back from its nft map."""
-    name = "host_up_v4" if direction == "upload" else "host_down_v4"
-    out = json.loads(lab.run(GATEWAY, ["nft", "-j", "list", "map", "inet", "gatewayd", name]).stdout)
-    for item in out["nftables"]:
-        for key, value in item.get("map", {}).get("elem", []):
-            if key == address:
-                return int(str(value).split(":")[1], 16)
-    raise AssertionError(f"{address} is not in {name}")
-
-
-def steady_class_rate(lab: Lab, device: str, minor: int, job: IperfJob) -> tuple[float, float]:
-    """(bit/s the HTB class sent in the middle of the run, iperf3 goodput)."""
-    result: dict[str, float] = {}
-    runner = threading.Thread(target=lambda: result.setdefault("goodput", iperf_rate(lab, job)))
-    runner.start()
-    time.sleep(job.omit_seconds + 1.0)
-    start_bytes, start = class_counters(lab, device)[minor], time.monotonic()
-    time.sleep(job.seconds - 2.0)
-    end_bytes, end = class_counters(lab, device)[minor], time.monotonic()
-    runner.join(job.seconds + 30)
-    assert "goodput" in result, "iperf3 did not finish"
-    return (end_bytes - start_bytes) * 8 / (end - start), result["goodput"]
-
-
 @pytest.mark.parametrize(("direction", "device", "ceiling"), [
     ("download", "lan0", HOST_DOWNLOAD_CEILING),
     ("upload", "wan0", HOST_UPLOAD_CEILING),
@@ -147,9 +121,9 @@ def steady_class_rate(lab: Lab, device: str, minor: int, job: IperfJob) -> tuple
 def test_per_host_ceiling_holds_within_5_percent(shaped: tuple[Lab, GatewayDaemon], direction: str,
                                                  device: str, ceiling: int) -> None:
     lab, _ = shaped
-    minor = host_minor(lab, HOSTS["guest1"].ipv4, direction)
+    classid = host_class(lab, HOSTS["guest1"].ipv4, direction)
     job = IperfJob("guest1", IPERF_SERVER_V4, IPERF_PORTS[0], seconds=5, download=direction == "download")
-    wire_rate, goodput = steady_class_rate(lab, device, minor, job)
+    wire_rate, goodput = steady_class_rate(lab, device, classid, job)
     assert abs(wire_rate / ceiling - 1) <= 0.05, f"host class sent {wire_rate / 1e6:.2f} Mbit/s, ceiling {ceiling / 1e6}"
     assert goodput <= ceiling * 1.02  # what the host received never exceeds it either
 
