@@ -4,7 +4,7 @@ A reload sends only the difference with the tree in force: classes that
 are new are added, changed ones changed in place (their queues and counters
 survive), gone or moved ones deleted; a new default class rebuilds the tree.
 The leaf queue is the best kind the kernel has (probed once, on the first
-leaf); a pfifo leaf gets a limit sized to its ceiling.
+leaf); a FIFO leaf gets a byte limit sized to its ceiling.
 """
 
 from __future__ import annotations
@@ -25,29 +25,34 @@ from gatewayd.apply.tc_netlink import (
     class_request,
     qdisc_request,
 )
-from gatewayd.compile.tc_tree import HTB_MAJOR, LEAF_PREFERENCE, MTU_BYTES, HtbClass, InterfaceTree
+from gatewayd.compile.tc_tree import FIFO_KIND, HTB_MAJOR, LEAF_PREFERENCE, HtbClass, InterfaceTree
 
 log = logging.getLogger("gatewayd.tc")
 
 UNSUPPORTED = {errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP}
 
 
-FIFO_QUEUE_SECONDS = 0.05  # a pfifo leaf holds about this much at its ceiling: bounded bufferbloat
-FIFO_LIMIT_RANGE = (16, 1000)  # packets
+FIFO_QUEUE_SECONDS = 0.05  # a FIFO leaf holds about this much at its ceiling: bounded bufferbloat
+GRO_MAX_BYTES = 65536  # what one packet may weigh on a router: NICs and veths hand up GRO aggregates
+FIFO_FLOOR_AGGREGATES = 4  # a few flows' bursts at once; with less, a squeezed bulk class drops whole aggregates
 
 
 class TcError(RuntimeError):
     pass
 
 
-def fifo_limit_for(ceil_bps: int) -> int:
-    """Packets a FIFO leaf may hold: ~100 ms at the class's ceiling, within sane bounds.
+def fifo_limit_bytes(ceil_bps: int) -> int:
+    """Bytes a FIFO leaf may hold: ~50 ms at the class's ceiling, never less than a few GRO aggregates.
 
-    A fixed 1000 packets is 6 s of queue for a 2 Mbit/s host: every packet
-    of that host would wait behind it.
+    Counted in bytes, not packets: a forwarded packet can be a 64 KiB GRO
+    aggregate, so 16 "packets" at 2 Mbit/s could be 1 MiB, 4 s of waiting for
+    the host's next packet (measured: over 1 s at 8 Mbit/s). Below ~42 Mbit/s
+    the floor sets the queue (about 0.26 s at 8 Mbit/s): one aggregate
+    dropped is 44 segments lost at once, and a bulk class squeezed to its
+    guarantee by 4 streams fell to 65% of it with a 2-aggregate floor. cake
+    or fq_codel, where the kernel has them, do better at low rates.
     """
-    packets = int(ceil_bps / 8 * FIFO_QUEUE_SECONDS / MTU_BYTES)
-    return max(FIFO_LIMIT_RANGE[0], min(FIFO_LIMIT_RANGE[1], packets))
+    return max(FIFO_FLOOR_AGGREGATES * GRO_MAX_BYTES, int(ceil_bps / 8 * FIFO_QUEUE_SECONDS))
 
 
 def handle(major: int, minor: int) -> int:
@@ -158,32 +163,27 @@ class TcKernel:
                              handle(HTB_MAJOR, htb_class.parent_minor), self._params(htb_class),
                              rate_estimator=htb_class.role != "host")  # per-host rates are never exported
 
-    def _leaf_request(self, index: int, htb_class: HtbClass) -> Request:
-        kind = self._leaf_kind or "pfifo"
+    def _leaf_request(self, index: int, htb_class: HtbClass, kind: str | None = None) -> Request:
+        kind = kind or self._leaf_kind or FIFO_KIND
         return qdisc_request(index, handle(htb_class.minor, 0), handle(HTB_MAJOR, htb_class.minor), kind,
-                             fifo_limit=fifo_limit_for(htb_class.ceil_bps) if kind == "pfifo" else None)
+                             fifo_limit=fifo_limit_bytes(htb_class.ceil_bps) if kind == FIFO_KIND else None)
 
     def _add_leaf(self, index: int, htb_class: HtbClass) -> None:
-        parent = handle(HTB_MAJOR, htb_class.minor)
-        leaf_handle = handle(htb_class.minor, 0)
-        kinds = [self._leaf_kind] if self._leaf_kind else list(LEAF_PREFERENCE)
-        for kind in kinds:
+        """Add the first leaf with the best kind the kernel has; that kind serves every later leaf."""
+        for kind in LEAF_PREFERENCE:
             try:
-                args: dict[str, object] = {"limit": fifo_limit_for(htb_class.ceil_bps)} if kind == "pfifo" else {}
-                self._ipr.tc("add", kind, index=index, handle=leaf_handle, parent=parent, **args)
-            except NetlinkError as exc:
-                if exc.code in UNSUPPORTED or kind not in ("pfifo",):
+                self._batch_socket().run([self._leaf_request(index, htb_class, kind)])
+            except TcBatchError as exc:
+                if exc.code in UNSUPPORTED and kind != FIFO_KIND:
                     continue
                 raise
-            if self._leaf_kind is None:
-                self._leaf_kind = kind
-                if kind != LEAF_PREFERENCE[0]:
-                    log.warning("event=leaf_qdisc_fallback chosen=%s preferred=%s "
-                                "reason=\"kernel lacks the better kinds; queues are FIFO, "
-                                "latency under load depends on HTB priorities alone\"",
-                                kind, ",".join(LEAF_PREFERENCE[:LEAF_PREFERENCE.index(kind)]))
+            self._leaf_kind = kind
+            if kind != LEAF_PREFERENCE[0]:
+                log.warning("event=leaf_qdisc_fallback chosen=%s preferred=%s "
+                            "reason=\"kernel lacks the better kinds; queues are FIFO, "
+                            "latency under load depends on HTB priorities alone\"",
+                            kind, ",".join(LEAF_PREFERENCE[:LEAF_PREFERENCE.index(kind)]))
             return
-        raise TcError(f"no leaf qdisc kind works here (tried {', '.join(kinds)})")
 
     @property
     def leaf_kind(self) -> str | None:

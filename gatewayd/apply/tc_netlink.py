@@ -100,7 +100,7 @@ def class_request(verb: str, ifindex: int, handle: int, parent: int, params: Htb
 
 
 def qdisc_request(ifindex: int, handle: int, parent: int, kind: str, fifo_limit: int | None = None) -> Request:
-    """Add a leaf qdisc; `fifo_limit` (packets) only for pfifo."""
+    """Add a leaf qdisc; `fifo_limit` only for FIFOs (bytes for bfifo, packets for pfifo)."""
     body = TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, handle, parent, 0) + _attribute(TCA_KIND, kind.encode() + b"\0")
     if fifo_limit is not None:
         body += _attribute(TCA_OPTIONS, struct.pack("=I", fifo_limit))

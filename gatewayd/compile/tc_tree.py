@@ -45,7 +45,8 @@ ROOT_MINOR = 1
 OTHERS_MINOR = 2
 GROUP_MINOR_BASE = 0x100
 GROUP_LEAF_BASE = 0x800
-LEAF_PREFERENCE = ("cake", "fq_codel", "sfq", "pfifo")
+FIFO_KIND = "bfifo"  # the fallback every kernel has: a byte-limited FIFO
+LEAF_PREFERENCE = ("cake", "fq_codel", "sfq", FIFO_KIND)
 MTU_BYTES = 1514
 MIN_RATE_BPS = 8_000  # HTB needs a positive rate; "no guarantee" becomes a token one
 

@@ -37,6 +37,7 @@ class IperfJob:
     download: bool = True  # -R: the server sends
     streams: int = 1
     omit_seconds: int = 1  # TCP slow start is not the shaper's rate
+    congestion: str | None = None  # the sender's TCP congestion control (-C), e.g. "reno": loss-based, fills queues
 
 
 def iperf_rate(lab: "Lab", job: IperfJob) -> float:
@@ -45,6 +46,8 @@ def iperf_rate(lab: "Lab", job: IperfJob) -> float:
             "-O", str(job.omit_seconds), "-P", str(job.streams), "--connect-timeout", "3000"]
     if job.download:
         argv.append("-R")
+    if job.congestion:
+        argv += ["-C", job.congestion]
     try:
         proc = lab.run(job.host, argv, timeout=job.seconds + job.omit_seconds + SPAWN_SLACK_SECONDS, check=False)
     except subprocess.TimeoutExpired as exc:

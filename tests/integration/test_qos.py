@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gatewayd.apply.tc import fifo_limit_bytes
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
-from gatewayd.lab.services import IPERF_PORTS, IPERF_SERVER_V4
-from gatewayd.lab.shaping import IperfJob, concurrent_rates, host_class, iperf_rate, steady_class_rate
+from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4
+from gatewayd.lab.shaping import IperfJob, ShapingError, concurrent_rates, host_class, iperf_rate, steady_class_rate, udp_rtt
 from gatewayd.lab.topology import INTERNET, HostSpec, Lab
 
 pytestmark = pytest.mark.integration
@@ -126,6 +128,33 @@ def test_per_host_ceiling_holds_within_5_percent(shaped: tuple[Lab, GatewayDaemo
     wire_rate, goodput = steady_class_rate(lab, device, classid, job)
     assert abs(wire_rate / ceiling - 1) <= 0.05, f"host class sent {wire_rate / 1e6:.2f} Mbit/s, ceiling {ceiling / 1e6}"
     assert goodput <= ceiling * 1.02  # what the host received never exceeds it either
+
+
+def test_a_limited_host_keeps_a_short_queue_at_its_own_ceiling(shaped: tuple[Lab, GatewayDaemon]) -> None:
+    """A host downloading at its ceiling must not wait seconds for its own next packet.
+
+    The sender is loss-based (reno, like cubic), so it fills whatever queue
+    the host's class has; the gateway receives GRO aggregates of up to 64 KiB,
+    so a leaf queue counted in packets would hold megabytes (over a second
+    here). Its ceiling is the pair group's.
+    """
+    lab, _ = shaped
+    echo = DEFAULT_SITES["news"].ipv4 or ""
+    host = "pair1"  # no connection cap: the probe is a connection of its own
+    idle = udp_rtt(lab, host, echo, count=30)
+    load = IperfJob(host, IPERF_SERVER_V4, IPERF_PORTS[0], seconds=9, omit_seconds=0, congestion="reno")
+    runner = threading.Thread(target=lambda: iperf_rate(lab, load))
+    runner.start()
+    try:
+        time.sleep(3)  # the sender's window has grown into the queue by now
+        loaded = udp_rtt(lab, host, echo, count=100, max_seconds=4)
+    except ShapingError:
+        pytest.fail("at its ceiling, every echo of the host waited over a second in its queue")
+    finally:
+        runner.join(30)
+    queue_ms = fifo_limit_bytes(PAIR_CEILING) * 8 / PAIR_CEILING * 1000  # what its leaf may hold, in time
+    assert loaded.median_ms <= idle.median_ms + 1.5 * queue_ms, \
+        f"RTT at the ceiling {loaded.median_ms:.0f} ms, idle {idle.median_ms:.1f} ms, leaf queue {queue_ms:.0f} ms"
 
 
 def test_two_hosts_of_one_group_share_within_10_percent(shaped: tuple[Lab, GatewayDaemon]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from gatewayd.apply.tc import fifo_limit_for
+from gatewayd.apply.tc import fifo_limit_bytes
 from gatewayd.apply.tc_netlink import (
     HEADER,
     RTM_DELTCLASS,
@@ -56,7 +56,7 @@ def test_acknowledgements_are_matched_by_sequence() -> None:
     assert list(_acknowledgements(ok + refused)) == [(41, 0), (42, -17)]
 
 
-def test_fifo_leaves_hold_about_50_ms_at_their_ceiling() -> None:
-    assert fifo_limit_for(2_000_000) == 16  # the floor: a slow host still absorbs a burst
-    assert fifo_limit_for(100_000_000) == 412
-    assert fifo_limit_for(10_000_000_000) == 1000
+def test_fifo_leaves_hold_about_50_ms_at_their_ceiling_in_bytes() -> None:
+    assert fifo_limit_bytes(100_000_000) == 625_000  # 50 ms at 100 Mbit/s
+    assert fifo_limit_bytes(1_000_000_000) == 6_250_000
+    assert fifo_limit_bytes(2_000_000) == 4 * 65536  # the floor: a few GRO aggregates always fit
