@@ -5,6 +5,14 @@ are new are added, changed ones changed in place (their queues and counters
 survive), gone or moved ones deleted; a new default class rebuilds the tree.
 The leaf queue is the best kind the kernel has (probed once, on the first
 leaf); a FIFO leaf gets a byte limit sized to its ceiling.
+
+Per-host classes are made on demand, not with the tree: HTB's class creation
+costs time in proportion to the classes already in the qdisc (the kernel
+walks them all on every add), so 5,000 hosts up front took 2.1 s per port and
+60,000 would take minutes. `apply` keeps the host classes already made and
+changes them in place; `make_host_classes` adds those of hosts that have
+just sent a packet (daemon/host_classes.py finds them, compile/qos_rules.py
+has the kernel note them).
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ class TcKernel:
         self._ipr = IPRoute()
         self._batch: TcBatch | None = None
         self._leaf_kind: str | None = None
+        self._hosts_made: dict[str, set[int]] = {}  # interface -> minors of the per-host classes in the kernel
 
     def close(self) -> None:
         self._ipr.close()
@@ -95,14 +104,49 @@ class TcKernel:
             try:
                 old = before.get(tree.interface)
                 if old and old.default_minor == tree.default_minor and self._installed(tree):
-                    self._sync(tree, old.by_minor())
+                    self._sync(tree, self._in_kernel(old))
                 else:
                     self._rebuild(tree)
             except (NetlinkError, TcBatchError) as exc:
                 raise TcError(f"tc on {tree.interface}: {exc}") from exc
 
+    def make_host_classes(self, trees: tuple[InterfaceTree, ...], minors: set[int]) -> int:
+        """Add the per-host classes (and leaves) with these minors that are not made yet; how many were added."""
+        added = 0
+        for tree in trees:
+            made = self._hosts_made.setdefault(tree.interface, set())
+            hosts = [c for c in tree.classes if c.role == "host" and c.minor in minors and c.minor not in made]
+            if not hosts:
+                continue
+            index = self.ifindex(tree.interface)
+            try:
+                self._batch_socket().run(self._class_request("add", index, c) for c in hosts)
+                self._add_leaves(index, hosts)
+            except (NetlinkError, TcBatchError) as exc:
+                raise TcError(f"tc on {tree.interface}: {exc}") from exc
+            made.update(c.minor for c in hosts)
+            added += len(hosts)
+        return added
+
+    def hosts_made(self, trees: tuple[InterfaceTree, ...]) -> set[int]:
+        """Minors of the hosts whose classes are in the kernel on every tree that limits them."""
+        wanted: dict[int, int] = {}
+        made: dict[int, int] = {}
+        for tree in trees:
+            for c in tree.classes:
+                if c.role == "host":
+                    wanted[c.minor] = wanted.get(c.minor, 0) + 1
+                    if c.minor in self._hosts_made.get(tree.interface, ()):
+                        made[c.minor] = made.get(c.minor, 0) + 1
+        return {minor for minor, count in made.items() if count == wanted[minor]}
+
+    def _in_kernel(self, tree: InterfaceTree) -> dict[int, HtbClass]:
+        made = self._hosts_made.get(tree.interface, set())
+        return {c.minor: c for c in tree.classes if c.role != "host" or c.minor in made}
+
     def remove(self, interfaces: list[str]) -> None:
         for name in interfaces:
+            self._hosts_made.pop(name, None)
             try:
                 self._ipr.tc("del", index=self.ifindex(name), handle=0, parent=0xFFFFFFFF)
             except (NetlinkError, TcError):
@@ -122,12 +166,17 @@ class TcKernel:
         except NetlinkError:
             pass  # no root qdisc yet
         self._ipr.tc("add", "htb", index=index, handle=handle(HTB_MAJOR, 0), default=tree.default_minor)
+        self._hosts_made[tree.interface] = set()
         self._sync(tree, {})
 
     def _sync(self, tree: InterfaceTree, installed: dict[int, HtbClass]) -> None:
-        """Delete, add and change classes so the kernel holds `tree`; untouched classes keep their queues."""
+        """Delete, add and change classes so the kernel holds `tree`; untouched classes keep their queues.
+
+        Host classes not made yet stay unmade (see make_host_classes).
+        """
         index = self.ifindex(tree.interface)
-        wanted = tree.by_minor()
+        made = self._hosts_made.setdefault(tree.interface, set())
+        wanted = {c.minor: c for c in tree.classes if c.role != "host" or c.minor in made}
         moved = {minor for minor, old in installed.items()
                  if minor not in wanted or wanted[minor].parent_minor != old.parent_minor
                  or wanted[minor].leaf != old.leaf}
@@ -135,18 +184,21 @@ class TcKernel:
         doomed = sorted((installed[m] for m in moved), key=lambda c: (not c.leaf, c.parent_minor == 0))
         requests = [class_request("delete", index, handle(HTB_MAJOR, c.minor), handle(HTB_MAJOR, c.parent_minor))
                     for c in doomed]
-        added = [c for c in tree.classes if c.minor not in installed or c.minor in moved]
-        changed = [c for c in tree.classes
+        in_order = [c for c in tree.classes if c.minor in wanted]  # tree order: parents first
+        added = [c for c in in_order if c.minor not in installed or c.minor in moved]
+        changed = [c for c in in_order
                    if c.minor in installed and c.minor not in moved and self._params(installed[c.minor]) != self._params(c)]
-        requests += [self._class_request("add", index, c) for c in added]  # tree order: parents first
+        requests += [self._class_request("add", index, c) for c in added]
         requests += [self._class_request("change", index, c) for c in changed]
-        batch = self._batch_socket()
-        batch.run(requests)
-        leaves = [c for c in added if c.leaf]
+        self._batch_socket().run(requests)
+        made.intersection_update(wanted)
+        self._add_leaves(index, [c for c in added if c.leaf])
+
+    def _add_leaves(self, index: int, leaves: list[HtbClass]) -> None:
         if leaves and self._leaf_kind is None:
             self._add_leaf(index, leaves[0])  # probes the best kind the kernel has
             leaves = leaves[1:]
-        batch.run(self._leaf_request(index, c) for c in leaves)
+        self._batch_socket().run(self._leaf_request(index, c) for c in leaves)
 
     def _batch_socket(self) -> TcBatch:
         if self._batch is None:

@@ -9,6 +9,14 @@ Class choice, in the enforce chain, for every packet of an office flow:
      replies (download). A miss leaves step 1's choice. One hash lookup per
      packet whatever the number of hosts: no rule per host.
 
+Per-host classes are made on demand (apply/tc.py): creating an HTB class
+costs time in proportion to the classes already in its qdisc, so 5,000 of
+them up front take seconds, and 60,000 take minutes. A limited host whose
+classes are not made yet is in @hosts_classless_vN; its first packet puts it
+in @hosts_waiting_vN, which the daemon watches (daemon/host_classes.py): it
+makes the host's classes and takes it out of both sets. Until then, a few
+hundred milliseconds at most, the host's packets go to HTB's default class.
+
 Connection caps: a new flow of a group with `max_connections` passes
 `add @connlimit_G_v4 { ip saddr ct count over N }`, a dynamic set that keeps
 one conntrack count per source address; flow N+1 is refused (TCP reset, else
@@ -81,7 +89,29 @@ def _class_priority(policy: Policy, numbering: Numbering, qos: QosRules) -> None
     qos.priority.append(NftRule(f"meta priority set ct mark & {hexmark(mask)} map @class_priority"))
 
 
+def classless_set_name(version: int) -> str:
+    return f"hosts_classless_v{version}"
+
+
+def waiting_set_name(version: int) -> str:
+    return f"hosts_waiting_v{version}"
+
+
 def _host_maps(hosts: HostSlots, qos: QosRules) -> None:
+    for version, family, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        addresses = tuple(str(h.address) for h in hosts.hosts if h.address.version == version)
+        if not addresses:
+            continue
+        size = max(HOST_MAP_SIZE_MIN, 2 * len(addresses))
+        classless, waiting = classless_set_name(version), waiting_set_name(version)
+        qos.sets.append(NftSet(classless, key_type, elements=addresses, size=size,
+                               comment="limited hosts whose tc classes are not made yet"))
+        qos.sets.append(NftSet(waiting, key_type, flags=("dynamic",), size=size,
+                               comment="limited hosts seen before their classes existed: the daemon makes them"))
+        qos.priority.append(NftRule(f"ct direction original {family} saddr @{classless} "
+                                    f"add @{waiting} {{ {family} saddr }}", comment="a limited host's first packet"))
+        qos.priority.append(NftRule(f"ct direction reply {family} daddr @{classless} "
+                                    f"add @{waiting} {{ {family} daddr }}"))
     for direction, match, ct_direction in (("upload", "saddr", "original"), ("download", "daddr", "reply")):
         limited = hosts.by_direction(direction)  # type: ignore[arg-type]
         for version, family in ((4, "ip"), (6, "ip6")):

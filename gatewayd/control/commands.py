@@ -34,6 +34,10 @@ def render_status(status: dict[str, Any]) -> str:
         left = pending["seconds_left"]
         lines.append(f"pending     {pending['policy']}: {pending['state']}"
                      + (f", reverts in {left:.0f} s unless confirmed" if left is not None else ""))
+    limited = status.get("limited_hosts")
+    if limited and limited["configured"]:
+        lines.append(f"per-host    {limited['with_classes']} of {limited['configured']} limited hosts have their "
+                     "classes (made on a host's first packet)")
     learned = status["learned_addresses"]
     lines.append(f"learned     {learned['kernel_v4']} IPv4 + {learned['kernel_v6']} IPv6 addresses in the kernel "
                  f"({learned['classifier']} in the classifier)")

@@ -92,6 +92,8 @@ def build_status(daemon: "Daemon") -> dict[str, Any]:
         "traffic": traffic_by_app(daemon),
         "recent_blocked": recent_blocked(daemon),
         "blocklist": guard_blocklist(daemon),
+        "limited_hosts": {"configured": len(plan.host_slots.hosts),
+                          "with_classes": len(daemon.applier.tc.hosts_made(plan.tc_trees))},
         "learned_addresses": {"kernel_v4": learned_kernel.get("learned_v4", 0),
                               "kernel_v6": learned_kernel.get("learned_v6", 0),
                               "classifier": daemon.classifier.learned_count if daemon.classifier else 0},

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from gatewayd.apply.guard_state import runtime_elements
+from gatewayd.apply.host_sets import forget_hosts
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
 from gatewayd.apply.tc import TcError, TcKernel
@@ -67,10 +68,24 @@ class Applier:
             raise ApplyError(f"nftables refused the ruleset, nothing changed: {exc}") from exc
         try:
             self.tc.apply(plan.tc_trees, previous.tc_trees if previous else ())
+            self._note_host_classes(plan)
             self.queue.install(plan.queue)
-        except (TcError, QueueRuleError, OSError) as exc:
+        except (TcError, NftError, QueueRuleError, OSError) as exc:
             self._restore(previous)
             raise ApplyError(f"{exc}; the previous policy was put back" if previous else str(exc)) from exc
+
+    def make_host_classes(self, plan: Plan, addresses: list[str]) -> int:
+        """Make the classes of limited hosts the kernel has just seen; how many classes were added."""
+        slots = {str(h.address): h for h in plan.host_slots.hosts}
+        known = [slots[a] for a in addresses if a in slots]
+        added = self.tc.make_host_classes(plan.tc_trees, {h.minor for h in known})
+        forget_hosts(self.nft, addresses)  # unknown ones too: a reload dropped them
+        return added
+
+    def _note_host_classes(self, plan: Plan) -> None:
+        """The new table lists every limited host as classless: take out those whose classes survived."""
+        made = self.tc.hosts_made(plan.tc_trees)
+        forget_hosts(self.nft, [h.address for h in plan.host_slots.hosts if h.minor in made], waiting=False)
 
     def _guard_script(self, plan: Plan, previous: Plan | None) -> str:
         """The LAN guard's tables and their runtime elements, for the same transaction."""
@@ -86,6 +101,7 @@ class Applier:
             self.nft.replace_table(previous.ruleset.table, self.nft.carried_state(
                 {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}), self._guard_script(previous, None))
             self.tc.apply(previous.tc_trees)
+            self._note_host_classes(previous)
             self.queue.install(previous.queue)
         except Exception:
             log.exception("event=restore_failed")

@@ -29,6 +29,7 @@ from gatewayd.control.status import build_status
 from gatewayd.daemon.applier import Applier, ApplyError
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
+from gatewayd.daemon.host_classes import HostClassWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
@@ -95,6 +96,7 @@ class Daemon:
         self.applier = Applier()
         self.registry, self.metrics = build_registry(self)
         self.blocklist_watch = BlocklistWatch(self.applier.nft)
+        self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
@@ -201,6 +203,9 @@ class Daemon:
             timeout = LOOP_TICK_SECONDS if until_ping is None else min(LOOP_TICK_SECONDS, until_ping)
             if self.changes.busy:
                 timeout = min(timeout, CHANGE_POLL_SECONDS)
+            until_host_poll = self.host_classes.seconds_to_next_poll(self.plan)
+            if until_host_poll is not None:
+                timeout = min(timeout, until_host_poll)
             watched = [queue_fd, self._wake_read] + self.control.fds()
             try:
                 readable, _, _ = select.select(watched, [], [], timeout)
@@ -215,6 +220,7 @@ class Daemon:
                 self._want_reload = False
                 self.reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
+            self.host_classes.poll(self.plan)
 
     def _guard_has_blocklist(self) -> bool:
         security = self.plan.guard.security if self.plan else None

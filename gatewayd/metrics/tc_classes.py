@@ -44,9 +44,13 @@ class TcClassCollector(PlanCollector):
                     group_rates[htb_class.group] = stats
                 elif htb_class.leaf:
                     per_group[htb_class.group or SHARED_GROUP].append(stats)
+            limited: dict[str, int] = defaultdict(int)
+            for htb_class in tree.classes:
+                if htb_class.role == "host":
+                    limited[htb_class.group] += 1
             for group, leaves in per_group.items():
                 groups.add([tree.interface, tree.direction, group], leaves, group_rates.get(group),
-                           hosts=[s for s in leaves if by_minor[s.minor].role == "host"])
+                           hosts=[s for s in leaves if by_minor[s.minor].role == "host"], limited=limited[group])
         yield from families.all()
         yield from groups.all()
 
@@ -93,20 +97,24 @@ class GroupFamilies:
                                       "A group's current rate (groups with bandwidth settings).", labels=labels)
         self.hosts = GaugeMetricFamily("gatewayd_group_limited_hosts", "Hosts of a group with per-host limits.",
                                        labels=labels)
+        self.made = GaugeMetricFamily("gatewayd_group_host_classes",
+                                      "Limited hosts of a group whose classes are made (on their first packet).",
+                                      labels=labels)
         self.busy = GaugeMetricFamily("gatewayd_group_hosts_backlogged",
                                       "Limited hosts of a group whose queue is not empty now (at their ceiling).",
                                       labels=labels)
 
     def add(self, labels: list[str], leaves: list[ClassStats], group_class: ClassStats | None,
-            hosts: list[ClassStats]) -> None:
+            hosts: list[ClassStats], limited: int) -> None:
         self.bytes.add_metric(labels, sum(s.bytes for s in leaves))
         self.drops.add_metric(labels, sum(s.drops for s in leaves))
         self.backlog.add_metric(labels, sum(s.backlog_bytes for s in leaves))
         if group_class is not None:
             self.rate.add_metric(labels, group_class.rate_bps)
-        if hosts:
-            self.hosts.add_metric(labels, len(hosts))
+        if limited:
+            self.hosts.add_metric(labels, limited)
+            self.made.add_metric(labels, len(hosts))
             self.busy.add_metric(labels, sum(1 for s in hosts if s.backlog_bytes > 0))
 
     def all(self) -> tuple[Metric, ...]:
-        return (self.bytes, self.drops, self.backlog, self.rate, self.hosts, self.busy)
+        return (self.bytes, self.drops, self.backlog, self.rate, self.hosts, self.made, self.busy)

@@ -19,7 +19,7 @@ import pytest
 from gatewayd.apply.tc import fifo_limit_bytes
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4
-from gatewayd.lab.shaping import IperfJob, ShapingError, concurrent_rates, host_class, iperf_rate, steady_class_rate, udp_rtt
+from gatewayd.lab.shaping import IperfJob, ShapingError, class_counters, concurrent_rates, host_class, iperf_rate, steady_class_rate, udp_rtt
 from gatewayd.lab.topology import INTERNET, HostSpec, Lab
 
 pytestmark = pytest.mark.integration
@@ -32,6 +32,7 @@ REALTIME_GUARANTEE = OFFICE_GUARANTEE * 40 // 100  # classes split a group's gua
 BULK_GUARANTEE = OFFICE_GUARANTEE * 5 // 100
 PAIR_CEILING = LINK_BPS * 40 // 100
 MAX_CONNECTIONS = 3
+HOST_CLASS_DEADLINE_SECONDS = 2.0  # one 0.1 s poll and a few ms of tc, with room for a busy VM
 HOLD_PORT = 7100  # a server that accepts and holds connections
 
 POLICY = f"""\
@@ -68,6 +69,7 @@ HOSTS = {
     "bulk": HostSpec("192.0.2.21", "2001:db8:1::21", "02:00:00:00:00:21"),
     "guest1": HostSpec("192.0.2.193", "2001:db8:1::193", "02:00:00:00:01:93"),
     "guest2": HostSpec("192.0.2.194", "2001:db8:1::194", "02:00:00:00:01:94"),
+    "guest3": HostSpec("192.0.2.195", "2001:db8:1::195", "02:00:00:00:01:95"),  # sends once, in one test
     "pair1": HostSpec("192.0.2.210", "2001:db8:1::210", "02:00:00:00:02:10"),
     "pair2": HostSpec("192.0.2.211", "2001:db8:1::211", "02:00:00:00:02:11"),
 }
@@ -157,6 +159,22 @@ def test_a_limited_host_keeps_a_short_queue_at_its_own_ceiling(shaped: tuple[Lab
         f"RTT at the ceiling {loaded.median_ms:.0f} ms, idle {idle.median_ms:.1f} ms, leaf queue {queue_ms:.0f} ms"
 
 
+def test_a_limited_host_gets_its_classes_on_its_first_packet(shaped: tuple[Lab, GatewayDaemon]) -> None:
+    lab, daemon = shaped
+    download, upload = (host_class(lab, HOSTS["guest3"].ipv4, d) for d in ("download", "upload"))
+    assert download not in class_counters(lab, "lan0"), "made before the host ever sent a packet"
+    udp_rtt(lab, "guest3", DEFAULT_SITES["news"].ipv4 or "", count=3)
+    started = time.monotonic()
+    while download not in class_counters(lab, "lan0") or upload not in class_counters(lab, "wan0"):
+        assert time.monotonic() - started < HOST_CLASS_DEADLINE_SECONDS, "the host's classes were not made"
+        time.sleep(0.05)
+    # The next packets go through the host's own class.
+    before = class_counters(lab, "lan0")[download]
+    udp_rtt(lab, "guest3", DEFAULT_SITES["news"].ipv4 or "", count=3)
+    assert class_counters(lab, "lan0")[download] > before
+    assert "of 16 limited hosts have their classes" in daemon.control("status").stdout  # guest /28 and pair /31
+
+
 def test_two_hosts_of_one_group_share_within_10_percent(shaped: tuple[Lab, GatewayDaemon]) -> None:
     lab, _ = shaped
     first, second = concurrent_rates(lab, [
@@ -215,6 +233,8 @@ def test_metrics_report_groups_and_classes_without_host_labels(shaped: tuple[Lab
     exposition = daemon.metrics()
     assert metric_value(exposition, "gatewayd_group_bytes_total", interface="lan0", group="guest") > 2_000_000
     assert metric_value(exposition, "gatewayd_group_limited_hosts", interface="lan0", group="guest") == 14
+    # Classes are made on a host's first packet: at most guest1-3 have sent; the other 11 addresses never do.
+    assert 1 <= metric_value(exposition, "gatewayd_group_host_classes", interface="lan0", group="guest") <= 3
     assert metric_value(exposition, "gatewayd_class_bytes_total", interface="lan0", group="office",
                         **{"class": "realtime"}) > 0  # the voice test's traffic, split by class in its group
     assert "gatewayd_class_rate_bits_per_second" in exposition

@@ -1,0 +1,62 @@
+"""Make a limited host's HTB classes when it first sends or receives a packet.
+
+The kernel notes such hosts in @hosts_waiting_vN (compile/qos_rules.py); the
+reactor calls `poll` on its tick and this makes their classes, at most
+MAX_HOSTS_PER_POLL at a time so verdicts keep flowing when a whole office
+switches on at once. Until its classes exist a host's packets go to HTB's
+default class; the delay is one poll interval plus the class creation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from gatewayd.apply.host_sets import waiting_hosts
+from gatewayd.apply.nft import NftKernel
+from gatewayd.compile.plan import Plan
+
+log = logging.getLogger("gatewayd.tc")
+
+POLL_INTERVAL_SECONDS = 0.1
+MAX_HOSTS_PER_POLL = 500  # ~0.5 s of class creation next to 5,000 existing classes
+
+
+class HostClassWatch:
+    def __init__(self, kernel: NftKernel, make: Callable[[Plan, list[str]], int],
+                 clock: Callable[[], float] = time.monotonic,
+                 read: Callable[[NftKernel], list[str]] = waiting_hosts) -> None:
+        self.kernel = kernel
+        self.make = make
+        self.clock = clock
+        self.read = read
+        self._last_poll = float("-inf")
+        self.made_total = 0
+
+    @staticmethod
+    def wanted(plan: Plan | None) -> bool:
+        return plan is not None and bool(plan.host_slots.hosts)
+
+    def seconds_to_next_poll(self, plan: Plan | None) -> float | None:
+        if not self.wanted(plan):
+            return None
+        return max(0.0, self._last_poll + POLL_INTERVAL_SECONDS - self.clock())
+
+    def poll(self, plan: Plan | None) -> None:
+        now = self.clock()
+        if plan is None or not self.wanted(plan) or now - self._last_poll < POLL_INTERVAL_SECONDS:
+            return
+        self._last_poll = now
+        try:
+            waiting = self.read(self.kernel)[:MAX_HOSTS_PER_POLL]
+            if not waiting:
+                return
+            started = time.perf_counter()
+            added = self.make(plan, waiting)
+        except Exception as exc:  # retried on the next poll: the hosts stay in the waiting set
+            log.warning("event=host_classes_failed error=%r", str(exc))
+            return
+        self.made_total += added
+        log.info("event=host_classes_made hosts=%d classes=%d seconds=%.3f", len(waiting), added,
+                 time.perf_counter() - started)
