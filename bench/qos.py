@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -227,6 +228,7 @@ def measure_lookup_cost(lab: Lab, tmp: Path, seconds: float, rounds: int) -> tup
         policies[hosts] = tmp / f"fast-{hosts}.yaml"
         policies[hosts].write_text(scale_policy(hosts, "10gbit"))
     results: dict[int, list[float]] = {10: [], 5000: []}
+    cpu_per_gigabit: dict[int, list[float]] = {10: [], 5000: []}
     crowd_seconds: list[float] = []
     give_addresses(lab, "measured", SCALE_FIRST_HOST, 5000)
     for _ in range(rounds):
@@ -234,13 +236,32 @@ def measure_lookup_cost(lab: Lab, tmp: Path, seconds: float, rounds: int) -> tup
             daemon = GatewayDaemon(lab, policy, log_name=f"bench-lookup-{hosts}.log").start(timeout=120)
             try:
                 # Every configured host has its classes, as if all had been active: the worst case.
-                crowd_seconds.append(switch_on(lab, daemon, "measured", SCALE_FIRST_HOST, hosts))
-                results[hosts].append(iperf_rate(lab, IperfJob("measured", IPERF_SERVER_V6, IPERF_PORTS[0], seconds)))
+                # The same 5,000 addresses send in both runs, so conntrack and neighbour tables match.
+                crowd_seconds.append(switch_on(lab, daemon, "measured", SCALE_FIRST_HOST, 5000, hosts))
+                busy_before = busy_cpu_seconds()
+                rate = iperf_rate(lab, IperfJob("measured", IPERF_SERVER_V6, IPERF_PORTS[0], seconds))
+                results[hosts].append(rate)
+                cpu_per_gigabit[hosts].append((busy_cpu_seconds() - busy_before) / (rate * (seconds + 1) / 1e9))
             finally:
                 daemon.stop()
     print(f"5,000 hosts sending their first packet at once: all their classes made "
           f"{statistics.median(crowd_seconds[1::2]):.2f} s later (median of {rounds})")
+    ratios = [many / few for few, many in zip(results[10], results[5000])]
+    print("per round, Gbit/s with 10 / with 5,000 hosts: "
+          + "  ".join(f"{few / 1e9:.2f}/{many / 1e9:.2f}" for few, many in zip(results[10], results[5000]))
+          + f"; ratios {' '.join(f'{r:.3f}' for r in ratios)}")
+    few_cost, many_cost = statistics.median(cpu_per_gigabit[10]), statistics.median(cpu_per_gigabit[5000])
+    print(f"CPU per Gbit moved (whole machine, steal excluded): {few_cost:.3f} s with 10 hosts, {many_cost:.3f} s "
+          f"with 5,000; ratio 10 / 5,000 = {few_cost / many_cost:.3f} (the per-packet cost, free of this VM's "
+          "throughput swings)")
     return statistics.median(results[10]), statistics.median(results[5000])
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy (user, system, irq, softirq; not idle, iowait or steal)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def give_addresses(lab: Lab, key: str, first: int, count: int) -> None:
@@ -260,11 +281,11 @@ for i in range(count):
 """
 
 
-def switch_on(lab: Lab, daemon: GatewayDaemon, key: str, first: int, count: int) -> float:
-    """One packet from each of `count` addresses; seconds until the daemon has made all their classes."""
+def switch_on(lab: Lab, daemon: GatewayDaemon, key: str, first: int, count: int, limited: int) -> float:
+    """One packet from each of `count` addresses; seconds until the `limited` among them have their classes."""
     started = time.monotonic()
     lab.exec_python(key, CROWD_SENDER, args=[f"{first:x}", str(count), IPERF_SERVER_V6], timeout=60)
-    while metric_value(daemon.metrics(), "gatewayd_group_host_classes", interface="lan0") < count:
+    while metric_value(daemon.metrics(), "gatewayd_group_host_classes", interface="lan0") < limited:
         if time.monotonic() - started > 60:
             raise RuntimeError("the hosts' classes were not all made within 60 s")
         time.sleep(0.1)
