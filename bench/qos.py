@@ -40,11 +40,10 @@ from gatewayd.lab.shaping import (  # noqa: E402
     IperfJob,
     RttResult,
     concurrent_rates,
-    host_class,
     iperf_rate,
     jain_index,
     start_iperf_servers,
-    steady_class_rate,
+    steady_host_rate,
     udp_rtt,
 )
 from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab  # noqa: E402
@@ -82,9 +81,8 @@ def measure_accuracy(lab: Lab, policy: Path, seconds: float) -> list[tuple[str, 
     daemon = GatewayDaemon(lab, policy, log_name="bench-accuracy.log").start()
     try:
         for direction, device, ceiling in (("download", "lan0", 12e6), ("upload", "wan0", 5e6)):
-            classid = host_class(lab, "192.0.2.20", direction)
             job = IperfJob("capped", IPERF_SERVER_V4, IPERF_PORTS[0], seconds, download=direction == "download")
-            wire, goodput = steady_class_rate(lab, device, classid, job)
+            wire, goodput = steady_host_rate(lab, device, "192.0.2.20", job)
             rows.append((direction, wire / ceiling, goodput / ceiling))
     finally:
         daemon.stop()

@@ -1,10 +1,11 @@
-"""The two nft sets behind on-demand per-host classes (compile/qos_rules.py): read and update them.
+"""The nft side of on-demand per-host classes (compile/qos_rules.py): who has classes, who waits.
 
-@hosts_waiting_vN holds limited hosts the kernel saw before their classes
-existed; @hosts_classless_vN holds those whose classes are not made. Once the
-classes are made, an address leaves both. Each removal is preceded by an add
-in the same transaction, so removing an address that is already gone (a
-reload in between) is not an error.
+A limited host without classes is in @hosts_classless_vN and out of the host
+maps, so its packets keep the class its group and app give them (its group's
+ceiling holds) but not a class of its own that does not exist yet. Once its
+classes are made it enters the host maps and leaves the classless and
+waiting sets. Every removal is preceded by an add in the same transaction,
+so removing what is already gone (a reload in between) is not an error.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gatewayd.apply.nft import TABLE_FAMILY, TABLE_NAME, NftError, NftKernel
-from gatewayd.compile.qos_rules import classless_set_name, waiting_set_name
-from gatewayd.policy.model import IPAddress
+from gatewayd.compile.host_limits import LimitedHost
+from gatewayd.compile.qos_rules import classless_set_name, host_map_name, waiting_set_name
+from gatewayd.compile.tc_tree import HTB_MAJOR
 
 
 def waiting_hosts(kernel: NftKernel) -> list[str]:
@@ -29,19 +31,59 @@ def waiting_hosts(kernel: NftKernel) -> list[str]:
     return found
 
 
-def forget_hosts(kernel: NftKernel, addresses: Iterable[IPAddress | str], waiting: bool = True) -> None:
-    """Take the addresses out of the classless sets (and the waiting sets): their classes exist."""
-    by_version: dict[int, list[str]] = {4: [], 6: []}
-    for address in addresses:
-        by_version[4 if ":" not in str(address) else 6].append(str(address))
-    script = []
-    for version, members in by_version.items():
-        if not members:
-            continue
-        body = ", ".join(members)
-        names = [classless_set_name(version)] + ([waiting_set_name(version)] if waiting else [])
-        for name in names:
-            script.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {name} {{ {body} }}")
-            script.append(f"delete element {TABLE_FAMILY} {TABLE_NAME} {name} {{ {body} }}")
-    if script:
-        kernel.run("\n".join(script) + "\n")
+def grant_classes(kernel: NftKernel, hosts: Iterable[LimitedHost], stray: Iterable[str] = ()) -> None:
+    """These hosts' classes exist: into the host maps, out of the classless and waiting sets.
+
+    `stray` addresses were waiting but are no longer limited (a reload): they only leave the waiting set.
+    """
+    script = Script()
+    for host in hosts:
+        script.map_in(host)
+        script.remove(classless_set_name(host.address.version), str(host.address))
+        script.remove(waiting_set_name(host.address.version), str(host.address))
+    for address in stray:
+        script.remove(waiting_set_name(6 if ":" in address else 4), address)
+    script.run(kernel)
+
+
+def settle_after_swap(kernel: NftKernel, made: Iterable[LimitedHost], not_made: Iterable[LimitedHost]) -> None:
+    """A new table maps every limited host and lists it as classless: match what tc holds."""
+    script = Script()
+    for host in made:
+        script.remove(classless_set_name(host.address.version), str(host.address))
+    for host in not_made:
+        script.map_out(host)
+    script.run(kernel)
+
+
+class Script:
+    """Element changes gathered per set, sent as one nft transaction with one command per set and verb."""
+
+    def __init__(self) -> None:
+        self._adds: dict[str, list[str]] = {}
+        self._deletes: dict[str, list[str]] = {}
+
+    def map_in(self, host: LimitedHost) -> None:
+        for name in self._maps(host):
+            self._adds.setdefault(name, []).append(f"{host.address} : {HTB_MAJOR}:{host.minor:x}")
+
+    def map_out(self, host: LimitedHost) -> None:
+        for name in self._maps(host):
+            self._adds.setdefault(name, []).append(f"{host.address} : {HTB_MAJOR}:{host.minor:x}")
+            self._deletes.setdefault(name, []).append(str(host.address))
+
+    def remove(self, set_name: str, address: str) -> None:
+        self._adds.setdefault(set_name, []).append(address)
+        self._deletes.setdefault(set_name, []).append(address)
+
+    def run(self, kernel: NftKernel) -> None:
+        commands = [f"add element {TABLE_FAMILY} {TABLE_NAME} {name} {{ {', '.join(items)} }}"
+                    for name, items in self._adds.items()]
+        commands += [f"delete element {TABLE_FAMILY} {TABLE_NAME} {name} {{ {', '.join(items)} }}"
+                     for name, items in self._deletes.items()]
+        if commands:
+            kernel.run("\n".join(commands) + "\n")
+
+    @staticmethod
+    def _maps(host: LimitedHost) -> list[str]:
+        return [host_map_name(direction, host.address.version) for direction in host.directions]

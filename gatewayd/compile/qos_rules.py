@@ -14,8 +14,10 @@ costs time in proportion to the classes already in its qdisc, so 5,000 of
 them up front take seconds, and 60,000 take minutes. A limited host whose
 classes are not made yet is in @hosts_classless_vN; its first packet puts it
 in @hosts_waiting_vN, which the daemon watches (daemon/host_classes.py): it
-makes the host's classes and takes it out of both sets. Until then, a few
-hundred milliseconds at most, the host's packets go to HTB's default class.
+makes the host's classes, puts the host in the host maps and takes it out
+of both sets (apply/host_sets.py). Until then, one poll of 0.1 s plus the
+class creation, the host's packets keep the class its group and app give
+them (step 1): its group's ceiling holds, its own limits do not yet.
 
 Connection caps: a new flow of a group with `max_connections` passes
 `add @connlimit_G_v4 { ip saddr ct count over N }`, a dynamic set that keeps

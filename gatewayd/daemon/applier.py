@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from gatewayd.apply.guard_state import runtime_elements
-from gatewayd.apply.host_sets import forget_hosts
+from gatewayd.apply.host_sets import grant_classes, settle_after_swap
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
 from gatewayd.apply.tc import TcError, TcKernel
@@ -79,13 +79,14 @@ class Applier:
         slots = {str(h.address): h for h in plan.host_slots.hosts}
         known = [slots[a] for a in addresses if a in slots]
         added = self.tc.make_host_classes(plan.tc_trees, {h.minor for h in known})
-        forget_hosts(self.nft, addresses)  # unknown ones too: a reload dropped them
+        grant_classes(self.nft, known, stray=[a for a in addresses if a not in slots])
         return added
 
     def _note_host_classes(self, plan: Plan) -> None:
-        """The new table lists every limited host as classless: take out those whose classes survived."""
+        """The new table maps and lists every limited host as classless: match the classes tc holds."""
         made = self.tc.hosts_made(plan.tc_trees)
-        forget_hosts(self.nft, [h.address for h in plan.host_slots.hosts if h.minor in made], waiting=False)
+        settle_after_swap(self.nft, [h for h in plan.host_slots.hosts if h.minor in made],
+                          [h for h in plan.host_slots.hosts if h.minor not in made])
 
     def _guard_script(self, plan: Plan, previous: Plan | None) -> str:
         """The LAN guard's tables and their runtime elements, for the same transaction."""

@@ -3,8 +3,9 @@
 The kernel notes such hosts in @hosts_waiting_vN (compile/qos_rules.py); the
 reactor calls `poll` on its tick and this makes their classes, at most
 MAX_HOSTS_PER_POLL at a time so verdicts keep flowing when a whole office
-switches on at once. Until its classes exist a host's packets go to HTB's
-default class; the delay is one poll interval plus the class creation.
+switches on at once. Until its classes exist a host is shaped with its
+group (not yet by its own limits); the delay is one poll interval plus the
+class creation.
 """
 
 from __future__ import annotations

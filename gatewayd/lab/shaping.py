@@ -121,12 +121,17 @@ def host_class(lab: "Lab", address: str, direction: str) -> str:
     raise ShapingError(f"{address} is not in {name}")
 
 
-def steady_class_rate(lab: "Lab", device: str, classid: str, job: IperfJob) -> tuple[float, float]:
-    """(bit/s the HTB class sent in the middle of an iperf3 run, the run's goodput)."""
+def steady_host_rate(lab: "Lab", device: str, address: str, job: IperfJob) -> tuple[float, float]:
+    """(bit/s the host's own HTB class on `device` sent in the middle of an iperf3 run, the run's goodput).
+
+    The class id is read once the run is under way: gatewayd makes a host's
+    classes on its first packet.
+    """
     result: dict[str, float] = {}
     runner = threading.Thread(target=lambda: result.setdefault("goodput", iperf_rate(lab, job)))
     runner.start()
     time.sleep(job.omit_seconds + 1.0)
+    classid = host_class(lab, address, "download" if job.download else "upload")
     start_bytes, start = class_counters(lab, device)[classid], time.monotonic()
     time.sleep(job.seconds - 2.0)
     end_bytes, end = class_counters(lab, device)[classid], time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gatewayd.apply.host_sets import grant_classes, settle_after_swap
 from gatewayd.compile.plan import Plan
 from gatewayd.daemon.host_classes import MAX_HOSTS_PER_POLL, POLL_INTERVAL_SECONDS, HostClassWatch
 from tests.unit.test_qos_plan import plan_of
@@ -95,3 +96,38 @@ def test_a_failed_read_is_logged_and_retried(caplog: pytest.LogCaptureFixture) -
     now[0] += POLL_INTERVAL_SECONDS * 1.01
     watch.poll(plan)
     assert made == [["192.0.2.193"]]
+
+
+class RecordingKernel:
+    def __init__(self) -> None:
+        self.scripts: list[str] = []
+
+    def run(self, script: str) -> None:
+        self.scripts.append(script)
+
+
+def test_a_host_with_classes_enters_the_maps_and_leaves_the_sets_in_one_transaction() -> None:
+    plan = plan_of()
+    guest = next(h for h in plan.host_slots.hosts if str(h.address) == "192.0.2.193")
+    kernel = RecordingKernel()
+    grant_classes(kernel, [guest], stray=["198.51.100.9"])  # type: ignore[arg-type]
+    assert len(kernel.scripts) == 1
+    lines = kernel.scripts[0].splitlines()
+    assert f"add element inet gatewayd host_down_v4 {{ 192.0.2.193 : 1:{guest.minor:x} }}" in lines
+    assert f"add element inet gatewayd host_up_v4 {{ 192.0.2.193 : 1:{guest.minor:x} }}" in lines
+    # Removals are add-then-delete, so an element a reload already dropped is no error.
+    assert "add element inet gatewayd hosts_classless_v4 { 192.0.2.193 }" in lines
+    assert "delete element inet gatewayd hosts_classless_v4 { 192.0.2.193 }" in lines
+    assert "delete element inet gatewayd hosts_waiting_v4 { 192.0.2.193, 198.51.100.9 }" in lines
+    assert not any(line.startswith("delete element inet gatewayd host_") for line in lines)
+
+
+def test_after_a_swap_hosts_without_classes_leave_the_maps_and_the_others_the_classless_set() -> None:
+    plan = plan_of()
+    made, *rest = plan.host_slots.hosts
+    kernel = RecordingKernel()
+    settle_after_swap(kernel, [made], rest)  # type: ignore[arg-type]
+    lines = kernel.scripts[0].splitlines()
+    down = next(line for line in lines if line.startswith("delete element inet gatewayd host_down_v4"))
+    assert all(str(h.address) in down for h in rest) and f"{made.address}," not in down
+    assert f"delete element inet gatewayd hosts_classless_v4 {{ {made.address} }}" in lines
