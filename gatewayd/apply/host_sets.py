@@ -4,8 +4,9 @@ A limited host without classes is in @hosts_classless_vN and out of the host
 maps, so its packets keep the class its group and app give them (its group's
 ceiling holds) but not a class of its own that does not exist yet. Once its
 classes are made it enters the host maps and leaves the classless and
-waiting sets. Every removal is preceded by an add in the same transaction,
-so removing what is already gone (a reload in between) is not an error.
+waiting sets. A removal is preceded by an add in the same transaction, so
+removing what is already gone (a reload in between) is not an error; right
+after a table swap, when everything is known to be there, plain deletes do.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def grant_classes(kernel: NftKernel, hosts: Iterable[LimitedHost], stray: Iterab
 
 
 def settle_after_swap(kernel: NftKernel, made: Iterable[LimitedHost], not_made: Iterable[LimitedHost]) -> None:
-    """A new table maps every limited host and lists it as classless: match what tc holds."""
-    script = Script()
+    """A new table maps every limited host and lists it as classless: match what tc holds.
+
+    Right after the swap every element is there, so plain deletes do (half the work for 5,000 hosts).
+    """
+    script = Script(present=True)
     for host in made:
         script.remove(classless_set_name(host.address.version), str(host.address))
     for host in not_made:
@@ -59,7 +63,8 @@ def settle_after_swap(kernel: NftKernel, made: Iterable[LimitedHost], not_made: 
 class Script:
     """Element changes gathered per set, sent as one nft transaction with one command per set and verb."""
 
-    def __init__(self) -> None:
+    def __init__(self, present: bool = False) -> None:
+        self._present = present  # the elements to remove are known to be there: no add first
         self._adds: dict[str, list[str]] = {}
         self._deletes: dict[str, list[str]] = {}
 
@@ -69,12 +74,15 @@ class Script:
 
     def map_out(self, host: LimitedHost) -> None:
         for name in self._maps(host):
-            self._adds.setdefault(name, []).append(f"{host.address} : {HTB_MAJOR}:{host.minor:x}")
-            self._deletes.setdefault(name, []).append(str(host.address))
+            self._delete(name, str(host.address), f"{host.address} : {HTB_MAJOR}:{host.minor:x}")
 
     def remove(self, set_name: str, address: str) -> None:
-        self._adds.setdefault(set_name, []).append(address)
-        self._deletes.setdefault(set_name, []).append(address)
+        self._delete(set_name, address, address)
+
+    def _delete(self, name: str, key: str, element: str) -> None:
+        if not self._present:
+            self._adds.setdefault(name, []).append(element)
+        self._deletes.setdefault(name, []).append(key)
 
     def run(self, kernel: NftKernel) -> None:
         commands = [f"add element {TABLE_FAMILY} {TABLE_NAME} {name} {{ {', '.join(items)} }}"

@@ -131,3 +131,4 @@ def test_after_a_swap_hosts_without_classes_leave_the_maps_and_the_others_the_cl
     down = next(line for line in lines if line.startswith("delete element inet gatewayd host_down_v4"))
     assert all(str(h.address) in down for h in rest) and f"{made.address}," not in down
     assert f"delete element inet gatewayd hosts_classless_v4 {{ {made.address} }}" in lines
+    assert not any(line.startswith("add element") for line in lines)  # all there right after a swap
