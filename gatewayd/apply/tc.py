@@ -123,6 +123,10 @@ class TcKernel:
                 self._batch_socket().run(self._class_request("add", index, c) for c in hosts)
                 self._add_leaves(index, hosts)
             except (NetlinkError, TcBatchError) as exc:
+                # Part of the batch may be in: note what the kernel holds, so the retry on the
+                # next poll adds only the rest instead of failing on "exists" for ever.
+                in_kernel = {item.handle & 0xFFFF for item in self._batch_socket().classes(index)}
+                made.update(c.minor for c in hosts if c.minor in in_kernel)
                 raise TcError(f"tc on {tree.interface}: {exc}") from exc
             made.update(c.minor for c in hosts)
             added += len(hosts)

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from gatewayd.apply.tc import fifo_limit_bytes
+from gatewayd.compile.plan import compile_plan
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.policy.loader import load_policy_text
 from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4
 from gatewayd.lab.shaping import IperfJob, ShapingError, class_counters, concurrent_rates, host_class, iperf_rate, steady_host_rate, udp_rtt
-from gatewayd.lab.topology import INTERNET, HostSpec, Lab
+from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +72,7 @@ HOSTS = {
     "guest1": HostSpec("192.0.2.193", "2001:db8:1::193", "02:00:00:00:01:93"),
     "guest2": HostSpec("192.0.2.194", "2001:db8:1::194", "02:00:00:00:01:94"),
     "guest3": HostSpec("192.0.2.195", "2001:db8:1::195", "02:00:00:00:01:95"),  # sends once, in one test
+    "guest4": HostSpec("192.0.2.196", "2001:db8:1::196", "02:00:00:00:01:96"),  # likewise
     "pair1": HostSpec("192.0.2.210", "2001:db8:1::210", "02:00:00:00:02:10"),
     "pair2": HostSpec("192.0.2.211", "2001:db8:1::211", "02:00:00:00:02:11"),
 }
@@ -180,6 +183,28 @@ def test_a_limited_host_gets_its_classes_on_its_first_packet(shaped: tuple[Lab, 
     assert "of 16 limited hosts have their classes" in daemon.control("status").stdout  # guest /28 and pair /31
 
 
+def test_a_class_already_in_the_kernel_does_not_wedge_the_host(shaped: tuple[Lab, GatewayDaemon]) -> None:
+    """Making a host's classes fails half-way (here: one exists already); the next poll finishes the job."""
+    lab, daemon = shaped
+    address = HOSTS["guest4"].ipv4
+    plan = compile_plan(load_policy_text(POLICY, "qos.yaml"))
+    download = next(t for t in plan.tc_trees if t.direction == "download")
+    host = next(c for c in download.classes if c.name == f"host {address}")
+    lab.run(GATEWAY, ["tc", "class", "add", "dev", "lan0", "parent", f"1:{host.parent_minor:x}",
+                      "classid", f"1:{host.minor:x}", "htb", "rate", "1mbit"])
+    offset = daemon.log_path.stat().st_size
+    udp_rtt(lab, "guest4", DEFAULT_SITES["news"].ipv4 or "", count=3)
+    started = time.monotonic()
+    while True:
+        try:
+            assert host_class(lab, address, "upload") in class_counters(lab, "wan0")
+            break
+        except ShapingError:
+            assert time.monotonic() - started < HOST_CLASS_DEADLINE_SECONDS, "the host never got its classes"
+            time.sleep(0.05)
+    assert "event=host_classes_failed" in daemon.log_text(offset)  # it did fail once, and recovered
+
+
 def test_two_hosts_of_one_group_share_within_10_percent(shaped: tuple[Lab, GatewayDaemon]) -> None:
     lab, _ = shaped
     first, second = concurrent_rates(lab, [
@@ -238,8 +263,8 @@ def test_metrics_report_groups_and_classes_without_host_labels(shaped: tuple[Lab
     exposition = daemon.metrics()
     assert metric_value(exposition, "gatewayd_group_bytes_total", interface="lan0", group="guest") > 2_000_000
     assert metric_value(exposition, "gatewayd_group_limited_hosts", interface="lan0", group="guest") == 14
-    # Classes are made on a host's first packet: at most guest1-3 have sent; the other 11 addresses never do.
-    assert 1 <= metric_value(exposition, "gatewayd_group_host_classes", interface="lan0", group="guest") <= 3
+    # Classes are made on a host's first packet: at most guest1-4 have sent; the other 10 addresses never do.
+    assert 1 <= metric_value(exposition, "gatewayd_group_host_classes", interface="lan0", group="guest") <= 4
     assert metric_value(exposition, "gatewayd_class_bytes_total", interface="lan0", group="office",
                         **{"class": "realtime"}) > 0  # the voice test's traffic, split by class in its group
     assert "gatewayd_class_rate_bits_per_second" in exposition
