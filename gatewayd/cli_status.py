@@ -27,8 +27,8 @@ def format_blocklist(hosts: list[BlockedHost]) -> str:
     if not hosts:
         return "blocklist: empty\n"
     width = max(len(h.address) for h in hosts)
-    lines = [f"blocklist: {len(hosts)} host(s)", f"{'ADDRESS'.ljust(width)}  EXPIRES_IN"]
-    lines.extend(f"{h.address.ljust(width)}  {h.expires_seconds}s"
+    lines = [f"blocklist: {len(hosts)} host(s)", f"{'ADDRESS'.ljust(width)}  {'REASON':10}  EXPIRES_IN"]
+    lines.extend(f"{h.address.ljust(width)}  {h.reason:10}  {h.expires_seconds}s"
                  for h in sorted(hosts, key=lambda h: (":" in h.address, h.address)))
     return "\n".join(lines) + "\n"
 

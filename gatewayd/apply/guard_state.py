@@ -6,8 +6,9 @@ Read just before the swap and sent in the same transaction:
   * with `learn: true`, IP-MAC pairs from the neighbour table, plus the pairs
     learned earlier (a host that went quiet and left the neighbour table stays
     bound; the first pair learned wins, so a later poisoner cannot re-bind it);
-  * the blocklist, each host with the time it has left, so a reload neither
-    frees a scanner nor extends its sentence.
+  * the blocklist, each host with the time it has left (and whether it swept
+    hosts rather than scanned ports), so a reload neither frees a scanner nor
+    extends its sentence.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from gatewayd.apply.nft import NftError, NftKernel
-from gatewayd.compile.guard import BINDINGS, BLOCKLIST, BOUND, GATEWAY_ADDRESSES, NETDEV, TABLE_NAME, CompiledGuard
+from gatewayd.compile.guard import (
+    BINDINGS,
+    BLOCKLIST,
+    BOUND,
+    GATEWAY_ADDRESSES,
+    NETDEV,
+    REASON_HOST_SWEEP,
+    REASON_PORT_SCAN,
+    SWEEPERS,
+    TABLE_NAME,
+    CompiledGuard,
+)
 from gatewayd.policy.model import Binding, IPAddress
 
 log = logging.getLogger("gatewayd.guard")
@@ -34,6 +46,7 @@ TRUSTED_STATES = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANE
 class BlockedHost:
     address: str
     expires_seconds: int
+    reason: str = REASON_PORT_SCAN  # or REASON_HOST_SWEEP: what put it on the blocklist
 
 
 def _elem_value(element: Any) -> Any:
@@ -52,11 +65,20 @@ def read_set(kernel: NftKernel, set_name: str) -> list[Any]:
 def read_blocklist(kernel: NftKernel) -> list[BlockedHost]:
     hosts = []
     for version in (4, 6):
-        for element in read_set(kernel, BLOCKLIST[version]):
-            inner = element.get("elem", {}) if isinstance(element, dict) else {}
-            if "val" in inner:
-                hosts.append(BlockedHost(str(inner["val"]), int(inner.get("expires", inner.get("timeout", 0)))))
+        sweepers = {host.address for host in _timed_elements(kernel, SWEEPERS[version])}
+        for host in _timed_elements(kernel, BLOCKLIST[version]):
+            reason = REASON_HOST_SWEEP if host.address in sweepers else REASON_PORT_SCAN
+            hosts.append(BlockedHost(host.address, host.expires_seconds, reason))
     return hosts
+
+
+def _timed_elements(kernel: NftKernel, set_name: str) -> list[BlockedHost]:
+    found = []
+    for element in read_set(kernel, set_name):
+        inner = element.get("elem", {}) if isinstance(element, dict) else {}
+        if "val" in inner:
+            found.append(BlockedHost(str(inner["val"]), int(inner.get("expires", inner.get("timeout", 0)))))
+    return found
 
 
 def read_kernel_bindings(kernel: NftKernel) -> list[Binding]:
@@ -157,6 +179,8 @@ def runtime_elements(guard: CompiledGuard, previous: CompiledGuard | None, kerne
             if host.expires_seconds > 0:
                 version = ipaddress.ip_address(host.address).version
                 commands.append(_add(BLOCKLIST[version], [f"{host.address} timeout {host.expires_seconds}s"]))
+                if host.reason == REASON_HOST_SWEEP:
+                    commands.append(_add(SWEEPERS[version], [f"{host.address} timeout {host.expires_seconds}s"]))
     return tuple(c for c in commands if c)
 
 

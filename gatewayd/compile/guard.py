@@ -59,6 +59,7 @@ REASONS = (REASON_ARP_SPOOF, REASON_IP_MAC_MISMATCH, REASON_UNBOUND, REASON_SPOO
 BLOCKLIST_REASONS = (REASON_PORT_SCAN, REASON_HOST_SWEEP)  # what puts a host on the blocklist
 
 BLOCKLIST = {4: "blocklist_v4", 6: "blocklist_v6"}
+SWEEPERS = {4: "sweepers_v4", 6: "sweepers_v6"}  # the blocklisted for a host sweep; the rest scanned ports
 BOUND = {4: "bound_v4", 6: "bound_v6"}
 BINDINGS = {4: "bindings_v4", 6: "bindings_v6"}
 GATEWAY_ADDRESSES = {4: "gateway_v4", 6: "gateway_v6"}
@@ -288,10 +289,13 @@ class GuardCompiler:
                 meter = f"host_sweep_v{version}"
                 self._scan_sets(seen, f"{key_type} . {key_type}", meter, key_type, scan, "hosts")
                 key = f"{match} saddr . {match} daddr"
+                self.netdev_sets.append(NftSet(SWEEPERS[version], key_type, flags=("dynamic", "timeout"),
+                                               size=METER_SIZE, comment="blocklisted for sweeping hosts"))
+                sweeper = f"add @{SWEEPERS[version]} {{ {match} saddr timeout {scan.block_seconds}s }}"
                 rules.append(NftRule(
                     f"{match} daddr != {MULTICAST[version]} {key} != @{seen} add @{seen} {{ {key} }} "
                     f"update @{meter} {{ {match} saddr limit rate over {scan_rate(scan.hosts, scan.window_seconds)} "
-                    f"burst {scan.hosts} packets }} {blocklist} {self._count(REASON_HOST_SWEEP)} drop",
+                    f"burst {scan.hosts} packets }} {blocklist} {sweeper} {self._count(REASON_HOST_SWEEP)} drop",
                     comment=f"more than {scan.hosts} new hosts in {scan.window_seconds}s"))
         return rules
 

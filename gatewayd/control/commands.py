@@ -47,7 +47,8 @@ def render_status(status: dict[str, Any]) -> str:
     blocklist = status.get("blocklist")
     if blocklist is not None:
         lines.append(f"blocklist   {len(blocklist)} host(s)" + (":" if blocklist else ""))
-        lines.extend(f"            {host['address']} for {host['expires_seconds']} s more" for host in blocklist)
+        lines.extend(f"            {host['address']} ({host.get('reason', 'scan').replace('_', ' ')}) "
+                     f"for {host['expires_seconds']} s more" for host in blocklist)
     blocked = status["recent_blocked"]
     lines.append(f"blocked     {len(blocked)} recent" + (":" if blocked else ""))
     for row in blocked:

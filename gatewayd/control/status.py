@@ -71,7 +71,7 @@ def guard_blocklist(daemon: "Daemon") -> list[dict[str, Any]] | None:
         return None
     from gatewayd.apply.guard_state import read_blocklist
 
-    return [{"address": host.address, "expires_seconds": host.expires_seconds}
+    return [{"address": host.address, "expires_seconds": host.expires_seconds, "reason": host.reason}
             for host in read_blocklist(daemon.applier.nft)]
 
 

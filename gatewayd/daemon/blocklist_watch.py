@@ -22,7 +22,6 @@ log = logging.getLogger("gatewayd.guard")
 POLL_INTERVAL_SECONDS = 1.0
 DEFAULT_MAX_LINES = 20
 DEFAULT_PERIOD_SECONDS = 60.0
-BLOCKLIST_REASON = "scan"  # only the scan rules add hosts to the blocklist
 
 
 class BlocklistWatch:
@@ -71,7 +70,7 @@ class BlocklistWatch:
             self._lines_in_period += 1
             expires_at = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() + host.expires_seconds))
             log.warning("event=host_blocklisted address=%s reason=%s expires_in=%ds expires_at=%s",
-                        host.address, BLOCKLIST_REASON, host.expires_seconds, expires_at)
+                        host.address, host.reason, host.expires_seconds, expires_at)
         else:
             self._suppressed += 1
 

@@ -215,7 +215,7 @@ def test_a_port_scanner_is_blocklisted_then_released_and_a_normal_host_is_not(
     assert not traffic.tcp_connect(lab, "scanner", IPERF_SERVER_V4, IPERF_PORTS[3], timeout=1.0).connected
     assert traffic.tcp_connect(lab, "sales", IPERF_SERVER_V4, IPERF_PORTS[3]).connected
     log = daemon.wait_for_log(f"event=host_blocklisted address={SCANNER.ipv4}", offset, timeout=5)
-    assert log.count(f"event=host_blocklisted address={SCANNER.ipv4}") == 1
+    assert log.count(f"event=host_blocklisted address={SCANNER.ipv4} reason=port_scan") == 1
     metrics = daemon.metrics()
     assert metric_value(metrics, "gatewayd_guard_blocklisted_total", reason="port_scan") >= 1
     assert metric_value(metrics, "gatewayd_guard_dropped_packets_total", reason="blocklisted") >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,16 @@ def test_floods_and_scans_become_meters_and_a_timed_blocklist() -> None:
     assert statements.index("ip saddr @blocklist_v4 counter name blocklisted drop") < exempt
     assert set(plan.guard.counters[NETDEV]) >= {"arp_spoof", "ip_mac_mismatch", "syn_flood", "port_scan",
                                                 "host_sweep", "blocklisted"}
+    sweep = next(s for s in statements if "@host_sweep_v4" in s)  # a sweeper is also noted as one, for the log
+    assert "add @blocklist_v4 { ip saddr timeout 300s } add @sweepers_v4 { ip saddr timeout 300s }" in sweep
+    assert "sweepers_v4" not in scan
+
+
+def test_the_guard_tables_pass_nft_syntax_check() -> None:
+    plan = compile_plan(load(FULL))
+    script = "".join(table.replace_script(()) for table in plan.guard.tables)
+    checked = subprocess.run(["nft", "-c", "-f", "-"], input=script, text=True, capture_output=True)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_scan_rates_stay_whole_numbers() -> None:

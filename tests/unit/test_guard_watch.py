@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gatewayd.apply.guard_state import BlockedHost
+from gatewayd.apply.guard_state import BlockedHost, read_blocklist
 from gatewayd.cli_status import format_blocklist
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 
@@ -32,10 +32,12 @@ def test_each_host_is_logged_once_with_reason_and_expiry(caplog: pytest.LogCaptu
     kernel.hosts = [BlockedHost("192.0.2.68", 600)]
     for step in range(5):
         clock[0] = 100.0 + step * 1.5
-        kernel.hosts = [BlockedHost("192.0.2.68", 600 - int(step * 1.5))]
+        kernel.hosts = [BlockedHost("192.0.2.68", 600 - int(step * 1.5)),
+                        BlockedHost("192.0.2.69", 300 - int(step * 1.5), "host_sweep")]
         watch.poll()
-    (line,) = lines(caplog, "host_blocklisted")
-    assert "address=192.0.2.68" in line and "reason=scan" in line and "expires_in=600s" in line
+    first, second = lines(caplog, "host_blocklisted")
+    assert "address=192.0.2.68" in first and "reason=port_scan" in first and "expires_in=600s" in first
+    assert "address=192.0.2.69" in second and "reason=host_sweep" in second
 
 
 def test_a_host_caught_again_after_release_is_logged_again(caplog: pytest.LogCaptureFixture) -> None:
@@ -65,7 +67,26 @@ def test_many_hosts_are_rate_limited_with_one_summary(caplog: pytest.LogCaptureF
 
 
 def test_status_lists_the_blocklist() -> None:
-    text = format_blocklist([BlockedHost("2001:db8:1::68", 30), BlockedHost("192.0.2.68", 42)])
+    text = format_blocklist([BlockedHost("2001:db8:1::68", 30, "host_sweep"), BlockedHost("192.0.2.68", 42)])
     assert text.splitlines()[0] == "blocklist: 2 host(s)"
-    assert text.splitlines()[2].split() == ["192.0.2.68", "42s"]
+    assert text.splitlines()[2].split() == ["192.0.2.68", "port_scan", "42s"]
+    assert text.splitlines()[3].split() == ["2001:db8:1::68", "host_sweep", "30s"]
+
+
+class SetsKernel:
+    """Answers `list set` for the guard's sets as libnftables' JSON would."""
+
+    def __init__(self, sets: dict[str, list[tuple[str, int]]]) -> None:
+        self.sets = sets
+
+    def query(self, command: str) -> list[dict[str, object]]:
+        name = command.split()[-1]
+        return [{"set": {"elem": [{"elem": {"val": a, "expires": e}} for a, e in self.sets.get(name, [])]}}]
+
+
+def test_the_blocklist_says_who_swept_hosts_and_who_scanned_ports() -> None:
+    kernel = SetsKernel({"blocklist_v4": [("192.0.2.68", 40), ("192.0.2.69", 50)],
+                         "sweepers_v4": [("192.0.2.69", 50)]})
+    hosts = {h.address: h.reason for h in read_blocklist(kernel)}  # type: ignore[arg-type]
+    assert hosts == {"192.0.2.68": "port_scan", "192.0.2.69": "host_sweep"}
     assert format_blocklist([]) == "blocklist: empty\n"
