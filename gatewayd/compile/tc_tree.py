@@ -101,6 +101,8 @@ class InterfaceTree:
         lines = [f"# {self.direction} on {self.interface} ({self.link_bps / 1e6:g} Mbit/s)",
                  f"tc qdisc replace dev {self.interface} root handle {HTB_MAJOR}: htb "
                  f"default {self.default_minor:x}"]
+        if any(c.role == "host" for c in self.classes):
+            lines.append("# each 'host' class below (and its leaf) is made on that host's first packet")
         for c in self.classes:
             lines.append(
                 f"tc class replace dev {self.interface} parent {classid(HTB_MAJOR, c.parent_minor)} "

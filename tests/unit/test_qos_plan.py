@@ -70,6 +70,7 @@ def test_every_limited_host_has_its_own_class_under_its_group() -> None:
     assert ceilings["host 192.0.2.193"] == 2_000_000 and ceilings["host 192.0.2.194"] == 8_000_000
     upload = next(t for t in plan.tc_trees if t.direction == "upload")
     assert {c.ceil_bps for c in upload.classes if c.role == "host"} == {1_000_000}
+    assert "made on that host's first packet" in download.render()  # `tc class show` lists only those made
 
 
 def test_host_lookup_is_one_map_per_direction_not_a_rule_per_host() -> None:
