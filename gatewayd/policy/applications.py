@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from yaml.nodes import Node
 
@@ -28,7 +26,7 @@ from gatewayd.policy.yamltree import (
     field_at,
     is_null,
     mapping_entries,
-    text_list_of,
+    parsed_list,
     text_of,
 )
 
@@ -36,7 +34,6 @@ APPLICATION_KEYS = ("name", "category", "domains", "addresses", "ports", "signat
 CATALOG_KEYS = ("applications",)
 MAX_APPLICATIONS = 4094  # the ct mark's 12-bit app id, less "undecided" and "unknown"
 
-Parsed = TypeVar("Parsed")
 
 
 def default_catalog_path() -> Path:
@@ -98,12 +95,12 @@ def _read_application(
     known = check_keys(entries, checker, what, APPLICATION_KEYS, required=("name", "category"), owner=key)
     name = text_of(known["name"].value, checker, f"'name' of {what}") if "name" in known else None
     category = _read_category(known, checker, what)
-    domains = _parsed_list(known, "domains", checker, what, parse_domain)
-    networks = _parsed_list(known, "addresses", checker, what, parse_network)
-    ports = _parsed_list(known, "ports", checker, what, parse_port_match)
-    signatures = _parsed_list(known, "signatures", checker, what, check_signature)
-    urls = _parsed_list(known, "urls", checker, what, parse_url_rule)
-    url_keywords = _parsed_list(known, "url_keywords", checker, what, check_url_keyword)
+    domains = parsed_list(known, "domains", checker, what, parse_domain)
+    networks = parsed_list(known, "addresses", checker, what, parse_network)
+    ports = parsed_list(known, "ports", checker, what, parse_port_match)
+    signatures = parsed_list(known, "signatures", checker, what, check_signature)
+    urls = parsed_list(known, "urls", checker, what, parse_url_rule)
+    url_keywords = parsed_list(known, "url_keywords", checker, what, check_url_keyword)
     all_keys_known = len(known) == len(entries)  # a misspelt key already explains a missing field
     evidence_keys = ("domains", "addresses", "ports", "signatures", "urls", "url_keywords")
     if all_keys_known and not any(field in known for field in evidence_keys):
@@ -144,15 +141,4 @@ def _read_category(known: dict, checker: Checker, what: str) -> str | None:
     return category
 
 
-def _parsed_list(
-    known: dict, key: str, checker: Checker, what: str, parse: Callable[[str], Parsed]
-) -> list[Parsed]:
-    if key not in known:
-        return []
-    parsed: list[Parsed] = []
-    for item, text in text_list_of(known[key].value, checker, f"'{key}' of {what}"):
-        value = field_at(checker, item, parse, text)
-        if value is not None:
-            parsed.append(value)
-    return parsed
 

@@ -31,6 +31,7 @@ from gatewayd.policy.yamltree import (
     is_empty,
     is_null,
     mapping_entries,
+    parsed_list,
     text_list_of,
     text_of,
 )
@@ -81,12 +82,7 @@ def _read_schedule(entry: Entry, checker: Checker) -> Schedule | None:
         checker.report(known["days"].value, f"'days' of {what} is empty (expected e.g. mon-fri)")
     for item, text in day_texts:
         days |= field_at(checker, item, parse_days, text) or set()
-    hours = []
-    if "hours" in known:
-        for item, text in text_list_of(known["hours"].value, checker, f"'hours' of {what}"):
-            hour_range = field_at(checker, item, parse_hour_range, text)
-            if hour_range is not None:
-                hours.append(hour_range)
+    hours = parsed_list(known, "hours", checker, what, parse_hour_range)
     if len(checker.issues) > issues_before:
         return None
     return Schedule(entry.name, frozenset(days), tuple(hours), checker.location(entry.key))

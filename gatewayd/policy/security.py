@@ -33,6 +33,7 @@ from gatewayd.policy.yamltree import (
     integer_of,
     is_null,
     mapping_entries,
+    parsed_list,
     text_list_of,
     text_of,
 )
@@ -289,12 +290,7 @@ def _read_scan(entry: Entry, checker: Checker) -> ScanDefence | None:
     block = DEFAULT_BLOCK_SECONDS
     if "block_for" in known:
         block = _duration_in(known["block_for"].value, checker, f"'block_for' of {what}", 1, MAX_BLOCK_SECONDS) or block
-    allow = []
-    if "allow" in known:
-        for item, text in text_list_of(known["allow"].value, checker, f"'allow' of {what}"):
-            network = field_at(checker, item, parse_network, text)
-            if network is not None:
-                allow.append(network)
+    allow = parsed_list(known, "allow", checker, what, parse_network)
     if len(checker.issues) > issues_before:
         return None
     return ScanDefence(ports, hosts, window, block, tuple(allow))

@@ -222,3 +222,17 @@ def field_at(checker: Checker, node: Node, parse: Callable[[str], Parsed], text:
     except FieldError as error:
         checker.report(node, str(error))
         return None
+
+
+def parsed_list(
+    known: dict[str, Entry], key: str, checker: Checker, what: str, parse: Callable[[str], Parsed]
+) -> list[Parsed]:
+    """The list under `key` of a checked mapping, each item run through a fields.py parser ([] without `key`)."""
+    if key not in known:
+        return []
+    parsed: list[Parsed] = []
+    for item, text in text_list_of(known[key].value, checker, f"'{key}' of {what}"):
+        value = field_at(checker, item, parse, text)
+        if value is not None:
+            parsed.append(value)
+    return parsed
