@@ -35,7 +35,6 @@ CATALOG_KEYS = ("applications",)
 MAX_APPLICATIONS = 4094  # the ct mark's 12-bit app id, less "undecided" and "unknown"
 
 
-
 def default_catalog_path() -> Path:
     """The catalog in the source tree, else the one an install put under sys.prefix."""
     in_tree = Path(__file__).resolve().parents[2] / "policies" / "catalog.yaml"
