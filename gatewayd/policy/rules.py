@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from yaml.nodes import Node, SequenceNode
@@ -60,8 +60,11 @@ def _read_rule(item: Node, number: int, checker: Checker, names: Names, first_us
     known = check_keys(entries, checker, what, RULE_KEYS)
     groups = _references(known, "groups", checker, what, names.groups, "group", "groups")
     except_groups = _references(known, "except_groups", checker, what, names.groups, "group", "groups")
-    apps = _application_references(known, checker, what, names.applications)
-    categories = _category_references(known, checker, what)
+    apps = _listed(known, "apps", checker, what, names.applications,
+                   lambda name: f"application '{name}' is not defined "
+                                "(neither in the built-in catalog nor under 'applications')")
+    categories = _listed(known, "categories", checker, what, CATEGORIES,
+                         lambda name: f"category '{name}' is not known (expected one of: {', '.join(CATEGORIES)})")
     schedule = _single_reference(known, "schedule", checker, what, names.schedules, "schedule", "schedules")
     action, qos_class = read_decision(known, item, checker, what, names.classes)
     if name is None or action is None or len(checker.issues) > issues_before:
@@ -105,15 +108,26 @@ def _defined_list(kind_plural: str, defined: Collection[str]) -> str:
 def _report_undefined(
     checker: Checker, node: Node, kind: str, kind_plural: str, name: str, defined: Collection[str]
 ) -> None:
-    checker.report(
-        node, f"{kind} '{name}' is not defined ({_defined_list(kind_plural, defined)})" + suggestion(name, defined)
-    )
+    checker.report(node, _undefined(kind, kind_plural, name, defined) + suggestion(name, defined))
+
+
+def _undefined(kind: str, kind_plural: str, name: str, defined: Collection[str]) -> str:
+    return f"{kind} '{name}' is not defined ({_defined_list(kind_plural, defined)})"
 
 
 def _references(
     known: dict[str, Entry], key: str, checker: Checker, what: str,
     defined: Collection[str], kind: str, kind_plural: str,
 ) -> list[str]:
+    return _listed(known, key, checker, what, defined,
+                   lambda name: _undefined(kind, kind_plural, name, defined))
+
+
+def _listed(
+    known: dict[str, Entry], key: str, checker: Checker, what: str,
+    defined: Collection[str], unknown: Callable[[str], str],
+) -> list[str]:
+    """The names listed under `key` that `defined` holds; each other one is reported, with a suggestion."""
     if key not in known:
         return []
     found: list[str] = []
@@ -121,7 +135,7 @@ def _references(
         if name in defined:
             found.append(name)
         else:
-            _report_undefined(checker, item, kind, kind_plural, name, defined)
+            checker.report(item, unknown(name) + suggestion(name, defined))
     return found
 
 
@@ -139,40 +153,6 @@ def _single_reference(
         _report_undefined(checker, node, kind, kind_plural, name, defined)
         return None
     return name
-
-
-def _application_references(
-    known: dict[str, Entry], checker: Checker, what: str, applications: dict[str, Application]
-) -> list[str]:
-    if "apps" not in known:
-        return []
-    found: list[str] = []
-    for item, app_id in text_list_of(known["apps"].value, checker, f"'apps' of {what}"):
-        if app_id in applications:
-            found.append(app_id)
-        else:
-            checker.report(
-                item,
-                f"application '{app_id}' is not defined (neither in the built-in catalog nor under 'applications')"
-                + suggestion(app_id, applications),
-            )
-    return found
-
-
-def _category_references(known: dict[str, Entry], checker: Checker, what: str) -> list[str]:
-    if "categories" not in known:
-        return []
-    found: list[str] = []
-    for item, category in text_list_of(known["categories"].value, checker, f"'categories' of {what}"):
-        if category in CATEGORIES:
-            found.append(category)
-        else:
-            checker.report(
-                item,
-                f"category '{category}' is not known (expected one of: {', '.join(CATEGORIES)})"
-                + suggestion(category, CATEGORIES),
-            )
-    return found
 
 
 def read_decision(
