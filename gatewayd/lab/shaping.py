@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gatewayd.lab.topology import GATEWAY, INTERNET
+from gatewayd.lab.traffic import TrafficError, iperf3_report
 
 if TYPE_CHECKING:
     from gatewayd.lab.topology import Lab
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 SPAWN_SLACK_SECONDS = 15.0
 
 
-class ShapingError(RuntimeError):
+class ShapingError(TrafficError):
     pass
 
 
@@ -42,22 +42,13 @@ class IperfJob:
 
 def iperf_rate(lab: "Lab", job: IperfJob) -> float:
     """Receiver goodput in bit/s, the first `omit_seconds` left out."""
-    argv = ["iperf3", "-c", job.server, "-p", str(job.port), "-t", f"{job.seconds:g}", "-J",
-            "-O", str(job.omit_seconds), "-P", str(job.streams), "--connect-timeout", "3000"]
+    options = ["-t", f"{job.seconds:g}", "-O", str(job.omit_seconds), "-P", str(job.streams)]
     if job.download:
-        argv.append("-R")
+        options.append("-R")
     if job.congestion:
-        argv += ["-C", job.congestion]
-    try:
-        proc = lab.run(job.host, argv, timeout=job.seconds + job.omit_seconds + SPAWN_SLACK_SECONDS, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ShapingError(f"iperf3 from {job.host} to {job.server}:{job.port} timed out") from exc
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError as exc:
-        raise ShapingError(f"iperf3 output unreadable: {proc.stderr.strip() or proc.stdout[:200]}") from exc
-    if "error" in report:
-        raise ShapingError(f"iperf3 from {job.host} to {job.server}:{job.port}: {report['error']}")
+        options += ["-C", job.congestion]
+    report = iperf3_report(lab, job.host, job.server, job.port, options,
+                           timeout=job.seconds + job.omit_seconds + 10)  # with traffic's spawn slack: 15 s
     return float(report["end"]["sum_received"]["bits_per_second"])
 
 

@@ -315,24 +315,31 @@ def iperf3(lab: "Lab", host: str, server: str, seconds: float = 1.0, reverse: bo
     ``IPERF_PORTS``; give concurrent tests different ports.  Raises TrafficError if the
     test cannot run (server busy, connection blocked, ...).
     """
-    argv = ["iperf3", "-c", server, "-p", str(port), "-t", f"{seconds:g}", "-J",
-            "--connect-timeout", "3000"]
+    options = ["-t", f"{seconds:g}"]
     if reverse:
-        argv.append("-R")
+        options.append("-R")
     if udp:
-        argv.append("-u")
+        options.append("-u")
     if bitrate is not None:
-        argv += ["-b", str(bitrate)]
+        options += ["-b", str(bitrate)]
+    report = iperf3_report(lab, host, server, port, options, timeout=seconds + 10)
+    end = report["end"]
+    summary = end["sum"] if udp else end["sum_received"]
+    return float(summary["bits_per_second"])
+
+
+def iperf3_report(lab: "Lab", host: str, server: str, port: int, options: list[str],
+                  timeout: float) -> dict[str, Any]:
+    """Run an iperf3 client with `options` and return its JSON report; TrafficError if it cannot run."""
+    argv = ["iperf3", "-c", server, "-p", str(port), "-J", "--connect-timeout", "3000", *options]
     try:
-        proc = lab.run(host, argv, timeout=seconds + 10 + _SPAWN_SLACK_SECONDS, check=False)
+        proc = lab.run(host, argv, timeout=timeout + _SPAWN_SLACK_SECONDS, check=False)
     except subprocess.TimeoutExpired as exc:
         raise TrafficError(f"iperf3 from {host} to {server}:{port} timed out") from exc
     try:
-        report = json.loads(proc.stdout)
+        report: dict[str, Any] = json.loads(proc.stdout)
     except ValueError as exc:
         raise TrafficError(f"iperf3 output unreadable: {proc.stderr.strip() or proc.stdout[:200]}") from exc
     if "error" in report:
         raise TrafficError(f"iperf3 from {host} to {server}:{port}: {report['error']}")
-    end = report["end"]
-    summary = end["sum"] if udp else end["sum_received"]
-    return float(summary["bits_per_second"])
+    return report
