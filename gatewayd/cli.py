@@ -8,19 +8,13 @@ from pathlib import Path
 
 from gatewayd.control import commands as control_commands
 from gatewayd.explain import command as explain_command
-from gatewayd.policy.errors import PolicyError
-from gatewayd.policy.loader import load_policy
+from gatewayd.policy.loader import load_policy_or_report
 from gatewayd.policy.model import Policy
 
 
 def load_or_report(args: argparse.Namespace) -> Policy | None:
     """The policy, or None after printing every error as FILE:LINE:COL: message."""
-    try:
-        return load_policy(args.policy, args.catalog)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return None
+    return load_policy_or_report(args.policy, args.catalog)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -6,22 +6,17 @@ import argparse
 import sys
 from typing import Any
 
-from gatewayd.policy.errors import PolicyError
-
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from gatewayd.classify.capture import CaptureError
     from gatewayd.classify.offline import classify_capture, write_reports
     from gatewayd.policy.applications import load_catalog
-    from gatewayd.policy.loader import load_policy
+    from gatewayd.policy.loader import load_policy_or_report
 
     max_packets = args.max_packets
     if args.policy:
-        try:
-            policy = load_policy(args.policy, args.catalog)
-        except PolicyError as exc:
-            for issue in exc.issues:
-                print(issue, file=sys.stderr)
+        policy = load_policy_or_report(args.policy, args.catalog)
+        if policy is None:
             return 1
         apps = list(policy.applications.values())
         if max_packets is None:

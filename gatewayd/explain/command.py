@@ -9,8 +9,7 @@ import json
 import sys
 
 from gatewayd.explain.flow import Explainer, FlowQuery, as_json, render
-from gatewayd.policy.errors import PolicyError
-from gatewayd.policy.loader import load_policy
+from gatewayd.policy.loader import load_policy_or_report
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -35,11 +34,8 @@ def parse_when(text: str | None, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy, args.catalog)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
+    policy = load_policy_or_report(args.policy, args.catalog)
+    if policy is None:
         return 1
     try:
         query = FlowQuery(ipaddress.ip_address(args.src), args.dst, args.port, args.proto,
@@ -58,12 +54,9 @@ def run_replay(args: argparse.Namespace) -> int:
     from gatewayd.classify.capture import CaptureError
     from gatewayd.explain.replay import as_json_lines, changes, replay
 
-    try:
-        policy = load_policy(args.policy, args.catalog)
-        old_policy = load_policy(args.against, args.catalog) if args.against else None
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
+    policy = load_policy_or_report(args.policy, args.catalog)
+    old_policy = load_policy_or_report(args.against, args.catalog) if policy and args.against else None
+    if policy is None or (args.against and old_policy is None):
         return 1
     try:
         when = parse_when(args.at)

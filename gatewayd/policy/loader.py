@@ -7,7 +7,9 @@ the whole file at once; no input, however broken, gets a Python traceback.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
+from typing import TextIO
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
@@ -65,6 +67,16 @@ def load_policy(path: str, catalog_path: str | None = None) -> Policy:
     if text is None:
         raise PolicyError(checker.issues)
     return _load(text, checker, catalog_path)
+
+
+def load_policy_or_report(path: str, catalog_path: str | None = None, errors: TextIO = sys.stderr) -> Policy | None:
+    """The policy, or None after printing every error as FILE:LINE:COL: message (for command-line tools)."""
+    try:
+        return load_policy(path, catalog_path)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(issue, file=errors)
+        return None
 
 
 def load_policy_text(text: str, source: str, catalog_path: str | None = None) -> Policy:
