@@ -22,6 +22,7 @@ from gatewayd.policy.sourcefile import read_source
 from gatewayd.policy.yamltree import (
     Checker,
     check_keys,
+    checked_mapping,
     compose,
     field_at,
     is_null,
@@ -61,10 +62,9 @@ def _catalog_from_root(root: Node | None, text: str, checker: Checker) -> dict[s
         if not checker.issues:
             checker.report_at(1, 1, "catalog is empty (expected a mapping with key 'applications')")
         return {}
-    entries = mapping_entries(root, checker, "the catalog")
-    if entries is None:
+    known = checked_mapping(root, checker, "the catalog", CATALOG_KEYS, required=CATALOG_KEYS, mapping=root)
+    if known is None:
         return {}
-    known = check_keys(entries, checker, "the catalog", CATALOG_KEYS, required=CATALOG_KEYS, mapping=root)
     if "applications" not in known:
         return {}
     return read_applications(known["applications"].value, checker, builtin=True)

@@ -34,7 +34,16 @@ from gatewayd.policy.model import (
     RatePair,
     Rates,
 )
-from gatewayd.policy.yamltree import Checker, Entry, check_keys, field_at, integer_of, mapping_entries, text_of
+from gatewayd.policy.yamltree import (
+    Checker,
+    Entry,
+    check_keys,
+    checked_mapping,
+    field_at,
+    integer_of,
+    mapping_entries,
+    text_of,
+)
 
 PAIR_KEYS = ("guaranteed", "limit")
 RATES_KEYS = ("guaranteed", "limit", "upload", "download")
@@ -60,10 +69,9 @@ def _bandwidth_at(entry: Entry, checker: Checker, what: str) -> Bandwidth | None
 
 def read_rate_pair(node: Node, checker: Checker, what: str) -> RatePair | None:
     """`{guaranteed: X, limit: Y}`, either key optional."""
-    entries = mapping_entries(node, checker, what)
-    if entries is None:
+    known = checked_mapping(node, checker, what, PAIR_KEYS)
+    if known is None:
         return None
-    known = check_keys(entries, checker, what, PAIR_KEYS)
     return _pair_of(known, checker, what)
 
 

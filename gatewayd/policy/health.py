@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from yaml.nodes import Node
 
 from gatewayd.policy.fields import FieldError, parse_domain
-from gatewayd.policy.yamltree import Checker, Entry, check_keys, field_at, mapping_entries, text_list_of, text_of
+from gatewayd.policy.yamltree import (
+    Checker,
+    Entry,
+    check_keys,
+    checked_mapping,
+    field_at,
+    mapping_entries,
+    text_list_of,
+    text_of,
+)
 
 HEALTH_KEYS = ("dns", "probes")
 DNS_KEYS = ("server", "name")
@@ -50,10 +59,9 @@ def parse_server(text: str) -> str:
 
 
 def read_health(entry: Entry, checker: Checker) -> HealthChecks | None:
-    entries = mapping_entries(entry.value, checker, "health")
-    if entries is None:
+    known = checked_mapping(entry.value, checker, "health", HEALTH_KEYS)
+    if known is None:
         return None
-    known = check_keys(entries, checker, "health", HEALTH_KEYS)
     server = name = None
     if "dns" in known:
         dns_node: Node = known["dns"].value

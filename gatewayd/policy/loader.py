@@ -34,6 +34,7 @@ from gatewayd.policy.yamltree import (
     Checker,
     Entry,
     check_keys,
+    checked_mapping,
     compose,
     field_at,
     integer_of,
@@ -110,10 +111,9 @@ def _build_policy(text: str, checker: Checker, catalog: dict) -> Policy | None:
                 1, 1, f"policy is empty (expected a mapping with keys: {', '.join(REQUIRED_TOP_LEVEL_KEYS)}, ...)"
             )
         return None
-    entries = mapping_entries(root, checker, "the policy")
-    if entries is None:
+    known = checked_mapping(root, checker, "the policy", TOP_LEVEL_KEYS, REQUIRED_TOP_LEVEL_KEYS, mapping=root)
+    if known is None:
         return None
-    known = check_keys(entries, checker, "the policy", TOP_LEVEL_KEYS, REQUIRED_TOP_LEVEL_KEYS, mapping=root)
     return _assemble(known, checker, catalog)
 
 
@@ -194,10 +194,9 @@ def _check_application_count(key: Node, count: int, checker: Checker) -> None:
 
 
 def _read_interfaces(entry: Entry, checker: Checker) -> Interfaces | None:
-    entries = mapping_entries(entry.value, checker, "'interfaces'")
-    if entries is None:
+    known = checked_mapping(entry.value, checker, "'interfaces'", INTERFACE_KEYS, INTERFACE_KEYS, owner=entry.key)
+    if known is None:
         return None
-    known = check_keys(entries, checker, "'interfaces'", INTERFACE_KEYS, INTERFACE_KEYS, owner=entry.key)
     issues_before = len(checker.issues)
     lan = _lan_names(known, checker)
     wan = None
@@ -293,10 +292,9 @@ def _read_default(entry: Entry | None, classes_key: Node | None, checker: Checke
     if entry is None or is_null(entry.value):
         _require_default_class(classes_key, checker, names)
         return "allow", DEFAULT_CLASS
-    entries = mapping_entries(entry.value, checker, "'default'")
-    if entries is None:
+    known = checked_mapping(entry.value, checker, "'default'", DEFAULT_KEYS)
+    if known is None:
         return "allow", DEFAULT_CLASS
-    known = check_keys(entries, checker, "'default'", DEFAULT_KEYS)
     action, qos_class = read_decision(known, entry.key, checker, "'default'", names.classes)
     if "class" not in known:
         _require_default_class(entry.key, checker, names)

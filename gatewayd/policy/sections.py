@@ -25,7 +25,7 @@ from gatewayd.policy.model import AddressRange, Bandwidth, Group, Interfaces, Qo
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
-    check_keys,
+    checked_mapping,
     field_at,
     integer_of,
     is_empty,
@@ -69,10 +69,9 @@ def read_schedules(node: Node, checker: Checker) -> dict[str, Schedule]:
 
 def _read_schedule(entry: Entry, checker: Checker) -> Schedule | None:
     what = f"schedule '{entry.name}'"
-    entries = mapping_entries(entry.value, checker, what)
-    if entries is None:
+    known = checked_mapping(entry.value, checker, what, SCHEDULE_KEYS, required=("days",), owner=entry.key)
+    if known is None:
         return None
-    known = check_keys(entries, checker, what, SCHEDULE_KEYS, required=("days",), owner=entry.key)
     if "days" not in known:
         return None
     issues_before = len(checker.issues)
@@ -105,10 +104,9 @@ def read_groups(node: Node, checker: Checker) -> dict[str, Group]:
 
 def _read_group(entry: Entry, checker: Checker) -> Group | None:
     what = f"group '{entry.name}'"
-    entries = mapping_entries(entry.value, checker, what)
-    if entries is None:
+    known = checked_mapping(entry.value, checker, what, GROUP_KEYS, required=("members",), owner=entry.key)
+    if known is None:
         return None
-    known = check_keys(entries, checker, what, GROUP_KEYS, required=("members",), owner=entry.key)
     description = ""
     if "description" in known:
         description = text_of(known["description"].value, checker, f"'description' of {what}") or ""
@@ -172,10 +170,9 @@ def read_classes(node: Node, checker: Checker, link: Link | None) -> dict[str, Q
 
 def _read_class(entry: Entry, checker: Checker, link: Link | None) -> QosClass | None:
     what = f"class '{entry.name}'"
-    entries = mapping_entries(entry.value, checker, what)
-    if entries is None:
+    known = checked_mapping(entry.value, checker, what, CLASS_KEYS, required=("priority",), owner=entry.key)
+    if known is None:
         return None
-    known = check_keys(entries, checker, what, CLASS_KEYS, required=("priority",), owner=entry.key)
     priority = None
     if "priority" in known:
         priority = integer_of(known["priority"].value, checker, f"'priority' of {what}", 0, 7)

@@ -28,7 +28,7 @@ from gatewayd.policy.sourcefile import read_source
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
-    check_keys,
+    checked_mapping,
     field_at,
     integer_of,
     is_null,
@@ -123,10 +123,9 @@ def _duration_in(node: Node, checker: Checker, what: str, low: int, high: int) -
 def read_security(entry: Entry, checker: Checker) -> SecurityPolicy | None:
     if is_null(entry.value):
         return None
-    entries = mapping_entries(entry.value, checker, "'security'")
-    if entries is None:
+    known = checked_mapping(entry.value, checker, "'security'", SECURITY_KEYS, owner=entry.key)
+    if known is None:
         return None
-    known = check_keys(entries, checker, "'security'", SECURITY_KEYS, owner=entry.key)
     bindings = _read_bindings(known["bindings"], checker) if "bindings" in known else None
     anti_spoofing = False
     if "anti_spoofing" in known:
@@ -155,10 +154,9 @@ def _read_syn_proxy(entry: Entry, checker: Checker) -> tuple[int, ...]:
 
 def _read_bindings(entry: Entry, checker: Checker) -> BindingTable | None:
     what = "'bindings' of 'security'"
-    entries = mapping_entries(entry.value, checker, what)
-    if entries is None:
+    known = checked_mapping(entry.value, checker, what, BINDING_KEYS, owner=entry.key)
+    if known is None:
         return None
-    known = check_keys(entries, checker, what, BINDING_KEYS, owner=entry.key)
     by_address: dict[IPAddress, Binding] = {}
     if "hosts" in known and not is_null(known["hosts"].value):
         for pair in mapping_entries(known["hosts"].value, checker, f"'hosts' of {what}") or []:
@@ -249,20 +247,18 @@ def _file_binding(checker: Checker, line: int, mac_word: tuple[str, int], addres
 
 def _read_flood(entry: Entry, checker: Checker) -> FloodLimits:
     what = "'flood' of 'security'"
-    entries = mapping_entries(entry.value, checker, what)
-    if entries is None:
+    known = checked_mapping(entry.value, checker, what, FLOOD_KEYS, owner=entry.key)
+    if known is None:
         return FloodLimits()
-    known = check_keys(entries, checker, what, FLOOD_KEYS, owner=entry.key)
     limits = {name: _read_limit(known[name], checker) for name in FLOOD_KEYS if name in known}
     return FloodLimits(**limits)
 
 
 def _read_limit(entry: Entry, checker: Checker) -> RateLimit | None:
     what = f"flood limit '{entry.name}'"
-    entries = mapping_entries(entry.value, checker, what)
-    if entries is None:
+    known = checked_mapping(entry.value, checker, what, LIMIT_KEYS, required=LIMIT_KEYS, owner=entry.key)
+    if known is None:
         return None
-    known = check_keys(entries, checker, what, LIMIT_KEYS, required=LIMIT_KEYS, owner=entry.key)
     rate = None
     if "rate" in known:
         text = text_of(known["rate"].value, checker, f"'rate' of {what}")
@@ -275,10 +271,9 @@ def _read_limit(entry: Entry, checker: Checker) -> RateLimit | None:
 
 def _read_scan(entry: Entry, checker: Checker) -> ScanDefence | None:
     what = "'port_scan' of 'security'"
-    entries = mapping_entries(entry.value, checker, what)
-    if entries is None:
+    known = checked_mapping(entry.value, checker, what, SCAN_KEYS, owner=entry.key)
+    if known is None:
         return None
-    known = check_keys(entries, checker, what, SCAN_KEYS, owner=entry.key)
     issues_before = len(checker.issues)
     ports = integer_of(known["ports"].value, checker, f"'ports' of {what}", 1, MAX_SCAN_COUNT) if "ports" in known else None
     hosts = integer_of(known["hosts"].value, checker, f"'hosts' of {what}", 1, MAX_SCAN_COUNT) if "hosts" in known else None

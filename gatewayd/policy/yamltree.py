@@ -144,6 +144,22 @@ def _merge_sources(value: Node, checker: Checker, what: str) -> list[Entry]:
     return entries
 
 
+def checked_mapping(
+    node: Node,
+    checker: Checker,
+    what: str,
+    allowed: tuple[str, ...],
+    required: tuple[str, ...] = (),
+    owner: Node | None = None,
+    mapping: Node | None = None,
+) -> dict[str, Entry] | None:
+    """A mapping's known entries by name, unknown and missing keys reported; None when it is no mapping."""
+    entries = mapping_entries(node, checker, what)
+    if entries is None:
+        return None
+    return check_keys(entries, checker, what, allowed, required, owner, mapping)
+
+
 def check_keys(
     entries: list[Entry],
     checker: Checker,
