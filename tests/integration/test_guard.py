@@ -26,13 +26,15 @@ pytestmark = pytest.mark.integration
 ATTACKER = HostSpec("192.0.2.66", "2001:db8:1::66", "02:00:00:00:00:66")
 FLOODER = HostSpec("192.0.2.67", "2001:db8:1::67", "02:00:00:00:00:67")
 SCANNER = HostSpec("192.0.2.68", "2001:db8:1::68", "02:00:00:00:00:68")
+SWEEPER = HostSpec("192.0.2.69", "2001:db8:1::69", "02:00:00:00:00:69")
 # Holds 192.0.2.30, which the policy binds to 02:00:00:00:00:30.
 IMPOSTOR = HostSpec("192.0.2.30", "2001:db8:1::30", "02:00:00:00:00:99")
 HOSTS = {"sales": OFFICE_HOSTS["sales"], "manager": OFFICE_HOSTS["manager"],
-         "attacker": ATTACKER, "flooder": FLOODER, "scanner": SCANNER, "impostor": IMPOSTOR}
+         "attacker": ATTACKER, "flooder": FLOODER, "scanner": SCANNER, "sweeper": SWEEPER,
+         "impostor": IMPOSTOR}
 SPOOFED_SOURCE = "203.0.113.77"
 FLOOD_RATE, FLOOD_BURST = 100, 100  # packets per second per source, for SYN, UDP and ICMP echo
-SCAN_PORTS, BLOCK_SECONDS = 20, 6
+SCAN_PORTS, SCAN_HOSTS, BLOCK_SECONDS = 20, 12, 6
 
 POLICY = f"""
 version: 1
@@ -53,6 +55,7 @@ security:
     icmp_echo: {{rate: {FLOOD_RATE}/second, burst: {FLOOD_BURST}}}
   port_scan:
     ports: {SCAN_PORTS}
+    hosts: {SCAN_HOSTS}
     window: 10s
     block_for: {BLOCK_SECONDS}s
     allow: [{OFFICE_HOSTS['manager'].ipv4}]
@@ -222,3 +225,22 @@ def test_a_port_scanner_is_blocklisted_then_released_and_a_normal_host_is_not(
     time.sleep(BLOCK_SECONDS + 1.5)
     assert SCANNER.ipv4 not in blocklist(lab)
     assert traffic.tcp_connect(lab, "scanner", IPERF_SERVER_V4, IPERF_PORTS[3]).connected
+
+
+SWEEP = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for last in range(150, 150 + int(sys.argv[1])):
+    s.sendto(b"anyone?", (f"203.0.113.{last}", 9))
+"""
+
+
+def test_a_host_sweep_is_blocklisted_and_logged_as_one(guarded: tuple[Lab, GatewayDaemon]) -> None:
+    lab, daemon = guarded
+    offset = daemon.log_size()
+    # One UDP packet to each of twice the allowed number of addresses (none of them need exist).
+    lab.exec_python("sweeper", SWEEP, args=[str(2 * SCAN_HOSTS)], timeout=10)
+    listed = blocklist(lab)
+    assert SWEEPER.ipv4 in listed and "host_sweep" in listed, listed
+    log = daemon.wait_for_log(f"event=host_blocklisted address={SWEEPER.ipv4}", offset, timeout=5)
+    assert f"event=host_blocklisted address={SWEEPER.ipv4} reason=host_sweep" in log
