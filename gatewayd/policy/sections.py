@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from yaml.nodes import Node
 
@@ -43,6 +45,7 @@ MAX_GROUPS = 60  # the ct mark's 6-bit group field, less its reserved values
 MAX_CLASSES = 31  # the ct mark's 5-bit class field, less "not evaluated"
 NO_GUARANTEE = Bandwidth(bits_per_second=0)
 WHOLE_LINK = Bandwidth(share=1.0)
+Read = TypeVar("Read")
 SHARE_TOLERANCE = 1e-9  # 33.3% + 33.3% + 33.4% must not fail on float rounding
 
 
@@ -58,13 +61,23 @@ def named_entries(node: Node, checker: Checker, section: str, kind: str) -> list
     return valid
 
 
+def read_named(node: Node, checker: Checker, section: str, kind: str, read_one: Callable[[Entry], Read | None],
+               at_most: int | None = None) -> dict[str, Read]:
+    """A name -> definition section read entry by entry; `at_most` is what the connection mark has room for."""
+    entries = named_entries(node, checker, section, kind)
+    found: dict[str, Read] = {}
+    for number, entry in enumerate(entries, start=1):
+        if at_most is not None and number == at_most + 1:
+            checker.report(entry.key, f"too many {section}: {len(entries)} "
+                                      f"(at most {at_most}; the connection mark has room for no more)")
+        value = read_one(entry)
+        if value is not None:
+            found[entry.name] = value
+    return found
+
+
 def read_schedules(node: Node, checker: Checker) -> dict[str, Schedule]:
-    schedules: dict[str, Schedule] = {}
-    for entry in named_entries(node, checker, "schedules", "schedule"):
-        schedule = _read_schedule(entry, checker)
-        if schedule is not None:
-            schedules[entry.name] = schedule
-    return schedules
+    return read_named(node, checker, "schedules", "schedule", lambda entry: _read_schedule(entry, checker))
 
 
 def _read_schedule(entry: Entry, checker: Checker) -> Schedule | None:
@@ -88,18 +101,7 @@ def _read_schedule(entry: Entry, checker: Checker) -> Schedule | None:
 
 
 def read_groups(node: Node, checker: Checker) -> dict[str, Group]:
-    groups: dict[str, Group] = {}
-    entries = named_entries(node, checker, "groups", "group")
-    for number, entry in enumerate(entries, start=1):
-        if number == MAX_GROUPS + 1:
-            checker.report(
-                entry.key,
-                f"too many groups: {len(entries)} (at most {MAX_GROUPS}; the connection mark has room for no more)",
-            )
-        group = _read_group(entry, checker)
-        if group is not None:
-            groups[entry.name] = group
-    return groups
+    return read_named(node, checker, "groups", "group", lambda entry: _read_group(entry, checker), MAX_GROUPS)
 
 
 def _read_group(entry: Entry, checker: Checker) -> Group | None:
@@ -154,18 +156,7 @@ def link_of(interfaces: Interfaces | None) -> Link | None:
 
 
 def read_classes(node: Node, checker: Checker, link: Link | None) -> dict[str, QosClass]:
-    classes: dict[str, QosClass] = {}
-    entries = named_entries(node, checker, "classes", "class")
-    for number, entry in enumerate(entries, start=1):
-        if number == MAX_CLASSES + 1:
-            checker.report(
-                entry.key,
-                f"too many classes: {len(entries)} (at most {MAX_CLASSES}; the connection mark has room for no more)",
-            )
-        qos_class = _read_class(entry, checker, link)
-        if qos_class is not None:
-            classes[entry.name] = qos_class
-    return classes
+    return read_named(node, checker, "classes", "class", lambda entry: _read_class(entry, checker, link), MAX_CLASSES)
 
 
 def _read_class(entry: Entry, checker: Checker, link: Link | None) -> QosClass | None:
