@@ -22,12 +22,23 @@ them (step 1): its group's ceiling holds, its own limits do not yet.
 Connection caps: a new flow of a group with `max_connections` passes
 `add @connlimit_G_v4 { ip saddr ct count over N }`, a dynamic set that keeps
 one conntrack count per source address; flow N+1 is refused (TCP reset, else
-dropped) and counted in the named counter `connections_refused_G`.
+dropped) and counted in the named counter `connections_refused_G_PROTO`
+(tcp, udp, other). The cap means "N connections to the outside world", so
+the chain `connection_caps` lets these pass uncounted:
+  - DNS (UDP and TCP port 53) to the policy's dns.resolvers: a UDP lookup
+    holds its conntrack entry, and so a slot, for ~30 s after its answer, and
+    a host at its cap would see names stop resolving rather than a refusal;
+    DNS to any other server is a connection to the outside and counts;
+  - ICMP and ICMPv6: ping and traceroute are how anyone finds out why a
+    connection fails, and must keep working at the cap;
+  - traffic to the router itself (its resolver, its web UI): that takes the
+    input hook, never the forward hook these chains run in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gatewayd.compile import marks
 from gatewayd.compile.host_limits import HostSlots
@@ -38,6 +49,9 @@ from gatewayd.policy.model import Direction, Policy
 
 CONNLIMIT_SET_SIZE = 65535
 REFUSED_COUNTER_PREFIX = "connections_refused_"
+RefusedProtocol = Literal["tcp", "udp", "other"]  # bounded: a metrics label
+REFUSED_PROTOCOLS: tuple[RefusedProtocol, ...] = ("tcp", "udp", "other")
+CONNECTION_CAPS_CHAIN = "connection_caps"
 HOST_MAP_SIZE_MIN = 1024  # room for a reload that adds hosts without resizing
 
 
@@ -45,8 +59,12 @@ def hexmark(value: int) -> str:
     return f"0x{value:08x}"
 
 
-def refused_counter(group_number: int) -> str:
-    return f"{REFUSED_COUNTER_PREFIX}{group_number}"
+def refused_counter(group_number: int, protocol: RefusedProtocol) -> str:
+    return f"{REFUSED_COUNTER_PREFIX}{group_number}_{protocol}"
+
+
+def resolver_set_name(version: int) -> str:
+    return f"dns_resolvers_v{version}"
 
 
 def host_map_name(direction: Direction, version: int) -> str:
@@ -135,13 +153,12 @@ def _connection_limits(policy: Policy, numbering: Numbering, qos: QosRules) -> N
         if cap is None:
             continue
         number = numbering.groups.numbers[name]
-        counter = refused_counter(number)
-        qos.counters.append(counter)
+        qos.counters.extend(refused_counter(number, protocol) for protocol in REFUSED_PROTOCOLS)
         refuse = f"refuse_connection_{number}"
         qos.chains.append(NftChain(refuse, (
-            NftRule(f"counter name {counter}"),
-            NftRule("meta l4proto tcp reject with tcp reset"),
-            NftRule("drop"),
+            NftRule(f"meta l4proto tcp counter name {refused_counter(number, 'tcp')} reject with tcp reset"),
+            NftRule(f"meta l4proto udp counter name {refused_counter(number, 'udp')} drop"),
+            NftRule(f"counter name {refused_counter(number, 'other')} drop"),
         ), comment=f"group {name}: over {cap} connections per host"))
         rules = []
         for version, family, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
@@ -153,9 +170,30 @@ def _connection_limits(policy: Policy, numbering: Numbering, qos: QosRules) -> N
         qos.chains.append(NftChain(f"connection_limit_{number}", tuple(rules),
                                    comment=f"group {name}: at most {cap} connections per host"))
         verdicts.append(f"{hexmark(marks.group_bits(number))} : jump connection_limit_{number}")
-    if verdicts:
-        qos.sets.append(NftSet("connection_limits", "mark", "verdict", elements=tuple(verdicts),
-                               comment="group bits of the ct mark -> its connection cap"))
-        qos.after_policy.append(NftRule(
-            f"ct state new ct direction original ct mark & {hexmark(marks.GROUP_MASK)} vmap @connection_limits",
-            comment="connection caps per host"))
+    if not verdicts:
+        return
+    qos.sets.append(NftSet("connection_limits", "mark", "verdict", elements=tuple(verdicts),
+                           comment="group bits of the ct mark -> its connection cap"))
+    qos.chains.append(NftChain(CONNECTION_CAPS_CHAIN, (
+        *_uncounted_flows(policy, qos),
+        NftRule(f"ct mark & {hexmark(marks.GROUP_MASK)} vmap @connection_limits"),
+    ), comment="new office flows to the outside world: counted by their group's cap"))
+    qos.after_policy.append(NftRule(f"ct state new ct direction original jump {CONNECTION_CAPS_CHAIN}",
+                                    comment="connection caps per host"))
+
+
+def _uncounted_flows(policy: Policy, qos: QosRules) -> list[NftRule]:
+    """New flows that are not "connections to the outside world"; see the module's docstring.
+
+    Traffic to the router itself needs no rule: it never reaches the forward hook.
+    """
+    rules = [NftRule("meta l4proto { icmp, ipv6-icmp } return", comment="ping and traceroute are not connections")]
+    for version, family, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        resolvers = tuple(str(a) for a in policy.dns.resolvers if a.version == version)
+        if not resolvers:
+            continue
+        name = resolver_set_name(version)
+        qos.sets.append(NftSet(name, key_type, elements=resolvers, comment="the policy's dns.resolvers"))
+        rules.append(NftRule(f"meta l4proto {{ tcp, udp }} th dport 53 {family} daddr @{name} return",
+                             comment="DNS to the office's own resolvers"))
+    return rules

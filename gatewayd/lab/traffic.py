@@ -154,10 +154,12 @@ def _curl_error_kind(exit_code: int, stderr: str) -> Outcome:
 
 
 def dns_query(lab: "Lab", host: str, name: str, rrtype: str = "A",
-              server: str = DNS_SERVER_V4, timeout: float = 2.0) -> DnsResult:
-    """One query, one try (``+time=2 +tries=1``) to the lab DNS server."""
+              server: str = DNS_SERVER_V4, timeout: float = 2.0, tcp: bool = False) -> DnsResult:
+    """One query, one try (``+time=2 +tries=1``) to the lab DNS server; over TCP with ``tcp``."""
     argv = ["dig", f"@{server}", name, rrtype, f"+time={max(1, round(timeout))}", "+tries=1",
             "+noall", "+comments", "+answer"]  # status header + answer section, nothing else
+    if tcp:
+        argv.append("+tcp")
     try:
         proc = lab.run(host, argv, timeout=timeout + _SPAWN_SLACK_SECONDS, check=False)
     except subprocess.TimeoutExpired:
@@ -301,6 +303,46 @@ def udp_send(lab: "Lab", host: str, address: str, port: int, payload: bytes = b"
         "expect_reply": expect_reply, "timeout": timeout}, timeout)
     return UdpResult(Outcome(raw["outcome"]), int(raw.get("sent", 0)), int(raw.get("replies", 0)),
                      raw.get("detail", ""))
+
+
+# Raw sockets (we are root in the namespace): the lab has no ping binary.
+_ICMP_ECHO_PROBE = r"""
+import json, socket, struct, sys, time
+p = json.loads(sys.argv[1])
+v6 = ":" in p["address"]
+request_type, reply_type = (128, 129) if v6 else (8, 0)
+ident = 0x4c42
+def checksum(data):
+    data += b"\0" * (len(data) % 2)
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+header = struct.pack("!BBHHH", request_type, 0, 0, ident, 1) + b"gatewayd-lab"
+if not v6:  # the kernel fills in ICMPv6 checksums of raw sockets itself
+    header = header[:2] + struct.pack("!H", checksum(header)) + header[4:]
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW,
+                  socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+s.sendto(header, (p["address"], 0))
+out = {"outcome": "timeout"}
+deadline = time.monotonic() + p["timeout"]
+while time.monotonic() < deadline:
+    s.settimeout(max(0.01, deadline - time.monotonic()))
+    try:
+        data, _ = s.recvfrom(2048)
+    except socket.timeout:
+        break
+    icmp = data if v6 else data[(data[0] & 0x0F) * 4:]  # IPv4 raw sockets include the IP header
+    if icmp[0] == reply_type and struct.unpack("!H", icmp[4:6])[0] == ident:
+        out["outcome"] = "ok"
+        break
+print(json.dumps(out))
+"""
+
+
+def icmp_echo(lab: "Lab", host: str, address: str, timeout: float = 2.0) -> Outcome:
+    """One ICMP/ICMPv6 echo request: OK when its reply comes back within ``timeout``."""
+    raw = _python_probe(lab, host, _ICMP_ECHO_PROBE, {"address": address, "timeout": timeout}, timeout)
+    return Outcome(raw["outcome"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Connections refused by the per-host connection caps, per group (nft named counters)."""
+"""Connections refused by the per-host connection caps, per group and protocol (nft named counters)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from gatewayd.apply.nft import NftKernel
 from gatewayd.compile.plan import Plan
-from gatewayd.compile.qos_rules import refused_counter
+from gatewayd.compile.qos_rules import REFUSED_PROTOCOLS, refused_counter
 from gatewayd.metrics.base import PlanCollector
 
 
@@ -17,14 +17,18 @@ class ConnectionCapCollector(PlanCollector):
     name = "connection_caps"
 
     def read_plan(self, plan: Plan) -> Iterator[Metric]:
-        refused = CounterMetricFamily("gatewayd_connections_refused",
-                                      "New connections refused because the host was at its group's max_connections.",
-                                      labels=["group"])
+        refused = CounterMetricFamily(
+            "gatewayd_connections_refused",
+            "New connections to the outside refused because the host was at its group's max_connections "
+            "(tcp: connection attempts; udp and other: dropped packets).",
+            labels=["group", "protocol"])
         capped = [name for name, group in plan.policy.groups.items() if group.qos.max_connections is not None]
         if capped:
             self._kernel = self._kernel or NftKernel()
             counters = self._kernel.named_counters()
             for name in capped:
-                counter = counters.get(refused_counter(plan.numbering.groups.numbers[name]))
-                refused.add_metric([name], counter.packets if counter else 0)
+                number = plan.numbering.groups.numbers[name]
+                for protocol in REFUSED_PROTOCOLS:
+                    counter = counters.get(refused_counter(number, protocol))
+                    refused.add_metric([name, protocol], counter.packets if counter else 0)
         yield refused

@@ -14,10 +14,11 @@ from typing import TextIO
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from gatewayd.policy.bandwidth import check_qos_budgets
+from gatewayd.policy.dns import read_dns
 from gatewayd.policy.applications import MAX_APPLICATIONS, load_catalog, read_applications
 from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.fields import check_interface_name, parse_listen, parse_rate
-from gatewayd.policy.model import ClassifierSettings, Interfaces, Policy
+from gatewayd.policy.model import ClassifierSettings, DnsSettings, Interfaces, Policy
 from gatewayd.policy.rules import Names, check_reachability, read_decision, read_rules
 from gatewayd.policy.sections import (
     check_guarantees_fit_link,
@@ -47,7 +48,7 @@ from gatewayd.policy.yamltree import (
 
 TOP_LEVEL_KEYS = (
     "version", "interfaces", "metrics", "classifier", "schedules",
-    "groups", "applications", "classes", "default", "rules", "security", "health",
+    "groups", "applications", "classes", "default", "rules", "security", "health", "dns",
 )
 REQUIRED_TOP_LEVEL_KEYS = ("version", "interfaces", "classes")
 INTERFACE_KEYS = ("lan", "wan", "upload", "download")
@@ -152,6 +153,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     check_reachability(rules, applications, checker)
     security = read_security(known["security"], checker) if "security" in known else None
     health = read_health(known["health"], checker) if "health" in known else None
+    dns = read_dns(known["dns"], checker) if "dns" in known else DnsSettings()
     if checker.issues or interfaces is None:
         return None
     return Policy(
@@ -168,6 +170,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         metrics_listen=metrics_listen,
         security=security,
         health=health,
+        dns=dns,
     )
 
 

@@ -218,6 +218,18 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class DnsSettings:
+    """The `dns` section (parsed by policy/dns.py): the resolvers the office is told to use.
+
+    Empty `resolvers` means the office resolves through the router itself only.
+    Connection caps do not count DNS to these resolvers (compile/qos_rules.py).
+    """
+
+    resolvers: tuple[IPAddress, ...] = ()
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
 class ClassifierSettings:
     fail_mode: FailMode = "open"
     max_packets: int = 8  # packets of a flow the kernel queues before giving up
@@ -240,6 +252,7 @@ class Policy:
     metrics_listen: str = "127.0.0.1:9108"
     security: "SecurityPolicy | None" = None  # the LAN guard; None = no guard tables
     health: "HealthChecks | None" = None  # checked after `gatewayd apply`; see policy/health.py
+    dns: DnsSettings = field(default_factory=DnsSettings)  # the office's resolvers; see policy/dns.py
 
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:
         """The app ids a rule names, its categories expanded."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from gatewayd.policy.applications import APPLICATION_KEYS
 from gatewayd.policy.bandwidth import MAX_CONNECTIONS
+from gatewayd.policy.dns_schema import dns_schema
 from gatewayd.policy.fields import (
     DAY_NAMES,
     DAY_SETS,
@@ -129,7 +130,8 @@ def group_schema() -> Schema:
             },
             "max_connections": {
                 "type": "integer", "minimum": 1, "maximum": MAX_CONNECTIONS,
-                "description": "Concurrent connections per host; more are refused (TCP reset) and counted.",
+                "description": "Concurrent connections per host to the Internet; more are refused (TCP reset) and "
+                               "counted. DNS to dns.resolvers, ICMP and traffic to the router do not count.",
             },
         },
         ("members",),
@@ -274,6 +276,7 @@ def policy_schema() -> Schema:
                                "description": "TCP services that must answer."},
                 },
             ),
+            "dns": dns_schema(),
         },
     }
 

@@ -1,4 +1,6 @@
-"""QoS with real traffic: ceilings, fair sharing, guarantees under load, borrowing, connection caps.
+"""QoS with real traffic: ceilings, fair sharing, guarantees under load, borrowing.
+
+Connection caps (max_connections) have their own lab: test_connection_caps.py.
 
 One lab and one daemon for the module; rates are modest (20 Mbit/s link) so the
 margins hold on a loaded 2-core machine. Each measurement leaves TCP's slow
@@ -7,12 +9,9 @@ start out (iperf3 -O) and runs a few seconds.
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,7 @@ from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.policy.loader import load_policy_text
 from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4
 from gatewayd.lab.shaping import IperfJob, ShapingError, class_counters, concurrent_rates, host_class, iperf_rate, steady_host_rate, udp_rtt
-from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab
+from gatewayd.lab.topology import GATEWAY, HostSpec, Lab
 
 pytestmark = pytest.mark.integration
 
@@ -33,81 +32,45 @@ OFFICE_GUARANTEE = LINK_BPS // 2
 REALTIME_GUARANTEE = OFFICE_GUARANTEE * 40 // 100  # classes split a group's guarantee as they split the link
 BULK_GUARANTEE = OFFICE_GUARANTEE * 5 // 100
 PAIR_CEILING = LINK_BPS * 40 // 100
-MAX_CONNECTIONS = 3
 HOST_CLASS_DEADLINE_SECONDS = 2.0  # one 0.1 s poll and a few ms of tc, with room for a busy VM
-HOLD_PORT = 7100  # a server that accepts and holds connections
 
-POLICY = f"""\
+POLICY = """\
 version: 1
-interfaces: {{ lan: lan0, wan: wan0, upload: 20mbit, download: 20mbit }}
+interfaces: { lan: lan0, wan: wan0, upload: 20mbit, download: 20mbit }
 classes:
-  realtime: {{ priority: 0, guaranteed: 40% }}
-  default:  {{ priority: 3, guaranteed: 10% }}
-  bulk:     {{ priority: 7, guaranteed: 5% }}
+  realtime: { priority: 0, guaranteed: 40% }
+  default:  { priority: 3, guaranteed: 10% }
+  bulk:     { priority: 7, guaranteed: 5% }
 groups:
   office:  # first: its subtree carries the traffic of the two hosts below, split by class
     members: [192.0.2.20, 192.0.2.21]
-    bandwidth: {{ guaranteed: 50% }}
-  voice: {{ members: [192.0.2.20] }}
-  downloads: {{ members: [192.0.2.21] }}
+    bandwidth: { guaranteed: 50% }
+  voice: { members: [192.0.2.20] }
+  downloads: { members: [192.0.2.21] }
   guest:
     members: [192.0.2.192/28]
     per_host:
       guaranteed: 100kbit
-      upload: {{ limit: 8mbit }}
-      download: {{ limit: 16mbit }}
-    max_connections: {MAX_CONNECTIONS}
+      upload: { limit: 8mbit }
+      download: { limit: 16mbit }
   pair:  # equal weights: HTB shares by guarantee, so each host's weight is its guarantee
     members: [192.0.2.210/31]
-    bandwidth: {{ limit: 40% }}
-    per_host: {{ guaranteed: 20% }}
+    bandwidth: { limit: 40% }
+    per_host: { guaranteed: 20% }
 rules:
-  - {{ name: voice, groups: [voice], class: realtime }}
-  - {{ name: downloads, groups: [downloads], class: bulk }}
+  - { name: voice, groups: [voice], class: realtime }
+  - { name: downloads, groups: [downloads], class: bulk }
 """
 
 HOSTS = {
     "voice": HostSpec("192.0.2.20", "2001:db8:1::20", "02:00:00:00:00:20"),
     "bulk": HostSpec("192.0.2.21", "2001:db8:1::21", "02:00:00:00:00:21"),
     "guest1": HostSpec("192.0.2.193", "2001:db8:1::193", "02:00:00:00:01:93"),
-    "guest2": HostSpec("192.0.2.194", "2001:db8:1::194", "02:00:00:00:01:94"),
     "guest3": HostSpec("192.0.2.195", "2001:db8:1::195", "02:00:00:00:01:95"),  # sends once, in one test
     "guest4": HostSpec("192.0.2.196", "2001:db8:1::196", "02:00:00:00:01:96"),  # likewise
     "pair1": HostSpec("192.0.2.210", "2001:db8:1::210", "02:00:00:00:02:10"),
     "pair2": HostSpec("192.0.2.211", "2001:db8:1::211", "02:00:00:00:02:11"),
 }
-
-HOLD_SERVER = r"""
-import socket, sys, threading, time
-server = socket.create_server((sys.argv[1], int(sys.argv[2])))
-held = []
-print("ready", flush=True)
-end = time.monotonic() + 300
-while time.monotonic() < end:
-    connection, _ = server.accept()
-    held.append(connection)
-"""
-
-CONNECT_MANY = r"""
-import json, socket, sys
-address, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-outcomes, kept = [], []
-for _ in range(count):
-    s = socket.socket()
-    s.settimeout(3)
-    try:
-        s.connect((address, port))
-        outcomes.append("ok")
-        kept.append(s)
-    except ConnectionRefusedError:
-        outcomes.append("refused")
-    except ConnectionResetError:
-        outcomes.append("reset")
-    except socket.timeout:
-        outcomes.append("timeout")
-print(json.dumps(outcomes))
-"""
-
 
 @pytest.fixture(scope="module")
 def shaped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, GatewayDaemon]]:
@@ -232,38 +195,13 @@ def test_lone_bulk_flow_borrows_the_idle_link(shaped: tuple[Lab, GatewayDaemon])
     assert rate <= 1.02 * LINK_BPS
 
 
-def test_connection_cap_refuses_the_next_connection_and_counts_it(shaped: tuple[Lab, GatewayDaemon]) -> None:
-    lab, daemon = shaped
-    server = lab.popen(INTERNET, [sys.executable, "-c", HOLD_SERVER, IPERF_SERVER_V4, str(HOLD_PORT)],
-                       log_name="hold-server.log")
-    deadline = time.monotonic() + 10
-    log = Path(lab.workdir / "hold-server.log")
-    while "ready" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        before = metric_value(daemon.metrics(), "gatewayd_connections_refused_total", group="guest")
-        result = lab.run("guest2", [sys.executable, "-c", CONNECT_MANY, IPERF_SERVER_V4, str(HOLD_PORT),
-                                    str(MAX_CONNECTIONS + 1)], timeout=30)
-        outcomes = json.loads(result.stdout.strip().splitlines()[-1])
-        assert outcomes[:MAX_CONNECTIONS] == ["ok"] * MAX_CONNECTIONS
-        assert outcomes[MAX_CONNECTIONS] in ("refused", "reset"), outcomes
-        after = metric_value(daemon.metrics(), "gatewayd_connections_refused_total", group="guest")
-        assert after >= before + 1
-        # a host of a group without a cap opens as many as it likes
-        other = lab.run("voice", [sys.executable, "-c", CONNECT_MANY, IPERF_SERVER_V4, str(HOLD_PORT),
-                                  str(MAX_CONNECTIONS + 2)], timeout=30)
-        assert json.loads(other.stdout.strip().splitlines()[-1]) == ["ok"] * (MAX_CONNECTIONS + 2)
-    finally:
-        server.terminate()
-
-
 def test_metrics_report_groups_and_classes_without_host_labels(shaped: tuple[Lab, GatewayDaemon]) -> None:
     lab, daemon = shaped
     iperf_rate(lab, IperfJob("guest1", IPERF_SERVER_V4, IPERF_PORTS[3], seconds=2))
     exposition = daemon.metrics()
     assert metric_value(exposition, "gatewayd_group_bytes_total", interface="lan0", group="guest") > 2_000_000
     assert metric_value(exposition, "gatewayd_group_limited_hosts", interface="lan0", group="guest") == 14
-    # Classes are made on a host's first packet: at most guest1-4 have sent; the other 10 addresses never do.
+    # Classes are made on a host's first packet: at most guest1, guest3 and guest4 have sent; the other 10 addresses never do.
     assert 1 <= metric_value(exposition, "gatewayd_group_host_classes", interface="lan0", group="guest") <= 4
     assert metric_value(exposition, "gatewayd_class_bytes_total", interface="lan0", group="office",
                         **{"class": "realtime"}) > 0  # the voice test's traffic, split by class in its group

@@ -16,20 +16,22 @@ from gatewayd.policy.loader import load_policy, load_policy_text
 
 HERE = Path(__file__).parent / "plan"
 REPO = Path(__file__).resolve().parents[2]
-GOLDEN = HERE / "small.render"
+GOLDEN_POLICIES = ("small", "connection_caps")  # plan/NAME.yaml renders to plan/NAME.render
 
 
-def small_plan(text: str | None = None, previous: Plan | None = None) -> Plan:
-    text = text if text is not None else (HERE / "small.yaml").read_text()
-    policy = load_policy_text(text, "small.yaml", catalog_path=str(HERE / "catalog.yaml"))
+def small_plan(text: str | None = None, previous: Plan | None = None, name: str = "small") -> Plan:
+    text = text if text is not None else (HERE / f"{name}.yaml").read_text()
+    policy = load_policy_text(text, f"{name}.yaml", catalog_path=str(HERE / "catalog.yaml"))
     return compile_plan(policy, previous)
 
 
-def test_render_matches_golden_file() -> None:
-    rendered = small_plan().render()
+@pytest.mark.parametrize("name", GOLDEN_POLICIES)
+def test_render_matches_golden_file(name: str) -> None:
+    rendered = small_plan(name=name).render()
+    golden = HERE / f"{name}.render"
     if os.environ.get("GATEWAYD_UPDATE_GOLDEN"):
-        GOLDEN.write_text(rendered)
-    assert rendered == GOLDEN.read_text(), "run with GATEWAYD_UPDATE_GOLDEN=1 to accept a deliberate change"
+        golden.write_text(rendered)
+    assert rendered == golden.read_text(), "run with GATEWAYD_UPDATE_GOLDEN=1 to accept a deliberate change"
 
 
 def test_rules_keep_policy_order_and_point_back_at_their_lines() -> None:

@@ -150,6 +150,18 @@ def test_ipv6_metrics_listen_quoted() -> None:
     assert load_policy_text(text, "p.yaml").metrics_listen == "[::1]:9108"
 
 
+def test_dns_resolvers_are_addresses_of_both_families_in_file_order() -> None:
+    text = MINIMAL + 'dns:\n  resolvers: [203.0.113.53, "2001:db8:100::53"]\n'
+    dns = load_policy_text(text, "p.yaml").dns
+    assert dns.resolvers == (ipaddress.ip_address("203.0.113.53"), ipaddress.ip_address("2001:db8:100::53"))
+    assert str(dns.location) == "p.yaml:5:1"
+
+
+@pytest.mark.parametrize("section", ["", "dns:\n", "dns: {resolvers: []}\n"])
+def test_without_resolvers_the_office_resolves_through_the_router_only(section: str) -> None:
+    assert load_policy_text(MINIMAL + section, "p.yaml").dns.resolvers == ()
+
+
 def test_merge_keys_work_and_explicit_keys_win() -> None:
     text = """\
 version: 1

@@ -95,17 +95,65 @@ def test_class_priority_keys_on_group_and_class_when_groups_are_shaped() -> None
     assert f"{key(staff)} : 1:11" in class_map.elements  # a group without settings: the shared leaf
 
 
-def test_connection_cap_is_a_ct_count_set_and_a_named_counter() -> None:
+def test_connection_cap_is_a_ct_count_set_and_a_named_counter_per_protocol() -> None:
     plan = plan_of()
     finance = plan.numbering.groups.numbers["finance"]
     table = plan.ruleset.table
-    assert f"connections_refused_{finance}" in table.counters
+    counters = [f"connections_refused_{finance}_{protocol}" for protocol in ("tcp", "udp", "other")]
+    assert set(counters) <= set(table.counters)
     limit = [r.statement for r in table.chain(f"connection_limit_{finance}").rules]
     assert limit[0] == (f"meta nfproto ipv4 add @connlimit_{finance}_v4 {{ ip saddr ct count over 40 }} "
                         f"goto refuse_connection_{finance}")
+    refuse = [r.statement for r in table.chain(f"refuse_connection_{finance}").rules]
+    assert refuse == [f"meta l4proto tcp counter name {counters[0]} reject with tcp reset",
+                      f"meta l4proto udp counter name {counters[1]} drop",
+                      f"counter name {counters[2]} drop"]
     enforce = [r.statement for r in table.chain("enforce").rules]
-    assert enforce.index("ct direction original jump rules") < next(
-        i for i, s in enumerate(enforce) if "@connection_limits" in s)  # blocked flows are not counted
+    assert enforce.index("ct direction original jump rules") < enforce.index(
+        "ct state new ct direction original jump connection_caps")  # blocked flows are not counted
+
+
+CAPPED_WITH_RESOLVERS = BASE + """\
+dns:
+  resolvers: [203.0.113.53, "2001:db8:100::53"]
+"""
+
+
+def test_connection_caps_count_neither_dns_to_the_named_resolvers_nor_icmp() -> None:
+    table = plan_of(CAPPED_WITH_RESOLVERS).ruleset.table
+    caps = [r.statement for r in table.chain("connection_caps").rules]
+    assert caps == [
+        "meta l4proto { icmp, ipv6-icmp } return",
+        "meta l4proto { tcp, udp } th dport 53 ip daddr @dns_resolvers_v4 return",
+        "meta l4proto { tcp, udp } th dport 53 ip6 daddr @dns_resolvers_v6 return",
+        "ct mark & 0x000fc000 vmap @connection_limits",  # everything else: TCP, UDP, GRE... is counted
+    ]
+    sets = {s.name: s for s in table.sets}
+    assert sets["dns_resolvers_v4"].elements == ("203.0.113.53",)
+    assert sets["dns_resolvers_v6"].elements == ("2001:db8:100::53",)
+
+
+def test_dns_to_a_resolver_the_policy_does_not_name_is_counted() -> None:
+    """Without dns.resolvers only ICMP is exempt: port 53 alone exempts nothing (the router's
+    own resolver is not in the forward hook at all)."""
+    table = plan_of().ruleset.table
+    caps = [r.statement for r in table.chain("connection_caps").rules]
+    assert caps == ["meta l4proto { icmp, ipv6-icmp } return", "ct mark & 0x000fc000 vmap @connection_limits"]
+    assert not any(s.name.startswith("dns_resolvers") for s in table.sets)
+
+
+def test_connection_caps_run_in_the_forward_hook_only() -> None:
+    """Traffic to the router itself takes the input hook: no cap chain is reachable from it."""
+    table = plan_of(CAPPED_WITH_RESOLVERS).ruleset.table
+    jumps_to_caps = [c for c in table.chains if any("connection_caps" in r.statement for r in c.rules)]
+    assert [(c.name, c.base.hook if c.base else None) for c in jumps_to_caps] == [("enforce", "forward")]
+
+
+def test_without_caps_resolvers_add_no_cap_rules() -> None:
+    uncapped = CAPPED_WITH_RESOLVERS.replace("    max_connections: 40\n", "")
+    table = plan_of(uncapped).ruleset.table
+    assert not any(c.name == "connection_caps" for c in table.chains)
+    assert not any("connection_caps" in r.statement for r in table.chain("enforce").rules)
 
 
 def test_host_slots_survive_a_reload_that_adds_hosts() -> None:
