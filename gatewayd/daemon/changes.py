@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.control.health import HealthResult, run_checks
-from gatewayd.daemon.applier import ApplyError
+from gatewayd.apply.applier import ApplyError
 from gatewayd.policy.errors import PolicyError
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.control.protocol import DEFAULT_SOCKET
 from gatewayd.control.server import ControlServer
 from gatewayd.control.status import build_status
-from gatewayd.daemon.applier import Applier, ApplyError
+from gatewayd.apply.applier import Applier, ApplyError
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.host_classes import HostClassWatch
