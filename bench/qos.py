@@ -191,7 +191,7 @@ import sys, time
 sys.path.insert(0, sys.argv[1])
 from gatewayd.policy.loader import load_policy_text
 from gatewayd.compile.plan import compile_plan
-from gatewayd.daemon.applier import Applier
+from gatewayd.apply.applier import Applier
 text = open(sys.argv[2]).read()
 t0 = time.monotonic(); policy = load_policy_text(text, "scale.yaml"); t1 = time.monotonic()
 plan = compile_plan(policy); t2 = time.monotonic()

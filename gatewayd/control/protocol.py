@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 DEFAULT_SOCKET = Path("/run/gatewayd/control.sock")
 MAX_REQUEST_BYTES = 65536
+
+# How the daemon answers one request; called once (an apply answers when its checks finish).
+Reply = Callable[[dict[str, Any]], None]
 
 
 class ControlError(RuntimeError):

@@ -3,6 +3,9 @@
 Short requests (status, confirm) are answered at once. An apply request is
 answered when its health checks finish: the connection waits in the change
 manager, the main loop goes on giving verdicts meanwhile.
+
+The server knows no command itself: the daemon hands it a table of command
+name -> handler, so control/ needs nothing from daemon/.
 """
 
 from __future__ import annotations
@@ -12,17 +15,18 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gatewayd.control.protocol import ControlError, encode, read_line
-
-if TYPE_CHECKING:
-    from gatewayd.daemon.reactor import Daemon
+from gatewayd.control.protocol import ControlError, Reply, encode, read_line
 
 log = logging.getLogger("gatewayd.control")
 
 REQUEST_TIMEOUT_SECONDS = 1.0
+
+# A command gets the request and the way to answer it; it may keep `reply` to answer later.
+CommandHandler = Callable[[dict[str, Any], Reply], None]
 
 
 def peer_uid(connection: socket.socket) -> int:
@@ -32,9 +36,9 @@ def peer_uid(connection: socket.socket) -> int:
 
 
 class ControlServer:
-    def __init__(self, path: Path, daemon: "Daemon") -> None:
+    def __init__(self, path: Path, commands: Mapping[str, CommandHandler]) -> None:
         self.path = path
-        self.daemon = daemon
+        self.commands = commands
         self._listener: socket.socket | None = None
 
     def open(self) -> None:
@@ -97,15 +101,10 @@ class ControlServer:
             log.exception("event=control_request_failed")
             reply({"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"})
 
-    def _dispatch(self, request: dict[str, Any], reply: Any) -> None:
+    def _dispatch(self, request: dict[str, Any], reply: Reply) -> None:
         command = request.get("command")
-        if command == "status":
-            reply({"ok": True, "status": self.daemon.status_report()})
-        elif command == "apply":
-            confirm_within = request.get("confirm_within")
-            self.daemon.changes.begin(str(request["policy"]),
-                                      float(confirm_within) if confirm_within is not None else None, reply)
-        elif command == "confirm":
-            self.daemon.changes.confirm(reply)
-        else:
-            reply({"ok": False, "error": f"unknown command {command!r} (expected status, apply, confirm)"})
+        handler = self.commands.get(command) if isinstance(command, str) else None
+        if handler is None:
+            reply({"ok": False, "error": f"unknown command {command!r} (expected {', '.join(self.commands)})"})
+            return
+        handler(request, reply)

@@ -1,35 +1,62 @@
-"""What `gatewayd status` shows, assembled from the daemon and the kernel it drives."""
+"""What `gatewayd status` shows, assembled from the daemon's facts and the kernel it drives.
+
+The readers take what they read as arguments (the kernel, the plan, the
+classifier's learned addresses), not the daemon, so control/ needs nothing
+from daemon/.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from gatewayd.apply.applier import Applier
+from gatewayd.apply.nft import NftKernel
+from gatewayd.classify.engine import IPAddress
 from gatewayd.compile import marks
+from gatewayd.compile.numbering import Numbering
+from gatewayd.compile.plan import Plan
 from gatewayd.compile.ruleset import SET_FLOWS, SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6, SET_USAGE, TABLE_FAMILY, TABLE_NAME
 from gatewayd.explain.rules import FlowFacts, RuleEngine
-
-if TYPE_CHECKING:
-    from gatewayd.daemon.reactor import Daemon
+from gatewayd.policy.model import Policy
 
 PROTOCOLS = {6: "tcp", 17: "udp"}
 RECENT_BLOCKED_SHOWN = 20
 
 
-def traffic_by_app(daemon: "Daemon") -> list[dict[str, Any]]:
-    assert daemon.plan is not None
-    numbering = daemon.plan.numbering
+class LearnedAddresses(Protocol):
+    """The classifier's memory of addresses learned from DNS, as far as the status reads it."""
+
+    def learned_app(self, address: IPAddress, now: float) -> tuple[str, str] | None: ...
+
+    @property
+    def learned_count(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DaemonFacts:
+    """What the daemon knows about itself at the moment of the status request."""
+
+    generation: int
+    policy_file: str
+    degraded: bool
+    started_at: float  # Unix time
+    pending_change: dict[str, Any] | None
+
+
+def traffic_by_app(nft: NftKernel, numbering: Numbering) -> list[dict[str, Any]]:
     totals: dict[tuple[str, str], dict[str, int]] = {}
-    for key, counter in daemon.applier.nft.set_counters(SET_USAGE).items():
+    for key, counter in nft.set_counters(SET_USAGE).items():
         app = numbering.app_name(marks.app_number_of(key))
         action = "block" if key & marks.BLOCK_BIT else "allow"
         entry = totals.setdefault((app, action), {"bytes": 0, "packets": 0})
         entry["bytes"] += counter.bytes
         entry["packets"] += counter.packets
     flows: dict[str, int] = {}
-    for key, counter in daemon.applier.nft.set_counters(SET_FLOWS).items():
+    for key, counter in nft.set_counters(SET_FLOWS).items():
         app = numbering.app_name(marks.app_number_of(key))
         flows[app] = flows.get(app, 0) + counter.packets
     rows = [{"app": app, "action": action, "flows": flows.get(app, 0), **values}
@@ -37,15 +64,14 @@ def traffic_by_app(daemon: "Daemon") -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: -row["bytes"])
 
 
-def recent_blocked(daemon: "Daemon") -> list[dict[str, Any]]:
+def recent_blocked(nft: NftKernel, plan: Plan, learned_addresses: LearnedAddresses) -> list[dict[str, Any]]:
     """Blocked flows the kernel remembers (10 minutes), newest first, with the rule that blocked them."""
-    assert daemon.plan is not None and daemon.classifier is not None
-    numbering = daemon.plan.numbering
-    engine = RuleEngine(daemon.plan.policy)
+    numbering = plan.numbering
+    engine = RuleEngine(plan.policy)
     now = dt.datetime.now()
     rows = []
     for set_name in (SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6):
-        for item in daemon.applier.nft.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {set_name}"):
+        for item in nft.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {set_name}"):
             for element in item.get("set", {}).get("elem", []):
                 value = element.get("elem", element) if isinstance(element, dict) else {"val": element}
                 parts = value["val"]["concat"]
@@ -53,7 +79,7 @@ def recent_blocked(daemon: "Daemon") -> list[dict[str, Any]]:
                 client_address = ipaddress.ip_address(client)
                 app = numbering.app_name(marks.app_number_of(int(mark)))
                 verdict = engine.evaluate(FlowFacts(client_address, app, now))
-                learned = daemon.classifier.learned_app(ipaddress.ip_address(server), time.monotonic())
+                learned = learned_addresses.learned_app(ipaddress.ip_address(server), time.monotonic())
                 evidence = f"DNS: {learned[1]}" if learned and learned[0] == app else "classifier (first packets)"
                 age = int(value.get("timeout", 0)) - int(value.get("expires", 0))
                 rows.append({"client": client, "server": server,
@@ -64,37 +90,35 @@ def recent_blocked(daemon: "Daemon") -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: row["seconds_ago"])[:RECENT_BLOCKED_SHOWN]
 
 
-def guard_blocklist(daemon: "Daemon") -> list[dict[str, Any]] | None:
+def guard_blocklist(nft: NftKernel, policy: Policy) -> list[dict[str, Any]] | None:
     """Hosts the LAN guard's port-scan defence holds now; None without a `security` section."""
-    assert daemon.plan is not None
-    if getattr(daemon.plan.policy, "security", None) is None:
+    if getattr(policy, "security", None) is None:
         return None
     from gatewayd.apply.guard_state import read_blocklist
 
     return [{"address": host.address, "expires_seconds": host.expires_seconds, "reason": host.reason}
-            for host in read_blocklist(daemon.applier.nft)]
+            for host in read_blocklist(nft)]
 
 
-def build_status(daemon: "Daemon") -> dict[str, Any]:
-    plan = daemon.plan
-    assert plan is not None
+def build_status(facts: DaemonFacts, plan: Plan, applier: Applier,
+                 learned_addresses: LearnedAddresses) -> dict[str, Any]:
     policy = plan.policy
-    learned_kernel = daemon.applier.nft.learned_count()
+    learned_kernel = applier.nft.learned_count()
     return {
-        "generation": daemon.generation,
-        "policy_file": daemon.policy_path,
-        "degraded": daemon.degraded,
+        "generation": facts.generation,
+        "policy_file": facts.policy_file,
+        "degraded": facts.degraded,
         "fail_mode": policy.classifier.fail_mode,
-        "uptime_seconds": int(time.time() - daemon.started_at),
-        "queue_backend": daemon.applier.queue.backend,
-        "leaf_qdisc": daemon.applier.tc.leaf_kind,
-        "pending_change": daemon.changes.describe(),
-        "traffic": traffic_by_app(daemon),
-        "recent_blocked": recent_blocked(daemon),
-        "blocklist": guard_blocklist(daemon),
+        "uptime_seconds": int(time.time() - facts.started_at),
+        "queue_backend": applier.queue.backend,
+        "leaf_qdisc": applier.tc.leaf_kind,
+        "pending_change": facts.pending_change,
+        "traffic": traffic_by_app(applier.nft, plan.numbering),
+        "recent_blocked": recent_blocked(applier.nft, plan, learned_addresses),
+        "blocklist": guard_blocklist(applier.nft, policy),
         "limited_hosts": {"configured": len(plan.host_slots.hosts),
-                          "with_classes": len(daemon.applier.tc.hosts_made(plan.tc_trees))},
+                          "with_classes": len(applier.tc.hosts_made(plan.tc_trees))},
         "learned_addresses": {"kernel_v4": learned_kernel.get("learned_v4", 0),
                               "kernel_v6": learned_kernel.get("learned_v6", 0),
-                              "classifier": daemon.classifier.learned_count if daemon.classifier else 0},
+                              "classifier": learned_addresses.learned_count},
     }

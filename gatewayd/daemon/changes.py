@@ -17,19 +17,37 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.apply.applier import ApplyError
+from gatewayd.compile.plan import Plan
 from gatewayd.control.health import HealthResult, run_checks
-from gatewayd.daemon.applier import ApplyError
+from gatewayd.control.protocol import Reply
 from gatewayd.policy.errors import PolicyError
-
-if TYPE_CHECKING:
-    from gatewayd.daemon.reactor import Daemon
+from gatewayd.policy.loader import load_policy_with_text
+from gatewayd.policy.model import Policy
 
 log = logging.getLogger("gatewayd.change")
 
-Reply = Callable[[dict[str, Any]], None]
+
+class RunningPolicy(Protocol):
+    """What a change needs from the daemon: the policy in force and the two verbs that change it."""
+
+    @property
+    def plan(self) -> Plan | None: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def policy_path(self) -> str: ...
+
+    @property
+    def catalog_path(self) -> str | None: ...
+
+    def switch_to(self, policy: Policy) -> Plan: ...
+
+    def record_policy_in_force(self, path: str, text: str | None, *, degraded: bool) -> None: ...
 
 
 @dataclass
@@ -50,8 +68,9 @@ class PendingChange:
 
 
 class ChangeManager:
-    def __init__(self, daemon: "Daemon") -> None:
+    def __init__(self, daemon: RunningPolicy, count_revert: Callable[[], None]) -> None:
         self.daemon = daemon
+        self._count_revert = count_revert
         self.pending: PendingChange | None = None
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
 
@@ -60,8 +79,6 @@ class ChangeManager:
         return self.pending is not None
 
     def begin(self, path: str, confirm_within: float | None, reply: Reply) -> None:
-        from gatewayd.daemon.reactor import load_with_text  # the reactor imports this module
-
         if self.pending is not None:
             reply({"ok": False, "error": "another change is pending: confirm it or let it revert first"})
             return
@@ -69,9 +86,8 @@ class ChangeManager:
         previous = daemon.plan
         assert previous is not None
         try:
-            policy, text = load_with_text(path, daemon.catalog_path)
-            plan = compile_plan(policy, previous)
-            daemon.applier.apply(plan, previous)
+            policy, text = load_policy_with_text(path, daemon.catalog_path)
+            daemon.switch_to(policy)
         except PolicyError as exc:
             reply({"ok": False, "error": "the policy does not load; nothing changed",
                    "issues": [str(issue) for issue in exc.issues]})
@@ -79,7 +95,6 @@ class ChangeManager:
         except ApplyError as exc:
             reply({"ok": False, "error": f"apply failed; nothing changed: {exc}"})
             return
-        daemon.adopt(plan)
         log.info("event=change_applied policy=%s generation=%d confirm_within=%s", path, daemon.generation,
                  confirm_within)
         self.pending = PendingChange(previous, path, text, confirm_within,
@@ -131,25 +146,18 @@ class ChangeManager:
                 "seconds_left": left}
 
     def _keep(self, pending: PendingChange) -> None:
-        self.daemon.policy_path = pending.new_path
-        if pending.new_text is not None:
-            self.daemon.last_good.save(pending.new_text)
-        self.daemon.degraded = False
-        self.daemon.metrics.degraded.set(0)
+        self.daemon.record_policy_in_force(pending.new_path, pending.new_text, degraded=False)
         self.pending = None
         log.info("event=change_kept policy=%s generation=%d", pending.new_path, self.daemon.generation)
 
     def _revert(self, pending: PendingChange, reason: str) -> None:
         daemon = self.daemon
         self.pending = None
-        current = daemon.plan
         try:
-            plan = compile_plan(pending.previous.policy, current)
-            daemon.applier.apply(plan, current)
+            daemon.switch_to(pending.previous.policy)
         except ApplyError as exc:
             log.error("event=revert_failed error=%r", str(exc))
             return
-        daemon.adopt(plan)
-        daemon.metrics.reverts.inc()
+        self._count_revert()
         log.warning("event=change_reverted reason=%r generation=%d policy=%s", reason, daemon.generation,
                     daemon.policy_path)

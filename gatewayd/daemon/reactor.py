@@ -17,25 +17,27 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from netfilterqueue import NetfilterQueue
 
+from gatewayd.apply.applier import Applier, ApplyError
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.control.protocol import DEFAULT_SOCKET
 from gatewayd.control.server import ControlServer
-from gatewayd.control.status import build_status
-from gatewayd.daemon.applier import Applier, ApplyError
-from gatewayd.daemon.changes import ChangeManager
+from gatewayd.control.status import DaemonFacts, build_status
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
+from gatewayd.daemon.changes import ChangeManager
+from gatewayd.daemon.control_commands import control_commands
 from gatewayd.daemon.host_classes import HostClassWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
 from gatewayd.metrics.server import build_registry, serve
 from gatewayd.policy.errors import PolicyError
-from gatewayd.policy.loader import load_policy, load_policy_text
+from gatewayd.policy.loader import load_policy_with_text
 from gatewayd.policy.model import Policy
 
 log = logging.getLogger("gatewayd.daemon")
@@ -71,13 +73,24 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 
-def load_with_text(path: str, catalog_path: str | None) -> tuple[Policy, str | None]:
-    """The policy and the exact text it was loaded from (what last-known-good keeps)."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError):
-        return load_policy(path, catalog_path), None  # raises PolicyError with the reason
-    return load_policy_text(text, path, catalog_path), text
+class StepClock:
+    """Seconds spent in each step of a policy switch, for the reload's log line."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self._last = self.started
+        self.steps: dict[str, float] = {}
+
+    def step_done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = now - self._last
+        self._last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __str__(self) -> str:
+        return " ".join(f"{step}_seconds={value:.3f}" for step, value in self.steps.items())
 
 
 class Daemon:
@@ -91,10 +104,10 @@ class Daemon:
         self.degraded = False  # running the last-known-good policy, not the configured file
         self.last_good = LastGoodStore(state_dir)
         self.systemd = SystemdNotifier()
-        self.changes = ChangeManager(self)
-        self.control = ControlServer(control_socket, self)
         self.applier = Applier()
         self.registry, self.metrics = build_registry(self)
+        self.changes = ChangeManager(self, count_revert=self.metrics.reverts.inc)
+        self.control = ControlServer(control_socket, control_commands(self.status_report, self.changes))
         self.blocklist_watch = BlocklistWatch(self.applier.nft)
         self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
         self.classifier: Classifier | None = None
@@ -108,10 +121,10 @@ class Daemon:
         return self.plan
 
     # --- life cycle ---
-    def _initial_policy(self) -> tuple[Policy, str | None] | None:
-        """The configured policy, or else the last-known-good one (degraded), or None."""
+    def _initial_policy(self) -> tuple[Policy, str | None, bool] | None:
+        """(policy, its text, degraded): the configured policy, or else the last-known-good one, or None."""
         try:
-            return load_with_text(self.policy_path, self.catalog_path)
+            return (*load_policy_with_text(self.policy_path, self.catalog_path), False)
         except PolicyError as exc:
             for issue in exc.issues:
                 log.error("event=policy_invalid where=%s message=%r", issue.location, issue.message)
@@ -119,35 +132,28 @@ class Daemon:
             log.error("event=no_policy reason=\"the policy file is broken and no last-known-good copy exists\"")
             return None
         try:
-            policy, text = load_with_text(str(self.last_good.path), self.catalog_path)
+            policy, text = load_policy_with_text(str(self.last_good.path), self.catalog_path)
         except PolicyError as exc:
             for issue in exc.issues:
                 log.error("event=last_good_invalid where=%s message=%r", issue.location, issue.message)
             return None
-        self.degraded = True
         log.warning("event=started_degraded policy=%s running=%s reason=\"the policy file does not load; "
                     "fix it and reload (SIGHUP)\"", self.policy_path, self.last_good.path)
-        return policy, text
+        return policy, text, True
 
     def run(self) -> int:
         loaded = self._initial_policy()
         if loaded is None:
             return 1
-        policy, text = loaded
-        plan = compile_plan(policy)
+        policy, text, degraded = loaded
         try:
-            self.applier.apply(plan, None)
+            plan = self.switch_to(policy)
         except ApplyError as exc:
             log.error("event=apply_failed error=%r", str(exc))
             return 1
-        self._took_effect(plan, None if self.degraded else text)
-        # Every DNS flow stays "dns": attributing a lookup to the app it names would let
-        # a block rule drop the lookup itself, and a client that cannot resolve waits for
-        # a DNS timeout instead of getting a quick reset (and the kernel learns nothing).
-        self.classifier = Classifier(ClassifierTables.build(policy.applications.values()),
-                                     max_packets=policy.classifier.max_packets,
-                                     dns_flow_takes_queried_app=False)
-        self.handler = VerdictHandler(self.classifier, plan.numbering, self.applier.nft, self.metrics)
+        # Degraded, the text is the last-known-good copy itself: nothing new to keep.
+        self.record_policy_in_force(self.policy_path, None if degraded else text, degraded=degraded)
+        assert self.handler is not None
         try:
             self.queue = NetfilterQueue()
             self.queue.bind(policy.classifier.queue_num, self.handler, max_len=QUEUE_MAX_LEN)
@@ -157,9 +163,7 @@ class Daemon:
             log.error("event=start_failed error=%r", str(exc))
             self.applier.teardown(plan)
             return 1
-        self.metrics.set_fail_mode(policy.classifier.fail_mode)
         self.metrics.up_since.set(self.started_at)
-        self.metrics.degraded.set(1 if self.degraded else 0)
         self._install_signals()
         settle_garbage_collector()  # before "started": nothing heavy may follow the ready signal
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
@@ -242,16 +246,12 @@ class Daemon:
             return False
         self.metrics.reload_time.set(time.time())
         self.systemd.reloading()
-        started = time.perf_counter()
-        steps: dict[str, float] = {}
+        clock = StepClock()
         try:
             with gc_paused():
-                policy, text = load_with_text(self.policy_path, self.catalog_path)
-                steps["load"] = time.perf_counter() - started
-                plan = compile_plan(policy, self.plan)
-                steps["compile"] = time.perf_counter() - started - sum(steps.values())
-                self.applier.apply(plan, self.plan)
-                steps["apply"] = time.perf_counter() - started - sum(steps.values())
+                policy, text = load_policy_with_text(self.policy_path, self.catalog_path)
+                clock.step_done("load")
+                self.switch_to(policy, clock)
         except PolicyError as exc:
             for issue in exc.issues:
                 log.error("event=reload_refused where=%s message=%r", issue.location, issue.message)
@@ -260,25 +260,49 @@ class Daemon:
         except ApplyError as exc:
             log.error("event=reload_refused error=%r kept_generation=%d", str(exc), self.generation)
             return self._reload_failed()
-        self.degraded = False
-        self.metrics.degraded.set(0)
-        if text is not None:
-            self.last_good.save(text)
-        with gc_paused():
-            self.adopt(plan)
-        steps["classifier"] = time.perf_counter() - started - sum(steps.values())
+        self.record_policy_in_force(self.policy_path, text, degraded=False)
         settle_garbage_collector()
-        log.info("event=reloaded generation=%d seconds=%.3f %s", self.generation, time.perf_counter() - started,
-                 " ".join(f"{step}_seconds={value:.3f}" for step, value in steps.items()))
+        log.info("event=reloaded generation=%d seconds=%.3f %s", self.generation, clock.total(), clock)
         self.systemd.ready(self._status_line())
         return True
+
+    # --- the two verbs every policy change goes through (start, reload, apply, revert) ---
+    def switch_to(self, policy: Policy, clock: StepClock | None = None) -> Plan:
+        """Compile the policy against the running plan, apply it, adopt it; the running plan.
+
+        Raises PolicyError or ApplyError with the running policy still in force.
+        """
+        clock = clock or StepClock()
+        plan = compile_plan(policy, self.plan)
+        clock.step_done("compile")
+        self.applier.apply(plan, self.plan)
+        clock.step_done("apply")
+        self.adopt(plan)
+        clock.step_done("classifier")
+        return plan
+
+    def record_policy_in_force(self, path: str, text: str | None, *, degraded: bool) -> None:
+        """The running policy stands for the file at `path` (or, degraded, last-known-good stands in
+        for that broken file); `text`, when given, becomes the new last-known-good copy."""
+        self.policy_path = path
+        self.degraded = degraded
+        self.metrics.degraded.set(1 if degraded else 0)
+        if text is not None:
+            self.last_good.save(text)
 
     def adopt(self, plan: Plan) -> None:
         """Make an applied plan the running one: classifier tables, numbering, metrics."""
         previous = self.plan
-        self._took_effect(plan, None)
-        assert self.classifier is not None and self.handler is not None
-        if previous is None or previous.policy.applications != plan.policy.applications:
+        self._took_effect(plan)
+        if self.classifier is None or self.handler is None:
+            # Every DNS flow stays "dns": attributing a lookup to the app it names would let
+            # a block rule drop the lookup itself, and a client that cannot resolve waits for
+            # a DNS timeout instead of getting a quick reset (and the kernel learns nothing).
+            self.classifier = Classifier(ClassifierTables.build(plan.policy.applications.values()),
+                                         max_packets=plan.policy.classifier.max_packets,
+                                         dns_flow_takes_queried_app=False)
+            self.handler = VerdictHandler(self.classifier, plan.numbering, self.applier.nft, self.metrics)
+        elif previous is None or previous.policy.applications != plan.policy.applications:
             # Rebuilt only when the apps changed: 100,000 blocklist domains take a noticeable while.
             self.classifier.replace_tables(ClassifierTables.build(plan.policy.applications.values()))
         self.handler.numbering = plan.numbering
@@ -292,9 +316,7 @@ class Daemon:
         self.systemd.ready(self._status_line() + " (last reload refused: see the log)")
         return False
 
-    def _took_effect(self, plan: Plan, text: str | None) -> None:
-        if text is not None:
-            self.last_good.save(text)
+    def _took_effect(self, plan: Plan) -> None:
         self.plan = plan
         self.generation += 1
         self.metrics.generation.set(self.generation)
@@ -303,8 +325,10 @@ class Daemon:
         for warning in plan.ruleset.warnings:
             log.warning("event=policy_warning message=%r", warning)
 
-    def status_report(self) -> dict[str, object]:
-        return build_status(self)
+    def status_report(self) -> dict[str, Any]:
+        assert self.plan is not None and self.classifier is not None  # the socket opens after the first apply
+        facts = DaemonFacts(self.generation, self.policy_path, self.degraded, self.started_at, self.changes.describe())
+        return build_status(facts, self.plan, self.applier, self.classifier)
 
     def _shutdown(self) -> None:
         self.control.close()

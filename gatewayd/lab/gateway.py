@@ -9,12 +9,9 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from gatewayd.lab.runner import NamespaceRunner
 from gatewayd.lab.topology import GATEWAY
-
-if TYPE_CHECKING:
-    from gatewayd.lab.topology import Lab
 
 START_TIMEOUT_SECONDS = 20.0
 METRICS_LISTEN = "127.0.0.1:9108"
@@ -27,7 +24,7 @@ class GatewayError(RuntimeError):
 class GatewayDaemon:
     """`gatewayd run` inside the lab's gateway namespace, with its log in the lab's workdir."""
 
-    def __init__(self, lab: "Lab", policy_path: str | Path, log_name: str = "gatewayd.log") -> None:
+    def __init__(self, lab: NamespaceRunner, policy_path: str | Path, log_name: str = "gatewayd.log") -> None:
         self.lab = lab
         self.policy_path = Path(policy_path)
         self.log_path = lab.workdir / log_name

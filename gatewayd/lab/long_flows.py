@@ -12,10 +12,8 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from gatewayd.lab.topology import Lab
+from gatewayd.lab.runner import NamespaceRunner
 
 SCRIPT = r"""
 import json, socket, sys, threading, time
@@ -72,7 +70,7 @@ class FlowResult:
 
 
 class LongDownloads:
-    def __init__(self, lab: "Lab", client: str, targets: list[tuple[str, str]], seconds: float,
+    def __init__(self, lab: NamespaceRunner, client: str, targets: list[tuple[str, str]], seconds: float,
                  bytes_per_second: float = 300_000) -> None:
         """targets: (server address, HTTP Host) pairs, one flow each."""
         self.seconds = seconds

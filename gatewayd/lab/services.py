@@ -18,10 +18,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
-if TYPE_CHECKING:  # only for hints; topology imports this module at runtime
-    from gatewayd.lab.topology import Lab
+from gatewayd.lab.runner import NamespaceRunner
 
 DNS_SERVER_V4 = "203.0.113.53"
 DNS_SERVER_V6 = "2001:db8:100::53"
@@ -193,7 +192,7 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def start_internet(lab: "Lab", sites: Iterable[Site] | None = None,
+def start_internet(lab: NamespaceRunner, sites: Iterable[Site] | None = None,
                    ready_timeout: float = 10.0) -> InternetServices:
     """Start DNS, the Python server and iperf3 servers in ``lab``'s inet namespace."""
     site_list = tuple(DEFAULT_SITES.values() if sites is None else sites)
@@ -246,7 +245,7 @@ def start_internet(lab: "Lab", sites: Iterable[Site] | None = None,
     return services
 
 
-def _wait_ready(lab: "Lab", services: InternetServices, ready_file: Path, timeout: float) -> None:
+def _wait_ready(lab: NamespaceRunner, services: InternetServices, ready_file: Path, timeout: float) -> None:
     """Wait until every service listens, so the first test packet is never refused."""
     want_tcp = {HTTP_PORT, HTTPS_PORT, ERP_HTTPS_PORT, BITTORRENT_PORT, *IPERF_PORTS}
     deadline = time.monotonic() + timeout
@@ -262,7 +261,7 @@ def _wait_ready(lab: "Lab", services: InternetServices, ready_file: Path, timeou
         time.sleep(0.05)
 
 
-def _listening_ports(lab: "Lab") -> dict[str, set[int]]:
+def _listening_ports(lab: NamespaceRunner) -> dict[str, set[int]]:
     result: dict[str, set[int]] = {}
     for proto, flag in (("tcp", "-Hlnt"), ("udp", "-Hlnu")):
         out = lab.run("inet", ["ss", flag], timeout=5, check=False).stdout

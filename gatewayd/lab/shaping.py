@@ -13,13 +13,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from gatewayd.lab.runner import NamespaceRunner
 from gatewayd.lab.topology import GATEWAY, INTERNET
 from gatewayd.lab.traffic import TrafficError, iperf3_report
-
-if TYPE_CHECKING:
-    from gatewayd.lab.topology import Lab
 
 SPAWN_SLACK_SECONDS = 15.0
 
@@ -40,7 +37,7 @@ class IperfJob:
     congestion: str | None = None  # the sender's TCP congestion control (-C), e.g. "reno": loss-based, fills queues
 
 
-def iperf_rate(lab: "Lab", job: IperfJob) -> float:
+def iperf_rate(lab: NamespaceRunner, job: IperfJob) -> float:
     """Receiver goodput in bit/s, the first `omit_seconds` left out."""
     options = ["-t", f"{job.seconds:g}", "-O", str(job.omit_seconds), "-P", str(job.streams)]
     if job.download:
@@ -52,7 +49,7 @@ def iperf_rate(lab: "Lab", job: IperfJob) -> float:
     return float(report["end"]["sum_received"]["bits_per_second"])
 
 
-def concurrent_rates(lab: "Lab", jobs: list[IperfJob]) -> list[float]:
+def concurrent_rates(lab: NamespaceRunner, jobs: list[IperfJob]) -> list[float]:
     """Runs the jobs at the same time; rates in the jobs' order."""
     results: list[float | BaseException] = [0.0] * len(jobs)
 
@@ -73,7 +70,7 @@ def concurrent_rates(lab: "Lab", jobs: list[IperfJob]) -> list[float]:
     return [float(r) for r in results]  # type: ignore[arg-type]
 
 
-def start_iperf_servers(lab: "Lab", address: str, ports: list[int]) -> None:
+def start_iperf_servers(lab: NamespaceRunner, address: str, ports: list[int]) -> None:
     """Extra iperf3 servers in the internet namespace (the lab starts 4); stopped with the lab."""
     for port in ports:
         lab.popen(INTERNET, ["iperf3", "-s", "-B", address, "-p", str(port)], log_name=f"iperf3-{port}.log")
@@ -89,7 +86,7 @@ def start_iperf_servers(lab: "Lab", address: str, ports: list[int]) -> None:
     lab.exec_python(INTERNET, deadline_probe, args=[address, *map(str, ports)], timeout=10)
 
 
-def class_counters(lab: "Lab", device: str) -> dict[str, int]:
+def class_counters(lab: NamespaceRunner, device: str) -> dict[str, int]:
     """Bytes sent so far by every HTB class of `device` in the gateway, by class id ("1:11", "201:1000").
 
     Parsed from tc's text: this iproute2 has no JSON output for classes.
@@ -101,7 +98,7 @@ def class_counters(lab: "Lab", device: str) -> dict[str, int]:
     return counters
 
 
-def host_class(lab: "Lab", address: str, direction: str) -> str:
+def host_class(lab: NamespaceRunner, address: str, direction: str) -> str:
     """The tc class id gatewayd gave a limited host, read back from its nft map."""
     name = "host_up_v4" if direction == "upload" else "host_down_v4"
     out = json.loads(lab.run(GATEWAY, ["nft", "-j", "list", "map", "inet", "gatewayd", name]).stdout)
@@ -112,7 +109,7 @@ def host_class(lab: "Lab", address: str, direction: str) -> str:
     raise ShapingError(f"{address} is not in {name}")
 
 
-def steady_host_rate(lab: "Lab", device: str, address: str, job: IperfJob) -> tuple[float, float]:
+def steady_host_rate(lab: NamespaceRunner, device: str, address: str, job: IperfJob) -> tuple[float, float]:
     """(bit/s the host's own HTB class on `device` sent in the middle of an iperf3 run, the run's goodput).
 
     The class id is read once the run is under way: gatewayd makes a host's
@@ -173,7 +170,7 @@ class RttResult:
     samples: int
 
 
-def udp_rtt(lab: "Lab", host: str, address: str, port: int = 7, count: int = 100,
+def udp_rtt(lab: NamespaceRunner, host: str, address: str, port: int = 7, count: int = 100,
             interval: float = 0.02, max_seconds: float = 10.0) -> RttResult:
     """Small UDP ping-pongs to an echo server, like a voice call's packets: `count` or `max_seconds`."""
     proc = lab.run(host, [sys.executable, "-c", _RTT_PROBE, address, str(port), str(count), str(interval),

@@ -12,12 +12,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gatewayd.lab.runner import NamespaceRunner
 from gatewayd.lab.services import BITTORRENT_PORT, DNS_SERVER_V4, IPERF_PORTS
-
-if TYPE_CHECKING:
-    from gatewayd.lab.topology import Lab
 
 # `ip netns exec` + interpreter/curl start-up, added to the probe's own timeout so the
 # probe (not subprocess) decides the outcome in the normal case.
@@ -85,13 +83,13 @@ class UdpResult:
 # HTTP(S) with curl
 
 
-def https_get(lab: "Lab", host: str, url_or_name: str, timeout: float = 5.0,
+def https_get(lab: NamespaceRunner, host: str, url_or_name: str, timeout: float = 5.0,
               ip_version: int | None = None, path: str = "/") -> HttpResult:
     """GET over HTTPS with ``curl -k``; ``url_or_name`` is a URL or a bare host name."""
     return _curl(lab, host, _url("https", url_or_name, path), timeout, ip_version)
 
 
-def http_get(lab: "Lab", host: str, url_or_name: str, timeout: float = 5.0,
+def http_get(lab: NamespaceRunner, host: str, url_or_name: str, timeout: float = 5.0,
              ip_version: int | None = None, path: str = "/") -> HttpResult:
     return _curl(lab, host, _url("http", url_or_name, path), timeout, ip_version)
 
@@ -104,7 +102,7 @@ def _url(scheme: str, url_or_name: str, path: str) -> str:
     return f"{scheme}://{url_or_name}{path}"
 
 
-def _curl(lab: "Lab", host: str, url: str, timeout: float, ip_version: int | None) -> HttpResult:
+def _curl(lab: NamespaceRunner, host: str, url: str, timeout: float, ip_version: int | None) -> HttpResult:
     argv = ["curl", "-sS", "-k", "--noproxy", "*", "-o", "/dev/null",
             "-w", "%{http_code} %{size_download} %{time_total} %{remote_ip}",
             "--max-time", f"{timeout:g}", "--connect-timeout", f"{timeout:g}"]
@@ -153,7 +151,7 @@ def _curl_error_kind(exit_code: int, stderr: str) -> Outcome:
 # DNS with dig
 
 
-def dns_query(lab: "Lab", host: str, name: str, rrtype: str = "A",
+def dns_query(lab: NamespaceRunner, host: str, name: str, rrtype: str = "A",
               server: str = DNS_SERVER_V4, timeout: float = 2.0, tcp: bool = False) -> DnsResult:
     """One query, one try (``+time=2 +tries=1``) to the lab DNS server; over TCP with ``tcp``."""
     argv = ["dig", f"@{server}", name, rrtype, f"+time={max(1, round(timeout))}", "+tries=1",
@@ -252,7 +250,7 @@ print(json.dumps(out))
 """
 
 
-def _python_probe(lab: "Lab", host: str, code: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _python_probe(lab: NamespaceRunner, host: str, code: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
     try:
         proc = lab.exec_python(host, code, args=[json.dumps(params)],
                                timeout=timeout + _SPAWN_SLACK_SECONDS, check=False)
@@ -264,7 +262,7 @@ def _python_probe(lab: "Lab", host: str, code: str, params: dict[str, Any], time
     return json.loads(lines[-1])
 
 
-def tcp_connect(lab: "Lab", host: str, address: str, port: int, timeout: float = 3.0,
+def tcp_connect(lab: NamespaceRunner, host: str, address: str, port: int, timeout: float = 3.0,
                 payload: bytes = b"", expect_bytes: int = 0) -> TcpResult:
     """Connect, optionally send ``payload`` and wait for ``expect_bytes`` of answer."""
     raw = _python_probe(lab, host, _TCP_PROBE, {
@@ -283,7 +281,7 @@ def bittorrent_handshake_bytes(info_hash: bytes = b"\x11" * 20, peer_id: bytes =
     return bytes([len(BT_PROTOCOL)]) + BT_PROTOCOL + bytes(8) + info_hash + peer_id
 
 
-def bittorrent_handshake(lab: "Lab", host: str, address: str, timeout: float = 5.0,
+def bittorrent_handshake(lab: NamespaceRunner, host: str, address: str, timeout: float = 5.0,
                          port: int = BITTORRENT_PORT) -> TcpResult:
     """Send a BT handshake; outcome ANSWERED if the peer's handshake came back."""
     handshake = bittorrent_handshake_bytes()
@@ -295,7 +293,7 @@ def bittorrent_handshake(lab: "Lab", host: str, address: str, timeout: float = 5
     return result
 
 
-def udp_send(lab: "Lab", host: str, address: str, port: int, payload: bytes = b"lab", count: int = 1,
+def udp_send(lab: NamespaceRunner, host: str, address: str, port: int, payload: bytes = b"lab", count: int = 1,
              expect_reply: bool = False, timeout: float = 2.0) -> UdpResult:
     """Send ``count`` datagrams; with ``expect_reply`` count echoes (inet echoes on UDP 7 and 443)."""
     raw = _python_probe(lab, host, _UDP_PROBE, {
@@ -339,7 +337,7 @@ print(json.dumps(out))
 """
 
 
-def icmp_echo(lab: "Lab", host: str, address: str, timeout: float = 2.0) -> Outcome:
+def icmp_echo(lab: NamespaceRunner, host: str, address: str, timeout: float = 2.0) -> Outcome:
     """One ICMP/ICMPv6 echo request: OK when its reply comes back within ``timeout``."""
     raw = _python_probe(lab, host, _ICMP_ECHO_PROBE, {"address": address, "timeout": timeout}, timeout)
     return Outcome(raw["outcome"])
@@ -349,7 +347,7 @@ def icmp_echo(lab: "Lab", host: str, address: str, timeout: float = 2.0) -> Outc
 # Throughput with iperf3
 
 
-def iperf3(lab: "Lab", host: str, server: str, seconds: float = 1.0, reverse: bool = False,
+def iperf3(lab: NamespaceRunner, host: str, server: str, seconds: float = 1.0, reverse: bool = False,
            bitrate: str | int | None = None, port: int = IPERF_PORTS[0], udp: bool = False) -> float:
     """Run an iperf3 test and return the receiver-side rate in bits per second.
 
@@ -370,7 +368,7 @@ def iperf3(lab: "Lab", host: str, server: str, seconds: float = 1.0, reverse: bo
     return float(summary["bits_per_second"])
 
 
-def iperf3_report(lab: "Lab", host: str, server: str, port: int, options: list[str],
+def iperf3_report(lab: NamespaceRunner, host: str, server: str, port: int, options: list[str],
                   timeout: float) -> dict[str, Any]:
     """Run an iperf3 client with `options` and return its JSON report; TrafficError if it cannot run."""
     argv = ["iperf3", "-c", server, "-p", str(port), "-J", "--connect-timeout", "3000", *options]

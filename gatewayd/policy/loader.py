@@ -86,6 +86,15 @@ def load_policy_text(text: str, source: str, catalog_path: str | None = None) ->
     return _load(text, Checker(source), catalog_path)
 
 
+def load_policy_with_text(path: str, catalog_path: str | None = None) -> tuple[Policy, str | None]:
+    """The policy and the exact text it was loaded from (what last-known-good keeps)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return load_policy(path, catalog_path), None  # raises PolicyError with the reason
+    return load_policy_text(text, path, catalog_path), text
+
+
 def _load(text: str, checker: Checker, catalog_path: str | Path | None) -> Policy:
     catalog_issues: list[PolicyIssue] = []
     catalog = load_catalog(catalog_path, catalog_issues)

@@ -196,7 +196,7 @@ def test_a_flood_is_held_to_its_rate_and_a_normal_transfer_keeps_its_throughput(
 # --- port scan -------------------------------------------------------------------------
 
 def blocklist(lab: Lab) -> str:
-    return lab.run(GATEWAY, [sys.executable, "-m", "gatewayd.cli_status"], check=False).stdout
+    return lab.run(GATEWAY, [sys.executable, "-m", "gatewayd.cli.guard_blocklist"], check=False).stdout
 
 
 def test_a_port_scanner_is_blocklisted_then_released_and_a_normal_host_is_not(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
+
+from gatewayd import cli as cli_package
+from gatewayd.cli import SUBCOMMANDS, build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICE = REPO / "policies" / "office.yaml"
@@ -54,3 +58,14 @@ def test_render_refuses_a_bad_policy(tmp_path: Path) -> None:
     bad.write_text("version: 1\ninterfaces: [\n")
     result = gatewayd("render", str(bad))
     assert result.returncode == 1 and "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_every_subcommand_is_one_module_of_the_cli_package() -> None:
+    subparsers = next(action for action in build_parser()._actions
+                      if isinstance(action, argparse._SubParsersAction))
+    names = list(subparsers.choices)
+    assert names == ["check", "render", "explain", "replay", "run", "classify", "status", "apply", "confirm"]
+    assert [module.__name__ for module in SUBCOMMANDS] == [f"gatewayd.cli.{name}" for name in names]  # type: ignore[attr-defined]
+    helpers = {"__init__", "control_client", "guard_blocklist"}
+    package = Path(cli_package.__file__).parent
+    assert {path.stem for path in package.glob("*.py")} - helpers == set(names)

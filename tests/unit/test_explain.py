@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.explain.command import parse_when
+from gatewayd.cli.explain import parse_when
 from gatewayd.explain.flow import Explainer, FlowQuery
 from gatewayd.explain.rules import FlowFacts, RuleEngine, schedule_covers
 from gatewayd.policy.loader import load_policy, load_policy_text

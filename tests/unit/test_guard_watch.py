@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from gatewayd.apply.guard_state import BlockedHost, read_blocklist
-from gatewayd.cli_status import format_blocklist
+from gatewayd.cli.guard_blocklist import format_blocklist
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 
 

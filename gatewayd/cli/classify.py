@@ -42,8 +42,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: Any) -> None:
-    """Add the `classify` subcommand to the CLI's subparsers."""
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     classify = commands.add_parser("classify", help="classify the flows of a pcap/pcapng capture; one JSON per flow")
     classify.add_argument("--pcap", required=True, help="capture file (pcap or pcapng)")
     classify.add_argument("--policy", help="policy whose applications (catalog + own) to use")

@@ -1,4 +1,4 @@
-"""`gatewayd status`: what the LAN guard holds right now, read from the kernel.
+"""`gatewayd status` without a daemon: what the LAN guard holds right now, read from the kernel.
 
 Reads the kernel directly (root or CAP_NET_ADMIN), so it also works while the
 daemon is stopped but its fail-open rules are still in place.
@@ -45,14 +45,6 @@ def cmd_status(_args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return 1
     out.write(format_blocklist(read_blocklist(kernel)))
     return 0
-
-
-def add_status_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    # The control socket's `status` (which shows this blocklist too) takes the name when present.
-    if "status" in commands.choices:
-        return
-    status = commands.add_parser("status", help="list the LAN guard's current blocklist (root)")
-    status.set_defaults(func=cmd_status)
 
 
 def main() -> int:

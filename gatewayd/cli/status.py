@@ -1,4 +1,4 @@
-"""`gatewayd status`, `gatewayd apply`, `gatewayd confirm`: the admin's side of the control socket."""
+"""`gatewayd status [--json]`: what the running daemon is doing, asked over its control socket."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gatewayd.control.protocol import DEFAULT_SOCKET, ControlError, request
-
-STATUS_TIMEOUT_SECONDS = 10.0
-APPLY_TIMEOUT_SECONDS = 60.0  # apply + health checks
+from gatewayd.cli.control_client import STATUS_TIMEOUT_SECONDS, add_socket_option
+from gatewayd.control.protocol import ControlError, request
 
 
 def human_bytes(count: float) -> str:
@@ -64,7 +62,7 @@ def run_status(args: argparse.Namespace) -> int:
     except ControlError as exc:
         # No daemon: what the kernel still holds (its fail-open rules stay) is worth showing.
         print(f"gatewayd status: {exc}; showing the LAN guard's blocklist from the kernel", file=sys.stderr)
-        from gatewayd.cli_status import cmd_status as kernel_blocklist
+        from gatewayd.cli.guard_blocklist import cmd_status as kernel_blocklist
 
         return kernel_blocklist(args)
     if not answer.get("ok"):
@@ -74,57 +72,8 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_apply(args: argparse.Namespace) -> int:
-    message: dict[str, Any] = {"command": "apply", "policy": str(Path(args.policy).resolve())}
-    if args.confirm_within is not None:
-        message["confirm_within"] = args.confirm_within
-    try:
-        answer = request(Path(args.socket), message, APPLY_TIMEOUT_SECONDS)
-    except ControlError as exc:
-        print(f"gatewayd apply: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(answer))
-    elif answer.get("ok"):
-        state = answer["state"]
-        print(f"applied as generation {answer['generation']}; health checks passed"
-              + (f"; run `gatewayd confirm` within {args.confirm_within:g} s or it reverts"
-                 if state == "awaiting_confirm" else "; kept"))
-    else:
-        print(f"gatewayd apply: {answer.get('reason') or answer.get('error')}", file=sys.stderr)
-        for issue in answer.get("issues", []):
-            print(issue, file=sys.stderr)
-    return 0 if answer.get("ok") else 1
-
-
-def run_confirm(args: argparse.Namespace) -> int:
-    try:
-        answer = request(Path(args.socket), {"command": "confirm"}, STATUS_TIMEOUT_SECONDS)
-    except ControlError as exc:
-        print(f"gatewayd confirm: {exc}", file=sys.stderr)
-        return 1
-    if answer.get("ok"):
-        print(f"confirmed: generation {answer['generation']} is kept")
-        return 0
-    print(f"gatewayd confirm: {answer.get('error')}", file=sys.stderr)
-    return 1
-
-
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    socket_help = f"the daemon's control socket (default: {DEFAULT_SOCKET})"
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = commands.add_parser("status", help="what the running daemon is doing, blocklist included (root)")
     status.add_argument("--json", action="store_true")
-    status.add_argument("--socket", default=str(DEFAULT_SOCKET), help=socket_help)
+    add_socket_option(status)
     status.set_defaults(func=run_status)
-
-    apply = commands.add_parser("apply", help="switch the running daemon to a new policy, with health checks")
-    apply.add_argument("policy")
-    apply.add_argument("--confirm-within", type=float, metavar="SECONDS",
-                       help="revert by itself unless `gatewayd confirm` arrives in time")
-    apply.add_argument("--json", action="store_true")
-    apply.add_argument("--socket", default=str(DEFAULT_SOCKET), help=socket_help)
-    apply.set_defaults(func=run_apply)
-
-    confirm = commands.add_parser("confirm", help="keep the change a pending `apply --confirm-within` made")
-    confirm.add_argument("--socket", default=str(DEFAULT_SOCKET), help=socket_help)
-    confirm.set_defaults(func=run_confirm)

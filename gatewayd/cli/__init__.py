@@ -1,0 +1,55 @@
+"""gatewayd command line: one module per subcommand, each adding its own parser.
+
+`main()` builds the parser from SUBCOMMANDS; a new subcommand is a new module
+with `add_parser(commands)` that sets `func` to what runs it. Subcommand
+modules import their heavy parts (the daemon, the kernel bindings) inside the
+function that runs, so `gatewayd check` stays quick and needs no root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Protocol
+
+from gatewayd.cli import (
+    apply,
+    check,
+    classify,
+    confirm,
+    explain,
+    render,
+    replay,
+    run,
+    status,
+)
+
+
+class Subcommand(Protocol):
+    def add_parser(self, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+
+# In the order `gatewayd --help` lists them.
+SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, classify, status, apply, confirm)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatewayd", description="Office gateway: app classification, "
+                                     "blocking and QoS through nftables and tc.")
+    parser.add_argument("--catalog", help="application catalog to use instead of the built-in one")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for subcommand in SUBCOMMANDS:
+        subcommand.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
