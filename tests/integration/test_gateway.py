@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.lab import traffic
-from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.gateway import GatewayDaemon, metric_value, promtool_problems
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
 from gatewayd.lab.services import DEFAULT_SITES
 from gatewayd.lab.topology import GATEWAY, Lab
@@ -178,6 +179,19 @@ def test_metrics_report_the_traffic_just_sent(office: tuple[Lab, GatewayDaemon])
     assert 'gatewayd_scrape_collector_success{collector="nft_usage"} 1.0' in exposition
     # bounded labels: no address anywhere in the label values
     assert not re.search(r'="(192\.0\.2|203\.0\.113|2001:db8)', exposition)
+
+
+def test_promtool_accepts_a_live_scrape(office: tuple[Lab, GatewayDaemon]) -> None:
+    """Strict consumers (promtool, OpenMetrics parsers) refuse a family whose HELP/TYPE block repeats."""
+    lab, daemon = office
+    assert traffic.https_get(lab, "service", SITE["dingtalk"].hostname, ip_version=4).ok  # families with samples
+    exposition = daemon.metrics()
+    assert 'gatewayd_scrape_collector_success{collector="tc_classes"} 1.0' in exposition
+    help_lines = [line.split()[2] for line in exposition.splitlines() if line.startswith("# HELP ")]
+    assert sorted(set(help_lines)) == sorted(help_lines)
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run ./scripts/setup (Debian package prometheus)"
+    assert promtool_problems(exposition, promtool) == []
 
 
 # --- schedules ---------------------------------------------------------------------------
