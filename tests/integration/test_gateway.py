@@ -8,6 +8,7 @@ sit in its groups: a manager (sales + managers), a sales and a service host
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 import shutil
 import time
@@ -16,12 +17,19 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.explain.flow import Explainer, FlowQuery
 from gatewayd.lab import traffic
 from gatewayd.lab.gateway import GatewayDaemon, metric_value, promtool_problems
-from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.office import (
+    OFFICE_HOSTS,
+    OFFICE_POLICY,
+    office_policy_with_work_hours,
+)
 from gatewayd.lab.services import DEFAULT_SITES
 from gatewayd.lab.topology import GATEWAY, Lab
 from gatewayd.lab.traffic import Outcome
+from gatewayd.policy.fields import DAY_NAMES
+from gatewayd.policy.loader import load_policy
 
 pytestmark = pytest.mark.integration
 
@@ -197,12 +205,8 @@ def test_promtool_accepts_a_live_scrape(office: tuple[Lab, GatewayDaemon]) -> No
 # --- schedules ---------------------------------------------------------------------------
 
 def schedule_policy(window: tuple[dt.time, dt.time]) -> str:
-    text = OFFICE_POLICY.read_text()
     start, end = (t.strftime("%H:%M") for t in window)
-    changed = re.sub(r"(  work-hours:\n    days: )mon-fri\n    hours: \"09:00-18:00\"",
-                     rf'\1daily\n    hours: "{start}-{end}"', text)
-    assert changed != text, "office.yaml's work-hours schedule moved; update this test"
-    return changed
+    return office_policy_with_work_hours("daily", f"{start}-{end}")
 
 
 def window_around(now: dt.datetime, minutes_from: int, minutes_to: int) -> tuple[dt.time, dt.time]:
@@ -222,6 +226,46 @@ def test_schedule_is_enforced_by_the_kernel_clock(fresh_office: tuple[Lab, Path]
         assert blocked.error in BLOCKED
     finally:
         daemon.stop()
+
+
+def clock(when: dt.datetime) -> str:
+    return when.strftime("%H:%M")
+
+
+def test_a_range_past_midnight_ends_on_the_next_day_in_the_kernel(fresh_office: tuple[Lab, Path]) -> None:
+    """Both halves of a night shift, at the kernel's real clock: games are blocked while the shift runs."""
+    lab, policy = fresh_office
+    now = dt.datetime.now()
+    margin = dt.timedelta(minutes=15)
+    if now.date() != (now - 2 * margin).date() or now.date() != (now + 2 * margin).date():
+        pytest.skip("too close to midnight for shifts placed around the current time")
+    today, yesterday = (DAY_NAMES[when.weekday()] for when in (now, now - dt.timedelta(days=1)))
+    # Ends shortly after now and starts one minute later, so now is in its after-midnight half.
+    after_midnight_now = f"{clock(now + margin + dt.timedelta(minutes=1))}-{clock(now + margin)}"
+    # Started shortly before now and ends just before it next morning: now is in its evening half.
+    evening_now = f"{clock(now - margin)}-{clock(now - margin - dt.timedelta(minutes=1))}"
+    cases = [
+        (today, after_midnight_now, False),  # today's early hours belong to yesterday's shift: none
+        (yesterday, after_midnight_now, True),  # yesterday's shift runs on into today
+        (today, evening_now, True),
+    ]
+    explainer_source = ipaddress.ip_address(OFFICE_HOSTS["sales"].ipv4)
+    daemon: GatewayDaemon | None = None
+    try:
+        for days, hours, games_blocked in cases:
+            policy.write_text(office_policy_with_work_hours(days, hours))
+            if daemon is None:
+                daemon = GatewayDaemon(lab, policy).start()
+            else:
+                daemon.reload()
+            result = traffic.https_get(lab, "sales", SITE["steam"].hostname, ip_version=4)
+            assert (result.error in BLOCKED) is games_blocked, (days, hours, result)
+            said = Explainer(load_policy(str(policy))).explain(
+                FlowQuery(explainer_source, SITE["steam"].hostname, 443, "tcp", dt.datetime.now()))
+            assert (said.verdict.rule_name == "no-games-at-work") is games_blocked, (days, hours)
+    finally:
+        if daemon is not None:
+            daemon.stop()
 
 
 # --- failure modes -----------------------------------------------------------------------
