@@ -319,6 +319,43 @@ def test_sigterm_removes_everything_it_installed(fresh_office: tuple[Lab, Path])
     assert traffic.https_get(lab, "sales", SITE["news"].hostname, ip_version=4).ok
 
 
+def test_sigterm_leaves_the_nft_tables_as_they_were_before_start(fresh_office: tuple[Lab, Path]) -> None:
+    """Including `ip filter`/`ip6 filter`, which iptables-nft creates for the queue rule."""
+    lab, policy = fresh_office
+    before = nft_tables(lab)
+    daemon = GatewayDaemon(lab, policy).start()
+    try:
+        running = daemon.nft("list", "tables")
+        assert "table inet gatewayd" in running
+        if "backend=iptables-nft" in daemon.log_text():
+            assert "table ip filter" in running and "table ip6 filter" in running
+    finally:
+        assert daemon.stop() == 0
+    assert nft_tables(lab) == before
+
+
+def test_sigterm_keeps_a_filter_table_someone_else_made(fresh_office: tuple[Lab, Path]) -> None:
+    lab, policy = fresh_office
+    lab.run(GATEWAY, ["iptables-nft", "-w", "-A", "INPUT", "-s", "198.51.100.7", "-j", "DROP"])
+    tables_before = nft_tables(lab)
+    foreign_before = lab.run(GATEWAY, ["nft", "list", "table", "ip", "filter"]).stdout
+    assert "198.51.100.7" in foreign_before and "FORWARD" not in foreign_before
+    daemon = GatewayDaemon(lab, policy).start()
+    try:
+        if "backend=iptables-nft" not in daemon.log_text():
+            pytest.skip("this kernel has native nft queue: gatewayd leaves iptables' tables alone")
+        assert "jump GATEWAYD_QUEUE" in daemon.nft("list", "table", "ip", "filter")
+    finally:
+        assert daemon.stop() == 0
+    # Its rule stays; the FORWARD and OUTPUT chains gatewayd's queue rule needed go; ip6 filter was all ours.
+    assert lab.run(GATEWAY, ["nft", "list", "table", "ip", "filter"]).stdout == foreign_before
+    assert nft_tables(lab) == tables_before
+
+
+def nft_tables(lab: Lab) -> list[str]:
+    return sorted(lab.run(GATEWAY, ["nft", "list", "tables"]).stdout.splitlines())
+
+
 def test_answers_of_a_resolver_on_the_router_teach_the_kernel(fresh_office: tuple[Lab, Path]) -> None:
     """Offices often resolve through the router itself (dnsmasq): its answers leave via output."""
     lab, policy = fresh_office
