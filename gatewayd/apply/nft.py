@@ -46,6 +46,39 @@ class Counter:
     bytes: int
 
 
+@dataclass(frozen=True)
+class BlockedFlow:
+    """One element of a recent_blocked set: client . server . proto . port . ct mark."""
+
+    client: str
+    server: str
+    protocol: str | int  # nft names known protocols ("tcp"), numbers others
+    port: int
+    mark: int
+    expires_seconds: int  # time it has left in the set
+    age_seconds: int  # time since its flow was last blocked
+
+
+def blocked_flows(listing: list[dict[str, Any]]) -> list[BlockedFlow]:
+    """The elements of `nft -j list set` of a recent_blocked set that still have time left."""
+    flows = []
+    for item in listing:
+        listed_set = item.get("set", {})
+        # Elements the rules add with `update` inherit the set's timeout, and the kernel reports it on
+        # the set only. An element carried over a reload has its own timeout (the time it had left), so
+        # set timeout - expires is its age too.
+        set_timeout = int(listed_set.get("timeout", 0))
+        for element in listed_set.get("elem", []):
+            value = element.get("elem", {}) if isinstance(element, dict) else {}
+            parts = value.get("val", {}).get("concat") if isinstance(value.get("val"), dict) else None
+            expires = int(value.get("expires", 0))
+            if parts and len(parts) == 5 and expires > 0:
+                client, server, protocol, port, mark = parts
+                flows.append(BlockedFlow(str(client), str(server), protocol, int(port), int(mark), expires,
+                                         max(0, set_timeout - expires)))
+    return flows
+
+
 class NftKernel:
     def __init__(self) -> None:
         self._nft = nftables.Nftables()
@@ -109,17 +142,12 @@ class NftKernel:
         return commands
 
     def recent_blocked_elements(self, set_name: str) -> list[str]:
-        """Recently blocked flows as set elements with the time they have left (for `gatewayd status`)."""
-        elements = []
-        for item in self.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {set_name}"):
-            for element in item.get("set", {}).get("elem", []):
-                value = element.get("elem", {}) if isinstance(element, dict) else {}
-                parts = value.get("val", {}).get("concat") if isinstance(value.get("val"), dict) else None
-                expires = int(value.get("expires", 0))
-                if parts and len(parts) == 5 and expires > 0:
-                    client, server, proto, port, mark = parts
-                    elements.append(f"{client} . {server} . {proto} . {port} . 0x{int(mark):08x} timeout {expires}s")
-        return elements
+        """Recently blocked flows as set elements with the time they have left (to carry over a reload)."""
+        return [f"{flow.client} . {flow.server} . {flow.protocol} . {flow.port} . 0x{flow.mark:08x} "
+                f"timeout {flow.expires_seconds}s" for flow in self.recent_blocked_flows(set_name)]
+
+    def recent_blocked_flows(self, set_name: str) -> list[BlockedFlow]:
+        return blocked_flows(self.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {set_name}"))
 
     def learned_elements(self, map_name: str) -> list[LearnedElement]:
         found = []

@@ -2,7 +2,8 @@
 
 Both live in objects gatewayd owns: the nft table `inet gatewayd_queue`, or
 the iptables chain GATEWAYD_QUEUE plus one jump at the top of FORWARD.
-Nothing else in the iptables tables is flushed or changed.
+Nothing else in the iptables tables is flushed or changed; the filter tables
+and chains iptables-nft had to create for it go at stop (iptables_tables.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,13 @@ from __future__ import annotations
 import logging
 import subprocess
 
+from gatewayd.apply.iptables_tables import (
+    FAMILY_OF_BINARY,
+    FilterTableState,
+    cleanup_script,
+    filter_table_state,
+    list_filter_table,
+)
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.compile.queue_rule import IPTABLES_CHAIN, QueueRule
 from gatewayd.compile.ruleset import TABLE_FAMILY
@@ -43,6 +51,8 @@ class QueueInstaller:
         self._kernel = kernel
         self._native: bool | None = None
         self.installed: QueueRule | None = None
+        # Each filter table as it was before gatewayd's first iptables call, by family.
+        self._filter_tables_before: dict[str, FilterTableState] = {}
 
     @property
     def backend(self) -> str:
@@ -64,6 +74,9 @@ class QueueInstaller:
                 f"table {TABLE_FAMILY} {QUEUE_TABLE} {{ {chains} }}\n")
         else:
             for binary in IPTABLES_BINARIES:
+                family = FAMILY_OF_BINARY[binary]
+                if family not in self._filter_tables_before:
+                    self._filter_tables_before[family] = filter_table_state(list_filter_table(self._kernel, family))
                 self._iptables_restore(binary, rule.iptables_restore())
                 for hooked in HOOKED_CHAINS:
                     if not self._iptables_ok(binary, ["-C", hooked, "-j", IPTABLES_CHAIN]):
@@ -81,7 +94,19 @@ class QueueInstaller:
                     pass
             self._iptables_ok(binary, ["-F", IPTABLES_CHAIN])
             self._iptables_ok(binary, ["-X", IPTABLES_CHAIN])
+        self._remove_created_filter_chains()
         self.installed = None
+
+    def _remove_created_filter_chains(self) -> None:
+        for family, before in self._filter_tables_before.items():
+            script = cleanup_script(family, before, list_filter_table(self._kernel, family),
+                                    (*HOOKED_CHAINS, IPTABLES_CHAIN))
+            if not script:
+                continue
+            try:
+                self._kernel.run(script)
+            except NftError as exc:
+                log.warning("event=filter_table_cleanup_failed family=%s error=%r", family, str(exc))
 
     @staticmethod
     def _iptables_restore(binary: str, text: str) -> None:

@@ -9,6 +9,7 @@ function that runs, so `gatewayd check` stays quick and needs no root.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Protocol
 
@@ -43,12 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as `gatewayd status | head` expects.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a reader that went away shows up here, not at exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (head, less) closed the pipe: stop quietly. Python's exit flush would hit the
+        # same closed pipe, so stdout becomes /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

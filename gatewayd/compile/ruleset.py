@@ -34,7 +34,8 @@ from gatewayd.compile.nftables_model import BaseHook, NftChain, NftRule, NftSet,
 from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.qos_rules import compile_qos_rules
-from gatewayd.policy.model import IPNetwork, Policy, Rule, Schedule
+from gatewayd.compile.schedule import schedule_matches
+from gatewayd.policy.model import IPNetwork, Policy, Rule
 from gatewayd.policy.tcp_only import tcp_only_apps
 
 TABLE_FAMILY = "inet"
@@ -43,8 +44,6 @@ CLASSIFY_PRIORITY = -150  # NF_IP_PRI_MANGLE: before iptables filter FORWARD
 ENFORCE_PRIORITY = 10  # after iptables filter FORWARD, where the NFQUEUE rule sits
 LEARNED_MAP_SIZE = 262144
 USAGE_SET_SIZE = 65535
-
-NFT_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 # Named counters besides one per rule; metrics read them by these names.
 COUNTER_BLOCKED_TCP = "blocked_tcp"
@@ -397,7 +396,7 @@ class RulesetCompiler:
             app_match = f"ct mark & {hexmark(marks.APP_MASK)} {{ {values} }}"
 
         action = "goto do_block" if rule.action == "block" else self._set_class(rule.qos_class)
-        time_matches = self._schedule_matches(self.policy.schedules[rule.schedule]) if rule.schedule else [""]
+        time_matches = schedule_matches(self.policy.schedules[rule.schedule]) if rule.schedule else [""]
         source_matches = self._source_matches(index, rule)
         nft_rules = []
         for source in source_matches:
@@ -441,21 +440,6 @@ class RulesetCompiler:
                 alternatives.append(f"meta nfproto ipv4 {statement} {v4_exceptions}".strip())
                 alternatives.append(f"meta nfproto ipv6 {statement} {v6_exceptions}".strip())
         return alternatives
-
-    @staticmethod
-    def _schedule_matches(schedule: Schedule) -> list[str]:
-        day_match = ""
-        if len(schedule.days) < 7:
-            day_match = "meta day { " + ", ".join(f'"{NFT_DAYS[d]}"' for d in sorted(schedule.days)) + " }"
-        if not schedule.hours:
-            return [day_match]
-        matches = []
-        for hours in schedule.hours:
-            start = f"{hours.start_minute // 60:02d}:{hours.start_minute % 60:02d}"
-            last_minute = (hours.end_minute - 1) % 1440  # nft ranges are inclusive
-            end = f"{last_minute // 60:02d}:{last_minute % 60:02d}:59"
-            matches.append(f"{day_match} meta hour \"{start}\"-\"{end}\"".strip())
-        return matches
 
     def _block_chain(self) -> None:
         keep = 0xFFFFFFFF & ~marks.CLASS_MASK

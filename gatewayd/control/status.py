@@ -19,7 +19,7 @@ from gatewayd.classify.engine import IPAddress
 from gatewayd.compile import marks
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.plan import Plan
-from gatewayd.compile.ruleset import SET_FLOWS, SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6, SET_USAGE, TABLE_FAMILY, TABLE_NAME
+from gatewayd.compile.ruleset import SET_FLOWS, SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6, SET_USAGE
 from gatewayd.explain.rules import FlowFacts, RuleEngine
 from gatewayd.policy.model import Policy
 
@@ -71,22 +71,17 @@ def recent_blocked(nft: NftKernel, plan: Plan, learned_addresses: LearnedAddress
     now = dt.datetime.now()
     rows = []
     for set_name in (SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6):
-        for item in nft.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {set_name}"):
-            for element in item.get("set", {}).get("elem", []):
-                value = element.get("elem", element) if isinstance(element, dict) else {"val": element}
-                parts = value["val"]["concat"]
-                client, server, proto, port, mark = parts
-                client_address = ipaddress.ip_address(client)
-                app = numbering.app_name(marks.app_number_of(int(mark)))
-                verdict = engine.evaluate(FlowFacts(client_address, app, now))
-                learned = learned_addresses.learned_app(ipaddress.ip_address(server), time.monotonic())
-                evidence = f"DNS: {learned[1]}" if learned and learned[0] == app else "classifier (first packets)"
-                age = int(value.get("timeout", 0)) - int(value.get("expires", 0))
-                rows.append({"client": client, "server": server,
-                             "protocol": PROTOCOLS.get(int(proto), str(proto)) if str(proto).isdigit() else proto,
-                             "port": int(port), "app": app,
-                             "group": numbering.group_name(marks.group_number_of(int(mark))),
-                             "rule": verdict.rule_name, "evidence": evidence, "seconds_ago": max(0, age)})
+        for flow in nft.recent_blocked_flows(set_name):
+            app = numbering.app_name(marks.app_number_of(flow.mark))
+            verdict = engine.evaluate(FlowFacts(ipaddress.ip_address(flow.client), app, now))
+            learned = learned_addresses.learned_app(ipaddress.ip_address(flow.server), time.monotonic())
+            evidence = f"DNS: {learned[1]}" if learned and learned[0] == app else "classifier (first packets)"
+            rows.append({"client": flow.client, "server": flow.server,
+                         "protocol": PROTOCOLS.get(int(flow.protocol), str(flow.protocol))
+                         if str(flow.protocol).isdigit() else flow.protocol,
+                         "port": flow.port, "app": app,
+                         "group": numbering.group_name(marks.group_number_of(flow.mark)),
+                         "rule": verdict.rule_name, "evidence": evidence, "seconds_ago": flow.age_seconds})
     return sorted(rows, key=lambda row: row["seconds_ago"])[:RECENT_BLOCKED_SHOWN]
 
 

@@ -9,8 +9,9 @@ a rule matches when
   * the flow's app is in the rule's apps/categories (or it names none; an
     undecided flow matches only rules that name no app);
   * its schedule covers the time: the day of week AND the time of day, each
-    read on the same local clock, as nft's `meta day` and `meta hour` do (a
-    range past midnight, 22:00-06:00, is matched on the day itself at both ends).
+    read on the same local clock, as nft's `meta day` and `meta hour` do; a
+    range past midnight belongs to the day it starts on (mon 22:00-06:00 is
+    Monday 22:00 to Tuesday 06:00), as compile/schedule.py splits it.
 """
 
 from __future__ import annotations
@@ -51,16 +52,18 @@ def in_group(group: Group, address: IPAddress, mac: str | None) -> bool:
 
 
 def schedule_covers(schedule: Schedule, when: dt.datetime) -> bool:
-    if when.weekday() not in schedule.days:
-        return False
+    day = when.weekday()
     if not schedule.hours:
-        return True
+        return day in schedule.days
     minute = when.hour * 60 + when.minute
+    day_before = (day - 1) % 7
     for hours in schedule.hours:
         if hours.start_minute < hours.end_minute:
-            if hours.start_minute <= minute < hours.end_minute:
+            if day in schedule.days and hours.start_minute <= minute < hours.end_minute:
                 return True
-        elif minute >= hours.start_minute or minute < hours.end_minute:
+        # Past midnight: the evening on a schedule day, the early hours on the day after one.
+        elif (day in schedule.days and minute >= hours.start_minute) or (
+                day_before in schedule.days and minute < hours.end_minute):
             return True
     return False
 

@@ -19,7 +19,7 @@ from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.lab.kernel_view import decode_mark, flow_mark, learned_app
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
 from gatewayd.lab.services import DEFAULT_SITES
-from gatewayd.lab.topology import GATEWAY, Lab
+from gatewayd.lab.topology import Lab
 from gatewayd.lab.traffic import Outcome
 from gatewayd.policy.loader import load_policy
 
@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             methods = {m: metric_value(exposition, "gatewayd_classifier_decisions_total", method=m)
                        for m in ("tls-sni", "http-host", "dns-learned", "signature", "address", "dns")}
             print("  decided by: " + ", ".join(f"{m} {v:.0f}" for m, v in methods.items() if v))
-            print(f"  metrics: http://127.0.0.1:9108/metrics inside namespace {lab.ns_name(GATEWAY)} "
-                  f"(try: ip netns exec {lab.ns_name(GATEWAY)} curl -s 127.0.0.1:9108/metrics)")
+            # No command to scrape /metrics yourself: its namespace is removed below, before anyone could run it.
         finally:
             code = daemon.stop()
             print(f"\ngatewayd stopped (exit {code}); removing the lab.")

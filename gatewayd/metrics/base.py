@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -20,36 +21,60 @@ class PlanSource(Protocol):
     def current_plan(self) -> Plan | None: ...
 
 
-class SourceCollector(Collector):
-    """A collector that reports, like node_exporter, whether its scrape worked and how long it took."""
+@dataclass(frozen=True)
+class Scrape:
+    """What one collector read, whether it worked and how long it took."""
+
+    metrics: list[Metric]
+    success: bool
+    duration_seconds: float
+
+
+class SourceCollector:
+    """Reads one source; a CollectorSet reports, like node_exporter, whether the read worked and how long it took."""
 
     name = "base"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # scrapes may overlap; kernel handles are not shared between threads
 
-    def collect(self) -> Iterator[Metric]:
+    def scrape(self) -> Scrape:
         start = time.perf_counter()
-        success = 1.0
-        metrics: list[Metric] = []
         with self._lock:
             try:
                 metrics = list(self.read())
             except Exception as exc:  # a failing source must not break the whole scrape
-                success = 0.0
                 log.warning("event=collector_failed collector=%s error=%r", self.name, str(exc))
-        yield from metrics
-        duration = GaugeMetricFamily("gatewayd_scrape_collector_duration_seconds",
-                                     "How long a collector took to read its source.", labels=["collector"])
-        duration.add_metric([self.name], time.perf_counter() - start)
-        ok = GaugeMetricFamily("gatewayd_scrape_collector_success",
-                               "Whether a collector read its source (1) or failed (0).", labels=["collector"])
-        ok.add_metric([self.name], success)
-        yield duration
-        yield ok
+                return Scrape([], False, time.perf_counter() - start)
+        return Scrape(metrics, True, time.perf_counter() - start)
 
     def read(self) -> Iterator[Metric]:
         raise NotImplementedError
+
+
+class CollectorSet(Collector):
+    """All source collectors behind one registry entry.
+
+    The exposition format allows one HELP/TYPE block per metric name, so the per-collector
+    success and duration gauges are two families with one sample per collector, not one
+    family per collector (promtool and OpenMetrics parsers refuse repeated families).
+    """
+
+    def __init__(self, collectors: Sequence[SourceCollector]) -> None:
+        self._collectors = list(collectors)
+
+    def collect(self) -> Iterator[Metric]:
+        duration = GaugeMetricFamily("gatewayd_scrape_collector_duration_seconds",
+                                     "How long a collector took to read its source.", labels=["collector"])
+        ok = GaugeMetricFamily("gatewayd_scrape_collector_success",
+                               "Whether a collector read its source (1) or failed (0).", labels=["collector"])
+        for collector in self._collectors:
+            scrape = collector.scrape()
+            yield from scrape.metrics
+            duration.add_metric([collector.name], scrape.duration_seconds)
+            ok.add_metric([collector.name], 1.0 if scrape.success else 0.0)
+        yield duration
+        yield ok
 
 
 class PlanCollector(SourceCollector):

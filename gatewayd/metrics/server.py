@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from gatewayd.metrics.base import PlanSource
+from gatewayd.metrics.base import CollectorSet, PlanSource
 from gatewayd.metrics.connections import ConnectionCapCollector
 from gatewayd.metrics.daemon_state import DaemonMetrics
 from gatewayd.metrics.guard import GuardCollector
@@ -16,9 +16,8 @@ from gatewayd.metrics.tc_classes import TcClassCollector
 
 def build_registry(plans: PlanSource) -> tuple[CollectorRegistry, DaemonMetrics]:
     registry = CollectorRegistry()
-    for collector in (UsageCollector(plans), RuleCollector(plans), TcClassCollector(plans), NfqueueCollector(plans),
-                      GuardCollector(plans), ConnectionCapCollector(plans)):
-        registry.register(collector)
+    registry.register(CollectorSet([UsageCollector(plans), RuleCollector(plans), TcClassCollector(plans),
+                                    NfqueueCollector(plans), GuardCollector(plans), ConnectionCapCollector(plans)]))
     return registry, DaemonMetrics(registry)
 
 

@@ -101,7 +101,8 @@ def schedule_schema() -> Schema:
         ],
         "description": "mon..sun, a range such as mon-fri, weekdays, weekend or daily.",
     }
-    hours = _string('Local time range "HH:MM-HH:MM"; 24:00 may end a range.', pattern=HOURS_PATTERN)
+    hours = _string('Local time range "HH:MM-HH:MM"; 24:00 may end a range. A range past midnight '
+                    "(22:00-06:00) starts on the schedule's days and ends the next day.", pattern=HOURS_PATTERN)
     return _object(
         "When a rule applies.",
         {

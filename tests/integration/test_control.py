@@ -66,6 +66,28 @@ def test_status_shows_generation_traffic_and_recent_blocked_flows(office: tuple[
     assert any(row["app"] == "wechat" and row["rule"] == "im-front-desk-only" for row in after["recent_blocked"])
 
 
+def test_status_ages_of_blocked_flows_count_from_when_each_was_blocked(
+        office: tuple[Lab, GatewayDaemon, Path]) -> None:
+    lab, daemon, _ = office
+    assert traffic.https_get(lab, "finance", DEFAULT_SITES["wechat"].hostname, ip_version=4).error in BLOCKED
+    time.sleep(4)
+    assert traffic.https_get(lab, "guest", BILIBILI, ip_version=4).error in BLOCKED
+
+    def ages() -> dict[str, int]:
+        result = daemon.control("status", "--json")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)["recent_blocked"]
+        assert [row["seconds_ago"] for row in rows] == sorted(row["seconds_ago"] for row in rows)  # newest first
+        return {row["app"]: row["seconds_ago"] for row in rows if row["app"] in ("wechat", "bilibili")}
+
+    first = ages()
+    assert first["wechat"] >= first["bilibili"] + 3, first
+    assert first["wechat"] <= 60
+    daemon.reload()  # elements carried over a reload keep their age
+    after_reload = ages()
+    assert after_reload["wechat"] >= first["wechat"] and after_reload["wechat"] >= after_reload["bilibili"] + 3
+
+
 def test_confirmed_change_is_kept(office: tuple[Lab, GatewayDaemon, Path]) -> None:
     lab, daemon, tmp_path = office
     assert traffic.https_get(lab, "finance", BILIBILI, ip_version=4).ok

@@ -8,19 +8,28 @@ sit in its groups: a manager (sales + managers), a sales and a service host
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gatewayd.explain.flow import Explainer, FlowQuery
 from gatewayd.lab import traffic
-from gatewayd.lab.gateway import GatewayDaemon, metric_value
-from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.gateway import GatewayDaemon, metric_value, promtool_problems
+from gatewayd.lab.office import (
+    OFFICE_HOSTS,
+    OFFICE_POLICY,
+    office_policy_with_work_hours,
+)
 from gatewayd.lab.services import DEFAULT_SITES
 from gatewayd.lab.topology import GATEWAY, Lab
 from gatewayd.lab.traffic import Outcome
+from gatewayd.policy.fields import DAY_NAMES
+from gatewayd.policy.loader import load_policy
 
 pytestmark = pytest.mark.integration
 
@@ -180,15 +189,24 @@ def test_metrics_report_the_traffic_just_sent(office: tuple[Lab, GatewayDaemon])
     assert not re.search(r'="(192\.0\.2|203\.0\.113|2001:db8)', exposition)
 
 
+def test_promtool_accepts_a_live_scrape(office: tuple[Lab, GatewayDaemon]) -> None:
+    """Strict consumers (promtool, OpenMetrics parsers) refuse a family whose HELP/TYPE block repeats."""
+    lab, daemon = office
+    assert traffic.https_get(lab, "service", SITE["dingtalk"].hostname, ip_version=4).ok  # families with samples
+    exposition = daemon.metrics()
+    assert 'gatewayd_scrape_collector_success{collector="tc_classes"} 1.0' in exposition
+    help_lines = [line.split()[2] for line in exposition.splitlines() if line.startswith("# HELP ")]
+    assert sorted(set(help_lines)) == sorted(help_lines)
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run ./scripts/setup (Debian package prometheus)"
+    assert promtool_problems(exposition, promtool) == []
+
+
 # --- schedules ---------------------------------------------------------------------------
 
 def schedule_policy(window: tuple[dt.time, dt.time]) -> str:
-    text = OFFICE_POLICY.read_text()
     start, end = (t.strftime("%H:%M") for t in window)
-    changed = re.sub(r"(  work-hours:\n    days: )mon-fri\n    hours: \"09:00-18:00\"",
-                     rf'\1daily\n    hours: "{start}-{end}"', text)
-    assert changed != text, "office.yaml's work-hours schedule moved; update this test"
-    return changed
+    return office_policy_with_work_hours("daily", f"{start}-{end}")
 
 
 def window_around(now: dt.datetime, minutes_from: int, minutes_to: int) -> tuple[dt.time, dt.time]:
@@ -208,6 +226,46 @@ def test_schedule_is_enforced_by_the_kernel_clock(fresh_office: tuple[Lab, Path]
         assert blocked.error in BLOCKED
     finally:
         daemon.stop()
+
+
+def clock(when: dt.datetime) -> str:
+    return when.strftime("%H:%M")
+
+
+def test_a_range_past_midnight_ends_on_the_next_day_in_the_kernel(fresh_office: tuple[Lab, Path]) -> None:
+    """Both halves of a night shift, at the kernel's real clock: games are blocked while the shift runs."""
+    lab, policy = fresh_office
+    now = dt.datetime.now()
+    margin = dt.timedelta(minutes=15)
+    if now.date() != (now - 2 * margin).date() or now.date() != (now + 2 * margin).date():
+        pytest.skip("too close to midnight for shifts placed around the current time")
+    today, yesterday = (DAY_NAMES[when.weekday()] for when in (now, now - dt.timedelta(days=1)))
+    # Ends shortly after now and starts one minute later, so now is in its after-midnight half.
+    after_midnight_now = f"{clock(now + margin + dt.timedelta(minutes=1))}-{clock(now + margin)}"
+    # Started shortly before now and ends just before it next morning: now is in its evening half.
+    evening_now = f"{clock(now - margin)}-{clock(now - margin - dt.timedelta(minutes=1))}"
+    cases = [
+        (today, after_midnight_now, False),  # today's early hours belong to yesterday's shift: none
+        (yesterday, after_midnight_now, True),  # yesterday's shift runs on into today
+        (today, evening_now, True),
+    ]
+    explainer_source = ipaddress.ip_address(OFFICE_HOSTS["sales"].ipv4)
+    daemon: GatewayDaemon | None = None
+    try:
+        for days, hours, games_blocked in cases:
+            policy.write_text(office_policy_with_work_hours(days, hours))
+            if daemon is None:
+                daemon = GatewayDaemon(lab, policy).start()
+            else:
+                daemon.reload()
+            result = traffic.https_get(lab, "sales", SITE["steam"].hostname, ip_version=4)
+            assert (result.error in BLOCKED) is games_blocked, (days, hours, result)
+            said = Explainer(load_policy(str(policy))).explain(
+                FlowQuery(explainer_source, SITE["steam"].hostname, 443, "tcp", dt.datetime.now()))
+            assert (said.verdict.rule_name == "no-games-at-work") is games_blocked, (days, hours)
+    finally:
+        if daemon is not None:
+            daemon.stop()
 
 
 # --- failure modes -----------------------------------------------------------------------
@@ -259,6 +317,43 @@ def test_sigterm_removes_everything_it_installed(fresh_office: tuple[Lab, Path])
     assert "GATEWAYD_QUEUE" not in lab.run(GATEWAY, ["iptables-nft", "-S"]).stdout
     assert "htb" not in lab.run(GATEWAY, ["tc", "qdisc", "show", "dev", "wan0"]).stdout
     assert traffic.https_get(lab, "sales", SITE["news"].hostname, ip_version=4).ok
+
+
+def test_sigterm_leaves_the_nft_tables_as_they_were_before_start(fresh_office: tuple[Lab, Path]) -> None:
+    """Including `ip filter`/`ip6 filter`, which iptables-nft creates for the queue rule."""
+    lab, policy = fresh_office
+    before = nft_tables(lab)
+    daemon = GatewayDaemon(lab, policy).start()
+    try:
+        running = daemon.nft("list", "tables")
+        assert "table inet gatewayd" in running
+        if "backend=iptables-nft" in daemon.log_text():
+            assert "table ip filter" in running and "table ip6 filter" in running
+    finally:
+        assert daemon.stop() == 0
+    assert nft_tables(lab) == before
+
+
+def test_sigterm_keeps_a_filter_table_someone_else_made(fresh_office: tuple[Lab, Path]) -> None:
+    lab, policy = fresh_office
+    lab.run(GATEWAY, ["iptables-nft", "-w", "-A", "INPUT", "-s", "198.51.100.7", "-j", "DROP"])
+    tables_before = nft_tables(lab)
+    foreign_before = lab.run(GATEWAY, ["nft", "list", "table", "ip", "filter"]).stdout
+    assert "198.51.100.7" in foreign_before and "FORWARD" not in foreign_before
+    daemon = GatewayDaemon(lab, policy).start()
+    try:
+        if "backend=iptables-nft" not in daemon.log_text():
+            pytest.skip("this kernel has native nft queue: gatewayd leaves iptables' tables alone")
+        assert "jump GATEWAYD_QUEUE" in daemon.nft("list", "table", "ip", "filter")
+    finally:
+        assert daemon.stop() == 0
+    # Its rule stays; the FORWARD and OUTPUT chains gatewayd's queue rule needed go; ip6 filter was all ours.
+    assert lab.run(GATEWAY, ["nft", "list", "table", "ip", "filter"]).stdout == foreign_before
+    assert nft_tables(lab) == tables_before
+
+
+def nft_tables(lab: Lab) -> list[str]:
+    return sorted(lab.run(GATEWAY, ["nft", "list", "tables"]).stdout.splitlines())
 
 
 def test_answers_of_a_resolver_on_the_router_teach_the_kernel(fresh_office: tuple[Lab, Path]) -> None:

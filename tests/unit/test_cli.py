@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +71,26 @@ def test_every_subcommand_is_one_module_of_the_cli_package() -> None:
     helpers = {"__init__", "control_client", "guard_blocklist"}
     package = Path(cli_package.__file__).parent
     assert {path.stem for path in package.glob("*.py")} - helpers == set(names)
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback() -> None:
+    """`gatewayd render POLICY | head -4`: the pipe closes while gatewayd still writes."""
+    read_end, write_end = os.pipe()
+    # A one-page pipe, so render (tens of kB) is still writing when the reader goes away.
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    # Unbuffered, Python drops what a partial write left over instead of failing; an admin's shell is buffered.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    process = subprocess.Popen([sys.executable, "-m", "gatewayd", "render", str(OFFICE)], stdout=write_end,
+                               stderr=subprocess.PIPE, cwd=REPO, env=env)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            first_lines = [reader.readline() for _ in range(4)]
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    assert first_lines[0].startswith(b"# gatewayd plan for") and all(first_lines)
+    assert stderr.decode() == ""
+    assert process.returncode == 141  # the pipe did break: like a C tool killed by SIGPIPE

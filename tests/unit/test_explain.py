@@ -14,6 +14,7 @@ import pytest
 from gatewayd.cli.explain import parse_when
 from gatewayd.explain.flow import Explainer, FlowQuery
 from gatewayd.explain.rules import FlowFacts, RuleEngine, schedule_covers
+from gatewayd.lab.office import office_policy_with_work_hours
 from gatewayd.policy.loader import load_policy, load_policy_text
 from gatewayd.policy.model import HourRange, Schedule
 
@@ -64,13 +65,53 @@ def test_undecided_flows_match_only_rules_without_apps() -> None:
     assert engine.evaluate(facts("192.0.2.200", None)).rule_name == "guests"
 
 
-@pytest.mark.parametrize(("minute", "expected"), [(21 * 60 + 59, False), (22 * 60, True), (23 * 60 + 59, True),
-                                                   (0, True), (5 * 60 + 59, True), (6 * 60, False)])
-def test_range_past_midnight_matches_both_ends_on_the_same_day(minute: int, expected: bool) -> None:
+MONDAY = dt.datetime(2026, 11, 23)
+
+
+@pytest.mark.parametrize(("offset", "expected"), [
+    # Monday night shift 22:00-06:00 runs from Monday 22:00 to Tuesday 06:00.
+    (dt.timedelta(hours=21, minutes=59), False),
+    (dt.timedelta(hours=22), True),
+    (dt.timedelta(hours=23, minutes=59), True),
+    (dt.timedelta(days=1), True),  # Tuesday 00:00
+    (dt.timedelta(days=1, hours=5, minutes=59), True),
+    (dt.timedelta(days=1, hours=6), False),
+    (dt.timedelta(days=1, hours=22), False),  # Tuesday is not a shift day
+    # Monday's early hours belong to Sunday night, which has no shift.
+    (dt.timedelta(0), False),
+    (dt.timedelta(hours=5, minutes=59), False),
+])
+def test_range_past_midnight_ends_on_the_next_day(offset: dt.timedelta, expected: bool) -> None:
     night = Schedule("night", frozenset({0}), (HourRange(22 * 60, 6 * 60),))
-    when = dt.datetime(2026, 11, 23) + dt.timedelta(minutes=minute)  # Monday
-    assert schedule_covers(night, when) is expected
-    assert schedule_covers(night, when + dt.timedelta(days=1)) is False  # Tuesday is not in the schedule
+    assert schedule_covers(night, MONDAY + offset) is expected
+
+
+def test_range_ending_at_midnight_stays_on_its_day() -> None:
+    late = Schedule("late", frozenset({0}), (HourRange(22 * 60, 0),))
+    assert schedule_covers(late, MONDAY + dt.timedelta(hours=23, minutes=59))
+    assert not schedule_covers(late, MONDAY + dt.timedelta(days=1))
+
+
+def night_shift_policy(tmp_path: Path) -> Path:
+    policy = tmp_path / "night-shift.yaml"
+    policy.write_text(office_policy_with_work_hours("mon", "22:00-03:30"))
+    return policy
+
+
+@pytest.mark.parametrize(("at", "games_blocked"), [
+    ("mon 21:59", False), ("mon 22:00", True), ("tue 02:00", True), ("tue 03:29", True), ("tue 03:30", False),
+    ("mon 02:00", False),  # the early hours of Monday belong to Sunday's night
+])
+def test_explain_at_puts_the_hours_after_midnight_on_the_next_day(tmp_path: Path, at: str,
+                                                                   games_blocked: bool) -> None:
+    command = [sys.executable, "-m", "gatewayd", "explain", str(night_shift_policy(tmp_path)), "--src", "192.0.2.20",
+               "--dst", "store.steampowered.com", "--at", at, "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    said = json.loads(result.stdout)
+    assert said["app"] == "steam"
+    assert (said["rule"] == "no-games-at-work") is games_blocked
+    assert (said["action"] == "block") is games_blocked
 
 
 def test_explain_names_app_evidence_group_and_rule_location() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,10 @@ from gatewayd.compile import marks
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.compile.ruleset import disjoint_networks
+from gatewayd.compile.schedule import NFT_DAYS, schedule_matches
+from gatewayd.explain.rules import schedule_covers
 from gatewayd.policy.loader import load_policy, load_policy_text
+from gatewayd.policy.model import HourRange, Schedule
 
 HERE = Path(__file__).parent / "plan"
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +77,51 @@ def test_schedule_compiles_to_kernel_time_matches() -> None:
     assert 'meta hour "09:00"-"17:59:59"' in work
     night = next(s for s in rules if "rule_4_" in s)
     assert 'meta hour "22:00"-"05:59:59"' in night and "meta day" not in night
+
+
+def test_range_past_midnight_on_some_days_ends_on_the_next_day() -> None:
+    night_shift = Schedule("night-shift", frozenset({0}), (HourRange(22 * 60, 3 * 60 + 30),))
+    assert schedule_matches(night_shift) == [
+        'meta day { "Monday" } meta hour "22:00"-"23:59:59"',
+        'meta day { "Tuesday" } meta hour "00:00"-"03:29:59"',
+    ]
+
+
+def nft_time_matches(fragment: str, when: dt.datetime) -> bool:
+    """What the kernel decides for one `meta day`/`meta hour` fragment at a local time.
+
+    nft reads a range whose start is after its end as the complement of end..start, i.e. a range
+    that wraps past midnight on the same day.
+    """
+    days = re.search(r"meta day \{ ([^}]*) \}", fragment)
+    if days and NFT_DAYS[when.weekday()] not in re.findall(r'"(\w+)"', days.group(1)):
+        return False
+    hours = re.search(r'meta hour "([0-9:]+)"-"([0-9:]+)"', fragment)
+    if not hours:
+        return True
+    first, last = (dt.time.fromisoformat(part) for part in hours.groups())
+    now = when.time()
+    return first <= now <= last if first <= last else (now >= first or now <= last)
+
+
+@pytest.mark.parametrize("schedule", [
+    Schedule("night-shift", frozenset({0}), (HourRange(22 * 60, 3 * 60 + 30),)),
+    Schedule("weekend-nights", frozenset({5, 6}), (HourRange(20 * 60, 2 * 60), HourRange(9 * 60, 12 * 60))),
+    Schedule("sunday-to-monday", frozenset({6}), (HourRange(23 * 60, 60),)),
+    Schedule("late", frozenset({2}), (HourRange(22 * 60, 0),)),
+    Schedule("daily-night", frozenset(range(7)), (HourRange(22 * 60, 6 * 60),)),
+    Schedule("weekdays", frozenset(range(5)), ()),
+], ids=lambda schedule: schedule.name)
+def test_kernel_time_matches_and_explain_agree_on_every_minute_of_a_week(schedule: Schedule) -> None:
+    fragments = schedule_matches(schedule)
+    monday = dt.datetime(2026, 11, 23)
+    disagreements = []
+    for minute in range(7 * 24 * 60):
+        when = monday + dt.timedelta(minutes=minute)
+        kernel = any(nft_time_matches(fragment, when) for fragment in fragments)
+        if kernel != schedule_covers(schedule, when):
+            disagreements.append(f"{when:%a %H:%M}: kernel {kernel}, explain {not kernel}")
+    assert not disagreements, disagreements[:5]
 
 
 def test_app_numbers_survive_a_reload_that_adds_apps() -> None:

@@ -1,0 +1,77 @@
+"""The /metrics text as a whole: each family once, valid for promtool."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from gatewayd.compile.plan import Plan
+from gatewayd.lab.gateway import promtool_problems
+from gatewayd.metrics.base import CollectorSet, SourceCollector
+from gatewayd.metrics.server import build_registry
+
+
+class NoPlan:
+    def current_plan(self) -> Plan | None:
+        return None
+
+
+class Reads(SourceCollector):
+    name = "reads"
+
+    def read(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("test_source_value", "A value read from a source.")
+        family.add_metric([], 7.0)
+        yield family
+
+
+class Fails(SourceCollector):
+    name = "fails"
+
+    def read(self) -> Iterator[Metric]:
+        raise OSError("no such table")
+
+
+def help_lines_per_family(exposition: str) -> Counter[str]:
+    return Counter(line.split()[2] for line in exposition.splitlines() if line.startswith("# HELP "))
+
+
+def test_the_daemons_exposition_has_each_family_once() -> None:
+    registry, _ = build_registry(NoPlan())
+    exposition = generate_latest(registry).decode()
+    repeated = {name: count for name, count in help_lines_per_family(exposition).items() if count > 1}
+    assert repeated == {}
+    # ...and still one success sample per collector (six sources)
+    success_samples = [line for line in exposition.splitlines()
+                       if line.startswith("gatewayd_scrape_collector_success{")]
+    assert len(success_samples) == 6
+
+
+def test_collector_set_reports_every_collector_in_one_family() -> None:
+    registry = CollectorRegistry()
+    registry.register(CollectorSet([Reads(), Fails()]))
+    exposition = generate_latest(registry).decode()
+    assert help_lines_per_family(exposition)["gatewayd_scrape_collector_success"] == 1
+    assert help_lines_per_family(exposition)["gatewayd_scrape_collector_duration_seconds"] == 1
+    assert 'gatewayd_scrape_collector_success{collector="reads"} 1.0' in exposition
+    assert 'gatewayd_scrape_collector_success{collector="fails"} 0.0' in exposition
+    assert "test_source_value 7.0" in exposition
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")
+def test_promtool_accepts_the_exposition() -> None:
+    registry, _ = build_registry(NoPlan())
+    assert promtool_problems(generate_latest(registry).decode()) == []
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")
+def test_promtool_problems_reports_a_repeated_family_and_new_lint_findings() -> None:
+    repeated = "# HELP a_seconds A.\n# TYPE a_seconds gauge\na_seconds 1\n" * 2
+    assert any("second HELP line" in problem for problem in promtool_problems(repeated))
+    unit_lint = "# HELP a_milliseconds A.\n# TYPE a_milliseconds gauge\na_milliseconds 1\n"
+    assert promtool_problems(unit_lint) != []
