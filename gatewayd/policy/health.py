@@ -11,11 +11,10 @@ only as configured, so gatewayd never sends traffic the admin did not name.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-
 from yaml.nodes import Node
 
 from gatewayd.policy.fields import FieldError, parse_domain
+from gatewayd.policy.model import HealthChecks
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
@@ -29,13 +28,6 @@ from gatewayd.policy.yamltree import (
 
 HEALTH_KEYS = ("dns", "probes")
 DNS_KEYS = ("server", "name")
-
-
-@dataclass(frozen=True)
-class HealthChecks:
-    dns_server: str | None = None
-    dns_name: str | None = None
-    probes: tuple[tuple[str, int], ...] = ()  # (address, port)
 
 
 def parse_probe(text: str) -> tuple[str, int]:

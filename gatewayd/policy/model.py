@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:  # health.py parses its own section and imports this module
-    from gatewayd.policy.health import HealthChecks
+from typing import Literal
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -239,7 +236,7 @@ class Policy:
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     metrics_listen: str = "127.0.0.1:9108"
     security: "SecurityPolicy | None" = None  # the LAN guard; None = no guard tables
-    health: "HealthChecks | None" = None  # checked after `gatewayd apply`; see policy/health.py
+    health: "HealthChecks | None" = None  # checked after `gatewayd apply`
 
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:
         """The app ids a rule names, its categories expanded."""
@@ -311,3 +308,13 @@ class SecurityPolicy:
     scan: ScanDefence | None = None
     location: Location | None = None
     syn_proxy_ports: tuple[int, ...] = ()  # TCP ports of services exposed to the WAN, behind a SYN proxy
+
+
+# --- post-change checks (`health` section; parsed by policy/health.py) ---
+
+
+@dataclass(frozen=True)
+class HealthChecks:
+    dns_server: str | None = None
+    dns_name: str | None = None
+    probes: tuple[tuple[str, int], ...] = ()  # (address, port)
