@@ -22,6 +22,16 @@ CATEGORIES: tuple[str, ...] = (
     "cloud-storage", "ads", "update", "web", "network", "dns", "unknown",
 )
 
+# The payload signatures an application may name. The classifier implements them
+# (classify/signatures.py, which checks at import that its registry is exactly this
+# list); the vocabulary lives here so validating a policy never asks the classifier.
+SIGNATURE_NAMES: tuple[str, ...] = (
+    "bittorrent", "ssh", "edonkey", "edonkey_udp", "gnutella", "thunder", "pplive",
+    "openvpn", "wireguard", "stun", "stun_msteams", "stun_whatsapp", "rdp", "teamviewer",
+    "smtp", "imap", "pop3", "pptp", "ipsec", "esp", "l2tp", "whatsapp", "dropbox_lansync",
+    "spotify_discovery", "steam", "source_engine",
+)
+
 Action = Literal["allow", "block"]
 FailMode = Literal["open", "closed"]
 Protocol = Literal["tcp", "udp"]
