@@ -11,8 +11,9 @@ import logging
 import subprocess
 
 from gatewayd.apply.nft import NftError, NftKernel
-from gatewayd.compile.queue_rule import IPTABLES_CHAIN, QueueRule
-from gatewayd.compile.ruleset import TABLE_FAMILY
+from gatewayd.compile.kernel_names import QUEUE_IPTABLES_CHAIN as IPTABLES_CHAIN
+from gatewayd.compile.kernel_names import TABLE_FAMILY
+from gatewayd.compile.queue_rule import QueueRule
 
 log = logging.getLogger("gatewayd.queue")
 

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gatewayd.compile import marks
-from gatewayd.compile.ruleset import SET_FLOWS, SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6, SET_USAGE, TABLE_FAMILY, TABLE_NAME
+from gatewayd.compile.kernel_names import SET_FLOWS, SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6, SET_USAGE, TABLE_FAMILY, TABLE_NAME
 from gatewayd.explain.rules import FlowFacts, RuleEngine
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
 from gatewayd.apply.tc import TcError, TcKernel
 from gatewayd.compile.guard import teardown_script
+from gatewayd.compile.kernel_names import set_app_chain
 from gatewayd.compile.plan import Plan
-from gatewayd.compile.ruleset import set_app_chain
 
 log = logging.getLogger("gatewayd.apply")
 
