@@ -81,3 +81,7 @@ SYN_PROXY_COUNTER = "syn_proxy_handled"  # not a drop: SYNs and handshakes the p
 # --- the NFQUEUE hand-off where the kernel has no native nft `queue` (compile/queue_rule.py) ---
 
 QUEUE_IPTABLES_CHAIN = "GATEWAYD_QUEUE"  # in iptables-nft's `filter` table, jumped to from FORWARD
+
+# --- created and deleted in one transaction to ask the kernel about a feature (apply/features.py) ---
+
+PROBE_TABLE_NAME = "gatewayd_probe"

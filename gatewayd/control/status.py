@@ -88,6 +88,7 @@ def build_status(daemon: "Daemon") -> dict[str, Any]:
         "uptime_seconds": int(time.time() - daemon.started_at),
         "queue_backend": daemon.applier.queue.backend,
         "leaf_qdisc": daemon.applier.tc.leaf_kind,
+        "kernel_features": daemon.applier.kernel_features().report(),
         "pending_change": daemon.changes.describe(),
         "traffic": traffic_by_app(daemon),
         "recent_blocked": recent_blocked(daemon),

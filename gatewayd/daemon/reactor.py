@@ -20,6 +20,7 @@ from pathlib import Path
 
 from netfilterqueue import NetfilterQueue
 
+from gatewayd.apply.features import log_kernel_features
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.plan import Plan, compile_plan
@@ -94,7 +95,7 @@ class Daemon:
         self.changes = ChangeManager(self)
         self.control = ControlServer(control_socket, self)
         self.applier = Applier()
-        self.registry, self.metrics = build_registry(self)
+        self.registry, self.metrics = build_registry(self, self.applier)
         self.blocklist_watch = BlocklistWatch(self.applier.nft)
         self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
         self.classifier: Classifier | None = None
@@ -162,6 +163,7 @@ class Daemon:
         self.metrics.degraded.set(1 if self.degraded else 0)
         self._install_signals()
         settle_garbage_collector()  # before "started": nothing heavy may follow the ready signal
+        log_kernel_features(self.applier.kernel_features())  # once: the first apply has settled the leaf kind
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
                  "leaf_qdisc=%s metrics=http://%s/metrics", self.policy_path, self.generation,
                  policy.classifier.fail_mode, policy.classifier.queue_num, self.applier.queue.backend,

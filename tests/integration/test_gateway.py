@@ -8,6 +8,7 @@ sit in its groups: a manager (sales + managers), a sales and a service host
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -178,6 +179,32 @@ def test_metrics_report_the_traffic_just_sent(office: tuple[Lab, GatewayDaemon])
     assert 'gatewayd_scrape_collector_success{collector="nft_usage"} 1.0' in exposition
     # bounded labels: no address anywhere in the label values
     assert not re.search(r'="(192\.0\.2|203\.0\.113|2001:db8)', exposition)
+
+
+def test_kernel_features_are_probed_once_and_reported(office: tuple[Lab, GatewayDaemon]) -> None:
+    """What the daemon reports must be what it installed: the queue backend and leaf kind read back from the kernel."""
+    lab, daemon = office
+    native_queue = "table inet gatewayd_queue" in daemon.nft("list", "tables")
+    qdiscs = lab.run(GATEWAY, ["tc", "qdisc", "show", "dev", "lan0"]).stdout
+    leaf_kinds = {line.split()[1] for line in qdiscs.splitlines() if " parent 1:" in line}
+    assert len(leaf_kinds) == 1, qdiscs  # every leaf has the one kind settled at start
+    leaf_kind = leaf_kinds.pop()
+    has_tcp_loose = lab.run(GATEWAY, ["sysctl", "-n", "net.netfilter.nf_conntrack_tcp_loose"], check=False).returncode == 0
+
+    exposition = daemon.metrics()
+    assert metric_value(exposition, "gatewayd_kernel_feature", feature="native_queue") == int(native_queue)
+    assert metric_value(exposition, "gatewayd_kernel_feature", feature=f"leaf_qdisc_{leaf_kind}") == 1
+    assert metric_value(exposition, "gatewayd_kernel_feature", feature="strict_tcp_tracking") == int(has_tcp_loose)
+    assert 'gatewayd_scrape_collector_success{collector="kernel_features"} 1.0' in exposition
+
+    status = json.loads(daemon.control("status", "--json").stdout)
+    assert status["kernel_features"] == {"native_queue": native_queue,
+                                         "queue_backend": "nft" if native_queue else "iptables-nft",
+                                         "leaf_qdisc": leaf_kind, "strict_tcp_tracking": has_tcp_loose}
+    kernel_line = [line for line in daemon.control("status").stdout.splitlines() if line.startswith("kernel ")]
+    assert kernel_line and f"leaf qdisc {leaf_kind}" in kernel_line[0], kernel_line
+    log_lines = [line for line in daemon.log_text().splitlines() if "event=kernel_features" in line]
+    assert len(log_lines) == 1 and f"leaf_qdisc={leaf_kind}" in log_lines[0], log_lines
 
 
 # --- schedules ---------------------------------------------------------------------------
