@@ -8,16 +8,23 @@ fails to apply never leaves the office half-configured.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
+from gatewayd.apply.features import (
+    KernelFeatures,
+    StrictTrackingError,
+    probe_kernel_features,
+    require_strict_tcp_tracking,
+)
 from gatewayd.apply.guard_state import runtime_elements
 from gatewayd.apply.host_sets import grant_classes, settle_after_swap
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
 from gatewayd.apply.tc import TcError, TcKernel
 from gatewayd.compile.guard import teardown_script
+from gatewayd.compile.kernel_names import set_app_chain
 from gatewayd.compile.plan import Plan
-from gatewayd.compile.ruleset import set_app_chain
 
 log = logging.getLogger("gatewayd.apply")
 
@@ -33,34 +40,25 @@ def missing_interfaces(plan: Plan) -> list[str]:
     return [name for name in wanted if not (SYS_CLASS_NET / name).exists()]
 
 
-TCP_LOOSE = Path("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")
-
-
-def require_strict_tcp_tracking(plan: Plan) -> None:
-    """The SYN proxy needs conntrack to call a mid-stream ACK "invalid" (not adopt it):
-    that is how the handshake's last ACK reaches synproxy. Only set when it is used."""
-    security = plan.policy.security
-    if security is None or not security.syn_proxy_ports:
-        return
-    try:
-        if TCP_LOOSE.read_text().strip() != "0":
-            TCP_LOOSE.write_text("0")
-            log.info("event=sysctl_set name=net.netfilter.nf_conntrack_tcp_loose value=0 reason=syn_proxy")
-    except OSError as exc:
-        raise ApplyError(f"the SYN proxy needs net.netfilter.nf_conntrack_tcp_loose=0 and it cannot be set: {exc}") from exc
-
-
 class Applier:
     def __init__(self) -> None:
         self.nft = NftKernel()
         self.tc = TcKernel()
-        self.queue = QueueInstaller(self.nft)
+        self.probed = probe_kernel_features(self.nft)
+        self.queue = QueueInstaller(self.nft, self.probed.native_queue)
+
+    def kernel_features(self) -> KernelFeatures:
+        """What was probed at start, with the leaf kind the first apply settled."""
+        return replace(self.probed, leaf_qdisc=self.tc.leaf_kind)
 
     def apply(self, plan: Plan, previous: Plan | None) -> None:
         missing = missing_interfaces(plan)
         if missing:
             raise ApplyError(f"interface(s) {', '.join(missing)} named in the policy do not exist")
-        require_strict_tcp_tracking(plan)
+        try:
+            require_strict_tcp_tracking(plan)
+        except StrictTrackingError as exc:
+            raise ApplyError(str(exc)) from exc
         valid_chains = {set_app_chain(n) for n in plan.numbering.apps.numbers.values()}
         try:
             self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains), self._guard_script(plan, previous))

@@ -21,17 +21,15 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from gatewayd.apply.nft import NftError, NftKernel
-from gatewayd.compile.guard import (
+from gatewayd.compile.guard import REASON_HOST_SWEEP, REASON_PORT_SCAN, CompiledGuard
+from gatewayd.compile.kernel_names import (
     BINDINGS,
     BLOCKLIST,
     BOUND,
     GATEWAY_ADDRESSES,
+    GUARD_TABLE_NAME,
     NETDEV,
-    REASON_HOST_SWEEP,
-    REASON_PORT_SCAN,
     SWEEPERS,
-    TABLE_NAME,
-    CompiledGuard,
 )
 from gatewayd.policy.model import Binding, IPAddress
 
@@ -56,7 +54,7 @@ def _elem_value(element: Any) -> Any:
 def read_set(kernel: NftKernel, set_name: str) -> list[Any]:
     """The raw JSON elements of one guard set; [] when the table or set is not there."""
     try:
-        items = kernel.query(f"list set {NETDEV} {TABLE_NAME} {set_name}")
+        items = kernel.query(f"list set {NETDEV} {GUARD_TABLE_NAME} {set_name}")
     except NftError:
         return []
     return [e for item in items for e in item.get("set", {}).get("elem", [])]
@@ -187,4 +185,4 @@ def runtime_elements(guard: CompiledGuard, previous: CompiledGuard | None, kerne
 def _add(set_name: str, elements: list[str]) -> str:
     if not elements:
         return ""
-    return f"add element {NETDEV} {TABLE_NAME} {set_name} {{ {', '.join(elements)} }}"
+    return f"add element {NETDEV} {GUARD_TABLE_NAME} {set_name} {{ {', '.join(elements)} }}"

@@ -13,9 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gatewayd.apply.nft import TABLE_FAMILY, TABLE_NAME, NftError, NftKernel
+from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.compile.host_limits import LimitedHost
-from gatewayd.compile.qos_rules import classless_set_name, host_map_name, waiting_set_name
+from gatewayd.compile.kernel_names import (
+    TABLE_FAMILY,
+    TABLE_NAME,
+    classless_set_name,
+    host_map_name,
+    waiting_set_name,
+)
 from gatewayd.compile.tc_tree import HTB_MAJOR
 
 

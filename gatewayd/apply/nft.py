@@ -16,8 +16,7 @@ from typing import Any
 
 import nftables
 
-from gatewayd.compile.nftables_model import NftTable
-from gatewayd.compile.ruleset import (
+from gatewayd.compile.kernel_names import (
     MAP_LEARNED_V4,
     MAP_LEARNED_V6,
     SET_FLOWS,
@@ -27,6 +26,7 @@ from gatewayd.compile.ruleset import (
     TABLE_FAMILY,
     TABLE_NAME,
 )
+from gatewayd.compile.nftables_model import NftTable
 
 
 class NftError(RuntimeError):

@@ -19,8 +19,9 @@ from gatewayd.apply.iptables_tables import (
     list_filter_table,
 )
 from gatewayd.apply.nft import NftError, NftKernel
-from gatewayd.compile.queue_rule import IPTABLES_CHAIN, QueueRule
-from gatewayd.compile.ruleset import TABLE_FAMILY
+from gatewayd.compile.kernel_names import QUEUE_IPTABLES_CHAIN as IPTABLES_CHAIN
+from gatewayd.compile.kernel_names import TABLE_FAMILY
+from gatewayd.compile.queue_rule import QueueRule
 
 log = logging.getLogger("gatewayd.queue")
 
@@ -35,21 +36,11 @@ class QueueRuleError(RuntimeError):
     pass
 
 
-def native_queue_supported(kernel: NftKernel) -> bool:
-    """Create and delete a scratch table in one transaction: the kernel checks the rule, nothing stays."""
-    probe = (f"table {TABLE_FAMILY} gatewayd_probe {{ chain c {{ type filter hook forward priority 0; "
-             f"queue num 0 bypass; }} }}\ndelete table {TABLE_FAMILY} gatewayd_probe\n")
-    try:
-        kernel.run(probe)
-        return True
-    except NftError:
-        return False
-
-
 class QueueInstaller:
-    def __init__(self, kernel: NftKernel) -> None:
+    def __init__(self, kernel: NftKernel, native_queue: bool) -> None:
+        """`native_queue`: the kernel has nft's `queue` statement (apply/features.py probes it)."""
         self._kernel = kernel
-        self._native: bool | None = None
+        self._native = native_queue
         self.installed: QueueRule | None = None
         # Each filter table as it was before gatewayd's first iptables call, by family.
         self._filter_tables_before: dict[str, FilterTableState] = {}
@@ -59,11 +50,6 @@ class QueueInstaller:
         return "nft" if self._native else "iptables-nft"
 
     def install(self, rule: QueueRule) -> None:
-        if self._native is None:
-            self._native = native_queue_supported(self._kernel)
-            if not self._native:
-                log.info("event=queue_backend backend=iptables-nft "
-                         "reason=\"kernel has no native nft queue; using the xt NFQUEUE target\"")
         if rule == self.installed:
             return
         if self._native:

@@ -4,7 +4,7 @@ A reload sends only the difference with the tree in force: classes that
 are new are added, changed ones changed in place (their queues and counters
 survive), gone or moved ones deleted; a new default class rebuilds the tree.
 The leaf queue is the best kind the kernel has (probed once, on the first
-leaf); a FIFO leaf gets a byte limit sized to its ceiling.
+leaf, by apply/features.py); a FIFO leaf gets a byte limit sized to its ceiling.
 
 Per-host classes are made on demand, not with the tree: HTB's class creation
 costs time in proportion to the classes already in the qdisc (the kernel
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from gatewayd.apply.features import choose_leaf_qdisc
 from gatewayd.apply.tc_netlink import (
     TC_H_ROOT,
     HtbParams,
@@ -33,7 +34,7 @@ from gatewayd.apply.tc_netlink import (
     class_request,
     qdisc_request,
 )
-from gatewayd.compile.tc_tree import FIFO_KIND, HTB_MAJOR, LEAF_PREFERENCE, HtbClass, InterfaceTree
+from gatewayd.compile.tc_tree import FIFO_KIND, HTB_MAJOR, HtbClass, InterfaceTree
 
 log = logging.getLogger("gatewayd.tc")
 
@@ -226,20 +227,17 @@ class TcKernel:
 
     def _add_leaf(self, index: int, htb_class: HtbClass) -> None:
         """Add the first leaf with the best kind the kernel has; that kind serves every later leaf."""
-        for kind in LEAF_PREFERENCE:
+
+        def add_leaf(kind: str) -> bool:
             try:
                 self._batch_socket().run([self._leaf_request(index, htb_class, kind)])
             except TcBatchError as exc:
                 if exc.code in UNSUPPORTED and kind != FIFO_KIND:
-                    continue
+                    return False
                 raise
-            self._leaf_kind = kind
-            if kind != LEAF_PREFERENCE[0]:
-                log.warning("event=leaf_qdisc_fallback chosen=%s preferred=%s "
-                            "reason=\"kernel lacks the better kinds; queues are FIFO, "
-                            "latency under load depends on HTB priorities alone\"",
-                            kind, ",".join(LEAF_PREFERENCE[:LEAF_PREFERENCE.index(kind)]))
-            return
+            return True
+
+        self._leaf_kind = choose_leaf_qdisc(add_leaf)
 
     @property
     def leaf_kind(self) -> str | None:

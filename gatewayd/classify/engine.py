@@ -36,6 +36,7 @@ from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
 from gatewayd.classify import quic as quic_parser
 from gatewayd.classify import tls as tls_parser
+from gatewayd.classify.memories import CallEndpoints, ExpiringMemory, LearnedAddresses
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
@@ -168,9 +169,8 @@ class Classifier:
         self.dns_flow_takes_queried_app = dns_flow_takes_queried_app
         self.stats = ClassifierStats()
         self._flows: OrderedDict[tuple[int, bytes, int, bytes, int], _Flow] = OrderedDict()
-        self._learned: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()  # addr -> (app, name, expiry)
-        # (address, port) of a call endpoint -> (app, expiry): a call's ICE checks reuse its port.
-        self._call_endpoints: OrderedDict[tuple[bytes, int], tuple[str, float]] = OrderedDict()
+        self._learned: LearnedAddresses = ExpiringMemory(max_learned)
+        self._call_endpoints: CallEndpoints = ExpiringMemory(MAX_CALL_ENDPOINTS)
         self._last_expiry = float("-inf")
         self._tables = tables
         self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
@@ -192,12 +192,11 @@ class Classifier:
             for name, app_ids in tables.signature_apps.items() if app_ids and name in TWO_WAY_SIGNATURES
         )
         # Re-match learned names: an app may have gained or lost the domain.
-        for address, (_app, name, expiry) in list(self._learned.items()):
-            match = tables.domains.lookup(name)
-            if match is None:
-                del self._learned[address]
-            else:
-                self._learned[address] = (match.app, name, expiry)
+        def rematched(learned: tuple[str, str]) -> tuple[str, str] | None:
+            match = tables.domains.lookup(learned[1])
+            return None if match is None else (match.app, learned[1])
+
+        self._learned.revise(rematched)
 
     def on_packet(self, ip_packet: bytes, now: float, from_client: bool | None = None) -> PacketOutcome:
         """Feed one queued packet (starting at the IP header). Never raises.
@@ -246,10 +245,7 @@ class Classifier:
 
     def learned_app(self, address: IPAddress, now: float) -> tuple[str, str] | None:
         """(app, name) learned from DNS for an address, if still valid."""
-        entry = self._learned.get(address.packed)
-        if entry is None or entry[2] < now:
-            return None
-        return entry[0], entry[1]
+        return self._learned.recall(address.packed, now)
 
     @property
     def flow_count(self) -> int:
@@ -377,11 +373,9 @@ class Classifier:
         candidates = (flow.server_addr,) if flow.client_known else (flow.server_addr, flow.client_addr)
         learned = self._learned
         for address in candidates:
-            entry = learned.get(address)
+            entry = learned.recall(address, now, forget_expired=True)
             if entry is not None:
-                if entry[2] >= now:
-                    return Decision(entry[0], "dns-learned", entry[1])
-                del learned[address]
+                return Decision(entry[0], "dns-learned", entry[1])
         if address_match is not None:
             return Decision(address_match[0].app, "address", _address_text(address_match[1]))
         return None
@@ -420,12 +414,7 @@ class Classifier:
             name, match = found
             ttl = _clamp_ttl(ttl)
             learned.append(LearnedAddress(address, match.app, ttl, name))
-            key = address.packed
-            if key in store:
-                store.move_to_end(key)
-            store[key] = (match.app, name, now + ttl)
-            while len(store) > self.max_learned:
-                store.popitem(last=False)
+            store.remember(address.packed, (match.app, name), now + ttl)
 
     def _dns_flow_decision(self, message: dns_parser.DnsMessage) -> Decision:
         return self._dns_name_decision(message.question_name or "")
@@ -539,8 +528,8 @@ class Classifier:
         return Decision(UNKNOWN_APP, method, name, details=details)
 
     def _address_or_port(self, flow: _Flow, proto: int, now: float) -> Decision | None:
-        entry = self._learned.get(flow.server_addr)
-        if entry is not None and entry[2] >= now:
+        entry = self._learned.recall(flow.server_addr, now)
+        if entry is not None:
             return Decision(entry[0], "dns-learned", entry[1])
         match = self._tables.addresses.lookup(flow.server_addr)
         if match is not None:
@@ -567,25 +556,21 @@ class Classifier:
         return None
 
     def _remember_call_endpoints(self, flow: _Flow, app: str, now: float) -> None:
-        endpoints = self._call_endpoints
         for endpoint in ((flow.client_addr, flow.client_port), (flow.server_addr, flow.server_port)):
-            endpoints[endpoint] = (app, now + CALL_ENDPOINT_SECONDS)
-            endpoints.move_to_end(endpoint)
-        while len(endpoints) > MAX_CALL_ENDPOINTS:
-            endpoints.popitem(last=False)
+            self._call_endpoints.remember(endpoint, app, now + CALL_ENDPOINT_SECONDS)
 
     def _call_app(self, flow: _Flow, now: float) -> str | None:
         for endpoint in ((flow.client_addr, flow.client_port), (flow.server_addr, flow.server_port)):
-            entry = self._call_endpoints.get(endpoint)
-            if entry is not None and entry[1] >= now:
-                return entry[0]
+            app = self._call_endpoints.recall(endpoint, now)
+            if app is not None:
+                return app
         return None
 
     def _carried_app(self, flow: _Flow, now: float) -> str | None:
         """The app a generic carrier (STUN) serves, from what the addresses say: learned or catalog."""
         for address in (flow.server_addr, flow.client_addr):
-            entry = self._learned.get(address)
-            if entry is not None and entry[2] >= now:
+            entry = self._learned.recall(address, now)
+            if entry is not None:
                 return entry[0]
             match = self._tables.addresses.lookup(address)
             if match is not None:

@@ -9,11 +9,12 @@ mislabels traffic that would otherwise stay "unknown".
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from struct import Struct
 
 from gatewayd.classify import sig_p2p, sig_services
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
+from gatewayd.policy.model import SIGNATURE_NAMES
 
 Signature = Callable[[bytes, bool], bool]
 
@@ -224,3 +225,18 @@ CARRIER_SIGNATURES = frozenset(("stun",))
 CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp"))
 
 KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES)
+
+
+def check_registry_matches(implemented: frozenset[str], vocabulary: Iterable[str]) -> None:
+    """Raises unless the classifier implements exactly the signature names a policy may use."""
+    wanted = frozenset(vocabulary)
+    if implemented != wanted:
+        raise RuntimeError(
+            "classify/signatures.py and SIGNATURE_NAMES in policy/model.py disagree: "
+            f"named but not implemented: {sorted(wanted - implemented)}; "
+            f"implemented but not named: {sorted(implemented - wanted)}"
+        )
+
+
+# At import, so a signature added on one side only fails every test and every start.
+check_registry_matches(KNOWN_SIGNATURES, SIGNATURE_NAMES)

@@ -12,7 +12,8 @@ from typing import TextIO
 
 from gatewayd.apply.guard_state import BlockedHost, read_blocklist
 from gatewayd.apply.nft import NftError, NftKernel
-from gatewayd.compile.guard import NETDEV, TABLE_NAME
+from gatewayd.compile.kernel_names import GUARD_TABLE_NAME as TABLE_NAME
+from gatewayd.compile.kernel_names import NETDEV
 
 
 def guard_loaded(kernel: NftKernel) -> bool:

@@ -20,6 +20,12 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
+def render_feature(value: bool | str | None) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value or "not probed yet"
+
+
 def render_status(status: dict[str, Any]) -> str:
     lines = [
         f"policy      {status['policy_file']} (generation {status['generation']})"
@@ -27,6 +33,10 @@ def render_status(status: dict[str, Any]) -> str:
         f"fail mode   {status['fail_mode']}   uptime {status['uptime_seconds']} s   "
         f"queue via {status['queue_backend']}   leaf qdisc {status['leaf_qdisc']}",
     ]
+    features = status.get("kernel_features")
+    if features:
+        lines.append("kernel      " + "   ".join(f"{name.replace('_', ' ')} {render_feature(value)}"
+                                                 for name, value in features.items() if name != "queue_backend"))
     pending = status.get("pending_change")
     if pending:
         left = pending["seconds_left"]

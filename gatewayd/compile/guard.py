@@ -26,18 +26,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gatewayd.compile.nftables_model import BaseHook, NftChain, NftRule, NftSet, NftTable
+from gatewayd.compile.kernel_names import (
+    BINDINGS,
+    BLOCKLIST,
+    BOUND,
+    GATEWAY_ADDRESSES,
+    GUARD_TABLE_NAME,
+    INET,
+    NETDEV,
+    SWEEPERS,
+    SYN_PROXY_COUNTER,
+)
+from gatewayd.compile.nftables_model import (
+    BaseHook,
+    NftChain,
+    NftRule,
+    NftSet,
+    NftTable,
+)
 from gatewayd.policy.model import Binding, RateLimit, ScanDefence, SecurityPolicy
 
-TABLE_NAME = "gatewayd_guard"
-NETDEV = "netdev"
-INET = "inet"
 INGRESS_PRIORITY = -500
 ANTISPOOF_PRIORITY = -300  # raw: before conntrack, so spoofed packets make no conntrack entry
 NEW_CONNECTION_PRIORITY = -140  # after conntrack (-200), where ct state is known
 METER_SIZE = 65535
 SEEN_SIZE = 262144
-ALL_TABLES = ((NETDEV, TABLE_NAME), (INET, TABLE_NAME))
+ALL_TABLES = ((NETDEV, GUARD_TABLE_NAME), (INET, GUARD_TABLE_NAME))
 
 # Drop reasons: the fixed label set of gatewayd_guard_dropped_packets_total.
 REASON_ARP_SPOOF = "arp_spoof"
@@ -52,17 +66,11 @@ REASON_PORT_SCAN = "port_scan"
 REASON_HOST_SWEEP = "host_sweep"
 REASON_BLOCKLISTED = "blocklisted"
 REASON_SYN_PROXY_INVALID = "syn_proxy_invalid"  # a handshake the SYN proxy did not validate
-SYN_PROXY_COUNTER = "syn_proxy_handled"  # not a drop: SYNs and handshakes the proxy answered
 REASONS = (REASON_ARP_SPOOF, REASON_IP_MAC_MISMATCH, REASON_UNBOUND, REASON_SPOOFED_SOURCE,
            REASON_SYN_FLOOD, REASON_UDP_FLOOD, REASON_ICMP_FLOOD, REASON_NEW_CONNECTION_FLOOD,
            REASON_PORT_SCAN, REASON_HOST_SWEEP, REASON_BLOCKLISTED, REASON_SYN_PROXY_INVALID)
 BLOCKLIST_REASONS = (REASON_PORT_SCAN, REASON_HOST_SWEEP)  # what puts a host on the blocklist
 
-BLOCKLIST = {4: "blocklist_v4", 6: "blocklist_v6"}
-SWEEPERS = {4: "sweepers_v4", 6: "sweepers_v6"}  # the blocklisted for a host sweep; the rest scanned ports
-BOUND = {4: "bound_v4", 6: "bound_v6"}
-BINDINGS = {4: "bindings_v4", 6: "bindings_v6"}
-GATEWAY_ADDRESSES = {4: "gateway_v4", 6: "gateway_v6"}
 FAMILY = {4: ("ip", "ipv4_addr", "ip"), 6: ("ip6", "ipv6_addr", "ip6")}  # match, key type, meta protocol
 MULTICAST = {4: "{ 224.0.0.0/4, 255.255.255.255 }", 6: "ff00::/8"}  # not hosts a sweep counts
 SYN_ONLY = "tcp flags & (fin | syn | rst | ack) == syn"
@@ -104,7 +112,7 @@ class CompiledGuard:
 
     def script(self, runtime_elements: tuple[str, ...] = ()) -> str:
         """Replace the guard tables (or remove them when the policy has no guard)."""
-        parts = [f"table {family} {TABLE_NAME}\ndelete table {family} {TABLE_NAME}\n" for family, _ in ALL_TABLES]
+        parts = [f"table {family} {GUARD_TABLE_NAME}\ndelete table {family} {GUARD_TABLE_NAME}\n" for family, _ in ALL_TABLES]
         parts.extend(t.render() for t in self.tables)
         parts.extend(line + "\n" for line in runtime_elements)
         return "".join(parts)
@@ -114,7 +122,7 @@ class CompiledGuard:
 
 
 def teardown_script() -> str:
-    return "".join(f"table {family} {TABLE_NAME}\ndelete table {family} {TABLE_NAME}\n" for family, _ in ALL_TABLES)
+    return "".join(f"table {family} {GUARD_TABLE_NAME}\ndelete table {family} {GUARD_TABLE_NAME}\n" for family, _ in ALL_TABLES)
 
 
 class GuardCompiler:
@@ -198,7 +206,7 @@ class GuardCompiler:
             return None
         chains.insert(0, NftChain("lan_ingress", tuple(rules), BaseHook("ingress", INGRESS_PRIORITY, devices=self.lan),
                                   comment="every frame the LAN sends, before the IP stack"))
-        return NftTable(NETDEV, TABLE_NAME, tuple(self.netdev_counters), tuple(self.netdev_sets), tuple(chains),
+        return NftTable(NETDEV, GUARD_TABLE_NAME, tuple(self.netdev_counters), tuple(self.netdev_sets), tuple(chains),
                         comment="gatewayd LAN guard (layer 2 and floods)")
 
     def _blocklist_rules(self) -> list[NftRule]:
@@ -332,7 +340,7 @@ class GuardCompiler:
         chains.extend(self._syn_proxy_chains())
         if not chains:
             return None
-        return NftTable(INET, TABLE_NAME, tuple(self.inet_counters), tuple(sets), tuple(chains),
+        return NftTable(INET, GUARD_TABLE_NAME, tuple(self.inet_counters), tuple(sets), tuple(chains),
                         comment="gatewayd LAN guard (routing and conntrack checks)")
 
 

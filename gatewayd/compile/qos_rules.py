@@ -38,37 +38,29 @@ the chain `connection_caps` lets these pass uncounted:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from gatewayd.compile import marks
 from gatewayd.compile.host_limits import HostSlots
+from gatewayd.compile.kernel_names import (
+    CONNECTION_CAPS_CHAIN,
+    REFUSED_PROTOCOLS,
+    classless_set_name,
+    host_map_name,
+    refused_counter,
+    resolver_set_name,
+    waiting_set_name,
+)
 from gatewayd.compile.nftables_model import NftChain, NftRule, NftSet
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.tc_tree import HTB_MAJOR, group_leaf_minor
-from gatewayd.policy.model import Direction, Policy
+from gatewayd.policy.model import Policy
 
 CONNLIMIT_SET_SIZE = 65535
-REFUSED_COUNTER_PREFIX = "connections_refused_"
-RefusedProtocol = Literal["tcp", "udp", "other"]  # bounded: a metrics label
-REFUSED_PROTOCOLS: tuple[RefusedProtocol, ...] = ("tcp", "udp", "other")
-CONNECTION_CAPS_CHAIN = "connection_caps"
 HOST_MAP_SIZE_MIN = 1024  # room for a reload that adds hosts without resizing
 
 
 def hexmark(value: int) -> str:
     return f"0x{value:08x}"
-
-
-def refused_counter(group_number: int, protocol: RefusedProtocol) -> str:
-    return f"{REFUSED_COUNTER_PREFIX}{group_number}_{protocol}"
-
-
-def resolver_set_name(version: int) -> str:
-    return f"dns_resolvers_v{version}"
-
-
-def host_map_name(direction: Direction, version: int) -> str:
-    return f"host_{'up' if direction == 'upload' else 'down'}_v{version}"
 
 
 @dataclass
@@ -107,14 +99,6 @@ def _class_priority(policy: Policy, numbering: Numbering, qos: QosRules) -> None
                            comment="group and class bits of the ct mark -> tc class (skb priority)"))
     mask = marks.GROUP_MASK | marks.CLASS_MASK
     qos.priority.append(NftRule(f"meta priority set ct mark & {hexmark(mask)} map @class_priority"))
-
-
-def classless_set_name(version: int) -> str:
-    return f"hosts_classless_v{version}"
-
-
-def waiting_set_name(version: int) -> str:
-    return f"hosts_waiting_v{version}"
 
 
 def _host_maps(hosts: HostSlots, qos: QosRules) -> None:

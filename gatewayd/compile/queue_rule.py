@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gatewayd.compile import marks
-
-IPTABLES_CHAIN = "GATEWAYD_QUEUE"
+from gatewayd.compile.kernel_names import QUEUE_IPTABLES_CHAIN
 
 
 @dataclass(frozen=True)
@@ -33,9 +32,9 @@ class QueueRule:
         target = f"-j NFQUEUE --queue-num {self.queue_num}" + (" --queue-bypass" if self.bypass else "")
         return "\n".join([
             "*filter",
-            f":{IPTABLES_CHAIN} - [0:0]",
-            f"-F {IPTABLES_CHAIN}",
-            f"-A {IPTABLES_CHAIN} -m mark --mark {self.mark_match} {target}",
+            f":{QUEUE_IPTABLES_CHAIN} - [0:0]",
+            f"-F {QUEUE_IPTABLES_CHAIN}",
+            f"-A {QUEUE_IPTABLES_CHAIN} -m mark --mark {self.mark_match} {target}",
             "COMMIT",
             "",
         ])

@@ -30,46 +30,52 @@ from dataclasses import dataclass
 
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
-from gatewayd.compile.nftables_model import BaseHook, NftChain, NftRule, NftSet, NftTable, TableBuilder
 from gatewayd.compile.host_limits import HostSlots
+from gatewayd.compile.kernel_names import (
+    COUNTER_BLOCKED_OTHER,
+    COUNTER_BLOCKED_REPLIES,
+    COUNTER_BLOCKED_TCP,
+    COUNTER_BLOCKED_UDP,
+    COUNTER_DEFAULT,
+    COUNTER_DNS_SNOOPED,
+    COUNTER_GAVE_UP,
+    COUNTER_QUEUED,
+    COUNTER_TCP_ONLY,
+    EMPTY_TCP_CHAIN,
+    FIXED_COUNTERS,
+    MAP_LEARNED_V4,
+    MAP_LEARNED_V6,
+    SET_FLOWS,
+    SET_RECENT_BLOCKED_V4,
+    SET_RECENT_BLOCKED_V6,
+    SET_USAGE,
+    TABLE_FAMILY,
+    TABLE_NAME,
+    set_app_chain,
+)
+from gatewayd.compile.nftables_model import (
+    BaseHook,
+    NftChain,
+    NftRule,
+    NftSet,
+    NftTable,
+    TableBuilder,
+)
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.qos_rules import compile_qos_rules
 from gatewayd.compile.schedule import schedule_matches
 from gatewayd.policy.model import IPNetwork, Policy, Rule
 from gatewayd.policy.tcp_only import tcp_only_apps
 
-TABLE_FAMILY = "inet"
-TABLE_NAME = "gatewayd"
 CLASSIFY_PRIORITY = -150  # NF_IP_PRI_MANGLE: before iptables filter FORWARD
 ENFORCE_PRIORITY = 10  # after iptables filter FORWARD, where the NFQUEUE rule sits
 LEARNED_MAP_SIZE = 262144
 USAGE_SET_SIZE = 65535
 
-# Named counters besides one per rule; metrics read them by these names.
-COUNTER_BLOCKED_TCP = "blocked_tcp"
-COUNTER_BLOCKED_UDP = "blocked_udp"
-COUNTER_BLOCKED_OTHER = "blocked_other"
-COUNTER_BLOCKED_REPLIES = "blocked_replies"
-COUNTER_QUEUED = "queued_packets"
-COUNTER_DNS_SNOOPED = "dns_answers_queued"
-COUNTER_GAVE_UP = "flows_gave_up"
-COUNTER_DEFAULT = "rule_default"
-COUNTER_TCP_ONLY = "rule_tcp_only"  # reported as the rule "tcp-only" (metrics: rule hits)
 TCP_ONLY_RULE_NAME = "tcp-only"
-FIXED_COUNTERS = (COUNTER_BLOCKED_TCP, COUNTER_BLOCKED_UDP, COUNTER_BLOCKED_OTHER,
-                  COUNTER_BLOCKED_REPLIES, COUNTER_QUEUED, COUNTER_DNS_SNOOPED,
-                  COUNTER_GAVE_UP, COUNTER_DEFAULT)
 
-SET_USAGE = "usage"  # bytes/packets per app, group, block flag and class
-SET_FLOWS = "flows"  # decided flows per app and group
-MAP_LEARNED_V4 = "learned_v4"
-MAP_LEARNED_V6 = "learned_v6"
-EMPTY_TCP_CHAIN = "tcp_without_payload"
-SET_RECENT_BLOCKED_V4 = "recent_blocked_v4"
-SET_RECENT_BLOCKED_V6 = "recent_blocked_v6"
 RECENT_BLOCKED_SIZE = 1024
 RECENT_BLOCKED_TIMEOUT = 600  # seconds
-DYNAMIC_SETS = (SET_USAGE, SET_FLOWS, MAP_LEARNED_V4, MAP_LEARNED_V6)
 
 USAGE_KEY_MASK = marks.APP_MASK | marks.GROUP_MASK | marks.BLOCK_BIT | marks.CLASS_MASK
 FLOWS_KEY_MASK = marks.APP_MASK | marks.GROUP_MASK
@@ -77,10 +83,6 @@ FLOWS_KEY_MASK = marks.APP_MASK | marks.GROUP_MASK
 
 def hexmark(value: int) -> str:
     return f"0x{value:08x}"
-
-
-def set_app_chain(number: int) -> str:
-    return f"set_app_{number}"
 
 
 def rule_counter_name(index: int, rule: Rule) -> str:

@@ -17,9 +17,14 @@ from gatewayd.apply.applier import Applier
 from gatewayd.apply.nft import NftKernel
 from gatewayd.classify.engine import IPAddress
 from gatewayd.compile import marks
+from gatewayd.compile.kernel_names import (
+    SET_FLOWS,
+    SET_RECENT_BLOCKED_V4,
+    SET_RECENT_BLOCKED_V6,
+    SET_USAGE,
+)
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.plan import Plan
-from gatewayd.compile.ruleset import SET_FLOWS, SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6, SET_USAGE
 from gatewayd.explain.rules import FlowFacts, RuleEngine
 from gatewayd.policy.model import Policy
 
@@ -107,6 +112,7 @@ def build_status(facts: DaemonFacts, plan: Plan, applier: Applier,
         "uptime_seconds": int(time.time() - facts.started_at),
         "queue_backend": applier.queue.backend,
         "leaf_qdisc": applier.tc.leaf_kind,
+        "kernel_features": applier.kernel_features().report(),
         "pending_change": facts.pending_change,
         "traffic": traffic_by_app(applier.nft, plan.numbering),
         "recent_blocked": recent_blocked(applier.nft, plan, learned_addresses),

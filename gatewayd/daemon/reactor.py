@@ -22,6 +22,7 @@ from typing import Any
 from netfilterqueue import NetfilterQueue
 
 from gatewayd.apply.applier import Applier, ApplyError
+from gatewayd.apply.features import log_kernel_features
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.plan import Plan, compile_plan
@@ -105,7 +106,7 @@ class Daemon:
         self.last_good = LastGoodStore(state_dir)
         self.systemd = SystemdNotifier()
         self.applier = Applier()
-        self.registry, self.metrics = build_registry(self)
+        self.registry, self.metrics = build_registry(self, self.applier)
         self.changes = ChangeManager(self, count_revert=self.metrics.reverts.inc)
         self.control = ControlServer(control_socket, control_commands(self.status_report, self.changes))
         self.blocklist_watch = BlocklistWatch(self.applier.nft)
@@ -166,6 +167,7 @@ class Daemon:
         self.metrics.up_since.set(self.started_at)
         self._install_signals()
         settle_garbage_collector()  # before "started": nothing heavy may follow the ready signal
+        log_kernel_features(self.applier.kernel_features())  # once: the first apply has settled the leaf kind
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
                  "leaf_qdisc=%s metrics=http://%s/metrics", self.policy_path, self.generation,
                  policy.classifier.fail_mode, policy.classifier.queue_num, self.applier.queue.backend,

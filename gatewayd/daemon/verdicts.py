@@ -19,8 +19,8 @@ from typing import Any
 from gatewayd.apply.nft import LearnedElement, NftError, NftKernel
 from gatewayd.classify.engine import Classifier, LearnedAddress
 from gatewayd.compile import marks
+from gatewayd.compile.kernel_names import MAP_LEARNED_V4, MAP_LEARNED_V6, set_app_chain
 from gatewayd.compile.numbering import Numbering
-from gatewayd.compile.ruleset import MAP_LEARNED_V4, MAP_LEARNED_V6, set_app_chain
 from gatewayd.metrics.daemon_state import DaemonMetrics
 
 flow_log = logging.getLogger("gatewayd.flow")

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from gatewayd.apply.nft import NftKernel
+from gatewayd.compile.kernel_names import REFUSED_PROTOCOLS, refused_counter
 from gatewayd.compile.plan import Plan
-from gatewayd.compile.qos_rules import REFUSED_PROTOCOLS, refused_counter
 from gatewayd.metrics.base import PlanCollector
 
 

@@ -8,7 +8,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gatewayd.apply.guard_state import read_blocklist
 from gatewayd.apply.nft import NftKernel
-from gatewayd.compile.guard import REASON_HOST_SWEEP, REASON_PORT_SCAN, REASONS, SYN_PROXY_COUNTER, TABLE_NAME
+from gatewayd.compile.guard import REASON_HOST_SWEEP, REASON_PORT_SCAN, REASONS
+from gatewayd.compile.kernel_names import GUARD_TABLE_NAME, SYN_PROXY_COUNTER
 from gatewayd.compile.plan import Plan
 from gatewayd.metrics.base import PlanCollector
 
@@ -26,7 +27,7 @@ class GuardCollector(PlanCollector):
         for family, counters in plan.guard.counters.items():
             if not counters:
                 continue
-            for item in self._kernel.query(f"list counters table {family} {TABLE_NAME}"):
+            for item in self._kernel.query(f"list counters table {family} {GUARD_TABLE_NAME}"):
                 counter = item.get("counter")
                 if counter and counter.get("name") in counters:
                     reason = counters[counter["name"]]

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gatewayd.apply.nft import Counter, NftKernel
-from gatewayd.compile import ruleset
+from gatewayd.compile import kernel_names
 from gatewayd.compile.plan import Plan
 from gatewayd.metrics.base import PlanCollector
 
 BLOCKED_COUNTERS = {
-    ruleset.COUNTER_BLOCKED_TCP: "tcp",
-    ruleset.COUNTER_BLOCKED_UDP: "udp",
-    ruleset.COUNTER_BLOCKED_OTHER: "other",
+    kernel_names.COUNTER_BLOCKED_TCP: "tcp",
+    kernel_names.COUNTER_BLOCKED_UDP: "udp",
+    kernel_names.COUNTER_BLOCKED_OTHER: "other",
 }
 
 
@@ -41,11 +41,11 @@ class RuleCollector(PlanCollector):
         for counter_name, protocol in BLOCKED_COUNTERS.items():
             blocked.add_metric([protocol], packets_of(counters, counter_name))
         replies = CounterMetricFamily("gatewayd_blocked_reply_packets", "Reply-direction packets of blocked flows, dropped.")
-        replies.add_metric([], packets_of(counters, ruleset.COUNTER_BLOCKED_REPLIES))
+        replies.add_metric([], packets_of(counters, kernel_names.COUNTER_BLOCKED_REPLIES))
         queued = CounterMetricFamily("gatewayd_queued_packets", "Packets the kernel handed to the classifier (first packets of undecided flows).")
-        queued.add_metric([], packets_of(counters, ruleset.COUNTER_QUEUED))
+        queued.add_metric([], packets_of(counters, kernel_names.COUNTER_QUEUED))
         gave_up = CounterMetricFamily("gatewayd_flows_gave_up", "Flows still undecided after max_packets, decided by port or as unknown.")
-        gave_up.add_metric([], packets_of(counters, ruleset.COUNTER_GAVE_UP))
+        gave_up.add_metric([], packets_of(counters, kernel_names.COUNTER_GAVE_UP))
         learned = GaugeMetricFamily("gatewayd_dns_learned_addresses", "Server addresses learned from DNS, held in kernel maps.", labels=["family"])
         for map_name, count in self._kernel.learned_count().items():
             learned.add_metric([map_name.rsplit("_", 1)[1]], count)

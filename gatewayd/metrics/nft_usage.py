@@ -8,7 +8,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from gatewayd.apply.nft import NftKernel
 from gatewayd.compile import marks
-from gatewayd.compile.ruleset import SET_FLOWS, SET_USAGE
+from gatewayd.compile.kernel_names import SET_FLOWS, SET_USAGE
 from gatewayd.compile.plan import Plan
 from gatewayd.metrics.base import PlanCollector
 

@@ -8,16 +8,18 @@ from gatewayd.metrics.base import CollectorSet, PlanSource
 from gatewayd.metrics.connections import ConnectionCapCollector
 from gatewayd.metrics.daemon_state import DaemonMetrics
 from gatewayd.metrics.guard import GuardCollector
+from gatewayd.metrics.kernel_features import FeatureSource, KernelFeatureCollector
 from gatewayd.metrics.nfqueue import NfqueueCollector
 from gatewayd.metrics.nft_rules import RuleCollector
 from gatewayd.metrics.nft_usage import UsageCollector
 from gatewayd.metrics.tc_classes import TcClassCollector
 
 
-def build_registry(plans: PlanSource) -> tuple[CollectorRegistry, DaemonMetrics]:
+def build_registry(plans: PlanSource, features: FeatureSource) -> tuple[CollectorRegistry, DaemonMetrics]:
     registry = CollectorRegistry()
     registry.register(CollectorSet([UsageCollector(plans), RuleCollector(plans), TcClassCollector(plans),
-                                    NfqueueCollector(plans), GuardCollector(plans), ConnectionCapCollector(plans)]))
+                                    NfqueueCollector(plans), GuardCollector(plans), ConnectionCapCollector(plans),
+                                    KernelFeatureCollector(features)]))
     return registry, DaemonMetrics(registry)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from gatewayd.policy.fields import (
+    PORT_PATTERN,
+    SIGNATURE_PATTERN,
     check_name,
     check_signature,
     check_url_keyword,
@@ -18,6 +20,12 @@ from gatewayd.policy.fields import (
     suggestion,
 )
 from gatewayd.policy.model import CATEGORIES, Application
+from gatewayd.policy.schema_parts import (
+    Schema,
+    object_schema,
+    one_or_list,
+    string_schema,
+)
 from gatewayd.policy.sourcefile import read_source
 from gatewayd.policy.yamltree import (
     Checker,
@@ -140,4 +148,30 @@ def _read_category(known: dict, checker: Checker, what: str) -> str | None:
     return category
 
 
-
+def application_schema() -> Schema:
+    properties = {
+        "name": string_schema("Display name."),
+        "category": {"enum": list(CATEGORIES), "description": "The app's category."},
+        "domains": one_or_list(
+            string_schema('"example.com" (and subdomains), "*.example.com" (subdomains only) or "=example.com" (exact).'),
+            "Server names that identify the app.",
+        ),
+        "addresses": one_or_list(string_schema("IPv4/IPv6 network or address."), "Server addresses."),
+        "ports": one_or_list(
+            string_schema('"tcp/443" or "udp/5000-5010".', pattern=PORT_PATTERN), "Server ports."
+        ),
+        "signatures": one_or_list(
+            string_schema("A payload signature known to the classifier.", pattern=SIGNATURE_PATTERN),
+            "Payload signatures.",
+        ),
+        "urls": one_or_list(
+            string_schema('"HOST/PATH-PREFIX", HOST a domain pattern or * (any host).'),
+            "Plain-HTTP URL rules; a matching request belongs to this app whatever its Host.",
+        ),
+        "url_keywords": one_or_list(
+            string_schema("A word searched in the request path."),
+            "Plain-HTTP URL keywords; a request whose path contains one belongs to this app.",
+        ),
+    }
+    assert tuple(properties) == APPLICATION_KEYS
+    return object_schema("An application and the evidence that identifies it.", properties, ("name", "category"))

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 from yaml.nodes import Node
 
-from gatewayd.policy.fields import format_rate, parse_bandwidth, parse_network, percent_text
+from gatewayd.policy.fields import (
+    format_rate,
+    parse_bandwidth,
+    parse_network,
+    percent_text,
+)
 from gatewayd.policy.model import (
     DIRECTIONS,
     Bandwidth,
@@ -33,6 +38,12 @@ from gatewayd.policy.model import (
     QosClass,
     RatePair,
     Rates,
+)
+from gatewayd.policy.schema_parts import (
+    BANDWIDTH_PATTERN,
+    Schema,
+    object_schema,
+    string_schema,
 )
 from gatewayd.policy.yamltree import (
     Checker,
@@ -302,7 +313,7 @@ def _check_class_directions(classes: dict[str, QosClass], direction: Direction, 
                             checker: Checker) -> None:
     """Classes with a per-direction override: guarantee within limit, guarantees within the link."""
     if not any(c.upload or c.download for c in classes.values()):
-        return  # the classic checks in sections.py already covered both directions
+        return  # the classic checks in classes.py already covered both directions
     total = 0
     for qos_class in classes.values():
         guaranteed, limit = qos_class.rates(direction)
@@ -377,3 +388,19 @@ def _check_hosts(group: Group, direction: Direction, link_bps: int, mine: Resolv
                 f"link, more than the group's ceiling {format_rate(mine.limit_bps)}")
     return total
 
+
+def rate_pair_schema(description: str) -> Schema:
+    bandwidth = 'A share of the link ("20%") or a rate ("5mbit").'
+    return object_schema(description, {
+        "guaranteed": string_schema(f"Always available. {bandwidth}", pattern=BANDWIDTH_PATTERN),
+        "limit": string_schema(f"The most it may use. {bandwidth}", pattern=BANDWIDTH_PATTERN),
+    })
+
+
+def rates_schema(description: str) -> Schema:
+    schema = rate_pair_schema(description + " Top-level keys apply to both directions.")
+    schema["properties"] |= {
+        "upload": rate_pair_schema("Upload (WAN egress) only."),
+        "download": rate_pair_schema("Download (LAN egress) only."),
+    }
+    return schema

@@ -15,6 +15,7 @@ import ipaddress
 
 from gatewayd.policy.fields import FieldError
 from gatewayd.policy.model import DnsSettings, IPAddress
+from gatewayd.policy.schema_parts import Schema
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
@@ -58,3 +59,20 @@ def read_dns(entry: Entry, checker: Checker) -> DnsSettings:
     if len(resolvers) > MAX_RESOLVERS:
         checker.report(known["resolvers"].key, f"too many resolvers: {len(resolvers)} (at most {MAX_RESOLVERS})")
     return DnsSettings(tuple(resolvers), location)
+
+
+def dns_schema() -> Schema:
+    properties: Schema = {
+        "resolvers": {
+            "description": "Addresses of the DNS servers the office is told to use; left out = the router "
+                           "itself only. Connection caps do not count DNS to them.",
+            "anyOf": [
+                {"type": "string", "description": "An IPv4/IPv6 address."},
+                {"type": "array", "maxItems": MAX_RESOLVERS,
+                 "items": {"type": "string", "description": "An IPv4/IPv6 address."}},
+            ],
+        },
+    }
+    assert tuple(properties) == DNS_KEYS
+    return {"type": "object", "description": "The office's DNS resolvers.", "properties": properties,
+            "additionalProperties": False}

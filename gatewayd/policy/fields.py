@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
-from gatewayd.policy.model import AddressRange, Bandwidth, HourRange, IPNetwork, PortMatch
+from gatewayd.policy.model import SIGNATURE_NAMES, AddressRange, Bandwidth, HourRange, IPNetwork, PortMatch
 
 
 class FieldError(ValueError):
@@ -66,11 +66,9 @@ def check_name(text: str, what: str) -> str:
 def check_signature(text: str) -> str:
     if not re.fullmatch(SIGNATURE_PATTERN, text):
         raise FieldError(f"signature '{text}' is not valid (expected a lowercase identifier, e.g. bittorrent)")
-    from gatewayd.classify.signatures import KNOWN_SIGNATURES  # the classifier owns the list
-
-    if text not in KNOWN_SIGNATURES:
+    if text not in SIGNATURE_NAMES:
         raise FieldError(f"signature '{text}' is not known to the classifier (known: "
-                         f"{', '.join(sorted(KNOWN_SIGNATURES))})" + suggestion(text, sorted(KNOWN_SIGNATURES)))
+                         f"{', '.join(sorted(SIGNATURE_NAMES))})" + suggestion(text, sorted(SIGNATURE_NAMES)))
     return text
 
 

@@ -11,11 +11,12 @@ only as configured, so gatewayd never sends traffic the admin did not name.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from yaml.nodes import Node
 
 from gatewayd.policy.fields import FieldError, parse_domain
+from gatewayd.policy.model import HealthChecks
+from gatewayd.policy.schema_parts import Schema, object_schema, string_schema
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
@@ -29,13 +30,6 @@ from gatewayd.policy.yamltree import (
 
 HEALTH_KEYS = ("dns", "probes")
 DNS_KEYS = ("server", "name")
-
-
-@dataclass(frozen=True)
-class HealthChecks:
-    dns_server: str | None = None
-    dns_name: str | None = None
-    probes: tuple[tuple[str, int], ...] = ()  # (address, port)
 
 
 def parse_probe(text: str) -> tuple[str, int]:
@@ -79,3 +73,16 @@ def read_health(entry: Entry, checker: Checker) -> HealthChecks | None:
             if probe is not None:
                 probes.append(probe)
     return HealthChecks(server, name, tuple(probes))
+
+
+def health_schema() -> Schema:
+    return object_schema(
+        "Checks run after `gatewayd apply`; a failing check reverts the change.",
+        {
+            "dns": object_schema("A name that must resolve.", {
+                "server": string_schema("DNS server address."), "name": string_schema("Name to resolve."),
+            }) | {"required": ["server", "name"]},
+            "probes": {"type": "array", "items": string_schema('"ADDRESS:PORT" that must accept TCP.'),
+                       "description": "TCP services that must answer."},
+        },
+    )

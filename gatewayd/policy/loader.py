@@ -2,48 +2,46 @@
 
 One pass collects all problems with their FILE:LINE:COL, so an admin fixes
 the whole file at once; no input, however broken, gets a Python traceback.
+
+Every section has the same shape: its own reader module in policy/ (e.g.
+groups.py: `read_groups` and `group_schema`, the section's JSON Schema
+fragment beside the code that reads it), its dataclass in model.py. This
+module only checks the top level and puts the sections together.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from gatewayd.policy.bandwidth import check_qos_budgets
-from gatewayd.policy.dns import read_dns
-from gatewayd.policy.applications import MAX_APPLICATIONS, load_catalog, read_applications
-from gatewayd.policy.errors import PolicyError, PolicyIssue
-from gatewayd.policy.fields import check_interface_name, parse_listen, parse_rate
-from gatewayd.policy.model import ClassifierSettings, DnsSettings, Interfaces, Policy
-from gatewayd.policy.rules import Names, check_reachability, read_decision, read_rules
-from gatewayd.policy.sections import (
-    check_guarantees_fit_link,
-    link_of,
-    read_classes,
-    read_groups,
-    read_schedules,
+from gatewayd.policy.applications import (
+    MAX_APPLICATIONS,
+    load_catalog,
+    read_applications,
 )
+from gatewayd.policy.bandwidth import check_qos_budgets
+from gatewayd.policy.classes import check_guarantees_fit_link, read_classes
+from gatewayd.policy.classifier import read_classifier, with_tcp_only
+from gatewayd.policy.dns import read_dns
+from gatewayd.policy.errors import PolicyError, PolicyIssue
+from gatewayd.policy.groups import read_groups
 from gatewayd.policy.health import read_health
+from gatewayd.policy.interfaces import link_of, read_interfaces
+from gatewayd.policy.metrics import read_metrics
+from gatewayd.policy.model import DnsSettings, Policy
+from gatewayd.policy.rules import Names, check_reachability, read_default, read_rules
+from gatewayd.policy.schedules import read_schedules
 from gatewayd.policy.security import read_security
 from gatewayd.policy.sourcefile import read_source
-from gatewayd.policy.tcp_only import read_tcp_only
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
-    check_keys,
     checked_mapping,
     compose,
-    field_at,
     integer_of,
-    is_empty,
-    is_null,
-    mapping_entries,
-    text_list_of,
-    text_of,
 )
 
 TOP_LEVEL_KEYS = (
@@ -51,14 +49,7 @@ TOP_LEVEL_KEYS = (
     "groups", "applications", "classes", "default", "rules", "security", "health", "dns",
 )
 REQUIRED_TOP_LEVEL_KEYS = ("version", "interfaces", "classes")
-INTERFACE_KEYS = ("lan", "wan", "upload", "download")
-METRICS_KEYS = ("listen",)
-CLASSIFIER_KEYS = ("fail_mode", "max_packets", "queue", "tcp_only")
-DEFAULT_KEYS = ("action", "class")
-FAIL_MODES = ("open", "closed")
 SUPPORTED_VERSION = 1
-DEFAULT_LISTEN = "127.0.0.1:9108"
-DEFAULT_CLASS = "default"
 MERGE_KEY = "<<"
 
 
@@ -134,16 +125,16 @@ def _section(known: dict[str, Entry], key: str) -> Node | None:
 def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Policy | None:
     if "version" in known:
         _check_version(known["version"].value, checker)
-    interfaces = _read_interfaces(known["interfaces"], checker) if "interfaces" in known else None
-    metrics_listen = _read_metrics(_section(known, "metrics"), checker)
-    classifier = _read_classifier(_section(known, "classifier"), checker)
+    interfaces = read_interfaces(known["interfaces"], checker) if "interfaces" in known else None
+    metrics_listen = read_metrics(_section(known, "metrics"), checker)
+    classifier = read_classifier(_section(known, "classifier"), checker)
     schedules = read_schedules(known["schedules"].value, checker) if "schedules" in known else {}
     groups = read_groups(known["groups"].value, checker) if "groups" in known else {}
     applications = dict(catalog)
     if "applications" in known:
         applications.update(read_applications(known["applications"].value, checker, builtin=False))
         _check_application_count(known["applications"].key, len(applications), checker)
-    classifier = _with_tcp_only(classifier, _section(known, "classifier"), checker, applications)
+    classifier = with_tcp_only(classifier, _section(known, "classifier"), checker, applications)
     link = link_of(interfaces)
     classes = read_classes(known["classes"].value, checker, link) if "classes" in known else {}
     if "classes" in known:
@@ -157,7 +148,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         applications=applications,
     )
     classes_key = known["classes"].key if "classes" in known else None
-    default_action, default_class = _read_default(known.get("default"), classes_key, checker, names)
+    default_action, default_class = read_default(known.get("default"), classes_key, checker, names)
     rules = read_rules(known["rules"].value, checker, names) if "rules" in known else []
     check_reachability(rules, applications, checker)
     security = read_security(known["security"], checker) if "security" in known else None
@@ -203,121 +194,3 @@ def _check_version(node: Node, checker: Checker) -> None:
 def _check_application_count(key: Node, count: int, checker: Checker) -> None:
     if count > MAX_APPLICATIONS:
         checker.report(key, f"too many applications: {count} with the catalog (at most {MAX_APPLICATIONS})")
-
-
-def _read_interfaces(entry: Entry, checker: Checker) -> Interfaces | None:
-    known = checked_mapping(entry.value, checker, "'interfaces'", INTERFACE_KEYS, INTERFACE_KEYS, owner=entry.key)
-    if known is None:
-        return None
-    issues_before = len(checker.issues)
-    lan = _lan_names(known, checker)
-    wan = None
-    if "wan" in known:
-        wan_text = text_of(known["wan"].value, checker, "'wan' of 'interfaces'")
-        wan = field_at(checker, known["wan"].value, check_interface_name, wan_text) if wan_text else None
-        if wan is not None and wan in lan:
-            checker.report(known["wan"].value, f"interface '{wan}' cannot be both lan and wan")
-    upload = _link_rate(known, "upload", checker)
-    download = _link_rate(known, "download", checker)
-    if len(checker.issues) > issues_before or wan is None or upload is None or download is None:
-        return None
-    return Interfaces(tuple(lan), wan, upload, download, checker.location(entry.key))
-
-
-def _lan_names(known: dict[str, Entry], checker: Checker) -> list[str]:
-    if "lan" not in known:
-        return []
-    names: list[str] = []
-    items = text_list_of(known["lan"].value, checker, "'lan' of 'interfaces'")
-    if is_empty(known["lan"].value):
-        checker.report(known["lan"].value, "'lan' of 'interfaces' is empty (expected an interface name or a list)")
-    for item, text in items:
-        name = field_at(checker, item, check_interface_name, text)
-        if name in names:
-            checker.report(item, f"interface '{name}' is listed twice in 'lan'")
-        elif name is not None:
-            names.append(name)
-    return names
-
-
-def _link_rate(known: dict[str, Entry], key: str, checker: Checker) -> int | None:
-    if key not in known:
-        return None
-    node = known[key].value
-    text = text_of(node, checker, f"'{key}' of 'interfaces'")
-    return field_at(checker, node, parse_rate, text) if text is not None else None
-
-
-def _read_metrics(node: Node | None, checker: Checker) -> str:
-    if node is None or is_null(node):
-        return DEFAULT_LISTEN
-    entries = mapping_entries(node, checker, "'metrics'")
-    known = check_keys(entries or [], checker, "'metrics'", METRICS_KEYS)
-    if "listen" not in known:
-        return DEFAULT_LISTEN
-    listen_node = known["listen"].value
-    if not isinstance(listen_node, ScalarNode) or is_null(listen_node):
-        checker.report(
-            listen_node, 'metrics listen must be "HOST:PORT" (quote IPv6 addresses: "[::1]:9108")'
-        )
-        return DEFAULT_LISTEN
-    return field_at(checker, listen_node, parse_listen, listen_node.value) or DEFAULT_LISTEN
-
-
-def _read_classifier(node: Node | None, checker: Checker) -> ClassifierSettings:
-    defaults = ClassifierSettings()
-    if node is None or is_null(node):
-        return defaults
-    entries = mapping_entries(node, checker, "'classifier'")
-    known = check_keys(entries or [], checker, "'classifier'", CLASSIFIER_KEYS)
-    fail_mode = defaults.fail_mode
-    if "fail_mode" in known:
-        mode_node = known["fail_mode"].value
-        mode = text_of(mode_node, checker, "'fail_mode' of 'classifier'")
-        if mode is not None and mode not in FAIL_MODES:
-            checker.report(mode_node, f"fail_mode '{mode}' is not valid (expected open or closed)")
-        elif mode is not None:
-            fail_mode = mode
-    max_packets = defaults.max_packets
-    if "max_packets" in known:
-        max_packets = integer_of(known["max_packets"].value, checker, "'max_packets'", 1, 32) or max_packets
-    queue_num = defaults.queue_num
-    if "queue" in known:
-        queue = integer_of(known["queue"].value, checker, "'queue'", 0, 65535)
-        queue_num = queue if queue is not None else queue_num
-    return ClassifierSettings(fail_mode, max_packets, queue_num)  # type: ignore[arg-type]
-
-
-def _with_tcp_only(settings: ClassifierSettings, node: Node | None, checker: Checker,
-                   applications: dict) -> ClassifierSettings:
-    """tcp_only names apps, so it is read once the applications are known."""
-    if node is None or not isinstance(node, MappingNode):
-        return settings
-    for key_node, value_node in node.value:
-        if isinstance(key_node, ScalarNode) and key_node.value == "tcp_only":
-            return dataclasses.replace(settings, tcp_only=read_tcp_only(value_node, checker, applications))
-    return settings
-
-
-def _read_default(entry: Entry | None, classes_key: Node | None, checker: Checker, names: Names) -> tuple[str, str]:
-    """The default decision; its class defaults to 'default', which must then exist."""
-    if entry is None or is_null(entry.value):
-        _require_default_class(classes_key, checker, names)
-        return "allow", DEFAULT_CLASS
-    known = checked_mapping(entry.value, checker, "'default'", DEFAULT_KEYS)
-    if known is None:
-        return "allow", DEFAULT_CLASS
-    action, qos_class = read_decision(known, entry.key, checker, "'default'", names.classes)
-    if "class" not in known:
-        _require_default_class(entry.key, checker, names)
-    return action or "allow", qos_class or DEFAULT_CLASS
-
-
-def _require_default_class(anchor: Node | None, checker: Checker, names: Names) -> None:
-    if anchor is None or DEFAULT_CLASS in names.classes:
-        return
-    checker.report(
-        anchor,
-        f"no class named '{DEFAULT_CLASS}' is defined, and flows no rule puts in a class need one "
-        f"(define it, or set default.class to one of: {', '.join(names.classes) or 'no classes are defined'})",
-    )

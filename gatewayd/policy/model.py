@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:  # health.py parses its own section and imports this module
-    from gatewayd.policy.health import HealthChecks
+from typing import Literal
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -23,6 +20,16 @@ CATEGORIES: tuple[str, ...] = (
     "im", "voice-video", "office", "erp-crm-oa", "mail", "vpn", "remote",
     "video", "music", "social", "game", "p2p", "stock", "shopping", "news",
     "cloud-storage", "ads", "update", "web", "network", "dns", "unknown",
+)
+
+# The payload signatures an application may name. The classifier implements them
+# (classify/signatures.py, which checks at import that its registry is exactly this
+# list); the vocabulary lives here so validating a policy never asks the classifier.
+SIGNATURE_NAMES: tuple[str, ...] = (
+    "bittorrent", "ssh", "edonkey", "edonkey_udp", "gnutella", "thunder", "pplive",
+    "openvpn", "wireguard", "stun", "stun_msteams", "stun_whatsapp", "rdp", "teamviewer",
+    "smtp", "imap", "pop3", "pptp", "ipsec", "esp", "l2tp", "whatsapp", "dropbox_lansync",
+    "spotify_discovery", "steam", "source_engine",
 )
 
 Action = Literal["allow", "block"]
@@ -324,3 +331,13 @@ class SecurityPolicy:
     scan: ScanDefence | None = None
     location: Location | None = None
     syn_proxy_ports: tuple[int, ...] = ()  # TCP ports of services exposed to the WAN, behind a SYN proxy
+
+
+# --- post-change checks (`health` section; parsed by policy/health.py) ---
+
+
+@dataclass(frozen=True)
+class HealthChecks:
+    dns_server: str | None = None
+    dns_name: str | None = None
+    probes: tuple[tuple[str, int], ...] = ()  # (address, port)

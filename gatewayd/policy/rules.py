@@ -7,12 +7,20 @@ from dataclasses import dataclass
 
 from yaml.nodes import Node, SequenceNode
 
-from gatewayd.policy.fields import suggestion
+from gatewayd.policy.fields import NAME_PATTERN, suggestion
 from gatewayd.policy.model import CATEGORIES, Application, Rule
+from gatewayd.policy.schema_parts import (
+    Schema,
+    names_schema,
+    object_schema,
+    one_or_list,
+    string_schema,
+)
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
     check_keys,
+    checked_mapping,
     is_null,
     kind_name,
     mapping_entries,
@@ -22,6 +30,8 @@ from gatewayd.policy.yamltree import (
 
 RULE_KEYS = ("name", "groups", "except_groups", "apps", "categories", "schedule", "action", "class")
 ACTIONS = ("allow", "block")
+DEFAULT_KEYS = ("action", "class")
+DEFAULT_CLASS = "default"
 
 
 @dataclass(frozen=True)
@@ -217,3 +227,58 @@ def _covers(earlier: Rule, later: Rule, applications: dict[str, Application]) ->
     return all(
         app_id in earlier.apps or applications[app_id].category in earlier.categories for app_id in later.apps
     )
+
+
+def read_default(entry: Entry | None, classes_key: Node | None, checker: Checker, names: Names) -> tuple[str, str]:
+    """The default decision; its class defaults to 'default', which must then exist."""
+    if entry is None or is_null(entry.value):
+        _require_default_class(classes_key, checker, names)
+        return "allow", DEFAULT_CLASS
+    known = checked_mapping(entry.value, checker, "'default'", DEFAULT_KEYS)
+    if known is None:
+        return "allow", DEFAULT_CLASS
+    action, qos_class = read_decision(known, entry.key, checker, "'default'", names.classes)
+    if "class" not in known:
+        _require_default_class(entry.key, checker, names)
+    return action or "allow", qos_class or DEFAULT_CLASS
+
+
+def _require_default_class(anchor: Node | None, checker: Checker, names: Names) -> None:
+    if anchor is None or DEFAULT_CLASS in names.classes:
+        return
+    checker.report(
+        anchor,
+        f"no class named '{DEFAULT_CLASS}' is defined, and flows no rule puts in a class need one "
+        f"(define it, or set default.class to one of: {', '.join(names.classes) or 'no classes are defined'})",
+    )
+
+
+def decision_properties() -> Schema:
+    return {
+        "action": {"enum": list(ACTIONS), "description": "allow or block."},
+        "class": string_schema("QoS class for allowed flows.", pattern=NAME_PATTERN),
+    }
+
+
+# `action: block` with a class makes no sense; `class` alone means allow.
+BLOCK_HAS_NO_CLASS: Schema = {"not": {"required": ["action", "class"], "properties": {"action": {"const": "block"}}}}
+
+
+def rule_schema() -> Schema:
+    properties = {
+        "name": string_schema("Unique name, shown in logs and metrics."),
+        "groups": names_schema("Match clients in any of these groups (omit = anyone)."),
+        "except_groups": names_schema("...but not clients in these groups."),
+        "apps": names_schema("Match these app ids (built-in or the policy's own)."),
+        "categories": one_or_list({"enum": list(CATEGORIES)}, "Match apps in these categories."),
+        "schedule": string_schema("Only while this schedule is active.", pattern=NAME_PATTERN),
+        **decision_properties(),
+    }
+    schema = object_schema("A rule; the first matching rule decides a flow.", properties, ("name",))
+    schema["anyOf"] = [{"required": ["action"]}, {"required": ["class"]}]
+    schema["allOf"] = [BLOCK_HAS_NO_CLASS]
+    return schema
+
+
+def default_schema() -> Schema:
+    return object_schema("What happens to flows no rule matches.", decision_properties()) | {"allOf": [BLOCK_HAS_NO_CLASS]}

@@ -24,6 +24,7 @@ from gatewayd.policy.model import (
     ScanDefence,
     SecurityPolicy,
 )
+from gatewayd.policy.schema_parts import Schema, object_schema
 from gatewayd.policy.sourcefile import read_source
 from gatewayd.policy.yamltree import (
     Checker,
@@ -289,3 +290,57 @@ def _read_scan(entry: Entry, checker: Checker) -> ScanDefence | None:
     if len(checker.issues) > issues_before:
         return None
     return ScanDefence(ports, hosts, window, block, tuple(allow))
+
+
+# --- the section's JSON Schema (policy/schema.py puts it in the policy's) ---
+
+DURATION_PATTERN = "^[0-9]+(s|m|h|d)$"
+LIMIT_RATE_PATTERN = "^[0-9]+/(second|minute)$"
+BOOLEAN: Schema = {"type": "boolean"}
+
+
+def _limit(what: str) -> Schema:
+    properties = {
+        "rate": {"type": "string", "pattern": LIMIT_RATE_PATTERN, "description": "PACKETS/second or PACKETS/minute."},
+        "burst": {"type": "integer", "minimum": 1, "maximum": MAX_BURST, "description": "Packets allowed above the rate."},
+    }
+    assert tuple(properties) == LIMIT_KEYS
+    return object_schema(f"{what} per source address; the excess is dropped.", properties, LIMIT_KEYS)
+
+
+def security_schema() -> Schema:
+    bindings = {
+        "hosts": {"type": "object", "description": "ADDRESS: MAC pairs.",
+                  "additionalProperties": {"type": "string", "pattern": f"^{MAC_TEXT}$"}},
+        "file": {"type": "string", "description": "A file of 'MAC ADDRESS' lines (as /etc/ethers), relative to the policy."},
+        "learn": BOOLEAN | {"description": "Also bind the pairs in the neighbour table at start and reload."},
+        "unbound": {"enum": list(UNBOUND_ACTIONS), "description": "Frames from addresses bound to nothing."},
+    }
+    flood = {
+        "syn": _limit("TCP SYNs"),
+        "udp": _limit("UDP packets"),
+        "icmp_echo": _limit("ICMP echo requests"),
+        "new_connections": _limit("New connections (conntrack)"),
+    }
+    count = {"type": "integer", "minimum": 1, "maximum": MAX_SCAN_COUNT}
+    duration = {"type": "string", "pattern": DURATION_PATTERN}
+    scan = {
+        "ports": count | {"description": "More than this many distinct ports in the window is a scan."},
+        "hosts": count | {"description": "More than this many distinct hosts in the window is a sweep."},
+        "window": duration | {"description": "The window, e.g. 10s (default 10s)."},
+        "block_for": duration | {"description": "How long a scanner stays blocked, e.g. 10m (default 10m)."},
+        "allow": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                  "description": "Addresses or networks never blocklisted."},
+    }
+    assert (tuple(bindings), tuple(flood), tuple(scan)) == (BINDING_KEYS, FLOOD_KEYS, SCAN_KEYS)
+    properties = {
+        "bindings": object_schema("IP-MAC binding and ARP-spoof defence.", bindings),
+        "anti_spoofing": BOOLEAN | {"description": "Drop LAN packets whose source does not route back to the LAN."},
+        "flood": object_schema("Per-source flood limits.", flood),
+        "port_scan": object_schema("Port-scan and host-sweep defence with a timed blocklist.", scan),
+        "syn_proxy": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+                      "description": "TCP ports of services exposed to the WAN: the gateway completes their "
+                                     "handshakes itself (SYN proxy), so a SYN flood never reaches the server."},
+    }
+    assert tuple(properties) == SECURITY_KEYS
+    return object_schema("The LAN guard: all of it kernel rules.", properties)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import re
 import shutil
 import time
@@ -200,6 +201,32 @@ def test_promtool_accepts_a_live_scrape(office: tuple[Lab, GatewayDaemon]) -> No
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: run ./scripts/setup (Debian package prometheus)"
     assert promtool_problems(exposition, promtool) == []
+
+
+def test_kernel_features_are_probed_once_and_reported(office: tuple[Lab, GatewayDaemon]) -> None:
+    """What the daemon reports must be what it installed: the queue backend and leaf kind read back from the kernel."""
+    lab, daemon = office
+    native_queue = "table inet gatewayd_queue" in daemon.nft("list", "tables")
+    qdiscs = lab.run(GATEWAY, ["tc", "qdisc", "show", "dev", "lan0"]).stdout
+    leaf_kinds = {line.split()[1] for line in qdiscs.splitlines() if " parent 1:" in line}
+    assert len(leaf_kinds) == 1, qdiscs  # every leaf has the one kind settled at start
+    leaf_kind = leaf_kinds.pop()
+    has_tcp_loose = lab.run(GATEWAY, ["sysctl", "-n", "net.netfilter.nf_conntrack_tcp_loose"], check=False).returncode == 0
+
+    exposition = daemon.metrics()
+    assert metric_value(exposition, "gatewayd_kernel_feature", feature="native_queue") == int(native_queue)
+    assert metric_value(exposition, "gatewayd_kernel_feature", feature=f"leaf_qdisc_{leaf_kind}") == 1
+    assert metric_value(exposition, "gatewayd_kernel_feature", feature="strict_tcp_tracking") == int(has_tcp_loose)
+    assert 'gatewayd_scrape_collector_success{collector="kernel_features"} 1.0' in exposition
+
+    status = json.loads(daemon.control("status", "--json").stdout)
+    assert status["kernel_features"] == {"native_queue": native_queue,
+                                         "queue_backend": "nft" if native_queue else "iptables-nft",
+                                         "leaf_qdisc": leaf_kind, "strict_tcp_tracking": has_tcp_loose}
+    kernel_line = [line for line in daemon.control("status").stdout.splitlines() if line.startswith("kernel ")]
+    assert kernel_line and f"leaf qdisc {leaf_kind}" in kernel_line[0], kernel_line
+    log_lines = [line for line in daemon.log_text().splitlines() if "event=kernel_features" in line]
+    assert len(log_lines) == 1 and f"leaf_qdisc={leaf_kind}" in log_lines[0], log_lines
 
 
 # --- schedules ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import subprocess
+import sys
 
 import pytest
 from scapy.all import DNS, DNSQR, DNSRR, IP, TCP, UDP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, \
@@ -13,9 +15,9 @@ from gatewayd.classify import http, tls
 from gatewayd.classify.dns import TYPE_A, TYPE_CNAME, parse_dns, parse_dns_tcp, resolve_answers
 from gatewayd.classify.domains import DomainMatcher
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, parse_packet
-from gatewayd.classify.signatures import SIGNATURES
+from gatewayd.classify.signatures import KNOWN_SIGNATURES, SIGNATURES, check_registry_matches
 from gatewayd.classify.tables import ClassifierTables
-from gatewayd.policy.model import Application, PortMatch
+from gatewayd.policy.model import SIGNATURE_NAMES, Application, PortMatch
 
 
 def client_hello(server_name: str | None, alpn: tuple[bytes, ...] = (b"h2", b"http/1.1"),
@@ -334,6 +336,30 @@ def test_signatures(name: str) -> None:
 
 def test_signature_registry_complete() -> None:
     assert {"bittorrent", "ssh", "edonkey", "openvpn", "wireguard", "stun"} <= set(SIGNATURES)
+
+
+def test_signature_registry_is_the_policy_vocabulary() -> None:
+    assert KNOWN_SIGNATURES == frozenset(SIGNATURE_NAMES)
+
+
+def test_signature_registry_check_names_both_sides_of_a_mismatch() -> None:
+    check_registry_matches(frozenset({"ssh", "rdp"}), ("rdp", "ssh"))  # same names, any order: fine
+    with pytest.raises(RuntimeError, match=r"named but not implemented: \['quake'\]; "
+                                           r"implemented but not named: \['ssh'\]"):
+        check_registry_matches(frozenset({"ssh", "rdp"}), ("rdp", "quake"))
+
+
+def test_validating_signature_names_does_not_load_the_classifier() -> None:
+    """The policy layer sits below classify/: checking `signatures:` must not import it."""
+    probe = (
+        "import sys\n"
+        "from gatewayd.policy.fields import check_signature\n"
+        "assert check_signature('bittorrent') == 'bittorrent'\n"
+        "loaded = sorted(name for name in sys.modules if name.startswith('gatewayd.classify'))\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == ""
 
 
 # ----------------------------------------------------------------------------- domains

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.compile.guard import INET, NETDEV, compile_guard, scan_rate
+from gatewayd.compile.guard import compile_guard, scan_rate
+from gatewayd.compile.kernel_names import INET, NETDEV
 from gatewayd.compile.plan import compile_plan
 from gatewayd.policy import PolicyError
 from gatewayd.policy.loader import load_policy

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from gatewayd.apply.nft import Counter
 from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.lab.gateway import metric_value
+from gatewayd.metrics.base import CollectorSet
 from gatewayd.metrics.connections import ConnectionCapCollector
 from gatewayd.policy.loader import load_policy_text
 
@@ -47,7 +48,7 @@ def test_refused_connections_are_reported_by_group_and_protocol() -> None:
         f"connections_refused_{guest}_udp": Counter(packets=7, bytes=700),
     })
     registry = CollectorRegistry()
-    registry.register(collector)
+    registry.register(CollectorSet([collector]))
     exposition = generate_latest(registry).decode()
     name = "gatewayd_connections_refused_total"
     assert metric_value(exposition, name, group="guest", protocol="tcp") == 4

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from gatewayd.apply.features import KernelFeatures
 from gatewayd.compile.plan import Plan
 from gatewayd.lab.gateway import promtool_problems
 from gatewayd.metrics.base import CollectorSet, SourceCollector
@@ -19,6 +20,11 @@ from gatewayd.metrics.server import build_registry
 class NoPlan:
     def current_plan(self) -> Plan | None:
         return None
+
+
+class FixedFeatures:
+    def kernel_features(self) -> KernelFeatures:
+        return KernelFeatures(native_queue=False, strict_tcp_tracking=True, leaf_qdisc="bfifo")
 
 
 class Reads(SourceCollector):
@@ -42,14 +48,14 @@ def help_lines_per_family(exposition: str) -> Counter[str]:
 
 
 def test_the_daemons_exposition_has_each_family_once() -> None:
-    registry, _ = build_registry(NoPlan())
+    registry, _ = build_registry(NoPlan(), FixedFeatures())
     exposition = generate_latest(registry).decode()
     repeated = {name: count for name, count in help_lines_per_family(exposition).items() if count > 1}
     assert repeated == {}
-    # ...and still one success sample per collector (six sources)
+    # ...and still one success sample per collector (seven sources)
     success_samples = [line for line in exposition.splitlines()
                        if line.startswith("gatewayd_scrape_collector_success{")]
-    assert len(success_samples) == 6
+    assert len(success_samples) == 7
 
 
 def test_collector_set_reports_every_collector_in_one_family() -> None:
@@ -65,7 +71,7 @@ def test_collector_set_reports_every_collector_in_one_family() -> None:
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")
 def test_promtool_accepts_the_exposition() -> None:
-    registry, _ = build_registry(NoPlan())
+    registry, _ = build_registry(NoPlan(), FixedFeatures())
     assert promtool_problems(generate_latest(registry).decode()) == []
 
 

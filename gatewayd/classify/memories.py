@@ -1,0 +1,61 @@
+"""What the classifier remembers between flows: addresses DNS taught, endpoints of calls.
+
+Both memories have the same shape: key -> value until an expiry time, at most
+`capacity` entries, the least recently written one evicted first. An entry
+past its expiry is as good as absent; it is dropped when a newer answer
+overwrites it, when it is evicted, or when a caller asks to forget it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+Key = TypeVar("Key", bound=Hashable)
+Value = TypeVar("Value")
+
+
+class ExpiringMemory(Generic[Key, Value]):
+    __slots__ = ("_entries", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[Key, tuple[Value, float]] = OrderedDict()  # key -> (value, expires at)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remember(self, key: Key, value: Value, expires_at: float) -> None:
+        entries = self._entries
+        if key in entries:
+            entries.move_to_end(key)  # a rewrite counts as new for eviction
+        entries[key] = (value, expires_at)
+        while len(entries) > self.capacity:
+            entries.popitem(last=False)
+
+    def recall(self, key: Key, now: float, forget_expired: bool = False) -> Value | None:
+        """The value, unless absent or expired; `forget_expired` also drops an expired entry."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] < now:
+            if forget_expired:
+                del self._entries[key]
+            return None
+        return entry[0]
+
+    def revise(self, revised: Callable[[Value], Value | None]) -> None:
+        """Replace every value by `revised(value)`, or drop it for None; expiries and order stay."""
+        for key, (value, expires_at) in list(self._entries.items()):
+            new_value = revised(value)
+            if new_value is None:
+                del self._entries[key]
+            else:
+                self._entries[key] = (new_value, expires_at)
+
+
+# packed server address -> (app, the domain that matched)
+LearnedAddresses = ExpiringMemory[bytes, tuple[str, str]]
+# (packed address, port) of one end of a call -> app: a call's ICE checks reuse its ports
+CallEndpoints = ExpiringMemory[tuple[bytes, int], str]

@@ -1,0 +1,84 @@
+"""The `classifier` section: fail mode, packets inspected per flow, NFQUEUE number, tcp_only.
+
+    classifier: { fail_mode: open, max_packets: 8, queue: 0, tcp_only: [video] }
+
+tcp_only names applications, so it is read (policy/tcp_only.py) once they are known.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from gatewayd.policy.model import Application, ClassifierSettings
+from gatewayd.policy.schema_parts import (
+    Schema,
+    object_schema,
+    one_or_list,
+    string_schema,
+)
+from gatewayd.policy.tcp_only import read_tcp_only
+from gatewayd.policy.yamltree import (
+    Checker,
+    check_keys,
+    integer_of,
+    is_null,
+    mapping_entries,
+    text_of,
+)
+
+CLASSIFIER_KEYS = ("fail_mode", "max_packets", "queue", "tcp_only")
+FAIL_MODES = ("open", "closed")
+
+
+def read_classifier(node: Node | None, checker: Checker) -> ClassifierSettings:
+    defaults = ClassifierSettings()
+    if node is None or is_null(node):
+        return defaults
+    entries = mapping_entries(node, checker, "'classifier'")
+    known = check_keys(entries or [], checker, "'classifier'", CLASSIFIER_KEYS)
+    fail_mode = defaults.fail_mode
+    if "fail_mode" in known:
+        mode_node = known["fail_mode"].value
+        mode = text_of(mode_node, checker, "'fail_mode' of 'classifier'")
+        if mode is not None and mode not in FAIL_MODES:
+            checker.report(mode_node, f"fail_mode '{mode}' is not valid (expected open or closed)")
+        elif mode is not None:
+            fail_mode = mode
+    max_packets = defaults.max_packets
+    if "max_packets" in known:
+        max_packets = integer_of(known["max_packets"].value, checker, "'max_packets'", 1, 32) or max_packets
+    queue_num = defaults.queue_num
+    if "queue" in known:
+        queue = integer_of(known["queue"].value, checker, "'queue'", 0, 65535)
+        queue_num = queue if queue is not None else queue_num
+    return ClassifierSettings(fail_mode, max_packets, queue_num)  # type: ignore[arg-type]
+
+
+def with_tcp_only(settings: ClassifierSettings, node: Node | None, checker: Checker,
+                  applications: dict[str, Application]) -> ClassifierSettings:
+    """tcp_only names apps, so it is read once the applications are known."""
+    if node is None or not isinstance(node, MappingNode):
+        return settings
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == "tcp_only":
+            return dataclasses.replace(settings, tcp_only=read_tcp_only(value_node, checker, applications))
+    return settings
+
+
+def classifier_schema() -> Schema:
+    return object_schema(
+        "Application classifier settings.",
+        {
+            "fail_mode": {"enum": list(FAIL_MODES), "description": "New flows when the classifier is down."},
+            "max_packets": {
+                "type": "integer", "minimum": 1, "maximum": 32, "description": "Packets inspected per flow.",
+            },
+            "queue": {"type": "integer", "minimum": 0, "maximum": 65535, "description": "NFQUEUE number."},
+            "tcp_only": one_or_list(
+                string_schema("An application id or a category."),
+                "Apps/categories whose QUIC (UDP) is blocked so browsers fall back to TLS over TCP.",
+            ),
+        },
+    )

@@ -1,0 +1,106 @@
+"""The `interfaces` section: LAN port(s), WAN port, and the WAN link's real rates.
+
+    interfaces: { lan: [lan0], wan: wan0, upload: 20mbit, download: 50mbit }
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gatewayd.policy.fields import (
+    INTERFACE_PATTERN,
+    RATE_PATTERN,
+    check_interface_name,
+    parse_rate,
+)
+from gatewayd.policy.model import Interfaces
+from gatewayd.policy.schema_parts import (
+    Schema,
+    object_schema,
+    one_or_list,
+    string_schema,
+)
+from gatewayd.policy.yamltree import (
+    Checker,
+    Entry,
+    checked_mapping,
+    field_at,
+    is_empty,
+    text_list_of,
+    text_of,
+)
+
+INTERFACE_KEYS = ("lan", "wan", "upload", "download")
+
+
+def read_interfaces(entry: Entry, checker: Checker) -> Interfaces | None:
+    known = checked_mapping(entry.value, checker, "'interfaces'", INTERFACE_KEYS, INTERFACE_KEYS, owner=entry.key)
+    if known is None:
+        return None
+    issues_before = len(checker.issues)
+    lan = _lan_names(known, checker)
+    wan = None
+    if "wan" in known:
+        wan_text = text_of(known["wan"].value, checker, "'wan' of 'interfaces'")
+        wan = field_at(checker, known["wan"].value, check_interface_name, wan_text) if wan_text else None
+        if wan is not None and wan in lan:
+            checker.report(known["wan"].value, f"interface '{wan}' cannot be both lan and wan")
+    upload = _link_rate(known, "upload", checker)
+    download = _link_rate(known, "download", checker)
+    if len(checker.issues) > issues_before or wan is None or upload is None or download is None:
+        return None
+    return Interfaces(tuple(lan), wan, upload, download, checker.location(entry.key))
+
+
+def _lan_names(known: dict[str, Entry], checker: Checker) -> list[str]:
+    if "lan" not in known:
+        return []
+    names: list[str] = []
+    items = text_list_of(known["lan"].value, checker, "'lan' of 'interfaces'")
+    if is_empty(known["lan"].value):
+        checker.report(known["lan"].value, "'lan' of 'interfaces' is empty (expected an interface name or a list)")
+    for item, text in items:
+        name = field_at(checker, item, check_interface_name, text)
+        if name in names:
+            checker.report(item, f"interface '{name}' is listed twice in 'lan'")
+        elif name is not None:
+            names.append(name)
+    return names
+
+
+def _link_rate(known: dict[str, Entry], key: str, checker: Checker) -> int | None:
+    if key not in known:
+        return None
+    node = known[key].value
+    text = text_of(node, checker, f"'{key}' of 'interfaces'")
+    return field_at(checker, node, parse_rate, text) if text is not None else None
+
+
+@dataclass(frozen=True)
+class Link:
+    """The WAN link's rates, when the interfaces section parsed."""
+
+    upload_bps: int
+    download_bps: int
+
+    def directions(self) -> tuple[tuple[str, int], ...]:
+        return (("upload", self.upload_bps), ("download", self.download_bps))
+
+
+def link_of(interfaces: Interfaces | None) -> Link | None:
+    return Link(interfaces.upload_bps, interfaces.download_bps) if interfaces else None
+
+
+def interfaces_schema() -> Schema:
+    interface = string_schema("A Linux interface name.", pattern=INTERFACE_PATTERN)
+    rate = string_schema("WAN link rate: a number with bit, kbit, mbit or gbit (SI units).", pattern=RATE_PATTERN)
+    return object_schema(
+        "The gateway's interfaces and the WAN link's real speed.",
+        {
+            "lan": one_or_list(interface, "Office-side interface, or a list of them."),
+            "wan": interface | {"description": "Internet-side interface."},
+            "upload": rate | {"description": "WAN egress rate, e.g. 20mbit."},
+            "download": rate | {"description": "WAN ingress (LAN egress) rate, e.g. 50mbit."},
+        },
+        ("lan", "wan", "upload", "download"),
+    )
