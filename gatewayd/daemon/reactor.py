@@ -107,6 +107,9 @@ class Daemon:
     def current_plan(self) -> Plan | None:
         return self.plan
 
+    def current_classifier(self) -> Classifier | None:
+        return self.classifier
+
     # --- life cycle ---
     def _initial_policy(self) -> tuple[Policy, str | None] | None:
         """The configured policy, or else the last-known-good one (degraded), or None."""
