@@ -14,19 +14,13 @@ import struct
 from gatewayd.classify.engine import Classifier, Decision, PacketOutcome
 from gatewayd.classify.flow_budget import MIB, FlowBudget, HostLedger
 from gatewayd.classify.tables import ClassifierTables
+from gatewayd.lab.hello_flood import unfinished_hello
 from tests.unit.test_classify_engine import SERVER, catalog, client_hello, tcp
 
 ABUSER = "192.0.2.66"
 NEIGHBOUR = "192.0.2.77"
 SEGMENT = 1000
 GIVE_UP_443 = Decision("unknown", "give-up", "tcp/443")
-
-
-def unfinished_hello(segments: int, segment_size: int = SEGMENT) -> list[bytes]:
-    """The first `segments` segments of a ClientHello that announces ~16,000 bytes."""
-    head = b"\x16\x03\x01" + (16128).to_bytes(2, "big") + b"\x01" + (16124).to_bytes(3, "big") + b"\x03\x03"
-    body = head + bytes(range(256)) * 64
-    return [body[index * segment_size:(index + 1) * segment_size] for index in range(segments)]
 
 
 def raw_tcp(src: str, dst: str, sport: int, dport: int, seq: int, payload: bytes) -> bytes:
@@ -55,7 +49,7 @@ def test_a_host_stays_under_its_budget_and_pays_with_its_own_oldest_flows() -> N
     budget = FlowBudget(total_bytes=MIB, host_bytes=10_000, host_flows=1000)
     classifier = Classifier(tables(), max_packets=8, budget=budget)
     for flow in range(40):  # 40 flows x 3,000 bytes offered, 10,000 allowed
-        outcomes = send(classifier, ABUSER, 20000 + flow, unfinished_hello(3), 1.0 + flow * 0.01)
+        outcomes = send(classifier, ABUSER, 20000 + flow, unfinished_hello(3, SEGMENT), 1.0 + flow * 0.01)
         assert classifier.buffered_bytes <= 10_000
         assert all(o.decision is None for o in outcomes)  # an older flow paid, not this one
     # From the 4th flow on, each one's second segment pushed the oldest flow out.
@@ -66,7 +60,7 @@ def test_a_host_stays_under_its_budget_and_pays_with_its_own_oldest_flows() -> N
 
     # The oldest flow's next packet takes its verdict to the kernel (the one max_packets would give),
     # and is not mistaken for a new connection on an old 5-tuple.
-    fourth_segment = unfinished_hello(4)[3:]
+    fourth_segment = unfinished_hello(4, SEGMENT)[3:]
     first = send(classifier, ABUSER, 20000, fourth_segment, 2.0, seq=1000 + 3 * SEGMENT)[0]
     assert first.decision == first.flow_decision == GIVE_UP_443
     # A flow still inside the budget is untouched.
@@ -86,20 +80,20 @@ def test_all_hosts_over_the_total_give_up_the_oldest_anywhere() -> None:
     classifier = Classifier(tables(), budget=budget)
     for index, host in enumerate(("192.0.2.10", "192.0.2.11")):
         for flow in range(3):
-            send(classifier, host, 21000 + flow, unfinished_hello(3), 1.0 + index + flow * 0.01)
+            send(classifier, host, 21000 + flow, unfinished_hello(3, SEGMENT), 1.0 + index + flow * 0.01)
     assert classifier.buffered_bytes == 18_000 and classifier.stats.flows_given_up_host_budget == 0
-    send(classifier, "192.0.2.12", 22000, unfinished_hello(3), 5.0)  # 21,000 bytes: one flow too many
+    send(classifier, "192.0.2.12", 22000, unfinished_hello(3, SEGMENT), 5.0)  # 21,000 bytes: one flow too many
     assert classifier.stats.flows_given_up_total_budget == 1
     assert classifier.stats.flows_given_up_host_budget == 0
     assert classifier.buffered_bytes == 18_000
     # It was the first host's first flow, the oldest buffer of all.
-    outcome = send(classifier, "192.0.2.10", 21000, unfinished_hello(4)[3:], 6.0, seq=1000 + 3 * SEGMENT)
+    outcome = send(classifier, "192.0.2.10", 21000, unfinished_hello(4, SEGMENT)[3:], 6.0, seq=1000 + 3 * SEGMENT)
     assert outcome[0].decision == GIVE_UP_443
 
 
 def test_a_flow_over_budget_by_its_own_packet_is_given_up_with_that_packet() -> None:
     classifier = Classifier(tables(), budget=FlowBudget(total_bytes=MIB, host_bytes=2_500, host_flows=1000))
-    outcomes = send(classifier, ABUSER, 23000, unfinished_hello(3), 1.0)
+    outcomes = send(classifier, ABUSER, 23000, unfinished_hello(3, SEGMENT), 1.0)
     assert [o.decision for o in outcomes] == [None, None, GIVE_UP_443]
     assert classifier.buffered_bytes == 0 and classifier.stats.flows_given_up_host_budget == 1
 
@@ -109,7 +103,7 @@ def test_a_host_over_its_flow_share_evicts_its_own_oldest_flows() -> None:
     hello = client_hello("static.dingtalk.com")
     assert send(classifier, NEIGHBOUR, 30000, [hello[:40]], 1.0)[0].decision is None  # waits for the rest
     for flow in range(500):
-        send(classifier, ABUSER, 20000 + flow, unfinished_hello(1), 2.0)
+        send(classifier, ABUSER, 20000 + flow, unfinished_hello(1, SEGMENT), 2.0)
     assert classifier.flow_count == 12 + 1
     assert classifier.stats.flows_evicted_host_limit == 488 and classifier.stats.flows_evicted == 0
     assert classifier.buffered_bytes == 12 * SEGMENT + 40

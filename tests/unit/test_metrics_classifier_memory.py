@@ -10,9 +10,10 @@ from gatewayd.classify.flow_budget import MIB, FlowBudget
 from gatewayd.compile import ruleset
 from gatewayd.compile.plan import Plan
 from gatewayd.lab.gateway import metric_value
+from gatewayd.lab.hello_flood import unfinished_hello
 from gatewayd.metrics.classifier_memory import ClassifierMemoryCollector
 from gatewayd.metrics.nft_rules import RuleCollector
-from tests.unit.test_classify_flow_budget import ABUSER, send, tables, unfinished_hello
+from tests.unit.test_classify_flow_budget import ABUSER, SEGMENT, send, tables
 from tests.unit.test_qos_plan import plan_of
 
 
@@ -42,7 +43,7 @@ def abused_classifier() -> Classifier:
     classifier = Classifier(tables(), max_flows=16,
                             budget=FlowBudget(total_bytes=MIB, host_bytes=5_000, host_flows=4))
     for flow in range(6):  # 6 flows x 3,000 bytes: 5 given up by the host budget; 2 evicted by the share
-        send(classifier, ABUSER, 20000 + flow, unfinished_hello(3), 1.0)
+        send(classifier, ABUSER, 20000 + flow, unfinished_hello(3, SEGMENT), 1.0)
     return classifier
 
 
