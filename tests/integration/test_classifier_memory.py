@@ -9,7 +9,6 @@ sent during the flood, must still be read and decided by its SNI.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,13 @@ import pytest
 from gatewayd.classify.flow_budget import MIB, FlowBudget
 from gatewayd.lab import traffic
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
-from gatewayd.lab.hello_flood import HelloFlood, tls_client_hello, unfinished_hello
-from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.hello_flood import (
+    HelloFlood,
+    tls_client_hello,
+    unfinished_hello,
+    unshaped_office_policy,
+)
+from gatewayd.lab.office import OFFICE_HOSTS
 from gatewayd.lab.services import DEFAULT_SITES
 from gatewayd.lab.topology import Lab
 
@@ -30,16 +34,6 @@ SEGMENTS_PER_FLOW = 7
 FLOOD_SECONDS = 25.0  # deadline for opening the flows (under the classifier's 30 s flow timeout)
 # Flow state for 4,000 flows plus allocator slack; without the budget the buffers alone would be ~20 MB.
 RSS_GROWTH_LIMIT_KIB = 40 * 1024
-
-
-def unshaped_office_policy(directory: Path) -> Path:
-    """office.yaml with a 1 Gbit/s link: the guests' bulk ceiling (30% of 20 Mbit/s) would
-    otherwise drop the flood's segments, and the test is about memory, not shaping."""
-    text, changed = re.subn(r"(?m)^(  (?:upload|download): )\w+", r"\g<1>1gbit", OFFICE_POLICY.read_text())
-    assert changed == 2, "office.yaml's link rates moved; update the test"
-    policy = directory / "office.yaml"
-    policy.write_text(text)
-    return policy
 
 
 @pytest.fixture
