@@ -11,6 +11,7 @@ Modules, one job each:
   domains     DomainMatcher: domain patterns -> app id
   tables      ClassifierTables: everything the engine looks up, built from the catalog
   engine      Classifier: per-flow state machine the daemon calls per packet
+  flow_budget what one LAN host may hold: tracked flows and buffered bytes, per host and in total
   capture     pcap/pcapng reader for offline replay
   offline     `gatewayd classify --pcap`: the engine over a capture, one report per flow
 

@@ -22,8 +22,13 @@ through DoH). The cost: an address shared by two apps' names follows the last
 answer seen; the TTL keeps that window short.
 
 Memory is bounded: flows idle longer than `flow_timeout` expire, the flow
-table never exceeds `max_flows` (oldest evicted), per-flow buffers are capped
-at 16 KiB and freed as soon as the flow is decided.
+table never exceeds `max_flows`, per-flow buffers are capped at 16 KiB and
+freed as soon as the flow is decided. No LAN host can take it all (budget in
+flow_budget.py): a host over its share of the table loses its own oldest flow,
+a full table loses the heaviest host's oldest; buffered bytes have a budget
+per host and in total, and an undecided flow over it is given up (decided as
+after `max_packets`, its verdict sent with its next packet), that host's
+oldest first, then the oldest anywhere.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
 from gatewayd.classify import quic as quic_parser
 from gatewayd.classify import tls as tls_parser
+from gatewayd.classify.flow_budget import FlowBudget, FlowKey, HostLedger
 from gatewayd.classify.memories import CallEndpoints, ExpiringMemory, LearnedAddresses
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
 from gatewayd.classify.signatures import (
@@ -114,7 +120,10 @@ class ClassifierStats:
     internal_errors: int = 0  # bugs caught by the never-raise guard
     flows_created: int = 0
     flows_expired: int = 0
-    flows_evicted: int = 0  # pushed out by max_flows
+    flows_evicted: int = 0  # pushed out by max_flows (the heaviest host's oldest)
+    flows_evicted_host_limit: int = 0  # a host over its share of the table: its own oldest
+    flows_given_up_host_budget: int = 0  # undecided, given up: their host's buffers over its budget
+    flows_given_up_total_budget: int = 0  # undecided, given up: all buffers over the total budget
     decisions: int = 0
 
 
@@ -122,7 +131,8 @@ class _Flow:
     __slots__ = ("client_addr", "client_port", "server_addr", "server_port", "client_known",
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
                  "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
-                 "two_way_seen", "quic", "tentative")
+                 "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent")
+    key: FlowKey  # set by the engine when it files the flow
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
                  client_known: bool, is_dns: bool, client_isn: int, now: float) -> None:
@@ -146,6 +156,19 @@ class _Flow:
         self.dns_question: str | None = None  # from the query, for a lookup that never got an answer
         self.two_way_seen: dict[str, int] | None = None  # two-way signature -> directions seen (1 client, 2 server)
         self.quic: quic_parser.QuicState | None = None  # CRYPTO reassembly while the ClientHello is incomplete
+        self.held = 0  # buffered bytes as last counted in the host ledger
+        self.verdict_unsent = False  # decided between its packets (given up): the next one carries the verdict
+
+
+def _buffered_bytes(flow: _Flow) -> int:
+    held = 0
+    if flow.stream is not None:
+        held += len(flow.stream)
+    if flow.dns_stream is not None:
+        held += len(flow.dns_stream)
+    if flow.quic is not None:
+        held += flow.quic.total
+    return held
 
 
 def _clamp_ttl(ttl: int) -> int:
@@ -159,10 +182,12 @@ def _address_text(packed: bytes) -> str:
 class Classifier:
     def __init__(self, tables: ClassifierTables, max_packets: int = 8, flow_timeout: float = 30.0,
                  max_flows: int = 65536, max_learned: int = 262144,
-                 dns_flow_takes_queried_app: bool = True) -> None:
+                 dns_flow_takes_queried_app: bool = True, budget: FlowBudget | None = None) -> None:
         self.max_packets = max_packets
         self.flow_timeout = flow_timeout
         self.max_flows = max_flows
+        self.budget = budget if budget is not None else FlowBudget.for_table(max_flows)
+        self._ledger = HostLedger()
         self.max_learned = max_learned
         # nDPI labels a lookup of a WeChat name "DNS.WeChat"; doing the same lets a policy
         # that blocks an app also starve its name lookups. False keeps every DNS flow "dns".
@@ -252,6 +277,11 @@ class Classifier:
         return len(self._flows)
 
     @property
+    def buffered_bytes(self) -> int:
+        """Payload bytes held in reassembly buffers, all flows."""
+        return self._ledger.buffered_bytes
+
+    @property
     def learned_count(self) -> int:
         return len(self._learned)
 
@@ -280,13 +310,15 @@ class Classifier:
         flow = flows.get(key)
         is_syn = proto == PROTO_TCP and info.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
         if flow is not None and is_syn and flow.client_isn != info.tcp_seq:
-            del flows[key]  # a new connection reusing the 5-tuple, not a SYN retransmission
+            self._forget(flow)  # a new connection reusing the 5-tuple, not a SYN retransmission
             flow = None
-        elif flow is not None and flow.decided and proto == PROTO_TCP and from_client is not None:
+        elif flow is not None and flow.decided and proto == PROTO_TCP and from_client is not None \
+                and not flow.verdict_unsent:
             # Live, the kernel queues only flows its conntrack has not decided, and a TCP
             # flow's mark cannot be lost (its entry was confirmed with the SYN): so this is
             # a new connection on an old 5-tuple, whose SYN the kernel did not queue.
-            del flows[key]
+            # (A flow given up between its packets has not told the kernel yet: not this case.)
+            self._forget(flow)
             flow = None
         if flow is None:
             flow = self._new_flow(key, info, is_syn, now, from_client)
@@ -297,9 +329,10 @@ class Classifier:
                 return PacketOutcome(decided, [], decided)
         else:
             flows.move_to_end(key)
+            self._ledger.touch(flow.client_addr, key)
             flow.last_seen = now
             if flow.decided and not flow.is_dns:
-                return PacketOutcome(None, [], flow.decision)
+                return PacketOutcome(self._unsent_decision(flow), [], flow.decision)
 
         flow.packets += 1
         learned: list[LearnedAddress] = []
@@ -311,7 +344,8 @@ class Classifier:
                 # but the flow itself is decided once.
                 decision = self._dns_packet(flow, info, learned, now)
                 if flow.decided:
-                    return PacketOutcome(None, learned, flow.decision)
+                    self._count_buffers(flow)
+                    return PacketOutcome(self._unsent_decision(flow), learned, flow.decision)
             elif proto == PROTO_TCP and from_client and (flow.want_tls or flow.want_http):
                 decision = self._stream_packet(flow, info, now)
             elif proto == PROTO_UDP and from_client and flow.want_tls \
@@ -325,6 +359,9 @@ class Classifier:
         if decision is None and flow.packets >= self.max_packets:
             decision = self._last_resort(flow, proto)
         if decision is None:
+            self._count_buffers(flow)
+            if flow.verdict_unsent:  # its own buffers were over budget: given up with this packet
+                return PacketOutcome(self._unsent_decision(flow), learned, flow.decision)
             return PacketOutcome(None, learned)
         decided = self._decide(flow, decision)
         return PacketOutcome(decided, learned, decided)
@@ -347,11 +384,17 @@ class Classifier:
         else:
             flow = _Flow(info.src, info.sport, info.dst, info.dport, False, False, -1, now)
         flow.is_dns = (proto == PROTO_UDP or proto == PROTO_TCP) and flow.server_port == DNS_PORT
+        flow.key = key
         flows = self._flows
         flows[key] = flow
         self.stats.flows_created += 1
+        ledger = self._ledger
+        if ledger.add_flow(flow.client_addr, key) > self.budget.host_flows:
+            # Its own oldest flow pays, not the office's oldest.
+            self._forget(flows[ledger.oldest_flow(flow.client_addr)])
+            self.stats.flows_evicted_host_limit += 1
         while len(flows) > self.max_flows:
-            flows.popitem(last=False)
+            self._forget(flows[ledger.oldest_flow(ledger.heaviest_host())])
             self.stats.flows_evicted += 1
         return flow
 
@@ -610,19 +653,75 @@ class Classifier:
         flow.decision = decision
         if decision.app in self._call_apps and flow.server_port != DNS_PORT:
             self._remember_call_endpoints(flow, decision.app, flow.last_seen)
+        self._free_buffers(flow)
+        self.stats.decisions += 1
+        return decision
+
+    # ------------------------------------------------------- memory per host
+
+    def _free_buffers(self, flow: _Flow) -> None:
         flow.stream = None
         flow.dns_stream = None
         flow.quic = None
-        self.stats.decisions += 1
-        return decision
+        if flow.held:
+            self._ledger.set_held(flow.client_addr, flow.key, flow.held, 0)
+            flow.held = 0
+
+    def _count_buffers(self, flow: _Flow) -> None:
+        """Bring the ledger up to date with the flow's buffers after a packet; enforce the budgets."""
+        held = _buffered_bytes(flow)
+        if held == flow.held:
+            return
+        grew = held > flow.held
+        self._ledger.set_held(flow.client_addr, flow.key, flow.held, held)
+        flow.held = held
+        if grew:
+            self._enforce_buffer_budgets(flow.client_addr)
+
+    def _enforce_buffer_budgets(self, host: bytes) -> None:
+        # The host that grew pays first with its own oldest buffers; only then, if all
+        # hosts together are over, the oldest anywhere (an honest ClientHello completes
+        # within a round trip, so the oldest buffers are the ones never finished).
+        ledger, budget, flows = self._ledger, self.budget, self._flows
+        while ledger.host_buffered_bytes(host) > budget.host_bytes:
+            if self._give_up(flows[ledger.oldest_buffering_of(host)]):
+                self.stats.flows_given_up_host_budget += 1
+        while ledger.buffered_bytes > budget.total_bytes:
+            if self._give_up(flows[ledger.oldest_buffering()]):
+                self.stats.flows_given_up_total_budget += 1
+
+    def _give_up(self, flow: _Flow) -> bool:
+        """Free a flow's buffers; undecided, it gets the verdict `max_packets` would have given it (True).
+
+        The verdict reaches the kernel with the flow's next queued packet (the
+        kernel then stops queueing it); a flow that sends nothing more needs none.
+        """
+        if flow.decided:  # a DNS-over-TCP flow keeps reading answers after its decision
+            self._free_buffers(flow)
+            return False
+        self._decide(flow, self._last_resort(flow, flow.key[0]))
+        flow.verdict_unsent = True
+        return True
+
+    @staticmethod
+    def _unsent_decision(flow: _Flow) -> Decision | None:
+        """The decision made between the flow's packets, once: this packet takes it to the kernel."""
+        if not flow.verdict_unsent:
+            return None
+        flow.verdict_unsent = False
+        return flow.decision
+
+    def _forget(self, flow: _Flow) -> None:
+        del self._flows[flow.key]
+        self._ledger.remove_flow(flow.client_addr, flow.key, flow.held)
 
     def _expire(self, now: float) -> None:
         self._last_expiry = now
         flows = self._flows
         oldest_allowed = now - self.flow_timeout
         while flows:
-            key = next(iter(flows))
-            if flows[key].last_seen >= oldest_allowed:
+            flow = next(iter(flows.values()))
+            if flow.last_seen >= oldest_allowed:
                 break
-            del flows[key]
+            self._forget(flow)
             self.stats.flows_expired += 1

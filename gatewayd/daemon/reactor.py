@@ -121,6 +121,9 @@ class Daemon:
     def current_plan(self) -> Plan | None:
         return self.plan
 
+    def current_classifier(self) -> Classifier | None:
+        return self.classifier
+
     # --- life cycle ---
     def _initial_policy(self) -> tuple[Policy, str | None, bool] | None:
         """(policy, its text, degraded): the configured policy, or else the last-known-good one, or None."""

@@ -97,6 +97,15 @@ class GatewayDaemon:
             self.process.kill()
             self.process.wait(5)
 
+    def memory_kib(self, field: str = "VmRSS") -> int:
+        """A memory figure of the daemon from /proc (VmRSS now, VmHWM the peak), in KiB."""
+        if self.process is None:
+            raise GatewayError("gatewayd is not running")
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+        raise GatewayError(f"no {field} in /proc/{self.process.pid}/status")
+
     def metrics(self, listen: str = METRICS_LISTEN) -> str:
         url = f"http://{listen}/metrics"
         result = self.lab.run(GATEWAY, ["curl", "-s", "--max-time", "5", url], timeout=10)

@@ -9,7 +9,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from gatewayd.apply.nft import Counter, NftKernel
 from gatewayd.compile import kernel_names
 from gatewayd.compile.plan import Plan
-from gatewayd.metrics.base import PlanCollector
+from gatewayd.metrics.base import PlanCollector, PlanSource
+from gatewayd.metrics.classifier_memory import ClassifierSource, given_up_by_budget
 
 BLOCKED_COUNTERS = {
     kernel_names.COUNTER_BLOCKED_TCP: "tcp",
@@ -26,6 +27,10 @@ def packets_of(counters: dict[str, Counter], name: str) -> int:
 class RuleCollector(PlanCollector):
     _kernel: NftKernel | None = None
     name = "nft_rules"
+
+    def __init__(self, plans: PlanSource, classifiers: ClassifierSource | None = None) -> None:
+        super().__init__(plans)
+        self._classifiers = classifiers  # flows the classifier's budgets gave up, beside the kernel's
 
     def read_plan(self, plan: Plan) -> Iterator[Metric]:
         self._kernel = self._kernel or NftKernel()
@@ -44,8 +49,14 @@ class RuleCollector(PlanCollector):
         replies.add_metric([], packets_of(counters, kernel_names.COUNTER_BLOCKED_REPLIES))
         queued = CounterMetricFamily("gatewayd_queued_packets", "Packets the kernel handed to the classifier (first packets of undecided flows).")
         queued.add_metric([], packets_of(counters, kernel_names.COUNTER_QUEUED))
-        gave_up = CounterMetricFamily("gatewayd_flows_gave_up", "Flows still undecided after max_packets, decided by port or as unknown.")
-        gave_up.add_metric([], packets_of(counters, kernel_names.COUNTER_GAVE_UP))
+        gave_up = CounterMetricFamily("gatewayd_flows_gave_up", "Flows decided by port or as unknown for want of "
+                                      "evidence: still undecided after max_packets (the kernel), or over a "
+                                      "classifier buffer budget (reason).", labels=["reason"])
+        gave_up.add_metric(["max_packets"], packets_of(counters, kernel_names.COUNTER_GAVE_UP))
+        classifier = self._classifiers.current_classifier() if self._classifiers else None
+        if classifier is not None:
+            for reason, flows in given_up_by_budget(classifier.stats).items():
+                gave_up.add_metric([reason], flows)
         learned = GaugeMetricFamily("gatewayd_dns_learned_addresses", "Server addresses learned from DNS, held in kernel maps.", labels=["family"])
         for map_name, count in self._kernel.learned_count().items():
             learned.add_metric([map_name.rsplit("_", 1)[1]], count)

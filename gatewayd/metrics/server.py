@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, start_http_server
 
 from gatewayd.metrics.base import CollectorSet, PlanSource
+from gatewayd.metrics.classifier_memory import (
+    ClassifierMemoryCollector,
+    ClassifierSource,
+)
 from gatewayd.metrics.connections import ConnectionCapCollector
 from gatewayd.metrics.daemon_state import DaemonMetrics
 from gatewayd.metrics.guard import GuardCollector
@@ -15,11 +21,15 @@ from gatewayd.metrics.nft_usage import UsageCollector
 from gatewayd.metrics.tc_classes import TcClassCollector
 
 
-def build_registry(plans: PlanSource, features: FeatureSource) -> tuple[CollectorRegistry, DaemonMetrics]:
+class DaemonSource(PlanSource, ClassifierSource, Protocol):
+    """What the collectors read from the daemon: the plan in force and the running classifier."""
+
+
+def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[CollectorRegistry, DaemonMetrics]:
     registry = CollectorRegistry()
-    registry.register(CollectorSet([UsageCollector(plans), RuleCollector(plans), TcClassCollector(plans),
-                                    NfqueueCollector(plans), GuardCollector(plans), ConnectionCapCollector(plans),
-                                    KernelFeatureCollector(features)]))
+    registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
+                                    NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
+                                    ClassifierMemoryCollector(daemon), KernelFeatureCollector(features)]))
     return registry, DaemonMetrics(registry)
 
 

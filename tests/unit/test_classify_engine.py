@@ -219,9 +219,11 @@ def test_malformed_and_fragments_are_counted(classifier: Classifier) -> None:
 
 def test_flow_expiry_and_cap() -> None:
     classifier = Classifier(ClassifierTables.build(catalog()), flow_timeout=30.0, max_flows=100)
-    for index in range(250):
-        classifier.on_packet(tcp(CLIENT, SERVER, 10000 + index, 9999, "S", 1), 1.0)
+    for index in range(250):  # 25 hosts of 10 flows: none over its share (100 / 8), the table is
+        client = f"192.0.2.{100 + index % 25}"
+        classifier.on_packet(tcp(client, SERVER, 10000 + index, 9999, "S", 1), 1.0)
     assert classifier.flow_count == 100 and classifier.stats.flows_evicted == 150
+    assert classifier.stats.flows_evicted_host_limit == 0
     classifier.on_packet(tcp(CLIENT, SERVER, 50000, 9999, "S", 1), 100.0)  # 99 s later: all others idle
     assert classifier.flow_count == 1 and classifier.stats.flows_expired == 100
 

@@ -42,3 +42,11 @@ def test_unit_is_notify_with_watchdog_reload_and_least_privilege() -> None:
         assert settings[hardening] == "yes"
     assert settings["ProtectSystem"] == "strict"
     assert "--state-dir /var/lib/gatewayd" in settings["ExecStart"] and settings["StateDirectory"] == "gatewayd"
+
+
+def test_unit_bounds_memory_and_tasks_with_headroom_over_measured_peaks() -> None:
+    settings = unit_settings()
+    big_reload_peak_mib, idle_threads_with_scrapes = 169, 10  # bench/reload.py; 8 concurrent scrapes
+    memory = settings["MemoryMax"]
+    assert memory.endswith("M") and int(memory[:-1]) >= 2 * big_reload_peak_mib
+    assert int(settings["TasksMax"]) >= 4 * idle_threads_with_scrapes
