@@ -49,6 +49,7 @@ from gatewayd.lab.captures import (
     capture_set,
     missing_reason,
 )
+from gatewayd.policy.app_tree import ancestors
 from gatewayd.policy.applications import load_catalog
 from gatewayd.policy.model import Application
 
@@ -110,17 +111,6 @@ def percent(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:5.1f}% ({part}/{whole})" if whole else "  n/a"
 
 
-def ancestors_of(app: str, catalog: dict[str, Application]) -> set[str]:
-    """The app's parent, grandparent, ... in the catalog's hierarchy."""
-    found: set[str] = set()
-    entry = catalog.get(app)
-    parent = getattr(entry, "parent", None)
-    while parent and parent not in found:
-        found.add(parent)
-        parent = getattr(catalog.get(parent), "parent", None)
-    return found
-
-
 def measure(set_name: str, only: list[str], jobs: int, show: int, catalog: dict[str, Application]) -> dict[str, float]:
     directory = capture_set(set_name)
     reason = missing_reason(directory)
@@ -147,7 +137,7 @@ def measure(set_name: str, only: list[str], jobs: int, show: int, catalog: dict[
         return report.app if report is not None else "(no flow)"
 
     def related(a: str, b: str) -> bool:  # one is the other's ancestor: the right app at another level
-        return b in ancestors_of(a, catalog) or a in ancestors_of(b, catalog)
+        return b in ancestors(a, catalog) or a in ancestors(b, catalog)
 
     confident = [label for label in labels if label.confidence != PORT_GUESS]
     app_flows = [label for label in confident if label.app in catalog and label.app not in GENERIC_LABELS]

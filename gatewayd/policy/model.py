@@ -12,6 +12,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from gatewayd.policy.app_tree import with_descendants
+
 if TYPE_CHECKING:  # health.py parses its own section and imports this module
     from gatewayd.policy.health import HealthChecks
 
@@ -178,6 +180,8 @@ class Application:
     # searched in the request path. They beat the Host's own app (URL filtering).
     urls: tuple[str, ...] = ()
     url_keywords: tuple[str, ...] = ()
+    # The app this one is part of (instagram -> facebook): rules on the parent match it too.
+    parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,11 +246,11 @@ class Policy:
     health: "HealthChecks | None" = None  # checked after `gatewayd apply`; see policy/health.py
 
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:
-        """The app ids a rule names, its categories expanded."""
+        """The app ids a rule names, its categories expanded, with every sub-app of those (app_tree)."""
         wanted = set(rule.apps)
         if rule.categories:
             wanted.update(a.id for a in self.applications.values() if a.category in rule.categories)
-        return frozenset(wanted)
+        return with_descendants(wanted, self.applications)
 
 
 # --- the LAN guard (`security` section; parsed by policy/security.py) ---

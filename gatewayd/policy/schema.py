@@ -157,6 +157,8 @@ def application_schema() -> Schema:
     properties = {
         "name": _string("Display name."),
         "category": {"enum": list(CATEGORIES), "description": "The app's category."},
+        "parent": _string("The id of the app this one is part of (instagram: facebook); "
+                          "rules on the parent match it too.", pattern=NAME_PATTERN),
         "domains": _one_or_list(
             _string('"example.com" (and subdomains), "*.example.com" (subdomains only) or "=example.com" (exact).'),
             "Server names that identify the app.",
