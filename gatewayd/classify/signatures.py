@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from struct import Struct
 
-from gatewayd.classify import sig_p2p, sig_services
+from gatewayd.classify import sig_im, sig_p2p, sig_services
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 
 Signature = Callable[[bytes, bool], bool]
@@ -202,6 +202,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "esp": (sig_services.esp, frozenset((PROTO_ESP,))),
     "l2tp": (sig_services.l2tp, _UDP),
     "whatsapp": (sig_services.whatsapp, _TCP),
+    "qq": (sig_im.qq, _TCP_UDP),
     "dropbox_lansync": (sig_services.dropbox_lansync, _UDP),
     "spotify_discovery": (sig_services.spotify_discovery, _UDP),
     "steam": (sig_services.steam, _UDP),
