@@ -12,7 +12,7 @@
    interpolated from its buckets; and end to end, TCP connect + ClientHello +
    first reply byte, measured by the client with and without gatewayd in the
    same lab, so the difference is what the queue hand-off adds.
-3. OFFLINE: `gatewayd classify` over every capture in /work/shared/pcaps
+3. OFFLINE: `gatewayd classify` over every capture in ../shared/pcaps
    (in-process, same code as the command), flows/s and MB/s, plus the command
    itself on the largest capture (start-up included).
 
@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from gateway import SINK, client_hello, fast_policy, measure_flows  # noqa: E402
 
 from gatewayd.classify.offline import classify_capture  # noqa: E402
+from gatewayd.lab.captures import DEVELOPMENT_SET, capture_set  # noqa: E402
 from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
 from gatewayd.lab.office import OFFICE_HOSTS  # noqa: E402
 from gatewayd.lab.topology import INTERNET, Lab  # noqa: E402
@@ -49,7 +50,7 @@ SNI = "im.dingtalk.com"
 # use of the CPU from showing up as the classifier's latency. Applied to both runs of
 # the end-to-end comparison alike.
 LOW_PRIORITY = ["nice", "-n", "19"]
-PCAPS = Path("/work/shared/pcaps")
+PCAPS = capture_set(DEVELOPMENT_SET)
 
 # Starts one connection every 1/rate s for `seconds`; prints each flow's connect+hello->first-byte time.
 PACED_CLIENT = r"""
@@ -172,7 +173,7 @@ def offline_speed() -> None:
     apps = list(load_catalog(None, issues).values())
     captures = sorted(p for p in PCAPS.glob("*.pcap*"))
     if not captures:
-        print("offline: no captures in /work/shared/pcaps")
+        print(f"offline: no captures in {PCAPS}")
         return
     started = time.perf_counter()
     flows = sum(len(classify_capture(path, apps)) for path in captures)

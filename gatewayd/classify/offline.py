@@ -12,6 +12,7 @@ DNS flows take the queried name's app (as nDPI labels them) unless told not to.
 
 from __future__ import annotations
 
+import collections
 import json
 import sys
 from collections.abc import Iterable
@@ -20,7 +21,12 @@ from pathlib import Path
 from typing import TextIO
 
 from gatewayd.classify.capture import read_ip_packets
-from gatewayd.classify.engine import UNKNOWN_APP, Classifier, FlowSummary
+from gatewayd.classify.engine import (
+    UNKNOWN_APP,
+    Classifier,
+    ClassifierStats,
+    FlowSummary,
+)
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.policy.model import Application
 
@@ -51,9 +57,21 @@ class FlowReport:
         return json.dumps(record)
 
 
+@dataclass(frozen=True)
+class CaptureResult:
+    reports: list[FlowReport]  # every flow, in the order the flows were decided
+    stats: ClassifierStats  # internal_errors > 0 is a classifier bug
+
+
 def classify_capture(path: str | Path, apps: Iterable[Application], max_packets: int = 8,
                      dns_flow_takes_queried_app: bool = True) -> list[FlowReport]:
     """Every flow of the capture with its decision, in the order the flows were decided."""
+    return replay_capture(path, apps, max_packets, dns_flow_takes_queried_app).reports
+
+
+def replay_capture(path: str | Path, apps: Iterable[Application], max_packets: int = 8,
+                   dns_flow_takes_queried_app: bool = True) -> CaptureResult:
+    """The flows of a capture and the classifier's own counters (malformed packets, internal errors)."""
     tables = ClassifierTables.build(apps)
     classifier = Classifier(tables, max_packets=max_packets, flow_timeout=OFFLINE_FLOW_TIMEOUT,
                             max_flows=1 << 20, dns_flow_takes_queried_app=dns_flow_takes_queried_app)
@@ -65,7 +83,22 @@ def classify_capture(path: str | Path, apps: Iterable[Application], max_packets:
             if summary is not None:
                 summaries.append(summary)
     summaries.extend(classifier.conclude())
-    return [_report(summary, tables) for summary in summaries]
+    return CaptureResult([_report(summary, tables) for summary in summaries], classifier.stats)
+
+
+def summary_lines(result: CaptureResult) -> list[str]:
+    """What an admin reads after the per-flow lines: how flows were decided and how many stayed unknown."""
+    reports = result.reports
+    methods = collections.Counter(report.method for report in reports)
+    unknown = sum(1 for report in reports if report.app == UNKNOWN_APP)
+    share = 100.0 * unknown / len(reports) if reports else 0.0
+    stats = result.stats
+    return [
+        f"flows: {len(reports)}, unknown: {unknown} ({share:.1f}%)",
+        "by method: " + (", ".join(f"{method} {count}" for method, count in methods.most_common()) or "none"),
+        (f"packets: {stats.packets}, malformed: {stats.malformed}, fragments: {stats.fragments}, "
+         f"internal errors: {stats.internal_errors}"),
+    ]
 
 
 def _report(summary: FlowSummary, tables: ClassifierTables) -> FlowReport:

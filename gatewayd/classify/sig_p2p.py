@@ -28,12 +28,21 @@ _GNUTELLA_MAX_TTL = 16
 
 
 def gnutella(payload: bytes, direction_is_client: bool) -> bool:
-    if payload[:1] in (b"G", b"H"):
-        if payload.startswith(_GNUTELLA_TCP_PREFIXES):
-            # /get/ is generic HTTP: only with Gnutella's own X-headers in the same request.
-            return not payload.startswith(b"GET /get/") or b"\r\nX-Gnutella-" in payload
-        if payload.startswith(b"GND") and len(payload) >= 8:
-            return _gnutella2_udp(payload)
+    """Gnutella over TCP: the text handshake or the HTTP-like file requests.
+
+    Binary descriptors on TCP only follow that handshake, which decides the flow
+    first; alone, their shape (a GUID and a length) is common to unrelated binary
+    protocols (Modbus/UMAS matched it), so on TCP only the text is trusted."""
+    if payload.startswith(_GNUTELLA_TCP_PREFIXES):
+        # /get/ is generic HTTP: only with Gnutella's own X-headers in the same request.
+        return not payload.startswith(b"GET /get/") or b"\r\nX-Gnutella-" in payload
+    return False
+
+
+def gnutella_udp(payload: bytes, direction_is_client: bool) -> bool:
+    """Gnutella over UDP: Gnutella2's "GND" transceiver header or a 0.6 descriptor (ping, pong, query...)."""
+    if payload.startswith(b"GND") and len(payload) >= 8:
+        return _gnutella2_udp(payload)
     return _gnutella_descriptor(payload)
 
 

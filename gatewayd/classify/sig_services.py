@@ -15,14 +15,46 @@ _U32 = Struct("!I")
 # --- remote access --------------------------------------------------------------------------
 
 
+_X224_CONNECTION_REQUEST = 0xE0
+_X224_CONNECTION_CONFIRM = 0xD0
+_RDP_NEG_REQ = 0x01  # [MS-RDPBCGR] 2.2.1.1.1
+_RDP_NEG_RSP, _RDP_NEG_FAILURE = 0x02, 0x03  # 2.2.1.2.1, 2.2.1.2.2
+_RDP_CORRELATION_INFO_SIZE = 36  # 2.2.1.1.2, after RDP_NEG_REQ when its flag 0x08 is set
+
+
 def rdp(payload: bytes, direction_is_client: bool) -> bool:
-    """RDP's first packet: TPKT (version 3, length = packet) carrying an X.224 Connection Request/Confirm."""
+    """RDP's first packet: TPKT (version 3, length = packet) carrying an X.224 Connection Request/Confirm
+    whose variable part is RDP's own ([MS-RDPBCGR] 2.2.1.1 and 2.2.1.2).
+
+    TPKT + X.224 alone is ISO transport over TCP (RFC 1006), shared by S7comm, MMS
+    and others; their requests carry TSAP parameters (0xC0-0xC2) where RDP carries
+    a "Cookie:" line and an 8-byte negotiation structure."""
     if len(payload) < 11 or payload[0] != 3 or payload[1] != 0:
         return False
     if _U16.unpack_from(payload, 2)[0] != len(payload):
         return False
     x224_length, tpdu = payload[4], payload[5] & 0xF0
-    return x224_length == len(payload) - 5 and tpdu in (0xE0, 0xD0)
+    if x224_length != len(payload) - 5 or payload[10] != 0:  # class 0, no options
+        return False
+    variable = payload[11:]
+    if tpdu == _X224_CONNECTION_REQUEST:
+        if variable.startswith(b"Cookie: "):  # mstshash cookie or load-balancer routing token, CR LF ended
+            end = variable.find(b"\r\n")
+            if end < 0:
+                return False
+            variable = variable[end + 2:]
+        if not variable:
+            return True
+        return (variable[0] == _RDP_NEG_REQ and _negotiation_length_ok(variable)
+                and len(variable) in (8, 8 + _RDP_CORRELATION_INFO_SIZE))
+    if tpdu == _X224_CONNECTION_CONFIRM:
+        return not variable or (len(variable) == 8 and variable[0] in (_RDP_NEG_RSP, _RDP_NEG_FAILURE)
+                                and _negotiation_length_ok(variable))
+    return False
+
+
+def _negotiation_length_ok(structure: bytes) -> bool:
+    return len(structure) >= 8 and structure[2:4] == b"\x08\x00"  # little-endian length, always 8
 
 
 def teamviewer(payload: bytes, direction_is_client: bool) -> bool:

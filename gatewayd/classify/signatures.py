@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from struct import Struct
 
-from gatewayd.classify import sig_p2p, sig_services
+from gatewayd.classify import sig_im, sig_p2p, sig_services
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 from gatewayd.policy.model import SIGNATURE_NAMES
 
@@ -184,7 +184,8 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "ssh": (ssh, _TCP),
     "edonkey": (edonkey, _TCP),
     "edonkey_udp": (sig_p2p.edonkey_udp, _UDP),
-    "gnutella": (sig_p2p.gnutella, _TCP_UDP),
+    "gnutella": (sig_p2p.gnutella, _TCP),
+    "gnutella_udp": (sig_p2p.gnutella_udp, _UDP),
     "thunder": (sig_p2p.thunder, _TCP),
     "pplive": (sig_p2p.pplive, _UDP),
     "openvpn": (openvpn, _TCP_UDP),
@@ -202,6 +203,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "esp": (sig_services.esp, frozenset((PROTO_ESP,))),
     "l2tp": (sig_services.l2tp, _UDP),
     "whatsapp": (sig_services.whatsapp, _TCP),
+    "qq": (sig_im.qq, _TCP_UDP),
     "dropbox_lansync": (sig_services.dropbox_lansync, _UDP),
     "spotify_discovery": (sig_services.spotify_discovery, _UDP),
     "steam": (sig_services.steam, _UDP),

@@ -1,4 +1,8 @@
-"""`gatewayd classify --pcap FILE [--policy POLICY]`: offline replay of a capture through the classifier."""
+"""`gatewayd classify --pcap FILE [--policy POLICY]`: offline replay of a capture through the classifier.
+
+One JSON object per flow on stdout, then a summary on stderr: flows per method,
+the unknown share, and the classifier's counters (internal errors must be 0).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from gatewayd.classify.capture import CaptureError
-    from gatewayd.classify.offline import classify_capture, write_reports
+    from gatewayd.classify.offline import replay_capture, summary_lines, write_reports
     from gatewayd.policy.applications import load_catalog
     from gatewayd.policy.loader import load_policy_or_report
 
@@ -30,15 +34,20 @@ def cmd_classify(args: argparse.Namespace) -> int:
             return 1
         apps = list(catalog.values())
     try:
-        reports = classify_capture(args.pcap, apps, max_packets=max_packets or 8,
-                                   dns_flow_takes_queried_app=not args.dns_as_dns)
+        result = replay_capture(args.pcap, apps, max_packets=max_packets or 8,
+                                dns_flow_takes_queried_app=not args.dns_as_dns)
     except OSError as exc:
         print(f"{args.pcap}: cannot read the capture: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except CaptureError as exc:
         print(f"{args.pcap}: not a readable pcap/pcapng capture: {exc}", file=sys.stderr)
         return 1
-    write_reports(reports)
+    write_reports(result.reports)
+    if not args.no_summary:
+        sys.stdout.flush()
+        # On stderr, so stdout stays one JSON object per line for scripts.
+        for line in summary_lines(result):
+            print(f"summary: {line}", file=sys.stderr)
     return 0
 
 
@@ -50,4 +59,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                           help="packets per flow before giving up (default: the policy's, else 8)")
     classify.add_argument("--dns-as-dns", action="store_true",
                           help="label DNS flows 'dns' instead of the queried name's app (the daemon's way)")
+    classify.add_argument("--no-summary", action="store_true",
+                          help="leave out the closing summary (flows per method, unknown share) on stderr")
     classify.set_defaults(func=cmd_classify)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.explain.rules import FlowFacts, RuleEngine, RuleVerdict
+from gatewayd.policy.app_tree import ancestors
 from gatewayd.policy.model import IPAddress, Policy
 
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
@@ -37,6 +38,7 @@ class Explanation:
     groups: list[str]
     app: AppEvidence
     verdict: RuleVerdict
+    part_of: tuple[str, ...] = ()  # the app's parents, nearest first: rules on them match it too
 
     @property
     def accounting_group(self) -> str:
@@ -80,7 +82,7 @@ class Explainer:
         evidence = identify_app(self.tables, query.destination, query.protocol, query.port)
         facts = FlowFacts(query.source, evidence.app, query.when, query.source_mac)
         return Explanation(query, self.engine.groups_of(query.source, query.source_mac), evidence,
-                           self.engine.evaluate(facts))
+                           self.engine.evaluate(facts), ancestors(evidence.app, self.policy.applications))
 
 
 def render(explanation: Explanation) -> str:
@@ -91,7 +93,9 @@ def render(explanation: Explanation) -> str:
         f"at {query.when:%a %Y-%m-%d %H:%M}",
         f"group    {explanation.accounting_group}"
         + (f" (also in: {', '.join(other_groups)})" if other_groups else ""),
-        f"app      {app.app} ({app.category}) by {app.method}: {app.evidence}",
+        (f"app      {app.app} ({app.category}"
+         + (f", part of {' < '.join(explanation.part_of)}" if explanation.part_of else "")
+         + f") by {app.method}: {app.evidence}"),
     ]
     if verdict.rule is not None:
         where = f"{verdict.rule.location.file}:{verdict.rule.location.line}" if verdict.rule.location else "?"
@@ -113,7 +117,7 @@ def as_json(explanation: Explanation) -> dict[str, object]:
         "port": explanation.query.port, "protocol": explanation.query.protocol,
         "time": explanation.query.when.isoformat(timespec="minutes"),
         "group": explanation.accounting_group, "groups": explanation.groups,
-        "app": explanation.app.app, "category": explanation.app.category,
+        "app": explanation.app.app, "part_of": list(explanation.part_of), "category": explanation.app.category,
         "method": explanation.app.method, "evidence": explanation.app.evidence,
         "rule": verdict.rule_name,
         "rule_location": f"{rule.location.file}:{rule.location.line}" if rule and rule.location else None,

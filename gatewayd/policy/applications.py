@@ -8,6 +8,7 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from gatewayd.policy.fields import (
+    NAME_PATTERN,
     PORT_PATTERN,
     SIGNATURE_PATTERN,
     check_name,
@@ -29,6 +30,7 @@ from gatewayd.policy.schema_parts import (
 from gatewayd.policy.sourcefile import read_source
 from gatewayd.policy.yamltree import (
     Checker,
+    Entry,
     check_keys,
     checked_mapping,
     compose,
@@ -39,7 +41,8 @@ from gatewayd.policy.yamltree import (
     text_of,
 )
 
-APPLICATION_KEYS = ("name", "category", "domains", "addresses", "ports", "signatures", "urls", "url_keywords")
+APPLICATION_KEYS = ("name", "category", "parent", "domains", "addresses", "ports", "signatures", "urls",
+                    "url_keywords")
 CATALOG_KEYS = ("applications",)
 MAX_APPLICATIONS = 4094  # the ct mark's 12-bit app id, less "undecided" and "unknown"
 
@@ -78,22 +81,46 @@ def _catalog_from_root(root: Node | None, text: str, checker: Checker) -> dict[s
     return read_applications(known["applications"].value, checker, builtin=True)
 
 
-def read_applications(node: Node, checker: Checker, builtin: bool) -> dict[str, Application]:
+def read_applications(node: Node, checker: Checker, builtin: bool,
+                      known: dict[str, Application] | None = None) -> dict[str, Application]:
+    """The apps under `node`; their parents must be among them or in `known` (the catalog)."""
     if is_null(node):
         return {}
     entries = mapping_entries(node, checker, "'applications'")
     applications: dict[str, Application] = {}
+    parent_nodes: dict[str, Node] = {}
     for entry in entries or []:
         if field_at(checker, entry.key, lambda text: check_name(text, "application id"), entry.name) is None:
             continue
-        application = _read_application(entry.name, entry.key, entry.value, checker, builtin)
+        application = _read_application(entry.name, entry.key, entry.value, checker, builtin, parent_nodes)
         if application is not None:
             applications[entry.name] = application
+    _check_parents(applications, {**(known or {}), **applications}, parent_nodes, checker)
     return applications
 
 
+def _check_parents(read: dict[str, Application], everything: dict[str, Application],
+                   parent_nodes: dict[str, Node], checker: Checker) -> None:
+    """A parent must be an application, and following parents must never come back to the app."""
+    for app_id, application in read.items():
+        parent = application.parent
+        if parent is None:
+            continue
+        node = parent_nodes[app_id]
+        if parent not in everything:
+            checker.report(node, f"parent '{parent}' of application '{app_id}' is not an application"
+                           + suggestion(parent, sorted(everything)))
+            continue
+        seen = {app_id}
+        while parent is not None and parent in everything and parent not in seen:
+            seen.add(parent)
+            parent = everything[parent].parent
+        if parent == app_id:
+            checker.report(node, f"application '{app_id}' is its own ancestor (its parents loop back to it)")
+
+
 def _read_application(
-    app_id: str, key: Node, node: Node, checker: Checker, builtin: bool
+    app_id: str, key: Node, node: Node, checker: Checker, builtin: bool, parent_nodes: dict[str, Node]
 ) -> Application | None:
     what = f"application '{app_id}'"
     entries = mapping_entries(node, checker, what)
@@ -102,6 +129,9 @@ def _read_application(
     known = check_keys(entries, checker, what, APPLICATION_KEYS, required=("name", "category"), owner=key)
     name = text_of(known["name"].value, checker, f"'name' of {what}") if "name" in known else None
     category = _read_category(known, checker, what)
+    parent = _read_parent(known, checker, what)
+    if parent is not None:
+        parent_nodes[app_id] = known["parent"].value
     domains = parsed_list(known, "domains", checker, what, parse_domain)
     networks = parsed_list(known, "addresses", checker, what, parse_network)
     ports = parsed_list(known, "ports", checker, what, parse_port_match)
@@ -128,7 +158,16 @@ def _read_application(
         urls=tuple(urls),
         url_keywords=tuple(url_keywords),
         location=location,
+        parent=parent,
     )
+
+
+def _read_parent(known: dict[str, Entry], checker: Checker, what: str) -> str | None:
+    if "parent" not in known:
+        return None
+    node = known["parent"].value
+    text = text_of(node, checker, f"'parent' of {what}")
+    return None if text is None else field_at(checker, node, lambda value: check_name(value, f"{what}: parent"), text)
 
 
 def _read_category(known: dict, checker: Checker, what: str) -> str | None:
@@ -152,6 +191,8 @@ def application_schema() -> Schema:
     properties = {
         "name": string_schema("Display name."),
         "category": {"enum": list(CATEGORIES), "description": "The app's category."},
+        "parent": string_schema("The id of the app this one is part of (instagram: facebook); "
+                                "rules on the parent match it too.", pattern=NAME_PATTERN),
         "domains": one_or_list(
             string_schema('"example.com" (and subdomains), "*.example.com" (subdomains only) or "=example.com" (exact).'),
             "Server names that identify the app.",

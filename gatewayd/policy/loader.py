@@ -132,7 +132,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     groups = read_groups(known["groups"].value, checker) if "groups" in known else {}
     applications = dict(catalog)
     if "applications" in known:
-        applications.update(read_applications(known["applications"].value, checker, builtin=False))
+        applications.update(read_applications(known["applications"].value, checker, builtin=False, known=catalog))
         _check_application_count(known["applications"].key, len(applications), checker)
     classifier = with_tcp_only(classifier, _section(known, "classifier"), checker, applications)
     link = link_of(interfaces)

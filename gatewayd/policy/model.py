@@ -12,6 +12,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gatewayd.policy.app_tree import with_descendants
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -29,7 +31,7 @@ SIGNATURE_NAMES: tuple[str, ...] = (
     "bittorrent", "ssh", "edonkey", "edonkey_udp", "gnutella", "thunder", "pplive",
     "openvpn", "wireguard", "stun", "stun_msteams", "stun_whatsapp", "rdp", "teamviewer",
     "smtp", "imap", "pop3", "pptp", "ipsec", "esp", "l2tp", "whatsapp", "dropbox_lansync",
-    "spotify_discovery", "steam", "source_engine",
+    "spotify_discovery", "steam", "source_engine", "gnutella_udp", "qq",
 )
 
 Action = Literal["allow", "block"]
@@ -185,6 +187,8 @@ class Application:
     # searched in the request path. They beat the Host's own app (URL filtering).
     urls: tuple[str, ...] = ()
     url_keywords: tuple[str, ...] = ()
+    # The app this one is part of (instagram -> facebook): rules on the parent match it too.
+    parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,11 +266,11 @@ class Policy:
     dns: DnsSettings = field(default_factory=DnsSettings)  # the office's resolvers; see policy/dns.py
 
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:
-        """The app ids a rule names, its categories expanded."""
+        """The app ids a rule names, its categories expanded, with every sub-app of those (app_tree)."""
         wanted = set(rule.apps)
         if rule.categories:
             wanted.update(a.id for a in self.applications.values() if a.category in rule.categories)
-        return frozenset(wanted)
+        return with_descendants(wanted, self.applications)
 
 
 # --- the LAN guard (`security` section; parsed by policy/security.py) ---

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from yaml.nodes import Node, SequenceNode
 
+from gatewayd.policy.app_tree import is_within
 from gatewayd.policy.fields import NAME_PATTERN, suggestion
 from gatewayd.policy.model import CATEGORIES, Application, Rule
 from gatewayd.policy.schema_parts import (
@@ -225,7 +226,8 @@ def _covers(earlier: Rule, later: Rule, applications: dict[str, Application]) ->
     if not set(later.categories) <= set(earlier.categories):
         return False
     return all(
-        app_id in earlier.apps or applications[app_id].category in earlier.categories for app_id in later.apps
+        is_within(app_id, earlier.apps, applications) or applications[app_id].category in earlier.categories
+        for app_id in later.apps
     )
 
 

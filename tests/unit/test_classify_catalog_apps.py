@@ -18,6 +18,7 @@ from gatewayd.classify import offline
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.lab import quic_initial
+from gatewayd.lab.captures import DEVELOPMENT_SET
 from gatewayd.policy.applications import load_catalog
 from gatewayd.policy.model import Application
 
@@ -161,7 +162,7 @@ def test_signatures_do_not_run_on_dns_flows(classifier: Classifier) -> None:
 
 # --- nDPI's captures through the built-in catalog --------------------------------------------
 
-needs_pcaps = pytest.mark.skipif(not (PCAPS / "labels.jsonl").exists(), reason="labelled captures not available")
+needs_pcaps = pytest.mark.captures(DEVELOPMENT_SET)
 
 
 @needs_pcaps

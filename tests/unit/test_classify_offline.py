@@ -11,10 +11,11 @@ import dpkt
 import pytest
 
 from gatewayd.classify.capture import CaptureError, read_frames, read_ip_packets
+from gatewayd.lab.captures import DEVELOPMENT_SET, capture_set
 
-PCAPS = Path("/work/shared/pcaps")
+PCAPS = capture_set(DEVELOPMENT_SET)
 ROOT = Path(__file__).resolve().parents[2]
-needs_pcaps = pytest.mark.skipif(not (PCAPS / "labels.jsonl").exists(), reason="labelled captures not available")
+needs_pcaps = pytest.mark.captures(DEVELOPMENT_SET)
 FIELDS = {"proto", "src", "sport", "dst", "dport", "app", "category", "method", "evidence"}
 
 
@@ -84,3 +85,23 @@ def test_truncated_capture_ends_cleanly(tmp_path: Path) -> None:
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(header + record + record[:20])
     assert [len(p) for _, p in read_ip_packets(cut)] == [len(packet) - 14]
+
+
+def test_command_ends_with_a_summary_of_methods_and_the_unknown_share(tmp_path: Path) -> None:
+    # Two flows built here: SSH (decided by its signature) and a UDP flow nothing names.
+    from scapy.all import IP, TCP, UDP, Raw, wrpcap
+
+    packets = [IP(src="192.0.2.10", dst="203.0.113.5") / TCP(sport=40000, dport=2222, flags="PA", seq=1)
+               / Raw(b"SSH-2.0-OpenSSH_9.2\r\n"),
+               IP(src="192.0.2.10", dst="203.0.113.6") / UDP(sport=40001, dport=40999) / Raw(bytes(30))]
+    capture = tmp_path / "two.pcap"
+    wrpcap(str(capture), packets, linktype=228)  # LINKTYPE_IPV4: bare IP packets
+    done = run_classify("--pcap", str(capture))
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2  # stdout stays one JSON object per flow
+    summary = [line for line in done.stderr.splitlines() if line.startswith("summary: ")]
+    assert summary == ["summary: flows: 2, unknown: 1 (50.0%)",
+                       "summary: by method: signature 1, give-up 1",
+                       "summary: packets: 2, malformed: 0, fragments: 0, internal errors: 0"]
+    quiet = run_classify("--pcap", str(capture), "--no-summary")
+    assert quiet.stderr == ""

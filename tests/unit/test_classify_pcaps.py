@@ -1,4 +1,4 @@
-"""The classifier on real labelled captures from nDPI's test suite (/work/shared/pcaps).
+"""The classifier on real labelled captures from nDPI's test suite (../shared/pcaps, see gatewayd.lab.captures).
 
 Captures are read with dpkt (tests only), the link layer is stripped here, and
 the bare IP packets go through Classifier.on_packet exactly as NFQUEUE would
@@ -15,14 +15,17 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from gatewayd.classify.capture import ip_of_frame  # link layers; dpkt reads the files independently
+from gatewayd.classify.capture import (
+    ip_of_frame,  # link layers; dpkt reads the files independently
+)
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.packet import parse_packet
 from gatewayd.classify.tables import ClassifierTables
+from gatewayd.lab.captures import DEVELOPMENT_SET, capture_set
 from gatewayd.policy.model import Application, PortMatch
 
-PCAPS = Path("/work/shared/pcaps")
-pytestmark = pytest.mark.skipif(not (PCAPS / "labels.jsonl").exists(), reason="labelled captures not available")
+PCAPS = capture_set(DEVELOPMENT_SET)
+pytestmark = pytest.mark.captures(DEVELOPMENT_SET)
 
 FlowKey = tuple[str, frozenset[tuple[str, int]]]
 

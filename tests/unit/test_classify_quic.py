@@ -12,10 +12,11 @@ from gatewayd.classify import quic
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.lab import quic_initial
+from gatewayd.lab.captures import DEVELOPMENT_SET
 from gatewayd.policy.model import Application
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_classify_pcaps import PCAPS, classify_capture  # noqa: E402
+from test_classify_pcaps import classify_capture  # noqa: E402
 
 RFC9001_DCID = bytes.fromhex("8394c8f03e515708")
 
@@ -73,7 +74,7 @@ def test_garbage_after_long_header_is_not_quic() -> None:
     assert quic.feed(quic.QuicState(), bytes(datagram)) is quic.NOT_QUIC
 
 
-@pytest.mark.skipif(not (PCAPS / "labels.jsonl").exists(), reason="labelled captures not available")
+@pytest.mark.captures(DEVELOPMENT_SET)
 @pytest.mark.parametrize("capture,sni,version", [
     ("quic-27.pcap", "play.google.com", "0xff00001b"),       # IETF draft-27
     ("quic_t51.pcap", "www.google.com", "0x54303531"),       # Google T051 (TLS, frame type 0x08)

@@ -1,0 +1,42 @@
+"""Payload signatures of instant-messaging apps' own binary protocols (QQ's OICQ).
+
+Same contract as signatures.py. Written from the protocols' published
+descriptions (Wireshark's OICQ dissector, the LumaQQ protocol notes), never
+from one capture's bytes: a signature fires on flows with no other evidence,
+so each insists on every field the format fixes.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+_U16 = Struct("!H")
+
+# --- QQ (OICQ) -------------------------------------------------------------------------------
+# A QQ packet: STX 0x02, client version (16 bits), command (16 bits), sequence (16 bits),
+# then (client to server) the QQ number and the encrypted body, and ETX 0x03 last.
+# Over UDP (server port 8000) the packet is the datagram; over TCP (80, 443, 8000) it
+# is preceded by a 16-bit length. The commands are the documented ones.
+_OICQ_STX, _OICQ_ETX = 0x02, 0x03
+_OICQ_COMMANDS = frozenset((
+    0x0001, 0x0002, 0x0004, 0x0005, 0x0006, 0x0009, 0x000A, 0x000B, 0x000D, 0x0012, 0x0016, 0x0017,
+    0x0018, 0x001A, 0x001C, 0x001D, 0x0021, 0x0022, 0x0026, 0x0027, 0x0029, 0x0030, 0x0031, 0x003C,
+    0x003D, 0x003E, 0x0058, 0x005C, 0x0062, 0x0065, 0x0067, 0x0080, 0x0081, 0x00B5,
+))
+_OICQ_MIN_SIZE = 1 + 2 + 2 + 2 + 4 + 1  # STX, version, command, sequence, QQ number, ETX
+
+
+def qq(payload: bytes, direction_is_client: bool) -> bool:
+    """QQ's OICQ packet, bare (UDP) or behind its 16-bit TCP length (which may or may not count itself)."""
+    if len(payload) >= 2 + _OICQ_MIN_SIZE and payload[2] == _OICQ_STX:
+        declared = _U16.unpack_from(payload, 0)[0]
+        if declared in (len(payload), len(payload) - 2):
+            return _oicq_packet(payload[2:])
+    return _oicq_packet(payload)
+
+
+def _oicq_packet(packet: bytes) -> bool:
+    if len(packet) < _OICQ_MIN_SIZE or packet[0] != _OICQ_STX or packet[-1] != _OICQ_ETX:
+        return False
+    version, command = _U16.unpack_from(packet, 1)[0], _U16.unpack_from(packet, 3)[0]
+    return version != 0 and command in _OICQ_COMMANDS

@@ -1,0 +1,72 @@
+"""Apps' own protocols and published media networks, on packets built from each format (not from captures)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from scapy.all import IP, TCP, UDP, Raw
+
+from gatewayd.classify.engine import Classifier, Decision
+from gatewayd.classify.signatures import SIGNATURES
+from gatewayd.classify.tables import ClassifierTables
+from gatewayd.policy.applications import load_catalog
+
+CLIENT = "192.0.2.40"
+QQ_SERVER = "203.0.113.8"
+LOGIN, KEEP_ALIVE, SEND_MESSAGE = 0x0022, 0x0002, 0x0016
+QQ2005 = 0x0E1B
+
+
+def oicq(command: int, sequence: int, body: bytes, qq_number: int | None = 123456789, version: int = QQ2005) -> bytes:
+    """STX, version, command, sequence, [QQ number: client to server], body, ETX."""
+    number = struct.pack("!I", qq_number) if qq_number is not None else b""
+    return b"\x02" + struct.pack("!HHH", version, command, sequence) + number + body + b"\x03"
+
+
+def test_qq_oicq_over_udp_and_tcp() -> None:
+    qq = SIGNATURES["qq"]
+    request = oicq(LOGIN, 0x1234, bytes(range(48)))
+    reply = oicq(LOGIN, 0x1234, bytes(range(32)), qq_number=None)
+    assert qq(request, True) and qq(reply, False)
+    assert qq(oicq(KEEP_ALIVE, 7, bytes(16)), True) and qq(oicq(SEND_MESSAGE, 8, bytes(64)), True)
+    assert qq(struct.pack("!H", 2 + len(request)) + request, True)  # TCP: the length counts itself
+    assert qq(struct.pack("!H", len(request)) + request, True)  # ... or only the packet
+
+
+@pytest.mark.parametrize("payload", [
+    oicq(LOGIN, 1, bytes(48))[:-1] + b"\x00",  # no ETX
+    oicq(0x1234, 1, bytes(48)),  # not a QQ command
+    oicq(LOGIN, 1, bytes(48), version=0),
+    b"\x02\x0e\x1b\x00\x22\x03",  # too short for the header
+    struct.pack("!H", 99) + oicq(LOGIN, 1, bytes(48)),  # a TCP length that fits the packet neither way
+    b"\x02\x00\x48\x00" + bytes(67) + b"\x04",  # STX but no ETX
+    b"\x16\x03\x01\x00\x30" + bytes(48),  # a TLS record
+])
+def test_qq_rejects_what_the_format_excludes(payload: bytes) -> None:
+    assert not SIGNATURES["qq"](payload, True)
+
+
+def builtin_classifier() -> Classifier:
+    issues: list[object] = []
+    catalog = load_catalog(None, issues)
+    assert not issues
+    return Classifier(ClassifierTables.build(catalog.values()))
+
+
+def test_qq_client_over_udp_is_named_qq_on_its_first_packet() -> None:
+    classifier = builtin_classifier()
+    packet = IP(src=CLIENT, dst=QQ_SERVER) / UDP(sport=4000, dport=8000) / Raw(oicq(LOGIN, 1, bytes(range(40))))
+    assert classifier.on_packet(bytes(packet), 1.0).decision == Decision("qq", "signature", "qq")
+    keep_alive = oicq(KEEP_ALIVE, 2, bytes(49))
+    stream = struct.pack("!H", 2 + len(keep_alive)) + keep_alive
+    syn = IP(src=CLIENT, dst=QQ_SERVER) / TCP(sport=40200, dport=443, flags="S", seq=10)
+    data = IP(src=CLIENT, dst=QQ_SERVER) / TCP(sport=40200, dport=443, flags="PA", seq=11, ack=1) / Raw(stream)
+    assert classifier.on_packet(bytes(syn), 2.0).decision is None
+    assert classifier.on_packet(bytes(data), 2.1).decision == Decision("qq", "signature", "qq")
+
+
+def test_webex_media_to_its_published_network_is_webex() -> None:
+    classifier = builtin_classifier()
+    media = IP(src=CLIENT, dst="170.133.130.5") / UDP(sport=52000, dport=9000) / Raw(bytes(160))
+    assert classifier.on_packet(bytes(media), 1.0).decision == Decision("webex", "address", "170.133.130.5")
