@@ -35,7 +35,7 @@ from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
 from gatewayd.metrics.server import build_registry, serve
 from gatewayd.policy.errors import PolicyError
-from gatewayd.policy.loader import load_policy, load_policy_text
+from gatewayd.policy.loader import load_policy_with_text
 from gatewayd.policy.model import Policy
 
 log = logging.getLogger("gatewayd.daemon")
@@ -73,11 +73,7 @@ def settle_garbage_collector() -> None:
 
 def load_with_text(path: str, catalog_path: str | None) -> tuple[Policy, str | None]:
     """The policy and the exact text it was loaded from (what last-known-good keeps)."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError):
-        return load_policy(path, catalog_path), None  # raises PolicyError with the reason
-    return load_policy_text(text, path, catalog_path), text
+    return load_policy_with_text(path, catalog_path)  # bounded read: never a FIFO, never GBs
 
 
 class Daemon:

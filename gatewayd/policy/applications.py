@@ -15,7 +15,6 @@ from gatewayd.policy.fields import (
     parse_network,
     parse_port_match,
     parse_url_rule,
-    suggestion,
 )
 from gatewayd.policy.model import CATEGORIES, Application
 from gatewayd.policy.sourcefile import read_source
@@ -134,7 +133,7 @@ def _read_category(known: dict, checker: Checker, what: str) -> str | None:
         checker.report(
             node,
             f"category '{category}' is not known (expected one of: {', '.join(CATEGORIES)})"
-            + suggestion(category, CATEGORIES),
+            + checker.suggest(category, CATEGORIES),
         )
         return None
     return category

@@ -63,11 +63,16 @@ MERGE_KEY = "<<"
 
 def load_policy(path: str, catalog_path: str | None = None) -> Policy:
     """Loads and validates the policy at `path`, apps resolved against the catalog."""
+    return load_policy_with_text(path, catalog_path)[0]
+
+
+def load_policy_with_text(path: str, catalog_path: str | None = None) -> tuple[Policy, str]:
+    """The policy and the exact text it was loaded from (what the last-known-good copy keeps)."""
     checker = Checker(str(path))
     text = read_source(path, checker, "policy")
     if text is None:
         raise PolicyError(checker.issues)
-    return _load(text, checker, catalog_path)
+    return _load(text, checker, catalog_path), text
 
 
 def load_policy_or_report(path: str, catalog_path: str | None = None, errors: TextIO = sys.stderr) -> Policy | None:

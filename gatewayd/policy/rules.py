@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from yaml.nodes import Node, SequenceNode
 
-from gatewayd.policy.fields import suggestion
 from gatewayd.policy.model import CATEGORIES, Application, Rule
 from gatewayd.policy.yamltree import (
     Checker,
@@ -108,7 +107,7 @@ def _defined_list(kind_plural: str, defined: Collection[str]) -> str:
 def _report_undefined(
     checker: Checker, node: Node, kind: str, kind_plural: str, name: str, defined: Collection[str]
 ) -> None:
-    checker.report(node, _undefined(kind, kind_plural, name, defined) + suggestion(name, defined))
+    checker.report(node, _undefined(kind, kind_plural, name, defined) + checker.suggest(name, defined))
 
 
 def _undefined(kind: str, kind_plural: str, name: str, defined: Collection[str]) -> str:
@@ -135,7 +134,7 @@ def _listed(
         if name in defined:
             found.append(name)
         else:
-            checker.report(item, unknown(name) + suggestion(name, defined))
+            checker.report(item, unknown(name) + checker.suggest(name, defined))
     return found
 
 
@@ -165,7 +164,7 @@ def read_decision(
         action = text_of(node, checker, f"'action' of {what}")
         if action is not None and action not in ACTIONS:
             checker.report(
-                node, f"action '{action}' is not valid (expected allow or block)" + suggestion(action, ACTIONS)
+                node, f"action '{action}' is not valid (expected allow or block)" + checker.suggest(action, ACTIONS)
             )
             action = None
     qos_class = _single_reference(known, "class", checker, what, classes, "class", "classes")

@@ -10,7 +10,7 @@ MAC instead of turning into a boolean or a base-60 integer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,12 +19,15 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gatewayd.policy.errors import PolicyIssue
 from gatewayd.policy.fields import FieldError, suggestion
+from gatewayd.policy.limits import MAX_NUMBER_DIGITS, MAX_SUGGESTIONS
 from gatewayd.policy.model import Location
+from gatewayd.policy.yamlcompose import NodeLimitError, compose_counted
 
 NULL_TAG = "tag:yaml.org,2002:null"
 INT_TAG = "tag:yaml.org,2002:int"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 DECIMAL_INTEGER = re.compile(r"[-+]?[0-9]+")
+MAX_SUGGESTED_WORD = 64  # names are at most 63 characters; a longer word is no typo of one
 
 
 class Checker:
@@ -33,6 +36,15 @@ class Checker:
     def __init__(self, source: str) -> None:
         self.source = source
         self.issues: list[PolicyIssue] = []
+        self.suggestions_left = MAX_SUGGESTIONS
+
+    def suggest(self, word: str, candidates: Iterable[str]) -> str:
+        """fields.suggestion, until this file has had MAX_SUGGESTIONS of them (each compares with
+        every candidate, so 100,000 misspellings must not each pay for it)."""
+        if self.suggestions_left <= 0 or len(word) > MAX_SUGGESTED_WORD:
+            return ""
+        self.suggestions_left -= 1
+        return suggestion(word, candidates)
 
     def location(self, node: Node) -> Location:
         return Location(self.source, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -60,17 +72,20 @@ def line_and_column(text: str, offset: int) -> tuple[int, int]:
 
 
 def compose(text: str, checker: Checker) -> Node | None:
-    """The document's root node, or None (with an issue) when it is not YAML."""
-    fast_loader = getattr(yaml, "CSafeLoader", None)
-    if fast_loader is not None:
-        # libyaml composes a 100,000-domain blocklist about 5x faster. On any error the
-        # pure-Python loader runs again below, for its more precise messages.
-        try:
-            return yaml.compose(text, Loader=fast_loader)
-        except (yaml.YAMLError, RecursionError, ValueError):
-            pass
+    """The document's root node, or None (with an issue) when it is not YAML or composes past the node limit."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        # libyaml parses a 100,000-domain blocklist several times faster. On a syntax error the
+        # pure-Python parser runs again below, for its more precise messages.
+        return compose_counted(text, fast=True)
+    except NodeLimitError as error:
+        checker.report_at(error.line, error.column, error.message)
+        return None
+    except (yaml.YAMLError, RecursionError, ValueError):
+        pass
+    try:
+        return compose_counted(text, fast=False)
+    except NodeLimitError as error:
+        checker.report_at(error.line, error.column, error.message)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         # PyYAML splits "expected X, but found Y" into context and problem.
@@ -178,7 +193,7 @@ def check_keys(
             checker.report(
                 entry.key,
                 f"unknown key '{entry.name}' in {what} (expected one of: {', '.join(allowed)})"
-                + suggestion(entry.name, allowed),
+                + checker.suggest(entry.name, allowed),
             )
     for name in required:
         if name not in known:
@@ -199,6 +214,10 @@ def text_of(node: Node, checker: Checker, what: str) -> str | None:
 def integer_of(node: Node, checker: Checker, what: str, low: int, high: int) -> int | None:
     if not (isinstance(node, ScalarNode) and node.tag == INT_TAG and DECIMAL_INTEGER.fullmatch(node.value)):
         checker.report(node, f"{what} must be a whole number (got {kind_name(node)})")
+        return None
+    digits = node.value.lstrip("+-").lstrip("0")
+    if len(digits) > MAX_NUMBER_DIGITS:  # int() of 4,300+ digits raises; no range of ours is that wide
+        checker.report(node, f"{what} has {len(digits):,} digits, out of range (expected {low} to {high})")
         return None
     number = int(node.value)
     if not low <= number <= high:
