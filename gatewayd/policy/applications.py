@@ -16,6 +16,7 @@ from gatewayd.policy.fields import (
     parse_port_match,
     parse_url_rule,
 )
+from gatewayd.policy.limits import MAX_ADDRESSES_PER_APP, MAX_DOMAINS_PER_APP, MAX_PORTS_PER_APP
 from gatewayd.policy.model import CATEGORIES, Application
 from gatewayd.policy.sourcefile import read_source
 from gatewayd.policy.yamltree import (
@@ -93,9 +94,9 @@ def _read_application(
     known = check_keys(entries, checker, what, APPLICATION_KEYS, required=("name", "category"), owner=key)
     name = text_of(known["name"].value, checker, f"'name' of {what}") if "name" in known else None
     category = _read_category(known, checker, what)
-    domains = parsed_list(known, "domains", checker, what, parse_domain)
-    networks = parsed_list(known, "addresses", checker, what, parse_network)
-    ports = parsed_list(known, "ports", checker, what, parse_port_match)
+    domains = parsed_list(known, "domains", checker, what, parse_domain, MAX_DOMAINS_PER_APP)
+    networks = parsed_list(known, "addresses", checker, what, parse_network, MAX_ADDRESSES_PER_APP)
+    ports = parsed_list(known, "ports", checker, what, parse_port_match, MAX_PORTS_PER_APP)
     signatures = parsed_list(known, "signatures", checker, what, check_signature)
     urls = parsed_list(known, "urls", checker, what, parse_url_rule)
     url_keywords = parsed_list(known, "url_keywords", checker, what, check_url_keyword)

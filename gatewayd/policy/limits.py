@@ -27,6 +27,10 @@ MAX_YAML_NODES = 400_000
 # Rules are matched one after another in the kernel; real policies have dozens.
 MAX_RULES = 10_000
 
+# Comparisons of a rule with an earlier one when looking for rules that can never
+# match; an index keeps real policies far below it, a crafted one stops there.
+MAX_REACHABILITY_COMPARISONS = 1_000_000
+
 # Entries of one list. A blocklist app may carry 100,000 domains; ports and
 # addresses of one app are each a handful in the catalog.
 MAX_DOMAINS_PER_APP = 250_000

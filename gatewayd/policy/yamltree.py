@@ -19,7 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gatewayd.policy.errors import PolicyIssue
 from gatewayd.policy.fields import FieldError, suggestion
-from gatewayd.policy.limits import MAX_NUMBER_DIGITS, MAX_SUGGESTIONS
+from gatewayd.policy.limits import MAX_NUMBER_DIGITS, MAX_SUGGESTIONS, limit_message
 from gatewayd.policy.model import Location
 from gatewayd.policy.yamlcompose import NodeLimitError, compose_counted
 
@@ -231,13 +231,19 @@ def is_empty(node: Node) -> bool:
     return is_null(node) or (isinstance(node, SequenceNode) and not node.value)
 
 
-def text_list_of(node: Node, checker: Checker, what: str) -> list[tuple[Node, str]]:
-    """A list of scalars; a lone scalar counts as a list of one, as admins often write it."""
+def text_list_of(node: Node, checker: Checker, what: str, at_most: int | None = None) -> list[tuple[Node, str]]:
+    """A list of scalars; a lone scalar counts as a list of one, as admins often write it.
+
+    A list longer than `at_most` is reported (naming the limit) and read as empty.
+    """
     if is_null(node):
         return []
     items = node.value if isinstance(node, SequenceNode) else [node]
     if isinstance(node, MappingNode):
         checker.report(node, f"{what} must be a list (got a mapping)")
+        return []
+    if at_most is not None and len(items) > at_most:
+        checker.report(node, limit_message(what, len(items), "entries", at_most))
         return []
     texts: list[tuple[Node, str]] = []
     for item in items:
@@ -256,17 +262,20 @@ def field_at(checker: Checker, node: Node, parse: Callable[[str], Parsed], text:
         return parse(text)
     except FieldError as error:
         checker.report(node, str(error))
-        return None
+    except (ValueError, OverflowError) as error:  # a parser's range check missed; still name the position
+        checker.report(node, f"value cannot be read ({type(error).__name__}: {error})")
+    return None
 
 
 def parsed_list(
-    known: dict[str, Entry], key: str, checker: Checker, what: str, parse: Callable[[str], Parsed]
+    known: dict[str, Entry], key: str, checker: Checker, what: str, parse: Callable[[str], Parsed],
+    at_most: int | None = None,
 ) -> list[Parsed]:
     """The list under `key` of a checked mapping, each item run through a fields.py parser ([] without `key`)."""
     if key not in known:
         return []
     parsed: list[Parsed] = []
-    for item, text in text_list_of(known[key].value, checker, f"'{key}' of {what}"):
+    for item, text in text_list_of(known[key].value, checker, f"'{key}' of {what}", at_most):
         value = field_at(checker, item, parse, text)
         if value is not None:
             parsed.append(value)
