@@ -18,8 +18,10 @@ def load_or_report(args: argparse.Namespace) -> Policy | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gatewayd.compile.checked import compile_or_report
+
     policy = load_or_report(args)
-    if policy is None:
+    if policy is None or compile_or_report(policy) is None:  # the same compile as render
         return 1
     print(f"{args.policy}: OK ({len(policy.groups)} groups, {len(policy.rules)} rules, "
           f"{len(policy.classes)} classes, {len(policy.applications)} apps)")
@@ -27,12 +29,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from gatewayd.compile.plan import compile_plan
+    from gatewayd.compile.checked import compile_or_report
 
     policy = load_or_report(args)
-    if policy is None:
+    compiled = compile_or_report(policy) if policy is not None else None
+    if compiled is None:
         return 1
-    sys.stdout.write(compile_plan(policy).render())
+    sys.stdout.write(compiled[1])
     return 0
 
 

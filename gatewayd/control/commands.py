@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gatewayd.control.confirm_window import confirm_window_argument
 from gatewayd.control.protocol import DEFAULT_SOCKET, ControlError, request
 
 STATUS_TIMEOUT_SECONDS = 10.0
@@ -119,7 +120,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
     apply = commands.add_parser("apply", help="switch the running daemon to a new policy, with health checks")
     apply.add_argument("policy")
-    apply.add_argument("--confirm-within", type=float, metavar="SECONDS",
+    apply.add_argument("--confirm-within", type=confirm_window_argument, metavar="SECONDS",
                        help="revert by itself unless `gatewayd confirm` arrives in time")
     apply.add_argument("--json", action="store_true")
     apply.add_argument("--socket", default=str(DEFAULT_SOCKET), help=socket_help)

@@ -15,6 +15,7 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gatewayd.control.confirm_window import confirm_window_seconds
 from gatewayd.control.protocol import ControlError, encode, read_line
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ class ControlServer:
         elif command == "apply":
             confirm_within = request.get("confirm_within")
             self.daemon.changes.begin(str(request["policy"]),
-                                      float(confirm_within) if confirm_within is not None else None, reply)
+                                      confirm_window_seconds(confirm_within) if confirm_within is not None else None,
+                                      reply)
         elif command == "confirm":
             self.daemon.changes.confirm(reply)
         else:

@@ -16,7 +16,13 @@ from gatewayd.policy.fields import (
     parse_port_match,
     parse_url_rule,
 )
-from gatewayd.policy.limits import MAX_ADDRESSES_PER_APP, MAX_DOMAINS_PER_APP, MAX_PORTS_PER_APP
+from gatewayd.policy.limits import (
+    MAX_ADDRESS_PORT_PAIRS_PER_APP,
+    MAX_ADDRESSES_PER_APP,
+    MAX_DOMAINS_PER_APP,
+    MAX_PORTS_PER_APP,
+    limit_message,
+)
 from gatewayd.policy.model import CATEGORIES, Application
 from gatewayd.policy.sourcefile import read_source
 from gatewayd.policy.yamltree import (
@@ -25,6 +31,7 @@ from gatewayd.policy.yamltree import (
     checked_mapping,
     compose,
     field_at,
+    is_foreign_document,
     is_null,
     mapping_entries,
     parsed_list,
@@ -61,6 +68,8 @@ def _catalog_from_root(root: Node | None, text: str, checker: Checker) -> dict[s
     if root is None:
         if not checker.issues:
             checker.report_at(1, 1, "catalog is empty (expected a mapping with key 'applications')")
+        return {}
+    if is_foreign_document(root, checker, "a catalog", CATALOG_KEYS):
         return {}
     known = checked_mapping(root, checker, "the catalog", CATALOG_KEYS, required=CATALOG_KEYS, mapping=root)
     if known is None:
@@ -104,6 +113,11 @@ def _read_application(
     evidence_keys = ("domains", "addresses", "ports", "signatures", "urls", "url_keywords")
     if all_keys_known and not any(field in known for field in evidence_keys):
         checker.report(key, f"{what} has no domains, addresses, ports, signatures or urls, so nothing can identify it")
+        return None
+    if networks and ports and len(networks) * len(ports) > MAX_ADDRESS_PORT_PAIRS_PER_APP:
+        # The kernel's map gets one element per address and port together.
+        checker.report(key, limit_message(what, len(networks) * len(ports), "address and port pairs",
+                                          MAX_ADDRESS_PORT_PAIRS_PER_APP))
         return None
     if name is None or category is None:
         return None

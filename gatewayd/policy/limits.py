@@ -13,8 +13,6 @@ live beside their sections; they cannot be raised here.
 
 from __future__ import annotations
 
-import math
-
 # Bytes read from a policy, catalog or bindings file; 60,000 hosts and 100,000
 # domains take about 5 MB of YAML.
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -36,6 +34,7 @@ MAX_REACHABILITY_COMPARISONS = 1_000_000
 MAX_DOMAINS_PER_APP = 250_000
 MAX_PORTS_PER_APP = 4_096
 MAX_ADDRESSES_PER_APP = 65_536
+MAX_ADDRESS_PORT_PAIRS_PER_APP = 65_536  # an app with both gets one kernel map element per pair
 MAX_MEMBERS_PER_GROUP = 65_536  # 60,000 single hosts in one department still fit
 MAX_BINDINGS = 65_536  # IP-MAC bindings, inline and from the bindings file together
 
@@ -60,20 +59,3 @@ def limit_message(subject: str, count: int, noun: str, limit: int) -> str:
     """'the policy has 120,000 rules; the limit is 10,000': what every refusal says."""
     return f"{subject} has {count:,} {noun}; the limit is {limit:,}"
 
-
-def confirm_window_seconds(value: object) -> float:
-    """A commit-confirm window: finite, more than 0 and at most MAX_CONFIRM_WITHIN_SECONDS.
-
-    Raises ValueError otherwise: `nan` never passes a deadline, `inf` never reverts.
-    Used by the command line and again by the daemon (the socket is not trusted).
-    """
-    try:
-        seconds = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
-    except (ValueError, OverflowError):
-        seconds = None
-    if seconds is None:
-        raise ValueError(f"confirm_within must be a number of seconds (got {str(value)[:40]!r})")
-    if not math.isfinite(seconds) or not 0 < seconds <= MAX_CONFIRM_WITHIN_SECONDS:
-        raise ValueError(f"confirm_within must be more than 0 and at most {MAX_CONFIRM_WITHIN_SECONDS:g} "
-                         f"seconds (got {value})")
-    return seconds

@@ -39,6 +39,7 @@ from gatewayd.policy.yamltree import (
     field_at,
     integer_of,
     is_empty,
+    is_foreign_document,
     is_null,
     mapping_entries,
     text_list_of,
@@ -115,6 +116,8 @@ def _build_policy(text: str, checker: Checker, catalog: dict) -> Policy | None:
             checker.report_at(
                 1, 1, f"policy is empty (expected a mapping with keys: {', '.join(REQUIRED_TOP_LEVEL_KEYS)}, ...)"
             )
+        return None
+    if is_foreign_document(root, checker, "a policy", TOP_LEVEL_KEYS):
         return None
     known = checked_mapping(root, checker, "the policy", TOP_LEVEL_KEYS, REQUIRED_TOP_LEVEL_KEYS, mapping=root)
     if known is None:

@@ -47,24 +47,24 @@ class CountingComposer(Composer):
         self.nodes_composed = 0
         self.expanded_sizes: dict[str, int] = {}  # anchor -> nodes an alias to it stands for
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        event = self.peek_event()
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event = self.peek_event()  # type: ignore[attr-defined]  # the parser half of the loader has it
         if isinstance(event, AliasEvent):
             if event.anchor in self.anchors:  # an undefined alias is PyYAML's own error
                 self._count_alias(event)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         self._spend(1, event.start_mark, f"the file has more than {self.node_limit:,} YAML nodes; "
                                          f"the limit is {self.node_limit:,}")
         before = self.nodes_composed
         node = super().compose_node(parent, index)
         if event.anchor is not None:
             self.expanded_sizes[event.anchor] = self.nodes_composed - before + 1
-        return node  # type: ignore[no-any-return]
+        return node
 
     def _count_alias(self, event: AliasEvent) -> None:
-        size = self.expanded_sizes.get(event.anchor)
+        size = self.expanded_sizes.get(event.anchor or "")
         if size is None:  # the anchored node is still being composed: the alias is inside it
-            raise NodeLimitError(event.start_mark.line + 1, event.start_mark.column + 1,
+            raise NodeLimitError(_line(event.start_mark), _column(event.start_mark),
                                  f"alias '*{event.anchor}' is inside the node it refers to "
                                  "(a recursive structure has no end)")
         total = self.nodes_composed + size
@@ -75,11 +75,18 @@ class CountingComposer(Composer):
     def _spend(self, nodes: int, mark: Any, message: str) -> None:
         self.nodes_composed += nodes
         if self.nodes_composed > self.node_limit:
-            raise NodeLimitError(mark.line + 1, mark.column + 1, message)
+            raise NodeLimitError(_line(mark), _column(mark), message)
 
 
-class _PreciseComposer(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,  # type: ignore[misc]
-                       CountingComposer, Resolver):
+def _line(mark: Any) -> int:
+    return int(mark.line) + 1 if mark is not None else 1
+
+
+def _column(mark: Any) -> int:
+    return int(mark.column) + 1 if mark is not None else 1
+
+
+class _PreciseComposer(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, CountingComposer, Resolver):
     def __init__(self, text: str) -> None:
         yaml.reader.Reader.__init__(self, text)
         yaml.scanner.Scanner.__init__(self)
@@ -106,9 +113,10 @@ def compose_counted(text: str, fast: bool) -> Node | None:
 
     `fast` parses with libyaml when PyYAML has it; False is the pure-Python parser.
     """
-    composer = _FastComposer(text) if fast and _FastComposer is not None else _PreciseComposer(text)
+    composer: Any = _FastComposer(text) if fast and _FastComposer is not None else _PreciseComposer(text)
     try:
-        return composer.get_single_node()  # type: ignore[no-any-return]
+        root: Node | None = composer.get_single_node()
+        return root
     finally:
         dispose = getattr(composer, "dispose", None)
         if dispose is not None:

@@ -159,6 +159,24 @@ def _merge_sources(value: Node, checker: Checker, what: str) -> list[Entry]:
     return entries
 
 
+def is_foreign_document(root: Node, checker: Checker, what: str, sections: tuple[str, ...]) -> bool:
+    """True (reported) when `root` is plainly no `what`: a lone value, or a mapping without one of `sections`.
+
+    Such a file may be anything a path can name (/etc/shadow, a key file), so it is
+    refused in one message that quotes none of its content.
+    """
+    if isinstance(root, ScalarNode) and not is_null(root):
+        checker.report(root, f"{what} must be a mapping (got a single value; is this {what} file?)")
+        return True
+    if isinstance(root, MappingNode) and root.value:
+        names = {key.value for key, _ in root.value if isinstance(key, ScalarNode)}
+        if not names & set(sections):
+            checker.report(root, f"this is not {what} file: none of its top-level keys is one of "
+                                 f"{', '.join(sections)}")
+            return True
+    return False
+
+
 def checked_mapping(
     node: Node,
     checker: Checker,
