@@ -17,6 +17,7 @@ from gatewayd.policy.bandwidth import check_qos_budgets
 from gatewayd.policy.applications import MAX_APPLICATIONS, load_catalog, read_applications
 from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.fields import check_interface_name, parse_listen, parse_rate
+from gatewayd.policy.limits import MAX_APPLICATION_ADDRESSES, MAX_GROUP_MEMBERS
 from gatewayd.policy.model import ClassifierSettings, Interfaces, Policy
 from gatewayd.policy.rules import Names, check_reachability, read_decision, read_rules
 from gatewayd.policy.sections import (
@@ -40,6 +41,7 @@ from gatewayd.policy.yamltree import (
     integer_of,
     is_empty,
     is_foreign_document,
+    within_total,
     is_null,
     mapping_entries,
     text_list_of,
@@ -136,9 +138,9 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     metrics_listen = _read_metrics(_section(known, "metrics"), checker)
     classifier = _read_classifier(_section(known, "classifier"), checker)
     schedules = read_schedules(known["schedules"].value, checker) if "schedules" in known else {}
-    groups = read_groups(known["groups"].value, checker) if "groups" in known else {}
+    groups = read_groups(known["groups"].value, checker) if _within_totals(known, "groups", checker) else {}
     applications = dict(catalog)
-    if "applications" in known:
+    if _within_totals(known, "applications", checker):
         applications.update(read_applications(known["applications"].value, checker, builtin=False))
         _check_application_count(known["applications"].key, len(applications), checker)
     classifier = _with_tcp_only(classifier, _section(known, "classifier"), checker, applications)
@@ -177,6 +179,17 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         security=security,
         health=health,
     )
+
+
+def _within_totals(known: dict[str, Entry], section: str, checker: Checker) -> bool:
+    """The section is there and its lists parse in bounded time: aliases can repeat a 10,000-entry
+    list in every group or app, and each address costs tens of microseconds to parse and compile."""
+    if section not in known:
+        return False
+    node = known[section].value
+    if section == "groups":
+        return within_total(node, "members", checker, "group members", MAX_GROUP_MEMBERS)
+    return within_total(node, "addresses", checker, "application addresses", MAX_APPLICATION_ADDRESSES)
 
 
 def _declared(known: dict[str, Entry], key: str, parsed: dict) -> list[str]:

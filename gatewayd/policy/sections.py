@@ -23,7 +23,6 @@ from gatewayd.policy.fields import (
     parse_member,
     percent_text,
 )
-from gatewayd.policy.limits import MAX_MEMBERS_PER_GROUP
 from gatewayd.policy.model import AddressRange, Bandwidth, Group, Interfaces, QosClass, Schedule
 from gatewayd.policy.yamltree import (
     Checker,
@@ -116,7 +115,7 @@ def _read_group(entry: Entry, checker: Checker) -> Group | None:
     if "members" not in known:
         return None
     issues_before = len(checker.issues)
-    members = text_list_of(known["members"].value, checker, f"'members' of {what}", MAX_MEMBERS_PER_GROUP)
+    members = text_list_of(known["members"].value, checker, f"'members' of {what}")
     if is_empty(known["members"].value):
         checker.report(
             known["members"].value, f"'members' of {what} is empty (expected addresses, networks, ranges or MACs)"

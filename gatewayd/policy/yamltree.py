@@ -177,6 +177,21 @@ def is_foreign_document(root: Node, checker: Checker, what: str, sections: tuple
     return False
 
 
+def within_total(section: Node, key: str, checker: Checker, what: str, at_most: int) -> bool:
+    """False (reported at `section`) when the `key` lists of all of a section's entries hold more
+    than `at_most` entries together, counted before any is parsed (aliases count each time)."""
+    total = 0
+    if isinstance(section, MappingNode):
+        for _, body in section.value:
+            for name, value in body.value if isinstance(body, MappingNode) else ():
+                if isinstance(name, ScalarNode) and name.value == key and isinstance(value, SequenceNode):
+                    total += len(value.value)
+    if total > at_most:
+        checker.report(section, limit_message("the policy", total, what, at_most))
+        return False
+    return True
+
+
 def checked_mapping(
     node: Node,
     checker: Checker,
