@@ -27,6 +27,7 @@ NULL_TAG = "tag:yaml.org,2002:null"
 INT_TAG = "tag:yaml.org,2002:int"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 DECIMAL_INTEGER = re.compile(r"[-+]?[0-9]+")
+PRECISE_REPARSE_MAX_CHARS = 1024 * 1024  # the pure-Python parser reads about 1 MB a second
 MAX_SUGGESTED_WORD = 64  # names are at most 63 characters; a longer word is no typo of one
 
 
@@ -75,32 +76,40 @@ def compose(text: str, checker: Checker) -> Node | None:
     """The document's root node, or None (with an issue) when it is not YAML or composes past the node limit."""
     try:
         # libyaml parses a 100,000-domain blocklist several times faster. On a syntax error the
-        # pure-Python parser runs again below, for its more precise messages.
+        # pure-Python parser runs again below, for its more precise messages, unless the file is
+        # so big that it would take longer than the whole check may.
         return compose_counted(text, fast=True)
     except NodeLimitError as error:
         checker.report_at(error.line, error.column, error.message)
         return None
-    except (yaml.YAMLError, RecursionError, ValueError):
-        pass
+    except (yaml.YAMLError, RecursionError, ValueError) as error:
+        if len(text) > PRECISE_REPARSE_MAX_CHARS:
+            _report_yaml_error(error, text, checker)
+            return None
     try:
         return compose_counted(text, fast=False)
     except NodeLimitError as error:
         checker.report_at(error.line, error.column, error.message)
-    except yaml.MarkedYAMLError as error:
+    except (yaml.YAMLError, RecursionError, ValueError) as error:
+        _report_yaml_error(error, text, checker)
+    return None
+
+
+def _report_yaml_error(error: Exception, text: str, checker: Checker) -> None:
+    if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
         # PyYAML splits "expected X, but found Y" into context and problem.
         problem = ", ".join(part for part in (error.context, error.problem) if part) or "cannot parse"
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         checker.report_at(line, column, f"invalid YAML: {problem}")
-    except yaml.reader.ReaderError as error:
+    elif isinstance(error, yaml.reader.ReaderError):
         line, column = line_and_column(text, error.position)
         code = error.character if isinstance(error.character, int) else ord(error.character)
         checker.report_at(line, column, f"invalid YAML: unacceptable character U+{code:04X}")
-    except yaml.YAMLError as error:
-        checker.report_at(1, 1, f"invalid YAML: {error}")
-    except RecursionError:
+    elif isinstance(error, RecursionError):
         checker.report_at(1, 1, "invalid YAML: nested too deeply")
-    return None
+    else:
+        checker.report_at(1, 1, f"invalid YAML: {error}")
 
 
 def is_null(node: Node) -> bool:

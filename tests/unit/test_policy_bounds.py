@@ -123,6 +123,16 @@ def test_alias_reused_many_times_is_refused_at_the_alias(tmp_path: Path, make: C
     assert text_at(policy, *position_of(error, policy)).startswith("*")
 
 
+def test_a_syntax_error_at_the_end_of_a_big_file_is_reported_within_the_bound(tmp_path: Path) -> None:
+    # The pure-Python parser, run again for its messages, reads about 1 MB a second.
+    blocklist = "".join(f"      - blocked{i}.example.com\n" for i in range(150_000))
+    text = HEAD + "applications:\n  blocklist:\n    name: B\n    category: ads\n    domains:\n" + blocklist
+    policy = written(tmp_path, text + "rules: [unclosed\n")
+    line = text.count("\n") + 2
+    assert refused("check", policy) == [
+        f"{policy}:{line}:1: invalid YAML: while parsing a flow sequence, did not find expected ',' or ']'"]
+
+
 # --- many rules: linear checking, and a limit ---
 
 def distinct_rules(count: int) -> str:
