@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.cli.control_client import add_socket_option, request_or_report
+from gatewayd.control.confirm_window import confirm_window_argument
 
 APPLY_TIMEOUT_SECONDS = 60.0  # apply + health checks
 
@@ -37,7 +38,7 @@ def run_apply(args: argparse.Namespace) -> int:
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply = commands.add_parser("apply", help="switch the running daemon to a new policy, with health checks")
     apply.add_argument("policy")
-    apply.add_argument("--confirm-within", type=float, metavar="SECONDS",
+    apply.add_argument("--confirm-within", type=confirm_window_argument, metavar="SECONDS",
                        help="revert by itself unless `gatewayd confirm` arrives in time")
     apply.add_argument("--json", action="store_true")
     add_socket_option(apply)

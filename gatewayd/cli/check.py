@@ -8,8 +8,10 @@ from gatewayd.policy.loader import load_policy_or_report
 
 
 def run(args: argparse.Namespace) -> int:
+    from gatewayd.compile.checked import compile_or_report
+
     policy = load_policy_or_report(args.policy, args.catalog)
-    if policy is None:
+    if policy is None or compile_or_report(policy) is None:  # the same compile as render
         return 1
     print(f"{args.policy}: OK ({len(policy.groups)} groups, {len(policy.rules)} rules, "
           f"{len(policy.classes)} classes, {len(policy.applications)} apps)")

@@ -9,12 +9,13 @@ from gatewayd.policy.loader import load_policy_or_report
 
 
 def run(args: argparse.Namespace) -> int:
-    from gatewayd.compile.plan import compile_plan
+    from gatewayd.compile.checked import compile_or_report
 
     policy = load_policy_or_report(args.policy, args.catalog)
-    if policy is None:
+    compiled = compile_or_report(policy) if policy is not None else None
+    if compiled is None:
         return 1
-    sys.stdout.write(compile_plan(policy).render())
+    sys.stdout.write(compiled[1])
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gatewayd.control.confirm_window import confirm_window_seconds
 from gatewayd.control.protocol import Reply
 from gatewayd.control.server import CommandHandler
 from gatewayd.daemon.changes import ChangeManager
@@ -23,7 +24,12 @@ def control_commands(status_report: Callable[[], dict[str, Any]],
 
     def apply(request: dict[str, Any], reply: Reply) -> None:
         confirm_within = request.get("confirm_within")
-        changes.begin(str(request["policy"]), float(confirm_within) if confirm_within is not None else None, reply)
+        try:  # checked again here: anything root runs can write to the control socket
+            window = confirm_window_seconds(confirm_within) if confirm_within is not None else None
+        except ValueError as error:
+            reply({"ok": False, "error": str(error)})
+            return
+        changes.begin(str(request["policy"]), window, reply)
 
     def confirm(_request: dict[str, Any], reply: Reply) -> None:
         changes.confirm(reply)

@@ -16,6 +16,8 @@ log = logging.getLogger("gatewayd.last_good")
 
 DEFAULT_STATE_DIR = Path("/var/lib/gatewayd")
 FILE_NAME = "last-good-policy.yaml"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 class LastGoodStore:
@@ -26,10 +28,23 @@ class LastGoodStore:
         return self.path.is_file()
 
     def save(self, policy_text: str) -> None:
+        """Writes the copy 0600 in a 0700 directory whatever the umask: a policy names hosts, MACs
+        and the network's layout, and outside systemd (no StateDirectoryMode) the umask is often 022."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._make_state_dir()
             temporary = self.path.with_suffix(".tmp")
-            temporary.write_text(policy_text)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                                 FILE_MODE)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as copy:
+                os.fchmod(copy.fileno(), FILE_MODE)  # os.open's mode is cut by the umask; an old file keeps its own
+                copy.write(policy_text)
             os.replace(temporary, self.path)
         except OSError as exc:  # a full or read-only disk must not stop the gateway
             log.warning("event=last_good_not_saved path=%s error=%r", self.path, str(exc))
+
+    def _make_state_dir(self) -> None:
+        state_dir = self.path.parent
+        if state_dir.is_dir():
+            return  # an existing directory keeps the mode its owner (systemd's StateDirectory=) gave it
+        state_dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        os.chmod(state_dir, DIR_MODE)  # mkdir's mode is cut by the umask too

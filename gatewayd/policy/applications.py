@@ -18,7 +18,13 @@ from gatewayd.policy.fields import (
     parse_network,
     parse_port_match,
     parse_url_rule,
-    suggestion,
+)
+from gatewayd.policy.limits import (
+    MAX_ADDRESS_PORT_PAIRS_PER_APP,
+    MAX_ADDRESSES_PER_APP,
+    MAX_DOMAINS_PER_APP,
+    MAX_PORTS_PER_APP,
+    limit_message,
 )
 from gatewayd.policy.model import CATEGORIES, Application
 from gatewayd.policy.schema_parts import (
@@ -35,6 +41,7 @@ from gatewayd.policy.yamltree import (
     checked_mapping,
     compose,
     field_at,
+    is_foreign_document,
     is_null,
     mapping_entries,
     parsed_list,
@@ -73,6 +80,8 @@ def _catalog_from_root(root: Node | None, text: str, checker: Checker) -> dict[s
         if not checker.issues:
             checker.report_at(1, 1, "catalog is empty (expected a mapping with key 'applications')")
         return {}
+    if is_foreign_document(root, checker, "a catalog", CATALOG_KEYS):
+        return {}
     known = checked_mapping(root, checker, "the catalog", CATALOG_KEYS, required=CATALOG_KEYS, mapping=root)
     if known is None:
         return {}
@@ -109,7 +118,7 @@ def _check_parents(read: dict[str, Application], everything: dict[str, Applicati
         node = parent_nodes[app_id]
         if parent not in everything:
             checker.report(node, f"parent '{parent}' of application '{app_id}' is not an application"
-                           + suggestion(parent, sorted(everything)))
+                           + checker.suggest(parent, sorted(everything)))
             continue
         seen = {app_id}
         while parent is not None and parent in everything and parent not in seen:
@@ -132,9 +141,9 @@ def _read_application(
     parent = _read_parent(known, checker, what)
     if parent is not None:
         parent_nodes[app_id] = known["parent"].value
-    domains = parsed_list(known, "domains", checker, what, parse_domain)
-    networks = parsed_list(known, "addresses", checker, what, parse_network)
-    ports = parsed_list(known, "ports", checker, what, parse_port_match)
+    domains = parsed_list(known, "domains", checker, what, parse_domain, MAX_DOMAINS_PER_APP)
+    networks = parsed_list(known, "addresses", checker, what, parse_network, MAX_ADDRESSES_PER_APP)
+    ports = parsed_list(known, "ports", checker, what, parse_port_match, MAX_PORTS_PER_APP)
     signatures = parsed_list(known, "signatures", checker, what, check_signature)
     urls = parsed_list(known, "urls", checker, what, parse_url_rule)
     url_keywords = parsed_list(known, "url_keywords", checker, what, check_url_keyword)
@@ -142,6 +151,11 @@ def _read_application(
     evidence_keys = ("domains", "addresses", "ports", "signatures", "urls", "url_keywords")
     if all_keys_known and not any(field in known for field in evidence_keys):
         checker.report(key, f"{what} has no domains, addresses, ports, signatures or urls, so nothing can identify it")
+        return None
+    if networks and ports and len(networks) * len(ports) > MAX_ADDRESS_PORT_PAIRS_PER_APP:
+        # The kernel's map gets one element per address and port together.
+        checker.report(key, limit_message(what, len(networks) * len(ports), "address and port pairs",
+                                          MAX_ADDRESS_PORT_PAIRS_PER_APP))
         return None
     if name is None or category is None:
         return None
@@ -181,7 +195,7 @@ def _read_category(known: dict, checker: Checker, what: str) -> str | None:
         checker.report(
             node,
             f"category '{category}' is not known (expected one of: {', '.join(CATEGORIES)})"
-            + suggestion(category, CATEGORIES),
+            + checker.suggest(category, CATEGORIES),
         )
         return None
     return category

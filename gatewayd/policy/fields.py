@@ -13,7 +13,15 @@ import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
-from gatewayd.policy.model import SIGNATURE_NAMES, AddressRange, Bandwidth, HourRange, IPNetwork, PortMatch
+from gatewayd.policy.limits import MAX_RATE_BITS_PER_SECOND
+from gatewayd.policy.model import (
+    SIGNATURE_NAMES,
+    AddressRange,
+    Bandwidth,
+    HourRange,
+    IPNetwork,
+    PortMatch,
+)
 
 
 class FieldError(ValueError):
@@ -52,6 +60,11 @@ def suggestion(word: str, candidates: Iterable[str]) -> str:
         if ratio >= best_ratio and (not best or ratio > best_ratio):  # ties: the earlier, usually likelier, name
             best, best_ratio = str(name), ratio
     return f"; did you mean '{best}'?" if best else ""
+
+
+def shortened(text: str, at_most: int = 40) -> str:
+    """`text` as an error quotes it: a 5,000-digit value is named by its start and its length."""
+    return text if len(text) <= at_most else f"{text[:at_most]}... ({len(text):,} characters)"
 
 
 def check_name(text: str, what: str) -> str:
@@ -105,7 +118,10 @@ def parse_rate(text: str) -> int:
     match = re.fullmatch(_NUMBER + r"(bit|kbit|mbit|gbit)", text)
     if not match:
         raise FieldError(f"rate '{text}' is not valid (expected an absolute rate, {RATE_EXAMPLES})")
-    bits = int(Decimal(match.group(1)) * RATE_UNITS[match.group(2)])
+    amount = Decimal(match.group(1)) * RATE_UNITS[match.group(2)]
+    if amount > MAX_RATE_BITS_PER_SECOND:  # before int(): a 5,000-digit rate overflowed tc's arithmetic
+        raise FieldError(f"rate '{shortened(text)}' is more than {format_rate(MAX_RATE_BITS_PER_SECOND)}, the limit")
+    bits = int(amount)
     if bits <= 0:
         raise FieldError(f"rate '{text}' must be more than 0")
     return bits

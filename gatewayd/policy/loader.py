@@ -30,6 +30,7 @@ from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.groups import read_groups
 from gatewayd.policy.health import read_health
 from gatewayd.policy.interfaces import link_of, read_interfaces
+from gatewayd.policy.limits import MAX_APPLICATION_ADDRESSES, MAX_GROUP_MEMBERS
 from gatewayd.policy.metrics import read_metrics
 from gatewayd.policy.model import DnsSettings, Policy
 from gatewayd.policy.rules import Names, check_reachability, read_default, read_rules
@@ -42,6 +43,8 @@ from gatewayd.policy.yamltree import (
     checked_mapping,
     compose,
     integer_of,
+    is_foreign_document,
+    within_total,
 )
 
 TOP_LEVEL_KEYS = (
@@ -55,11 +58,16 @@ MERGE_KEY = "<<"
 
 def load_policy(path: str, catalog_path: str | None = None) -> Policy:
     """Loads and validates the policy at `path`, apps resolved against the catalog."""
+    return load_policy_with_text(path, catalog_path)[0]
+
+
+def load_policy_with_text(path: str, catalog_path: str | None = None) -> tuple[Policy, str]:
+    """The policy and the exact text it was loaded from (what the last-known-good copy keeps)."""
     checker = Checker(str(path))
     text = read_source(path, checker, "policy")
     if text is None:
         raise PolicyError(checker.issues)
-    return _load(text, checker, catalog_path)
+    return _load(text, checker, catalog_path), text
 
 
 def load_policy_or_report(path: str, catalog_path: str | None = None, errors: TextIO = sys.stderr) -> Policy | None:
@@ -75,15 +83,6 @@ def load_policy_or_report(path: str, catalog_path: str | None = None, errors: Te
 def load_policy_text(text: str, source: str, catalog_path: str | None = None) -> Policy:
     """Like load_policy, for text already in memory; `source` names it in messages."""
     return _load(text, Checker(source), catalog_path)
-
-
-def load_policy_with_text(path: str, catalog_path: str | None = None) -> tuple[Policy, str | None]:
-    """The policy and the exact text it was loaded from (what last-known-good keeps)."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError):
-        return load_policy(path, catalog_path), None  # raises PolicyError with the reason
-    return load_policy_text(text, path, catalog_path), text
 
 
 def _load(text: str, checker: Checker, catalog_path: str | Path | None) -> Policy:
@@ -112,6 +111,8 @@ def _build_policy(text: str, checker: Checker, catalog: dict) -> Policy | None:
                 1, 1, f"policy is empty (expected a mapping with keys: {', '.join(REQUIRED_TOP_LEVEL_KEYS)}, ...)"
             )
         return None
+    if is_foreign_document(root, checker, "a policy", TOP_LEVEL_KEYS):
+        return None
     known = checked_mapping(root, checker, "the policy", TOP_LEVEL_KEYS, REQUIRED_TOP_LEVEL_KEYS, mapping=root)
     if known is None:
         return None
@@ -129,9 +130,9 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     metrics_listen = read_metrics(_section(known, "metrics"), checker)
     classifier = read_classifier(_section(known, "classifier"), checker)
     schedules = read_schedules(known["schedules"].value, checker) if "schedules" in known else {}
-    groups = read_groups(known["groups"].value, checker) if "groups" in known else {}
+    groups = read_groups(known["groups"].value, checker) if _within_totals(known, "groups", checker) else {}
     applications = dict(catalog)
-    if "applications" in known:
+    if _within_totals(known, "applications", checker):
         applications.update(read_applications(known["applications"].value, checker, builtin=False, known=catalog))
         _check_application_count(known["applications"].key, len(applications), checker)
     classifier = with_tcp_only(classifier, _section(known, "classifier"), checker, applications)
@@ -172,6 +173,17 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         health=health,
         dns=dns,
     )
+
+
+def _within_totals(known: dict[str, Entry], section: str, checker: Checker) -> bool:
+    """The section is there and its lists parse in bounded time: aliases can repeat a 10,000-entry
+    list in every group or app, and each address costs tens of microseconds to parse and compile."""
+    if section not in known:
+        return False
+    node = known[section].value
+    if section == "groups":
+        return within_total(node, "members", checker, "group members", MAX_GROUP_MEMBERS)
+    return within_total(node, "addresses", checker, "application addresses", MAX_APPLICATION_ADDRESSES)
 
 
 def _declared(known: dict[str, Entry], key: str, parsed: dict) -> list[str]:

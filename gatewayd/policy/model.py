@@ -8,11 +8,12 @@ Every object that an admin wrote keeps its `Location`, so later stages
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gatewayd.policy.app_tree import with_descendants
+from gatewayd.policy.app_tree import children_index, with_descendants
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -270,7 +271,11 @@ class Policy:
         wanted = set(rule.apps)
         if rule.categories:
             wanted.update(a.id for a in self.applications.values() if a.category in rule.categories)
-        return with_descendants(wanted, self.applications)
+        return with_descendants(wanted, self.applications, self._app_children)
+
+    @functools.cached_property
+    def _app_children(self) -> dict[str, tuple[str, ...]]:
+        return children_index(self.applications)
 
 
 # --- the LAN guard (`security` section; parsed by policy/security.py) ---

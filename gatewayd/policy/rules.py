@@ -7,8 +7,13 @@ from dataclasses import dataclass
 
 from yaml.nodes import Node, SequenceNode
 
-from gatewayd.policy.app_tree import is_within
-from gatewayd.policy.fields import NAME_PATTERN, suggestion
+from gatewayd.policy.app_tree import ancestors, is_within
+from gatewayd.policy.fields import NAME_PATTERN
+from gatewayd.policy.limits import (
+    MAX_REACHABILITY_COMPARISONS,
+    MAX_RULES,
+    limit_message,
+)
 from gatewayd.policy.model import CATEGORIES, Application, Rule
 from gatewayd.policy.schema_parts import (
     Schema,
@@ -51,6 +56,9 @@ def read_rules(node: Node, checker: Checker, names: Names) -> list[Rule]:
         return []
     if not isinstance(node, SequenceNode):
         checker.report(node, f"'rules' must be a list (got {kind_name(node)})")
+        return []
+    if len(node.value) > MAX_RULES:
+        checker.report(node, limit_message("the policy", len(node.value), "rules", MAX_RULES))
         return []
     rules: list[Rule] = []
     first_use: dict[str, Node] = {}
@@ -119,7 +127,7 @@ def _defined_list(kind_plural: str, defined: Collection[str]) -> str:
 def _report_undefined(
     checker: Checker, node: Node, kind: str, kind_plural: str, name: str, defined: Collection[str]
 ) -> None:
-    checker.report(node, _undefined(kind, kind_plural, name, defined) + suggestion(name, defined))
+    checker.report(node, _undefined(kind, kind_plural, name, defined) + checker.suggest(name, defined))
 
 
 def _undefined(kind: str, kind_plural: str, name: str, defined: Collection[str]) -> str:
@@ -146,7 +154,7 @@ def _listed(
         if name in defined:
             found.append(name)
         else:
-            checker.report(item, unknown(name) + suggestion(name, defined))
+            checker.report(item, unknown(name) + checker.suggest(name, defined))
     return found
 
 
@@ -176,7 +184,7 @@ def read_decision(
         action = text_of(node, checker, f"'action' of {what}")
         if action is not None and action not in ACTIONS:
             checker.report(
-                node, f"action '{action}' is not valid (expected allow or block)" + suggestion(action, ACTIONS)
+                node, f"action '{action}' is not valid (expected allow or block)" + checker.suggest(action, ACTIONS)
             )
             action = None
     qos_class = _single_reference(known, "class", checker, what, classes, "class", "classes")
@@ -200,18 +208,84 @@ def check_reachability(rules: list[Rule], applications: dict[str, Application], 
     Conservative on purpose: only an earlier rule with no schedule and no
     except_groups counts, and only when its sources and apps plainly cover the
     later rule's; anything subtler is left alone rather than risk a false alarm.
+    Each rule is compared only with the earlier rules that could cover it (see
+    _CoverIndex), and at most MAX_REACHABILITY_COMPARISONS times in all: past
+    that the check stops rather than let a crafted policy make it quadratic.
     """
-    for position, later in enumerate(rules):
-        for earlier in rules[:position]:
-            if _covers(earlier, later, applications):
-                assert later.location is not None and earlier.location is not None
-                checker.report_at(
-                    later.location.line,
-                    later.location.column,
-                    f"rule '{later.name}' can never match: rule '{earlier.name}' "
-                    f"({earlier.location.file}:{earlier.location.line}) above it matches every flow it would",
-                )
-                break
+    index = _CoverIndex(applications)
+    for later in rules:
+        earlier = index.first_covering(later)
+        if index.exhausted:
+            return
+        if earlier is not None:
+            assert later.location is not None and earlier.location is not None
+            checker.report_at(
+                later.location.line,
+                later.location.column,
+                f"rule '{later.name}' can never match: rule '{earlier.name}' "
+                f"({earlier.location.file}:{earlier.location.line}) above it matches every flow it would",
+            )
+        index.add(later)
+
+
+class _CoverIndex:
+    """The unconditional rules seen so far, found by what a later rule they cover must share with them.
+
+    A rule with apps or categories covers a later rule only if it names the later rule's
+    first app (or that app's category), or its first category; a rule with neither may
+    cover anything. Of rules with the same groups, apps and categories only the first counts.
+    """
+
+    def __init__(self, applications: dict[str, Application]) -> None:
+        self.applications = applications
+        self.any_app: list[tuple[int, Rule]] = []
+        self.by_app: dict[str, list[tuple[int, Rule]]] = {}
+        self.by_category: dict[str, list[tuple[int, Rule]]] = {}
+        self.seen: set[tuple[frozenset[str], frozenset[str], frozenset[str]]] = set()
+        self.position = 0
+        self.comparisons_left = MAX_REACHABILITY_COMPARISONS
+
+    @property
+    def exhausted(self) -> bool:
+        return self.comparisons_left < 0
+
+    def add(self, rule: Rule) -> None:
+        self.position += 1
+        if rule.schedule is not None or rule.except_groups:
+            return
+        signature = (frozenset(rule.groups), frozenset(rule.apps), frozenset(rule.categories))
+        if signature in self.seen:
+            return
+        self.seen.add(signature)
+        entry = (self.position, rule)
+        if not (rule.apps or rule.categories):
+            self.any_app.append(entry)
+        for app_id in rule.apps:
+            self.by_app.setdefault(app_id, []).append(entry)
+        for category in rule.categories:
+            self.by_category.setdefault(category, []).append(entry)
+
+    def first_covering(self, later: Rule) -> Rule | None:
+        pools = [self.any_app]
+        if later.apps:
+            first_app = later.apps[0]
+            # a rule on a parent app covers its children (app_tree), so the parents' pools count too
+            pools += [self.by_app.get(app_id, []) for app_id in (first_app, *ancestors(first_app, self.applications))]
+            pools.append(self.by_category.get(self.applications[first_app].category, []))
+        elif later.categories:
+            pools.append(self.by_category.get(later.categories[0], []))
+        best: tuple[int, Rule] | None = None
+        for pool in pools:
+            for position, earlier in pool:
+                if best is not None and position >= best[0]:
+                    break  # pools are in file order: nothing further in this one is earlier
+                self.comparisons_left -= 1
+                if self.comparisons_left < 0:
+                    return None
+                if _covers(earlier, later, self.applications):
+                    best = (position, earlier)
+                    break
+        return best[1] if best is not None else None
 
 
 def _covers(earlier: Rule, later: Rule, applications: dict[str, Application]) -> bool:

@@ -13,7 +13,8 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from gatewayd.policy.errors import PolicyIssue
-from gatewayd.policy.fields import FieldError, parse_network
+from gatewayd.policy.fields import FieldError, parse_network, shortened
+from gatewayd.policy.limits import MAX_BINDINGS, MAX_NUMBER_DIGITS, limit_message
 from gatewayd.policy.model import (
     Binding,
     BindingTable,
@@ -85,14 +86,16 @@ def parse_rate_limit_rate(text: str) -> tuple[int, str]:
     match = re.fullmatch(r"([0-9]+)/(second|minute)", text)
     if not match:
         raise FieldError(f"rate '{text}' is not valid (expected PACKETS/second or PACKETS/minute, e.g. 200/second)")
-    count = int(match.group(1))
+    digits = match.group(1)
+    count = int(digits) if len(digits) <= MAX_NUMBER_DIGITS else MAX_RATE + 1  # no int() of 5,000 digits
     if not 1 <= count <= MAX_RATE:
-        raise FieldError(f"rate '{text}' is out of range (expected 1 to {MAX_RATE} packets per {match.group(2)})")
+        raise FieldError(f"rate '{shortened(text)}' is out of range (expected 1 to {MAX_RATE} packets per "
+                         f"{match.group(2)})")
     return count, match.group(2)
 
 
 def parse_duration(text: str) -> int:
-    match = re.fullmatch(r"([0-9]+)(s|m|h|d)", text)
+    match = re.fullmatch(r"([0-9]{1,%d})(s|m|h|d)" % MAX_NUMBER_DIGITS, text)
     if not match or int(match.group(1)) == 0:
         raise FieldError(f"duration '{text}' is not valid (expected a whole number with s, m, h or d, e.g. 10s, 10m)")
     return int(match.group(1)) * DURATION_UNITS[match.group(2)]
@@ -138,8 +141,8 @@ def read_security(entry: Entry, checker: Checker) -> SecurityPolicy | None:
 
 
 def parse_tcp_port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise FieldError(f"'{text}' is not a TCP port (expected 1 to 65535)")
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 0 < int(text) < 65536):
+        raise FieldError(f"'{shortened(text)}' is not a TCP port (expected 1 to 65535)")
     return int(text)
 
 
@@ -182,6 +185,8 @@ def _read_bindings(entry: Entry, checker: Checker) -> BindingTable | None:
             checker.report(node, f"unbound '{action}' is not valid (expected allow or drop)")
         elif action is not None:
             unbound = action
+    if len(by_address) > MAX_BINDINGS:
+        checker.report(entry.key, limit_message(what, len(by_address), "bindings", MAX_BINDINGS))
     if not by_address and not learn and unbound == "allow" and "file" not in known:
         checker.report(entry.key, f"{what} binds nothing (give hosts, a file, learn: true or unbound: drop)")
     return BindingTable(tuple(by_address.values()), learn, unbound)  # type: ignore[arg-type]
@@ -205,7 +210,8 @@ def _beside(policy_source: str, file_text: str) -> Path:
 def read_bindings_file(path: Path, checker: Checker, reference: Node) -> list[Binding]:
     """`MAC ADDRESS` (as in /etc/ethers) or `ADDRESS MAC` per line; '#' starts a comment.
 
-    Problems are reported in the bindings file's own FILE:LINE:COL.
+    Problems are reported in the bindings file's own FILE:LINE:COL, never quoting it: the
+    path may name a file that is not a bindings file at all, such as /etc/shadow.
     """
     file_checker = Checker(str(path))
     text = read_source(path, file_checker, "bindings file")
@@ -216,6 +222,10 @@ def read_bindings_file(path: Path, checker: Checker, reference: Node) -> list[Bi
             words = [(m.group(0), m.start() + 1) for m in re.finditer(r"\S+", line)]
             if not words:
                 continue
+            if len(bindings) == MAX_BINDINGS:
+                file_checker.report_at(number, words[0][1], f"the bindings file has more than {MAX_BINDINGS:,} "
+                                                            f"bindings; the limit is {MAX_BINDINGS:,}")
+                break
             if len(words) != 2:
                 file_checker.report_at(number, words[0][1], "expected 'MAC ADDRESS' (two words) on each line")
                 continue
@@ -235,13 +245,14 @@ def read_bindings_file(path: Path, checker: Checker, reference: Node) -> list[Bi
 def _file_binding(checker: Checker, line: int, mac_word: tuple[str, int], address_word: tuple[str, int]) -> Binding | None:
     try:
         mac = parse_mac(mac_word[0])
-    except FieldError as error:
-        checker.report_at(line, mac_word[1], str(error))
+    except FieldError:
+        checker.report_at(line, mac_word[1], "expected a host's MAC address here (e.g. 02:00:00:00:00:10; "
+                                             "not multicast, not all zeros)")
         return None
     try:
         address = parse_host_address(address_word[0])
-    except FieldError as error:
-        checker.report_at(line, address_word[1], str(error))
+    except FieldError:
+        checker.report_at(line, address_word[1], "expected a single IPv4/IPv6 address here (a binding names one host)")
         return None
     return Binding(address, mac, Location(checker.source, line, address_word[1]))
 

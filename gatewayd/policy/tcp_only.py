@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from yaml.nodes import Node
 
-from gatewayd.policy.fields import suggestion
 from gatewayd.policy.model import CATEGORIES, Application
 from gatewayd.policy.yamltree import Checker, is_null, text_list_of
 
@@ -25,7 +24,7 @@ def read_tcp_only(node: Node | None, checker: Checker, applications: dict[str, A
                 names.append(text)
             continue
         checker.report(item, f"'{text}' in tcp_only is neither an application nor a category"
-                       + suggestion(text, list(applications) + list(CATEGORIES)))
+                       + checker.suggest(text, list(applications) + list(CATEGORIES)))
     return tuple(names)
 
 

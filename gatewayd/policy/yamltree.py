@@ -10,7 +10,7 @@ MAC instead of turning into a boolean or a base-60 integer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,12 +19,16 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gatewayd.policy.errors import PolicyIssue
 from gatewayd.policy.fields import FieldError, suggestion
+from gatewayd.policy.limits import MAX_NUMBER_DIGITS, MAX_SUGGESTIONS, limit_message
 from gatewayd.policy.model import Location
+from gatewayd.policy.yamlcompose import NodeLimitError, compose_counted
 
 NULL_TAG = "tag:yaml.org,2002:null"
 INT_TAG = "tag:yaml.org,2002:int"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 DECIMAL_INTEGER = re.compile(r"[-+]?[0-9]+")
+PRECISE_REPARSE_MAX_CHARS = 1024 * 1024  # the pure-Python parser reads about 1 MB a second
+MAX_SUGGESTED_WORD = 64  # names are at most 63 characters; a longer word is no typo of one
 
 
 class Checker:
@@ -33,6 +37,15 @@ class Checker:
     def __init__(self, source: str) -> None:
         self.source = source
         self.issues: list[PolicyIssue] = []
+        self.suggestions_left = MAX_SUGGESTIONS
+
+    def suggest(self, word: str, candidates: Iterable[str]) -> str:
+        """fields.suggestion, until this file has had MAX_SUGGESTIONS of them (each compares with
+        every candidate, so 100,000 misspellings must not each pay for it)."""
+        if self.suggestions_left <= 0 or len(word) > MAX_SUGGESTED_WORD:
+            return ""
+        self.suggestions_left -= 1
+        return suggestion(word, candidates)
 
     def location(self, node: Node) -> Location:
         return Location(self.source, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -60,32 +73,43 @@ def line_and_column(text: str, offset: int) -> tuple[int, int]:
 
 
 def compose(text: str, checker: Checker) -> Node | None:
-    """The document's root node, or None (with an issue) when it is not YAML."""
-    fast_loader = getattr(yaml, "CSafeLoader", None)
-    if fast_loader is not None:
-        # libyaml composes a 100,000-domain blocklist about 5x faster. On any error the
-        # pure-Python loader runs again below, for its more precise messages.
-        try:
-            return yaml.compose(text, Loader=fast_loader)
-        except (yaml.YAMLError, RecursionError, ValueError):
-            pass
+    """The document's root node, or None (with an issue) when it is not YAML or composes past the node limit."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
+        # libyaml parses a 100,000-domain blocklist several times faster. On a syntax error the
+        # pure-Python parser runs again below, for its more precise messages, unless the file is
+        # so big that it would take longer than the whole check may.
+        return compose_counted(text, fast=True)
+    except NodeLimitError as error:
+        checker.report_at(error.line, error.column, error.message)
+        return None
+    except (yaml.YAMLError, RecursionError, ValueError) as error:
+        if len(text) > PRECISE_REPARSE_MAX_CHARS:
+            _report_yaml_error(error, text, checker)
+            return None
+    try:
+        return compose_counted(text, fast=False)
+    except NodeLimitError as error:
+        checker.report_at(error.line, error.column, error.message)
+    except (yaml.YAMLError, RecursionError, ValueError) as error:
+        _report_yaml_error(error, text, checker)
+    return None
+
+
+def _report_yaml_error(error: Exception, text: str, checker: Checker) -> None:
+    if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
         # PyYAML splits "expected X, but found Y" into context and problem.
         problem = ", ".join(part for part in (error.context, error.problem) if part) or "cannot parse"
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         checker.report_at(line, column, f"invalid YAML: {problem}")
-    except yaml.reader.ReaderError as error:
+    elif isinstance(error, yaml.reader.ReaderError):
         line, column = line_and_column(text, error.position)
         code = error.character if isinstance(error.character, int) else ord(error.character)
         checker.report_at(line, column, f"invalid YAML: unacceptable character U+{code:04X}")
-    except yaml.YAMLError as error:
-        checker.report_at(1, 1, f"invalid YAML: {error}")
-    except RecursionError:
+    elif isinstance(error, RecursionError):
         checker.report_at(1, 1, "invalid YAML: nested too deeply")
-    return None
+    else:
+        checker.report_at(1, 1, f"invalid YAML: {error}")
 
 
 def is_null(node: Node) -> bool:
@@ -144,6 +168,39 @@ def _merge_sources(value: Node, checker: Checker, what: str) -> list[Entry]:
     return entries
 
 
+def is_foreign_document(root: Node, checker: Checker, what: str, sections: tuple[str, ...]) -> bool:
+    """True (reported) when `root` is plainly no `what`: a lone value, or a mapping without one of `sections`.
+
+    Such a file may be anything a path can name (/etc/shadow, a key file), so it is
+    refused in one message that quotes none of its content.
+    """
+    if isinstance(root, ScalarNode) and not is_null(root):
+        checker.report(root, f"{what} must be a mapping (got a single value; is this {what} file?)")
+        return True
+    if isinstance(root, MappingNode) and root.value:
+        names = {key.value for key, _ in root.value if isinstance(key, ScalarNode)}
+        if not names & set(sections):
+            checker.report(root, f"this is not {what} file: none of its top-level keys is one of "
+                                 f"{', '.join(sections)}")
+            return True
+    return False
+
+
+def within_total(section: Node, key: str, checker: Checker, what: str, at_most: int) -> bool:
+    """False (reported at `section`) when the `key` lists of all of a section's entries hold more
+    than `at_most` entries together, counted before any is parsed (aliases count each time)."""
+    total = 0
+    if isinstance(section, MappingNode):
+        for _, body in section.value:
+            for name, value in body.value if isinstance(body, MappingNode) else ():
+                if isinstance(name, ScalarNode) and name.value == key and isinstance(value, SequenceNode):
+                    total += len(value.value)
+    if total > at_most:
+        checker.report(section, limit_message("the policy", total, what, at_most))
+        return False
+    return True
+
+
 def checked_mapping(
     node: Node,
     checker: Checker,
@@ -178,7 +235,7 @@ def check_keys(
             checker.report(
                 entry.key,
                 f"unknown key '{entry.name}' in {what} (expected one of: {', '.join(allowed)})"
-                + suggestion(entry.name, allowed),
+                + checker.suggest(entry.name, allowed),
             )
     for name in required:
         if name not in known:
@@ -200,6 +257,10 @@ def integer_of(node: Node, checker: Checker, what: str, low: int, high: int) -> 
     if not (isinstance(node, ScalarNode) and node.tag == INT_TAG and DECIMAL_INTEGER.fullmatch(node.value)):
         checker.report(node, f"{what} must be a whole number (got {kind_name(node)})")
         return None
+    digits = node.value.lstrip("+-").lstrip("0")
+    if len(digits) > MAX_NUMBER_DIGITS:  # int() of 4,300+ digits raises; no range of ours is that wide
+        checker.report(node, f"{what} has {len(digits):,} digits, out of range (expected {low} to {high})")
+        return None
     number = int(node.value)
     if not low <= number <= high:
         checker.report(node, f"{what} is {number}, out of range (expected {low} to {high})")
@@ -212,13 +273,19 @@ def is_empty(node: Node) -> bool:
     return is_null(node) or (isinstance(node, SequenceNode) and not node.value)
 
 
-def text_list_of(node: Node, checker: Checker, what: str) -> list[tuple[Node, str]]:
-    """A list of scalars; a lone scalar counts as a list of one, as admins often write it."""
+def text_list_of(node: Node, checker: Checker, what: str, at_most: int | None = None) -> list[tuple[Node, str]]:
+    """A list of scalars; a lone scalar counts as a list of one, as admins often write it.
+
+    A list longer than `at_most` is reported (naming the limit) and read as empty.
+    """
     if is_null(node):
         return []
     items = node.value if isinstance(node, SequenceNode) else [node]
     if isinstance(node, MappingNode):
         checker.report(node, f"{what} must be a list (got a mapping)")
+        return []
+    if at_most is not None and len(items) > at_most:
+        checker.report(node, limit_message(what, len(items), "entries", at_most))
         return []
     texts: list[tuple[Node, str]] = []
     for item in items:
@@ -237,17 +304,20 @@ def field_at(checker: Checker, node: Node, parse: Callable[[str], Parsed], text:
         return parse(text)
     except FieldError as error:
         checker.report(node, str(error))
-        return None
+    except (ValueError, OverflowError) as error:  # a parser's range check missed; still name the position
+        checker.report(node, f"value cannot be read ({type(error).__name__}: {error})")
+    return None
 
 
 def parsed_list(
-    known: dict[str, Entry], key: str, checker: Checker, what: str, parse: Callable[[str], Parsed]
+    known: dict[str, Entry], key: str, checker: Checker, what: str, parse: Callable[[str], Parsed],
+    at_most: int | None = None,
 ) -> list[Parsed]:
     """The list under `key` of a checked mapping, each item run through a fields.py parser ([] without `key`)."""
     if key not in known:
         return []
     parsed: list[Parsed] = []
-    for item, text in text_list_of(known[key].value, checker, f"'{key}' of {what}"):
+    for item, text in text_list_of(known[key].value, checker, f"'{key}' of {what}", at_most):
         value = field_at(checker, item, parse, text)
         if value is not None:
             parsed.append(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,8 @@ def test_broken_policy_at_start_runs_the_last_known_good_one(office: tuple[Lab, 
     lab, policy = office
     daemon = GatewayDaemon(lab, policy).start()
     daemon.stop()
+    # The copy names hosts and MACs: private even though the lab's umask is not.
+    assert stat.S_IMODE((daemon.state_dir / "last-good-policy.yaml").stat().st_mode) == 0o600
     good = policy.read_text()
     policy.write_text(good.replace("  upload: 20mbit", "  upload: twenty"))
     daemon = GatewayDaemon(lab, policy).start()

@@ -1,0 +1,27 @@
+"""What `gatewayd check` and `gatewayd render` both run, so "check: OK" means the policy renders."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.policy.errors import PolicyIssue
+from gatewayd.policy.model import Location, Policy
+
+
+def compile_or_report(policy: Policy, errors: TextIO = sys.stderr) -> tuple[Plan, str] | None:
+    """The plan and its rendering, or None after one FILE:LINE:COL line saying why it does not compile.
+
+    The policy reader range-checks every value at its position, so this should never
+    report; it is the last line of defence, and it points at the interfaces section,
+    whose link rates every tc tree is built from.
+    """
+    try:
+        plan = compile_plan(policy)
+        return plan, plan.render()
+    except Exception as error:  # noqa: BLE001 - the promise is "no traceback, ever"
+        where = policy.interfaces.location or Location(policy.source, 1, 1)
+        print(PolicyIssue(where, f"the policy passed its checks but does not compile "
+                                 f"({type(error).__name__}: {error})"), file=errors)
+        return None
