@@ -23,6 +23,7 @@ from typing import Any
 from netfilterqueue import NetfilterQueue
 
 from gatewayd.apply.applier import Applier, ApplyError
+from gatewayd.apply.nfqueue_config import QueueConfigError, set_fail_open
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.plan import Plan
@@ -53,7 +54,11 @@ from gatewayd.policy.model import Policy
 
 log = logging.getLogger("gatewayd.daemon")
 
-QUEUE_MAX_LEN = 4096
+# Packets waiting for a verdict. Above what the socket buffer holds (NetfilterQueue asks for
+# 2 x 2.4 MB, about 6,000 small packets): so the buffer overflows first, and every packet the
+# kernel then lets through without a verdict (fail-open) leaves a gap in the packet ids, which
+# VerdictHandler counts. A packet passed because the queue itself is full is counted nowhere.
+QUEUE_MAX_LEN = 16384
 LOOP_TICK_SECONDS = 1.0
 CHANGE_POLL_SECONDS = 0.1
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation passes (CPython's default: 700)
@@ -145,6 +150,7 @@ class Daemon:
         try:
             self.queue = NetfilterQueue()
             self.queue.bind(policy.classifier.queue_num, self.handler, max_len=QUEUE_MAX_LEN)
+            self._set_queue_fail_open(policy.classifier.fail_mode)
             serve(self.registry, policy.metrics_listen)
             self.control.open()
         except OSError as exc:
@@ -226,7 +232,8 @@ class Daemon:
         return security is not None and security.scan is not None
 
     def _drain_queue(self) -> None:
-        assert self.queue is not None
+        if self.queue is None:
+            return  # the first apply comes before the queue is bound
         try:
             self.queue.run(block=False)
         except OSError as exc:
@@ -281,6 +288,9 @@ class Daemon:
             # Cannot happen while every change goes through the one builder; kept as a guard.
             return SwitchResult(None, apply_error="the running policy changed while this one was built")
         clock = outcome.clock
+        # Verdicts first: replacing the table unregisters its hooks, and the kernel then drops
+        # whatever still waits in the queue. This leaves only packets queued during the transaction.
+        self._drain_queue()
         try:
             self.applier.apply(outcome.plan, self.plan)
         except ApplyError as exc:
@@ -317,7 +327,25 @@ class Daemon:
         self.handler.numbering = plan.numbering
         if previous and previous.policy.classifier.queue_num != plan.policy.classifier.queue_num:
             log.warning("event=queue_number_changed effective=after_restart")
+        if previous and previous.policy.classifier.fail_mode != plan.policy.classifier.fail_mode:
+            self._set_queue_fail_open(plan.policy.classifier.fail_mode)
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
+
+    def _set_queue_fail_open(self, fail_mode: str) -> None:
+        """fail_mode open: a packet the queue cannot take passes (counted) instead of being dropped."""
+        if self.queue is None:
+            return  # not bound yet: run() sets it right after binding
+        queue_num = self.plan.policy.classifier.queue_num if self.plan else 0
+        enabled = fail_mode == "open"
+        try:
+            set_fail_open(self.queue, queue_num, enabled)
+        except QueueConfigError as exc:
+            self.metrics.queue_fail_open.set(0)
+            log.warning("event=queue_fail_open_failed error=%r effect=\"a full queue drops packets\"", str(exc))
+            return
+        self.metrics.queue_fail_open.set(1 if enabled else 0)
+        log.info("event=queue_fail_open enabled=%s queue=%d max_len=%d", "yes" if enabled else "no", queue_num,
+                 QUEUE_MAX_LEN)
 
     def _reload_failed(self) -> bool:
         self.metrics.reload_success.set(0)
