@@ -51,6 +51,7 @@ from gatewayd.metrics.server import build_registry, serve
 from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy_with_text
 from gatewayd.policy.model import Policy
+from gatewayd.policy.security import referenced_files
 
 log = logging.getLogger("gatewayd.daemon")
 
@@ -307,7 +308,8 @@ class Daemon:
         self.degraded = degraded
         self.metrics.degraded.set(1 if degraded else 0)
         if text is not None:
-            self.last_good.save(text)
+            # The plan in force is the one just switched to: its policy names the files to keep.
+            self.last_good.save(text, referenced_files(self.plan.policy) if self.plan else ())
 
     def adopt(self, plan: Plan, tables: ClassifierTables | None) -> None:
         """Make an applied plan the running one: classifier tables (None: the apps did not change),
