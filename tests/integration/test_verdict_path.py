@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.lab import traffic
 from gatewayd.lab.big_policy import big_policy
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.lab.new_flows import NewFlow, NewFlowProbe, percentile
@@ -151,3 +152,51 @@ def test_an_idle_control_client_stalls_neither_verdicts_nor_other_clients(
         assert idle.recv(100) == b"", "the idle client was not closed"  # after the request timeout
     finally:
         idle.close()
+
+
+# New flows from fresh sockets to one port (many ports would trip the port-scan guard).
+FLOOD = r"""
+import socket, sys
+for _ in range(int(sys.argv[1])):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"x" * 1400, (sys.argv[2], 9))
+"""
+FLOOD_PACKETS = 8000  # 11 MB: more than the queue's socket buffer holds (about 4.9 MB)
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+def test_a_full_queue_passes_new_flows_only_in_fail_mode_open_and_counts_them(tmp_path: Path,
+                                                                              fail_mode: str) -> None:
+    policy = tmp_path / "office.yaml"
+    text = OFFICE_POLICY.read_text()
+    assert "  fail_mode: open\n" in text
+    policy.write_text(text.replace("  fail_mode: open\n", f"  fail_mode: {fail_mode}\n"))
+    with Lab(hosts=OFFICE_HOSTS) as lab:
+        daemon = GatewayDaemon(lab, policy).start()
+        try:
+            enabled = "yes" if fail_mode == "open" else "no"
+            assert f"event=queue_fail_open enabled={enabled}" in daemon.log_text()
+            assert daemon.process is not None
+            os.kill(daemon.process.pid, signal.SIGSTOP)  # the daemon falls behind: nothing is read
+            try:
+                lab.exec_python("service", FLOOD, args=[str(FLOOD_PACKETS), DNS_SERVER_V4], timeout=60)
+                # The DNS answer is queued for learning; the queue cannot take it now.
+                answer = traffic.dns_query(lab, "sales", SITE.hostname, timeout=2)
+            finally:
+                os.kill(daemon.process.pid, signal.SIGCONT)
+            # Reading again: once the backlog is worked off (bounded), new answers get verdicts.
+            after = [traffic.dns_query(lab, "sales", SITE.hostname, timeout=2).status for _ in range(3)]
+            assert "NOERROR" in after, after
+            metrics = daemon.metrics()
+        finally:
+            daemon.stop()
+    unread = metric_value(metrics, "gatewayd_nfqueue_unread_packets_total")
+    socket_drops = metric_value(metrics, "gatewayd_nfqueue_dropped_packets_total", reason="socket")
+    assert metric_value(metrics, "gatewayd_nfqueue_fail_open") == (1 if fail_mode == "open" else 0)
+    assert unread >= FLOOD_PACKETS / 4, unread  # most of the flood never reached the daemon, and is counted
+    if fail_mode == "open":
+        assert answer.status == "NOERROR", answer  # passed without a verdict
+        assert socket_drops == 0
+    else:
+        assert answer.status == "TIMEOUT", answer  # dropped, as fail closed says
+        assert socket_drops >= FLOOD_PACKETS / 4
