@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,18 +26,6 @@ pytestmark = pytest.mark.integration
 MAX_QUEUED_P99_SECONDS = 0.005
 LATENCY = "gatewayd_classifier_latency_seconds"
 SITE = DEFAULT_SITES["erp"]
-
-
-@pytest.fixture
-def office(tmp_path: Path) -> Iterator[tuple[Lab, GatewayDaemon, Path]]:
-    policy = tmp_path / "office.yaml"
-    policy.write_text(OFFICE_POLICY.read_text())
-    with Lab(hosts=OFFICE_HOSTS) as lab:
-        daemon = GatewayDaemon(lab, policy).start()
-        try:
-            yield lab, daemon, policy
-        finally:
-            daemon.stop()
 
 
 def probe(lab: Lab, max_seconds: float) -> NewFlowProbe:
@@ -70,8 +57,8 @@ def build_seconds(log: str) -> float:
 
 
 def test_new_flows_get_verdicts_in_time_while_a_100000_domain_policy_reloads(
-        office: tuple[Lab, GatewayDaemon, Path]) -> None:
-    lab, daemon, policy = office
+        office_daemon: tuple[Lab, GatewayDaemon, Path]) -> None:
+    lab, daemon, policy = office_daemon
     assert daemon.log_text().count("event=queue_fail_open enabled=yes") == 1
     policy.write_text(big_policy(hosts=5000, domains=100_000, variant=1))
     flows = probe(lab, max_seconds=120)
@@ -109,8 +96,8 @@ def test_new_flows_get_verdicts_in_time_while_a_100000_domain_policy_reloads(
           f"{late:.0f} over 5 ms")
 
 
-def test_a_fifo_as_the_policy_file_is_refused_and_verdicts_go_on(office: tuple[Lab, GatewayDaemon, Path]) -> None:
-    lab, daemon, policy = office
+def test_a_fifo_as_the_policy_file_is_refused_and_verdicts_go_on(office_daemon: tuple[Lab, GatewayDaemon, Path]) -> None:
+    lab, daemon, policy = office_daemon
     good = policy.read_text()
     policy.unlink()
     os.mkfifo(policy)  # opening it for reading would wait for a writer forever
@@ -131,8 +118,8 @@ def test_a_fifo_as_the_policy_file_is_refused_and_verdicts_go_on(office: tuple[L
 
 
 def test_an_idle_control_client_stalls_neither_verdicts_nor_other_clients(
-        office: tuple[Lab, GatewayDaemon, Path]) -> None:
-    lab, daemon, _ = office
+        office_daemon: tuple[Lab, GatewayDaemon, Path]) -> None:
+    lab, daemon, _ = office_daemon
     idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         idle.connect(str(daemon.control_socket))
