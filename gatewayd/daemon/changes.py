@@ -1,6 +1,6 @@
 """`gatewayd apply NEW --confirm-within S`: apply, check health, then keep or revert by itself.
 
-    apply ──▶ checking (health checks in a worker thread; verdicts go on)
+    build ──▶ apply ──▶ checking (health checks in a worker thread; verdicts go on)
                  ├─ a check fails ─────────────▶ revert to the previous policy
                  ├─ ok, no confirm asked ───────▶ kept
                  └─ ok ──▶ awaiting confirm ──▶ `gatewayd confirm` ─▶ kept
@@ -8,6 +8,9 @@
 
 Only a kept change becomes the daemon's policy file and last-known-good copy,
 so a crash while a change is unconfirmed restarts on the previous policy.
+The new policy (and a revert's old one) is built off the verdict path like a
+reload; the client's answer comes when the build, the apply and the checks
+are done.
 """
 
 from __future__ import annotations
@@ -19,13 +22,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gatewayd.apply.applier import ApplyError
 from gatewayd.compile.plan import Plan
 from gatewayd.control.health import HealthResult, run_checks
 from gatewayd.control.protocol import Reply
-from gatewayd.policy.errors import PolicyError
-from gatewayd.policy.loader import load_policy_with_text
-from gatewayd.policy.model import Policy
+from gatewayd.daemon.policy_builder import BuildRequest, SwitchDone, SwitchResult
 
 log = logging.getLogger("gatewayd.change")
 
@@ -42,10 +42,7 @@ class RunningPolicy(Protocol):
     @property
     def policy_path(self) -> str: ...
 
-    @property
-    def catalog_path(self) -> str | None: ...
-
-    def switch_to(self, policy: Policy) -> Plan: ...
+    def change_policy(self, request: BuildRequest, done: SwitchDone) -> bool: ...
 
     def record_policy_in_force(self, path: str, text: str | None, *, degraded: bool) -> None: ...
 
@@ -72,33 +69,42 @@ class ChangeManager:
         self.daemon = daemon
         self._count_revert = count_revert
         self.pending: PendingChange | None = None
+        self._switching = False  # a new policy (or a revert) is being built and applied
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
 
     @property
     def busy(self) -> bool:
-        return self.pending is not None
+        return self.pending is not None or self._switching
 
     def begin(self, path: str, confirm_within: float | None, reply: Reply) -> None:
-        if self.pending is not None:
+        if self.busy:
             reply({"ok": False, "error": "another change is pending: confirm it or let it revert first"})
             return
-        daemon = self.daemon
-        previous = daemon.plan
+        previous = self.daemon.plan
         assert previous is not None
-        try:
-            policy, text = load_policy_with_text(path, daemon.catalog_path)
-            daemon.switch_to(policy)
-        except PolicyError as exc:
+
+        def applied(result: SwitchResult) -> None:
+            self._switching = False
+            self._applied(result, previous, path, confirm_within, reply)
+
+        self._switching = True  # before the call: `applied` may run within it
+        if not self.daemon.change_policy(BuildRequest(path=path), applied):
+            self._switching = False
+            reply({"ok": False, "error": "a reload is in progress; nothing changed, try again when it is done"})
+
+    def _applied(self, result: SwitchResult, previous: Plan, path: str, confirm_within: float | None,
+                 reply: Reply) -> None:
+        if result.issues:
             reply({"ok": False, "error": "the policy does not load; nothing changed",
-                   "issues": [str(issue) for issue in exc.issues]})
+                   "issues": [str(issue) for issue in result.issues]})
             return
-        except ApplyError as exc:
-            reply({"ok": False, "error": f"apply failed; nothing changed: {exc}"})
+        if result.plan is None:
+            reply({"ok": False, "error": f"apply failed; nothing changed: {result.apply_error}"})
             return
-        log.info("event=change_applied policy=%s generation=%d confirm_within=%s", path, daemon.generation,
+        log.info("event=change_applied policy=%s generation=%d confirm_within=%s", path, self.daemon.generation,
                  confirm_within)
-        self.pending = PendingChange(previous, path, text, confirm_within,
-                                     self._workers.submit(run_checks, policy), reply)
+        self.pending = PendingChange(previous, path, result.text, confirm_within,
+                                     self._workers.submit(run_checks, result.plan.policy), reply)
 
     def confirm(self, reply: Reply) -> None:
         pending = self.pending
@@ -121,9 +127,10 @@ class ChangeManager:
             result = pending.health.result()
             if not result.ok:
                 reason = "health check failed: " + "; ".join(result.failures)
-                self._revert(pending, reason)
-                pending.answer({"ok": False, "state": "reverted", "reason": reason,
-                                "checks": [list(check) for check in result.checks]})
+                checks = [list(check) for check in result.checks]
+                # Answered once the previous policy is back in force, not before.
+                self._revert(pending, reason, then=lambda: pending.answer(
+                    {"ok": False, "state": "reverted", "reason": reason, "checks": checks}))
                 return
             if pending.confirm_within is None:
                 self._keep(pending)
@@ -150,14 +157,22 @@ class ChangeManager:
         self.pending = None
         log.info("event=change_kept policy=%s generation=%d", pending.new_path, self.daemon.generation)
 
-    def _revert(self, pending: PendingChange, reason: str) -> None:
+    def _revert(self, pending: PendingChange, reason: str, then: Callable[[], None] | None = None) -> None:
         daemon = self.daemon
-        self.pending = None
-        try:
-            daemon.switch_to(pending.previous.policy)
-        except ApplyError as exc:
-            log.error("event=revert_failed error=%r", str(exc))
-            return
-        self._count_revert()
-        log.warning("event=change_reverted reason=%r generation=%d policy=%s", reason, daemon.generation,
-                    daemon.policy_path)
+
+        def reverted(result: SwitchResult) -> None:
+            self._switching = False
+            if result.plan is None:
+                log.error("event=revert_failed error=%r",
+                          result.apply_error or "; ".join(str(issue) for issue in result.issues))
+            else:
+                self._count_revert()
+                log.warning("event=change_reverted reason=%r generation=%d policy=%s", reason, daemon.generation,
+                            daemon.policy_path)
+            if then is not None:
+                then()
+
+        self.pending, self._switching = None, True  # before the call: `reverted` may run within it
+        if not daemon.change_policy(BuildRequest(policy=pending.previous.policy), reverted):
+            # Cannot happen (reloads wait while a change is pending); the next poll tries again.
+            self.pending, self._switching = pending, False

@@ -1,21 +1,22 @@
 """The daemon's main loop: NFQUEUE socket, signals, reloads.
 
 Signal handlers only set flags and wake the loop through a pipe
-(signal.set_wakeup_fd); all work happens in the loop, on one thread, so a
-reload never races with a verdict. SIGHUP reloads, SIGTERM/SIGINT stop and
-remove gatewayd's kernel state.
+(signal.set_wakeup_fd). Verdicts, applies and control requests happen in the
+loop, on one thread, so a reload never races with a verdict; only reading,
+validating and compiling a policy runs in a worker (daemon/policy_builder.py),
+so a big or slow policy file never holds queued packets back. SIGHUP reloads
+(one at a time; a SIGHUP during a reload asks for one more), SIGTERM/SIGINT
+stop and remove gatewayd's kernel state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import os
 import select
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from netfilterqueue import NetfilterQueue
 
 from gatewayd.apply.applier import Applier, ApplyError
 from gatewayd.apply.features import log_kernel_features
+from gatewayd.apply.nfqueue_config import QueueConfigError, set_fail_open
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
-from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.compile.plan import Plan
 from gatewayd.control.protocol import DEFAULT_SOCKET
 from gatewayd.control.server import ControlServer
 from gatewayd.control.status import DaemonFacts, build_status
@@ -34,64 +36,51 @@ from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
 from gatewayd.daemon.host_classes import HostClassWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
+from gatewayd.daemon.policy_builder import (
+    BuildOutcome,
+    BuildRequest,
+    PolicyBuilder,
+    StepClock,
+    SwitchDone,
+    SwitchResult,
+    build_policy,
+    refuse_unless_regular_file,
+)
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
 from gatewayd.metrics.server import build_registry, serve
 from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy_with_text
 from gatewayd.policy.model import Policy
+from gatewayd.policy.security import referenced_files
 
 log = logging.getLogger("gatewayd.daemon")
 
-QUEUE_MAX_LEN = 4096
+# Packets waiting for a verdict. Above what the socket buffer holds (NetfilterQueue asks for
+# 2 x 2.4 MB, about 6,000 small packets): so the buffer overflows first, and every packet the
+# kernel then lets through without a verdict (fail-open) leaves a gap in the packet ids, which
+# VerdictHandler counts. A packet passed because the queue itself is full is counted nowhere.
+QUEUE_MAX_LEN = 16384
 LOOP_TICK_SECONDS = 1.0
 CHANGE_POLL_SECONDS = 0.1
-GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation passes (CPython's default: 700)  # how soon a finished health check or a passed deadline is acted on
+GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation passes (CPython's default: 700)
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic-GC passes while a policy is built: a big policy makes hundreds of
-    thousands of objects, and every pass over the old generations would walk them all."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def settle_garbage_collector() -> None:
+def settle_garbage_collector(*, collect: bool) -> None:
     """Keep cyclic-GC pauses out of the verdict path.
 
     The policy, catalog and tables live until the next reload: freezing them
     takes them out of every later collection. Per-packet objects are acyclic
     and freed by reference counting, so young-generation passes can be rarer.
+    A full collection walks every object with the GIL held (about 50 ms for a
+    100,000-domain policy), so only the start, before any verdict, does one;
+    after a reload the few cyclic leftovers of a build (under 100 objects,
+    measured) stay frozen instead.
     """
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
-
-
-class StepClock:
-    """Seconds spent in each step of a policy switch, for the reload's log line."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self._last = self.started
-        self.steps: dict[str, float] = {}
-
-    def step_done(self, step: str) -> None:
-        now = time.perf_counter()
-        self.steps[step] = now - self._last
-        self._last = now
-
-    def total(self) -> float:
-        return time.perf_counter() - self.started
-
-    def __str__(self) -> str:
-        return " ".join(f"{step}_seconds={value:.3f}" for step, value in self.steps.items())
 
 
 class Daemon:
@@ -106,6 +95,9 @@ class Daemon:
         self.last_good = LastGoodStore(state_dir)
         self.systemd = SystemdNotifier()
         self.applier = Applier()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self.builder = PolicyBuilder(catalog_path, wake=self._wake_loop)
         self.registry, self.metrics = build_registry(self, self.applier)
         self.changes = ChangeManager(self, count_revert=self.metrics.reverts.inc)
         self.control = ControlServer(control_socket, control_commands(self.status_report, self.changes))
@@ -116,7 +108,6 @@ class Daemon:
         self.queue: NetfilterQueue | None = None
         self._want_reload = False
         self._want_stop = False
-        self._wake_read, self._wake_write = os.pipe()
 
     def current_plan(self) -> Plan | None:
         return self.plan
@@ -128,6 +119,7 @@ class Daemon:
     def _initial_policy(self) -> tuple[Policy, str | None, bool] | None:
         """(policy, its text, degraded): the configured policy, or else the last-known-good one, or None."""
         try:
+            refuse_unless_regular_file(self.policy_path)
             return (*load_policy_with_text(self.policy_path, self.catalog_path), False)
         except PolicyError as exc:
             for issue in exc.issues:
@@ -150,17 +142,20 @@ class Daemon:
         if loaded is None:
             return 1
         policy, text, degraded = loaded
-        try:
-            plan = self.switch_to(policy)
-        except ApplyError as exc:
-            log.error("event=apply_failed error=%r", str(exc))
+        # No verdicts yet: the first build runs right here.
+        result = self._finish_switch(build_policy(BuildRequest(policy=policy), None, self.generation,
+                                                  self.catalog_path))
+        if result.plan is None:
+            log.error("event=apply_failed error=%r", result.apply_error)
             return 1
+        plan = result.plan
         # Degraded, the text is the last-known-good copy itself: nothing new to keep.
         self.record_policy_in_force(self.policy_path, None if degraded else text, degraded=degraded)
         assert self.handler is not None
         try:
             self.queue = NetfilterQueue()
             self.queue.bind(policy.classifier.queue_num, self.handler, max_len=QUEUE_MAX_LEN)
+            self._set_queue_fail_open(policy.classifier.fail_mode)
             serve(self.registry, policy.metrics_listen)
             self.control.open()
         except OSError as exc:
@@ -169,7 +164,7 @@ class Daemon:
             return 1
         self.metrics.up_since.set(self.started_at)
         self._install_signals()
-        settle_garbage_collector()  # before "started": nothing heavy may follow the ready signal
+        settle_garbage_collector(collect=True)  # before "started": nothing heavy may follow the ready signal
         log_kernel_features(self.applier.kernel_features())  # once: the first apply has settled the leaf kind
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
                  "leaf_qdisc=%s metrics=http://%s/metrics", self.policy_path, self.generation,
@@ -188,7 +183,6 @@ class Daemon:
         return f"{state}, generation {self.generation}, fail mode {self.plan.policy.classifier.fail_mode if self.plan else '?'}"
 
     def _install_signals(self) -> None:
-        os.set_blocking(self._wake_write, False)
         signal.set_wakeup_fd(self._wake_write)
         signal.signal(signal.SIGHUP, self._on_hup)
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -200,6 +194,13 @@ class Daemon:
     def _on_stop(self, _signum: int, _frame: object) -> None:
         self._want_stop = True
 
+    def _wake_loop(self) -> None:
+        """From the worker: a build is done, let the loop's select return now."""
+        try:
+            os.write(self._wake_write, b"b")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
     def _loop(self) -> None:
         assert self.queue is not None
         queue_fd = self.queue.get_fd()
@@ -207,27 +208,28 @@ class Daemon:
         while not self._want_stop:
             now = time.monotonic()
             self.systemd.ping_if_due(now)
+            self.builder.poll(now)
             self.changes.poll(now)
             until_ping = self.systemd.seconds_to_next_ping(now)
             timeout = LOOP_TICK_SECONDS if until_ping is None else min(LOOP_TICK_SECONDS, until_ping)
             if self.changes.busy:
                 timeout = min(timeout, CHANGE_POLL_SECONDS)
-            until_host_poll = self.host_classes.seconds_to_next_poll(self.plan)
-            if until_host_poll is not None:
-                timeout = min(timeout, until_host_poll)
+            for until in (self.host_classes.seconds_to_next_poll(self.plan),
+                          self.control.seconds_to_next_deadline(now)):
+                if until is not None:
+                    timeout = min(timeout, until)
             watched = [queue_fd, self._wake_read] + self.control.fds()
             try:
-                readable, _, _ = select.select(watched, [], [], timeout)
+                readable, writable, _ = select.select(watched, self.control.write_fds(), [], timeout)
             except InterruptedError:
-                readable = []
+                readable, writable = [], []
             if queue_fd in readable:
                 self._drain_queue()
             if self._wake_read in readable:
                 os.read(self._wake_read, 512)
-            self.control.serve_ready(readable)
+            self.control.serve_ready(readable, writable)
             if self._want_reload:
-                self._want_reload = False
-                self.reload()
+                self._start_reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
             self.host_classes.poll(self.plan)
 
@@ -236,7 +238,8 @@ class Daemon:
         return security is not None and security.scan is not None
 
     def _drain_queue(self) -> None:
-        assert self.queue is not None
+        if self.queue is None:
+            return  # the first apply comes before the queue is bound
         try:
             self.queue.run(block=False)
         except OSError as exc:
@@ -244,47 +247,64 @@ class Daemon:
             # they are counted in the nfqueue metrics, and the loop goes on.
             log.warning("event=queue_read_failed error=%r", str(exc))
 
-    def reload(self) -> bool:
-        """Validate, compile and apply the policy file again; on any failure keep the running one."""
+    def _start_reload(self) -> None:
+        """Start re-reading the policy file; the result is handled by `_reload_done` on the loop."""
         if self.changes.busy:
+            self._want_reload = False
             log.warning("event=reload_deferred reason=\"a change awaits confirmation; confirm or let it revert\"")
-            return False
+            return
+        if self.builder.busy:
+            return  # still wanted: starts once the build in progress is done (SIGHUPs meanwhile coalesce)
+        self._want_reload = False
         self.metrics.reload_time.set(time.time())
         self.systemd.reloading()
-        clock = StepClock()
-        try:
-            with gc_paused():
-                policy, text = load_policy_with_text(self.policy_path, self.catalog_path)
-                clock.step_done("load")
-                self.switch_to(policy, clock)
-        except PolicyError as exc:
-            for issue in exc.issues:
+        log.info("event=reload_started policy=%s", self.policy_path)
+        self.change_policy(BuildRequest(path=self.policy_path), self._reload_done)
+
+    def _reload_done(self, result: SwitchResult) -> None:
+        if result.issues:
+            for issue in result.issues:
                 log.error("event=reload_refused where=%s message=%r", issue.location, issue.message)
-            log.error("event=reload_refused errors=%d kept_generation=%d", len(exc.issues), self.generation)
-            return self._reload_failed()
-        except ApplyError as exc:
-            log.error("event=reload_refused error=%r kept_generation=%d", str(exc), self.generation)
-            return self._reload_failed()
-        self.record_policy_in_force(self.policy_path, text, degraded=False)
-        settle_garbage_collector()
+            log.error("event=reload_refused errors=%d kept_generation=%d", len(result.issues), self.generation)
+            self._reload_failed()
+            return
+        if result.plan is None:
+            log.error("event=reload_refused error=%r kept_generation=%d", result.apply_error, self.generation)
+            self._reload_failed()
+            return
+        self.record_policy_in_force(self.policy_path, result.text, degraded=False)
+        settle_garbage_collector(collect=False)
+        clock = result.clock or StepClock()
         log.info("event=reloaded generation=%d seconds=%.3f %s", self.generation, clock.total(), clock)
         self.systemd.ready(self._status_line())
-        return True
 
-    # --- the two verbs every policy change goes through (start, reload, apply, revert) ---
-    def switch_to(self, policy: Policy, clock: StepClock | None = None) -> Plan:
-        """Compile the policy against the running plan, apply it, adopt it; the running plan.
+    # --- the two verbs every policy change goes through (reload, apply, revert; start uses the second half) ---
+    def change_policy(self, request: BuildRequest, done: SwitchDone) -> bool:
+        """Build the policy in the worker, then apply and adopt it on the loop and call `done`.
 
-        Raises PolicyError or ApplyError with the running policy still in force.
-        """
-        clock = clock or StepClock()
-        plan = compile_plan(policy, self.plan)
-        clock.step_done("compile")
-        self.applier.apply(plan, self.plan)
+        False (nothing started) while another change is being built: one at a time."""
+        return self.builder.start(request, self.plan, self.generation,
+                                  lambda outcome: done(self._finish_switch(outcome)))
+
+    def _finish_switch(self, outcome: BuildOutcome) -> SwitchResult:
+        """On the loop: apply a built plan (one nft transaction) and adopt it, or say why not."""
+        if isinstance(outcome, PolicyError):
+            return SwitchResult(None, issues=tuple(outcome.issues))
+        if outcome.running_generation != self.generation:
+            # Cannot happen while every change goes through the one builder; kept as a guard.
+            return SwitchResult(None, apply_error="the running policy changed while this one was built")
+        clock = outcome.clock
+        # Verdicts first: replacing the table unregisters its hooks, and the kernel then drops
+        # whatever still waits in the queue. This leaves only packets queued during the transaction.
+        self._drain_queue()
+        try:
+            self.applier.apply(outcome.plan, self.plan)
+        except ApplyError as exc:
+            return SwitchResult(None, apply_error=str(exc), clock=clock)
         clock.step_done("apply")
-        self.adopt(plan)
-        clock.step_done("classifier")
-        return plan
+        self.adopt(outcome.plan, outcome.tables)
+        clock.step_done("adopt")
+        return SwitchResult(outcome.plan, outcome.text, clock=clock)
 
     def record_policy_in_force(self, path: str, text: str | None, *, degraded: bool) -> None:
         """The running policy stands for the file at `path` (or, degraded, last-known-good stands in
@@ -293,27 +313,46 @@ class Daemon:
         self.degraded = degraded
         self.metrics.degraded.set(1 if degraded else 0)
         if text is not None:
-            self.last_good.save(text)
+            # The plan in force is the one just switched to: its policy names the files to keep.
+            self.last_good.save(text, referenced_files(self.plan.policy) if self.plan else ())
 
-    def adopt(self, plan: Plan) -> None:
-        """Make an applied plan the running one: classifier tables, numbering, metrics."""
+    def adopt(self, plan: Plan, tables: ClassifierTables | None) -> None:
+        """Make an applied plan the running one: classifier tables (None: the apps did not change),
+        numbering, metrics."""
         previous = self.plan
         self._took_effect(plan)
         if self.classifier is None or self.handler is None:
             # Every DNS flow stays "dns": attributing a lookup to the app it names would let
             # a block rule drop the lookup itself, and a client that cannot resolve waits for
             # a DNS timeout instead of getting a quick reset (and the kernel learns nothing).
-            self.classifier = Classifier(ClassifierTables.build(plan.policy.applications.values()),
-                                         max_packets=plan.policy.classifier.max_packets,
+            assert tables is not None  # the first build has no running apps to keep
+            self.classifier = Classifier(tables, max_packets=plan.policy.classifier.max_packets,
                                          dns_flow_takes_queried_app=False)
             self.handler = VerdictHandler(self.classifier, plan.numbering, self.applier.nft, self.metrics)
-        elif previous is None or previous.policy.applications != plan.policy.applications:
-            # Rebuilt only when the apps changed: 100,000 blocklist domains take a noticeable while.
-            self.classifier.replace_tables(ClassifierTables.build(plan.policy.applications.values()))
+        elif tables is not None:
+            self.classifier.replace_tables(tables)
         self.handler.numbering = plan.numbering
         if previous and previous.policy.classifier.queue_num != plan.policy.classifier.queue_num:
             log.warning("event=queue_number_changed effective=after_restart")
+        if previous and previous.policy.classifier.fail_mode != plan.policy.classifier.fail_mode:
+            self._set_queue_fail_open(plan.policy.classifier.fail_mode)
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
+
+    def _set_queue_fail_open(self, fail_mode: str) -> None:
+        """fail_mode open: a packet the queue cannot take passes (counted) instead of being dropped."""
+        if self.queue is None:
+            return  # not bound yet: run() sets it right after binding
+        queue_num = self.plan.policy.classifier.queue_num if self.plan else 0
+        enabled = fail_mode == "open"
+        try:
+            set_fail_open(self.queue, queue_num, enabled)
+        except QueueConfigError as exc:
+            self.metrics.queue_fail_open.set(0)
+            log.warning("event=queue_fail_open_failed error=%r effect=\"a full queue drops packets\"", str(exc))
+            return
+        self.metrics.queue_fail_open.set(1 if enabled else 0)
+        log.info("event=queue_fail_open enabled=%s queue=%d max_len=%d", "yes" if enabled else "no", queue_num,
+                 QUEUE_MAX_LEN)
 
     def _reload_failed(self) -> bool:
         self.metrics.reload_success.set(0)
@@ -336,6 +375,7 @@ class Daemon:
         return build_status(facts, self.plan, self.applier, self.classifier)
 
     def _shutdown(self) -> None:
+        self.builder.close()
         self.control.close()
         if self.queue is not None:
             try:

@@ -65,10 +65,12 @@ class VerdictHandler:
         self.kernel = kernel
         self.metrics = metrics
         self.learned_book = LearnedAddressBook()
+        self._last_packet_id: int | None = None
 
     def __call__(self, packet: Any) -> None:
         started = time.perf_counter()
         try:
+            self._count_unread(packet.id)
             # The kernel marks reply-direction packets: the classifier need not see the SYN.
             from_client = not packet.get_mark() & marks.FROM_SERVER
             outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic(), from_client)
@@ -90,6 +92,15 @@ class VerdictHandler:
         finally:
             packet.accept()
             self.metrics.latency.observe(time.perf_counter() - started)
+
+    def _count_unread(self, packet_id: int) -> None:
+        """The kernel numbers every packet it queues, also those our full socket buffer then
+        refused (passed by fail-open, or dropped): a gap in the ids is that many packets."""
+        last, self._last_packet_id = self._last_packet_id, packet_id
+        if last is not None:
+            gap = (packet_id - last - 1) & 0xFFFFFFFF  # ids are u32 and wrap
+            if 0 < gap < 0x80000000:  # a "gap" of billions is an id going back (a re-bind), not a loss
+                self.metrics.queue_unread.inc(gap)
 
     def _learn(self, learned: list[LearnedAddress]) -> None:
         now = time.monotonic()

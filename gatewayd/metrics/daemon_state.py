@@ -35,6 +35,13 @@ class DaemonMetrics:
                               registry=registry)
         self.reverts = Counter("gatewayd_policy_reverts", "Changes reverted by commit-confirm "
                                "(a failed health check or no confirm in time).", registry=registry)
+        self.queue_fail_open = Gauge("gatewayd_nfqueue_fail_open",
+                                     "1 while the queue passes packets it cannot take (fail_mode open), "
+                                     "0 while it drops them.", registry=registry)
+        self.queue_unread = Counter("gatewayd_nfqueue_unread_packets",
+                                    "Packets queued for the classifier that never reached it (socket buffer full, "
+                                    "seen as gaps in packet ids): passed without a verdict under fail_mode open, "
+                                    "dropped under closed.", registry=registry)
         self.up_since = Gauge("gatewayd_start_time_seconds", "When the daemon started (Unix time).", registry=registry)
 
     def set_fail_mode(self, mode: str) -> None:

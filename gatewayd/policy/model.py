@@ -298,6 +298,19 @@ class BindingTable:
     static: tuple[Binding, ...] = ()  # inline pairs, then the file's, in order
     learn: bool = False  # also bind what the neighbour table holds at start and reload
     unbound: UnboundAction = "allow"  # frames from addresses bound to nothing
+    file: FileReference | None = None  # the bindings file, as loaded
+
+
+@dataclass(frozen=True)
+class FileReference:
+    """A file the policy names, with what was read from it: a copy of the policy (last-known-good)
+    must keep the file too, and point at it (the reference's value spans start..end, 0-based
+    (line, column) in the policy text)."""
+
+    path: str  # resolved: relative names are relative to the policy file
+    text: str
+    start: tuple[int, int]
+    end: tuple[int, int]
 
 
 @dataclass(frozen=True)

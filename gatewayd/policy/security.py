@@ -18,9 +18,11 @@ from gatewayd.policy.limits import MAX_BINDINGS, MAX_NUMBER_DIGITS, limit_messag
 from gatewayd.policy.model import (
     Binding,
     BindingTable,
+    FileReference,
     FloodLimits,
     IPAddress,
     Location,
+    Policy,
     RateLimit,
     ScanDefence,
     SecurityPolicy,
@@ -169,11 +171,18 @@ def _read_bindings(entry: Entry, checker: Checker) -> BindingTable | None:
             mac = field_at(checker, pair.value, parse_mac, mac_text) if mac_text is not None else None
             if address is not None and mac is not None:
                 _add_binding(by_address, Binding(address, mac, checker.location(pair.key)), checker)
+    file: FileReference | None = None
     if "file" in known:
-        file_text = text_of(known["file"].value, checker, f"'file' of {what}")
+        node = known["file"].value
+        file_text = text_of(node, checker, f"'file' of {what}")
         if file_text is not None:
-            for binding in read_bindings_file(_beside(checker.source, file_text), checker, known["file"].value):
+            path = _beside(checker.source, file_text)
+            bindings, text = read_bindings_file(path, checker, node)
+            for binding in bindings:
                 _add_binding(by_address, binding, checker)
+            if text is not None:
+                file = FileReference(str(path), text, (node.start_mark.line, node.start_mark.column),
+                                     (node.end_mark.line, node.end_mark.column))
     learn = False
     if "learn" in known:
         learn = bool(boolean_of(known["learn"].value, checker, f"'learn' of {what}"))
@@ -189,7 +198,7 @@ def _read_bindings(entry: Entry, checker: Checker) -> BindingTable | None:
         checker.report(entry.key, limit_message(what, len(by_address), "bindings", MAX_BINDINGS))
     if not by_address and not learn and unbound == "allow" and "file" not in known:
         checker.report(entry.key, f"{what} binds nothing (give hosts, a file, learn: true or unbound: drop)")
-    return BindingTable(tuple(by_address.values()), learn, unbound)  # type: ignore[arg-type]
+    return BindingTable(tuple(by_address.values()), learn, unbound, file)  # type: ignore[arg-type]
 
 
 def _add_binding(by_address: dict[IPAddress, Binding], binding: Binding, checker: Checker) -> None:
@@ -207,11 +216,12 @@ def _beside(policy_source: str, file_text: str) -> Path:
     return path if path.is_absolute() else Path(policy_source).resolve().parent / path
 
 
-def read_bindings_file(path: Path, checker: Checker, reference: Node) -> list[Binding]:
+def read_bindings_file(path: Path, checker: Checker, reference: Node) -> tuple[list[Binding], str | None]:
     """`MAC ADDRESS` (as in /etc/ethers) or `ADDRESS MAC` per line; '#' starts a comment.
 
-    Problems are reported in the bindings file's own FILE:LINE:COL, never quoting it: the
-    path may name a file that is not a bindings file at all, such as /etc/shadow.
+    The bindings and the file's text (None if it cannot be read). Problems are reported in the
+    bindings file's own FILE:LINE:COL, never quoting it: the path may name a file that is not a
+    bindings file at all, such as /etc/shadow.
     """
     file_checker = Checker(str(path))
     text = read_source(path, file_checker, "bindings file")
@@ -239,7 +249,13 @@ def read_bindings_file(path: Path, checker: Checker, reference: Node) -> list[Bi
             checker.report(reference, f"{issue.message} ({path})")
     else:
         checker.issues.extend(file_checker.issues)
-    return bindings
+    return bindings, text
+
+
+def referenced_files(policy: Policy) -> tuple[FileReference, ...]:
+    """Every file the policy depends on besides itself (today: the bindings file)."""
+    bindings = policy.security.bindings if policy.security else None
+    return (bindings.file,) if bindings is not None and bindings.file is not None else ()
 
 
 def _file_binding(checker: Checker, line: int, mac_word: tuple[str, int], address_word: tuple[str, int]) -> Binding | None:

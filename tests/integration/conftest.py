@@ -17,6 +17,8 @@ from typing import Iterator
 import pytest
 
 from gatewayd.lab import Lab, cleanup_dead_labs
+from gatewayd.lab.gateway import GatewayDaemon
+from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
 REQUIRED_TOOLS = ("ip", "dnsmasq", "iperf3", "curl", "dig", "sysctl", "ss")
@@ -66,3 +68,16 @@ def lab_module() -> Iterator[Lab]:
     """One default lab shared by a module's tests (faster; tests must not break it)."""
     with Lab() as built:
         yield built
+
+
+@pytest.fixture
+def office_daemon(tmp_path: Path) -> Iterator[tuple[Lab, GatewayDaemon, Path]]:
+    """The office lab with gatewayd running policies/office.yaml, copied to tmp_path (free to change)."""
+    policy = tmp_path / "office.yaml"
+    policy.write_text(OFFICE_POLICY.read_text())
+    with Lab(hosts=OFFICE_HOSTS) as lab:
+        daemon = GatewayDaemon(lab, policy).start()
+        try:
+            yield lab, daemon, policy
+        finally:
+            daemon.stop()

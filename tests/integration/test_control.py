@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,10 @@ NO_VIDEO_FOR_FINANCE = "rules:\n  - name: no-video-for-finance\n    groups: [fin
 
 
 @pytest.fixture
-def office(tmp_path: Path) -> Iterator[tuple[Lab, GatewayDaemon, Path]]:
-    policy = tmp_path / "office.yaml"
-    policy.write_text(OFFICE_POLICY.read_text())
-    with Lab(hosts=OFFICE_HOSTS) as lab:
-        daemon = GatewayDaemon(lab, policy).start()
-        try:
-            yield lab, daemon, tmp_path
-        finally:
-            daemon.stop()
+def office(office_daemon: tuple[Lab, GatewayDaemon, Path]) -> tuple[Lab, GatewayDaemon, Path]:
+    """The running office, with the directory beside its policy for new policies."""
+    lab, daemon, policy = office_daemon
+    return lab, daemon, policy.parent
 
 
 def changed_policy(tmp_path: Path, extra: str = HEALTHY) -> Path:

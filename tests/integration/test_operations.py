@@ -97,3 +97,30 @@ def test_systemd_hears_ready_watchdog_reloading_and_stopping(office: tuple[Lab, 
         drain(0.5)
         listener.close()
     assert any("STOPPING=1" in m for m in messages)
+
+
+def test_last_known_good_keeps_a_relative_bindings_file(office: tuple[Lab, Path]) -> None:
+    lab, policy = office
+    text = policy.read_text()
+    start = text.index("    hosts:\n", text.index("\n  bindings:\n"))
+    end = text.index("    learn:", start)
+    (policy.parent / "site").mkdir()
+    ethers = policy.parent / "site" / "office.ethers"
+    # The office's pairs, moved to a file the policy names relative to itself; one extra pair marks it.
+    pairs = [line.split(": ", 1) for line in text[start:end].splitlines()[1:]]
+    ethers.write_text("".join(f"{mac} {address.strip()}\n" for address, mac in pairs) + "02:00:00:00:0a:bc 192.0.2.77\n")
+    assert ["192.0.2.20", "02:00:00:00:00:20"] in [[a.strip(), m] for a, m in pairs]
+    policy.write_text(text[:start] + "    file: site/office.ethers\n" + text[end:])
+    daemon = GatewayDaemon(lab, policy).start()
+    daemon.stop()
+    ethers.unlink()  # gone, and the policy broken: only the saved copies are left
+    policy.write_text("version: 1\ninterfaces: {lan: lan0\n")
+    daemon = GatewayDaemon(lab, policy).start()
+    try:
+        log = daemon.log_text()
+        assert "event=started_degraded" in log and "Traceback" not in log, log
+        assert metric_value(daemon.metrics(), "gatewayd_policy_degraded") == 1
+        listing = daemon.nft("list", "ruleset")
+        assert "192.0.2.77 . 02:00:00:00:0a:bc" in listing  # the file's bindings are in force
+    finally:
+        daemon.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,13 @@ from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.control.health import HealthResult
 from gatewayd.daemon import changes as changes_module
 from gatewayd.daemon.changes import ChangeManager, RunningPolicy
+from gatewayd.daemon.policy_builder import (
+    BuildRequest,
+    SwitchDone,
+    SwitchResult,
+    build_policy,
+)
+from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy
 from gatewayd.policy.model import Policy
 
@@ -21,21 +29,46 @@ SMALL = PLAN_DIR / "small.yaml"
 
 
 class StandInDaemon:
-    """Records the two verbs a change may use; switching compiles for real, nothing touches the kernel."""
+    """Records the two verbs a change may use; building compiles for real, nothing touches the kernel.
 
-    def __init__(self) -> None:
+    A switch finishes at once, or, with `deferred`, when the test calls `finish_switch` (as the
+    daemon's worker would finish some loop turns later)."""
+
+    def __init__(self, deferred: bool = False) -> None:
         self.plan: Plan | None = compile_plan(load_policy(str(SMALL), CATALOG))
         self.generation = 1
         self.policy_path = str(SMALL)
-        self.catalog_path: str | None = CATALOG
         self.switched: list[Policy] = []
         self.recorded: list[tuple[str, str | None, bool]] = []
+        self.deferred = deferred
+        self.refuse_switches = False  # as while a reload is being built
+        self._in_flight: Callable[[], None] | None = None
 
-    def switch_to(self, policy: Policy) -> Plan:
-        self.plan = compile_plan(policy, self.plan)
-        self.generation += 1
-        self.switched.append(policy)
-        return self.plan
+    def change_policy(self, request: BuildRequest, done: SwitchDone) -> bool:
+        if self.refuse_switches or self._in_flight is not None:
+            return False
+
+        def finish() -> None:
+            try:
+                built = build_policy(request, self.plan, self.generation, CATALOG)
+            except PolicyError as exc:
+                done(SwitchResult(None, issues=tuple(exc.issues)))
+                return
+            self.plan = built.plan
+            self.generation += 1
+            self.switched.append(built.plan.policy)
+            done(SwitchResult(built.plan, built.text, clock=built.clock))
+
+        if self.deferred:
+            self._in_flight = finish
+        else:
+            finish()
+        return True
+
+    def finish_switch(self) -> None:
+        finish, self._in_flight = self._in_flight, None
+        assert finish is not None, "no switch in flight"
+        finish()
 
     def record_policy_in_force(self, path: str, text: str | None, *, degraded: bool) -> None:
         self.recorded.append((path, text, degraded))
@@ -127,3 +160,47 @@ def test_no_confirm_before_the_deadline_reverts(monkeypatch: pytest.MonkeyPatch,
     assert reverts == [] and manager.busy
     manager.poll(now + 31)
     assert reverts == [1] and len(daemon.switched) == 2 and daemon.recorded == [] and not manager.busy
+
+
+def test_a_change_waits_for_its_build_and_refuses_a_second_one_meanwhile(monkeypatch: pytest.MonkeyPatch,
+                                                                        new_policy: Path) -> None:
+    health_says(monkeypatch, ok=True)
+    daemon, replies = StandInDaemon(deferred=True), Replies()
+    manager = ChangeManager(daemon, count_revert=lambda: pytest.fail("nothing to revert"))
+    manager.begin(str(new_policy), 30.0, replies)
+    assert manager.busy and replies.messages == [] and daemon.switched == []  # built off the loop
+    second = Replies()
+    manager.begin(str(new_policy), 30.0, second)
+    assert second.messages[0]["ok"] is False and "pending" in second.messages[0]["error"]
+    daemon.finish_switch()
+    assert len(daemon.switched) == 1 and manager.pending is not None
+    checks_finished(manager)
+    manager.poll(time.monotonic())
+    assert replies.messages[-1]["state"] == "awaiting_confirm"
+
+
+def test_a_change_during_a_reload_is_refused_and_changes_nothing(new_policy: Path) -> None:
+    daemon, replies = StandInDaemon(), Replies()
+    daemon.refuse_switches = True
+    manager = ChangeManager(daemon, count_revert=lambda: pytest.fail("nothing to revert"))
+    manager.begin(str(new_policy), 30.0, replies)
+    assert replies.messages[0]["ok"] is False and "reload is in progress" in replies.messages[0]["error"]
+    assert daemon.switched == [] and not manager.busy
+
+
+def test_a_failed_check_is_answered_only_once_the_previous_policy_is_back(monkeypatch: pytest.MonkeyPatch,
+                                                                         new_policy: Path) -> None:
+    health_says(monkeypatch, ok=False)
+    daemon, replies = StandInDaemon(deferred=True), Replies()
+    previous = daemon.plan
+    assert previous is not None
+    reverts: list[int] = []
+    manager = ChangeManager(daemon, count_revert=lambda: reverts.append(1))
+    manager.begin(str(new_policy), None, replies)
+    daemon.finish_switch()
+    checks_finished(manager)
+    manager.poll(time.monotonic())
+    assert replies.messages == [] and manager.busy and reverts == []  # the revert is still being built
+    daemon.finish_switch()
+    assert replies.messages[-1]["state"] == "reverted" and daemon.switched[-1] is previous.policy
+    assert reverts == [1] and not manager.busy
