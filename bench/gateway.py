@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewayd.lab import traffic  # noqa: E402
-from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
-from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY  # noqa: E402
-from gatewayd.lab.services import IPERF_SERVER_V4  # noqa: E402
-from gatewayd.lab.topology import GATEWAY, INTERNET, Lab  # noqa: E402
+from gatewayd.lab import traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.services import IPERF_SERVER_V4
+from gatewayd.lab.topology import GATEWAY, INTERNET, Lab
 
 SINK_PORT = 9443
 OFFICE_LINK = "1gbit"

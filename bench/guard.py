@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewayd.lab import traffic  # noqa: E402
-from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
-from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY  # noqa: E402
-from gatewayd.lab.services import IPERF_SERVER_V4  # noqa: E402
-from gatewayd.lab.topology import HostSpec, Lab  # noqa: E402
+from gatewayd.lab import traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.services import IPERF_SERVER_V4
+from gatewayd.lab.topology import HostSpec, Lab
 
 FLOODER = HostSpec("192.0.2.67", "2001:db8:1::67", "02:00:00:00:00:67")
 SYN_LIMIT = "{ rate: 200/second, burst: 400 }"

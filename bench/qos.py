@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewayd.lab import traffic  # noqa: E402
-from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
-from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4, IPERF_SERVER_V6  # noqa: E402
-from gatewayd.lab.shaping import (  # noqa: E402
+from gatewayd.lab import traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4, IPERF_SERVER_V6
+from gatewayd.lab.shaping import (
     IperfJob,
     RttResult,
     concurrent_rates,
@@ -46,7 +46,7 @@ from gatewayd.lab.shaping import (  # noqa: E402
     steady_host_rate,
     udp_rtt,
 )
-from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab  # noqa: E402
+from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab
 
 REPO = Path(__file__).resolve().parents[1]
 WAN_MBIT = 50

@@ -257,7 +257,7 @@ class Classifier:
         return concluded
 
     @staticmethod
-    def _summary(proto: int, flow: "_Flow") -> FlowSummary:
+    def _summary(proto: int, flow: _Flow) -> FlowSummary:
         return FlowSummary(proto, _address_text(flow.client_addr), flow.client_port,
                            _address_text(flow.server_addr), flow.server_port, flow.packets, flow.decision)
 

@@ -60,7 +60,7 @@ def _gnutella2_udp(payload: bytes) -> bool:
     """G2 UDP transceiver: "GND", flags (clients use more than the two documented bits), sequence,
     part number >= 1, part count >= part (0 only for acknowledgements)."""
     flags, part, count = payload[3], payload[6], payload[7]
-    return flags < 0x20 and 1 <= part and (count == 0 or part <= count)
+    return flags < 0x20 and part >= 1 and (count == 0 or part <= count)
 
 
 # --- Xunlei / Thunder -----------------------------------------------------------------------

@@ -76,7 +76,7 @@ def edonkey(payload: bytes, direction_is_client: bool) -> bool:
         return False
     declared = _U32_LE.unpack_from(payload, 1)[0]
     # First packets (Hello) are small and whole: the length must match exactly.
-    return 1 <= declared and declared == len(payload) - 5
+    return declared >= 1 and declared == len(payload) - 5
 
 
 _OPENVPN_CLIENT_RESETS = (1, 7, 10)  # P_CONTROL_HARD_RESET_CLIENT_V1/V2/V3

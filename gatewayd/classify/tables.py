@@ -126,7 +126,7 @@ class ClassifierTables:
     tcp_only_apps: frozenset[str] = field(default=frozenset())  # QUIC of these is blocked (policy)
 
     @staticmethod
-    def build(apps: Iterable[Application]) -> "ClassifierTables":
+    def build(apps: Iterable[Application]) -> ClassifierTables:
         apps = list(apps)
         domains = DomainMatcher()
         addresses = AddressTable()

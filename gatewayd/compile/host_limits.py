@@ -44,7 +44,7 @@ class HostSlots:
         return [host for host in self.hosts if host.group == group and direction in host.directions]
 
     @staticmethod
-    def for_policy(policy: Policy, previous: "HostSlots | None" = None) -> "HostSlots":
+    def for_policy(policy: Policy, previous: HostSlots | None = None) -> HostSlots:
         wanted: dict[IPAddress, tuple[str, tuple[Direction, ...]]] = {}
         for name, group in policy.groups.items():
             directions = limited_directions(group)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gatewayd.classify.offline import FlowReport, classify_capture
-from gatewayd.explain.rules import RuleEngine, FlowFacts, RuleVerdict
+from gatewayd.explain.rules import FlowFacts, RuleEngine, RuleVerdict
 from gatewayd.policy.model import Policy
 
 FlowKey = tuple[str, str, int, str, int]

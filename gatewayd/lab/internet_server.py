@@ -27,8 +27,9 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 MAX_CONNECTIONS = 256
 MAX_BYTES = 50 * 1024 * 1024
@@ -103,7 +104,7 @@ class LabHttpHandler(http.server.BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the lab must stay quiet; failures surface in client results
 
 

@@ -42,9 +42,10 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from gatewayd.lab import services as lab_services
 
@@ -224,7 +225,7 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 _prefix_counter = itertools.count()
 _prefix_lock = threading.Lock()
-_live_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
+_live_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
 
 
 def _die_with_parent() -> None:
@@ -276,7 +277,7 @@ class Lab:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         try:
             self.build()
             if self.start_services:

@@ -261,8 +261,8 @@ class Policy:
     default_class: str = "default"
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     metrics_listen: str = "127.0.0.1:9108"
-    security: "SecurityPolicy | None" = None  # the LAN guard; None = no guard tables
-    health: "HealthChecks | None" = None  # checked after `gatewayd apply`; see policy/health.py
+    security: SecurityPolicy | None = None  # the LAN guard; None = no guard tables
+    health: HealthChecks | None = None  # checked after `gatewayd apply`; see policy/health.py
     dns: DnsSettings = field(default_factory=DnsSettings)  # the office's resolvers; see policy/dns.py
 
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:

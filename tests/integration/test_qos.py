@@ -18,10 +18,19 @@ import pytest
 from gatewayd.apply.tc import fifo_limit_bytes
 from gatewayd.compile.plan import compile_plan
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
-from gatewayd.policy.loader import load_policy_text
 from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4
-from gatewayd.lab.shaping import IperfJob, ShapingError, class_counters, concurrent_rates, host_class, iperf_rate, steady_host_rate, udp_rtt
+from gatewayd.lab.shaping import (
+    IperfJob,
+    ShapingError,
+    class_counters,
+    concurrent_rates,
+    host_class,
+    iperf_rate,
+    steady_host_rate,
+    udp_rtt,
+)
 from gatewayd.lab.topology import GATEWAY, HostSpec, Lab
+from gatewayd.policy.loader import load_policy_text
 
 pytestmark = pytest.mark.integration
 

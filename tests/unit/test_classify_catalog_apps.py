@@ -23,7 +23,7 @@ from gatewayd.policy.applications import load_catalog
 from gatewayd.policy.model import Application
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_classify_pcaps import PCAPS, label_key, labels  # noqa: E402
+from test_classify_pcaps import PCAPS, label_key, labels
 
 CLIENT, SERVER, RESOLVER = "192.0.2.10", "203.0.113.80", "198.51.100.53"
 

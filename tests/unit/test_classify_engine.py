@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 from scapy.all import DNS, DNSQR, DNSRR, IP, TCP, UDP, IPv6, Raw
-from scapy.layers.tls.all import TLS, TLS_Ext_ServerName, TLSClientHello, ServerName
+from scapy.layers.tls.all import TLS, ServerName, TLS_Ext_ServerName, TLSClientHello
 
 from gatewayd.classify.engine import Classifier, Decision, LearnedAddress
 from gatewayd.classify.tables import ClassifierTables

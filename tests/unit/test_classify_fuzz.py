@@ -23,7 +23,7 @@ from gatewayd.classify.signatures import SIGNATURES
 from gatewayd.classify.tables import ClassifierTables
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_classify_pcaps import PCAPS, read_ip_packets, test_catalog  # noqa: E402
+from test_classify_pcaps import PCAPS, read_ip_packets, test_catalog
 
 # CLASSIFY_FUZZ_EXAMPLES=20000 for a long soak; the default keeps the unit run fast.
 FUZZ = settings(max_examples=int(os.environ.get("CLASSIFY_FUZZ_EXAMPLES", "400")), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,8 +8,21 @@ import subprocess
 import sys
 
 import pytest
-from scapy.all import DNS, DNSQR, DNSRR, IP, TCP, UDP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, \
-    IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, fragment
+from scapy.all import (
+    DNS,
+    DNSQR,
+    DNSRR,
+    IP,
+    TCP,
+    UDP,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    Raw,
+    fragment,
+)
 
 from gatewayd.classify import http, tls
 from gatewayd.classify.dns import TYPE_A, TYPE_CNAME, parse_dns, parse_dns_tcp, resolve_answers
@@ -339,7 +352,7 @@ def test_signature_registry_complete() -> None:
 
 
 def test_signature_registry_is_the_policy_vocabulary() -> None:
-    assert KNOWN_SIGNATURES == frozenset(SIGNATURE_NAMES)
+    assert frozenset(SIGNATURE_NAMES) == KNOWN_SIGNATURES
 
 
 def test_signature_registry_check_names_both_sides_of_a_mismatch() -> None:

@@ -16,7 +16,7 @@ from gatewayd.lab.captures import DEVELOPMENT_SET
 from gatewayd.policy.model import Application
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_classify_pcaps import classify_capture  # noqa: E402
+from test_classify_pcaps import classify_capture
 
 RFC9001_DCID = bytes.fromhex("8394c8f03e515708")
 

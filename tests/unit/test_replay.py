@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from scapy.all import IP, TCP, Raw, wrpcap
-from scapy.layers.tls.all import TLS, TLS_Ext_ServerName, TLSClientHello, ServerName
+from scapy.layers.tls.all import TLS, ServerName, TLS_Ext_ServerName, TLSClientHello
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICE = REPO / "policies" / "office.yaml"
