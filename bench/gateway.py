@@ -58,7 +58,8 @@ asyncio.run(main())
 # Opens `count` connections, `parallel` at a time; each sends one ClientHello and closes.
 CLIENT = r"""
 import asyncio, sys, time
-address, port, count, parallel, hello = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), bytes.fromhex(sys.argv[5])
+address, port, count, parallel = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+hello = bytes.fromhex(sys.argv[5])
 done = 0
 async def one():
     global done

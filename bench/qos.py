@@ -244,9 +244,9 @@ def measure_lookup_cost(lab: Lab, tmp: Path, seconds: float, rounds: int) -> tup
                 daemon.stop()
     print(f"5,000 hosts sending their first packet at once: all their classes made "
           f"{statistics.median(crowd_seconds[1::2]):.2f} s later (median of {rounds})")
-    ratios = [many / few for few, many in zip(results[10], results[5000])]
+    ratios = [many / few for few, many in zip(results[10], results[5000], strict=True)]
     print("per round, Gbit/s with 10 / with 5,000 hosts: "
-          + "  ".join(f"{few / 1e9:.2f}/{many / 1e9:.2f}" for few, many in zip(results[10], results[5000]))
+          + "  ".join(f"{few / 1e9:.2f}/{many / 1e9:.2f}" for few, many in zip(results[10], results[5000], strict=True))
           + f"; ratios {' '.join(f'{r:.3f}' for r in ratios)}")
     few_cost, many_cost = statistics.median(cpu_per_gigabit[10]), statistics.median(cpu_per_gigabit[5000])
     print(f"CPU per Gbit moved (whole machine, steal excluded): {few_cost:.3f} s with 10 hosts, {many_cost:.3f} s "

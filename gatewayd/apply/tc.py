@@ -192,7 +192,8 @@ class TcKernel:
         in_order = [c for c in tree.classes if c.minor in wanted]  # tree order: parents first
         added = [c for c in in_order if c.minor not in installed or c.minor in moved]
         changed = [c for c in in_order
-                   if c.minor in installed and c.minor not in moved and self._params(installed[c.minor]) != self._params(c)]
+                   if c.minor in installed and c.minor not in moved
+                   and self._params(installed[c.minor]) != self._params(c)]
         requests += [self._class_request("add", index, c) for c in added]
         requests += [self._class_request("change", index, c) for c in changed]
         self._batch_socket().run(requests)

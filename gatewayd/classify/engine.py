@@ -383,7 +383,7 @@ class Classifier:
             flow = _Flow(info.dst, info.dport, info.src, info.sport, True, False, -1, now)
         else:
             flow = _Flow(info.src, info.sport, info.dst, info.dport, False, False, -1, now)
-        flow.is_dns = (proto == PROTO_UDP or proto == PROTO_TCP) and flow.server_port == DNS_PORT
+        flow.is_dns = proto in (PROTO_UDP, PROTO_TCP) and flow.server_port == DNS_PORT
         flow.key = key
         flows = self._flows
         flows[key] = flow
@@ -550,7 +550,8 @@ class Classifier:
         if urls:
             found = urls.lookup(request.host, request.path)
             if found is not None:
-                return Decision(found[0], "http-url", found[1], details=f"host={request.host} path={request.path[:200]}")
+                return Decision(found[0], "http-url", found[1],
+                                details=f"host={request.host} path={request.path[:200]}")
         if request.host:
             return self._name_decision(request.host, "http-host", flow, PROTO_TCP, now)
         return None

@@ -216,10 +216,12 @@ def _feed(state: QuicState, datagram: bytes) -> QuicHello | QuicParse:
     mask = encryptor.update(sample) + encryptor.finalize()
     unmasked_first = first ^ (mask[0] & 0x0F)
     pn_length = (unmasked_first & 0x03) + 1
-    pn_bytes = bytes(b ^ m for b, m in zip(datagram[pn_offset:pn_offset + pn_length], mask[1:1 + pn_length]))
+    # strict=False: a datagram cut short has fewer packet-number bytes than the mask, as before.
+    pn_bytes = bytes(b ^ m for b, m in zip(datagram[pn_offset:pn_offset + pn_length], mask[1:1 + pn_length],
+                                           strict=False))
     header = bytes((unmasked_first,)) + datagram[1:pn_offset] + pn_bytes
     packet_number = int.from_bytes(pn_bytes, "big")
-    nonce = bytes(a ^ b for a, b in zip(keys.iv, packet_number.to_bytes(12, "big")))
+    nonce = bytes(a ^ b for a, b in zip(keys.iv, packet_number.to_bytes(12, "big"), strict=True))
     ciphertext = datagram[pn_offset + pn_length:pn_offset + length]
     plaintext = keys.aead.decrypt(nonce, ciphertext, header)
     state.version = version

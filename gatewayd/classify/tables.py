@@ -42,10 +42,7 @@ class _AddressEntry:
     def accepts(self, proto: int, port: int) -> bool:
         if not self.ports:
             return True
-        for range_proto, first, last in self.ports:
-            if range_proto == proto and first <= port <= last:
-                return True
-        return False
+        return any(range_proto == proto and first <= port <= last for range_proto, first, last in self.ports)
 
 
 class AddressTable:

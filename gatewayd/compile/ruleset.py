@@ -261,8 +261,9 @@ class RulesetCompiler:
                 ("interval",), elements=tuple(sorted(set(address_port[version]))),
                 comment="catalog: server address and port -> app"))
         self.table.sets.append(NftSet("app_ports", "inet_proto . inet_service", "verdict", ("interval",),
-                                      elements=tuple(f"{proto} . {self._port_text(first, last)} : {verdict}"
-                                                     for proto, first, last, verdict in disjoint_port_ranges(port_only)),
+                                      elements=tuple(
+                                          f"{proto} . {self._port_text(first, last)} : {verdict}"
+                                          for proto, first, last, verdict in disjoint_port_ranges(port_only)),
                                       comment="catalog: port-only apps, the weakest evidence, used on give-up"))
 
     @staticmethod

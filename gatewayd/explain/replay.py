@@ -67,7 +67,8 @@ class VerdictChange:
     after: FlowVerdict
 
     def as_dict(self) -> dict[str, object]:
-        return {"flow": {k: v for k, v in self.after.as_dict().items() if k in ("proto", "src", "sport", "dst", "dport")},
+        flow_keys = ("proto", "src", "sport", "dst", "dport")
+        return {"flow": {k: v for k, v in self.after.as_dict().items() if k in flow_keys},
                 "before": {k: self.before.as_dict()[k] for k in ("app", "rule", "action", "class")},
                 "after": {k: self.after.as_dict()[k] for k in ("app", "rule", "action", "class")}}
 

@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(line)
             exposition = daemon.metrics()
             print("\nCounters (Prometheus, from the daemon's /metrics):")
-            print(f"  blocked TCP resets: {metric_value(exposition, 'gatewayd_blocked_packets_total', protocol='tcp'):.0f}, "
+            resets = metric_value(exposition, 'gatewayd_blocked_packets_total', protocol='tcp')
+            print(f"  blocked TCP resets: {resets:.0f}, "
                   f"flows decided: {metric_value(exposition, 'gatewayd_flows_total'):.0f}, "
                   f"packets queued to the classifier: {metric_value(exposition, 'gatewayd_queued_packets_total'):.0f}, "
                   f"addresses learned from DNS: {metric_value(exposition, 'gatewayd_dns_learned_addresses'):.0f}")

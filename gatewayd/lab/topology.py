@@ -30,6 +30,7 @@ from a crashed run.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import itertools
 import json
@@ -357,8 +358,8 @@ class Lab:
         Output goes to ``<workdir>/<log_name>`` if given, else is discarded, unless the
         caller passes its own stdout/stderr.
         """
-        log = open(self.workdir / log_name, "ab") if log_name else subprocess.DEVNULL
-        try:
+        with contextlib.ExitStack() as ours:  # the child keeps its own copy of the log's descriptor
+            log = ours.enter_context(open(self.workdir / log_name, "ab")) if log_name else subprocess.DEVNULL
             popen_kwargs.setdefault("stdout", log)
             popen_kwargs.setdefault("stderr", subprocess.STDOUT if log_name else subprocess.DEVNULL)
             popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
@@ -366,9 +367,6 @@ class Lab:
                                     preexec_fn=_die_with_parent,
                                     start_new_session=True,  # a Ctrl-C in pytest is ours to handle
                                     **popen_kwargs)
-        finally:
-            if log_name:
-                log.close()  # type: ignore[union-attr]
         self._processes.append(proc)
         return proc
 

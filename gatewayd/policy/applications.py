@@ -194,7 +194,8 @@ def application_schema() -> Schema:
         "parent": string_schema("The id of the app this one is part of (instagram: facebook); "
                                 "rules on the parent match it too.", pattern=NAME_PATTERN),
         "domains": one_or_list(
-            string_schema('"example.com" (and subdomains), "*.example.com" (subdomains only) or "=example.com" (exact).'),
+            string_schema('"example.com" (and subdomains), "*.example.com" (subdomains only) '
+                          'or "=example.com" (exact).'),
             "Server names that identify the app.",
         ),
         "addresses": one_or_list(string_schema("IPv4/IPv6 network or address."), "Server addresses."),

@@ -150,7 +150,9 @@ def _check_pair_order(pair: RatePair, checker: Checker, what: str) -> None:
     g, limit = pair.guaranteed, pair.limit
     if g is None or limit is None or (g.share is None) != (limit.share is None):
         return
-    amount = (lambda b: b.share if b.share is not None else float(b.bits_per_second or 0))
+    def amount(bandwidth: Bandwidth) -> float:
+        return bandwidth.share if bandwidth.share is not None else float(bandwidth.bits_per_second or 0)
+
     if amount(g) > amount(limit) + SHARE_TOLERANCE and pair.guaranteed_location is not None:
         loc = pair.guaranteed_location
         message = f"guaranteed {describe(g)} of {what} is more than its limit {describe(limit)}"

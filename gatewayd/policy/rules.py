@@ -283,4 +283,5 @@ def rule_schema() -> Schema:
 
 
 def default_schema() -> Schema:
-    return object_schema("What happens to flows no rule matches.", decision_properties()) | {"allOf": [BLOCK_HAS_NO_CLASS]}
+    return (object_schema("What happens to flows no rule matches.", decision_properties())
+            | {"allOf": [BLOCK_HAS_NO_CLASS]})

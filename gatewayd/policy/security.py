@@ -232,7 +232,8 @@ def read_bindings_file(path: Path, checker: Checker, reference: Node) -> list[Bi
     return bindings
 
 
-def _file_binding(checker: Checker, line: int, mac_word: tuple[str, int], address_word: tuple[str, int]) -> Binding | None:
+def _file_binding(checker: Checker, line: int, mac_word: tuple[str, int],
+                  address_word: tuple[str, int]) -> Binding | None:
     try:
         mac = parse_mac(mac_word[0])
     except FieldError as error:
@@ -276,8 +277,10 @@ def _read_scan(entry: Entry, checker: Checker) -> ScanDefence | None:
     if known is None:
         return None
     issues_before = len(checker.issues)
-    ports = integer_of(known["ports"].value, checker, f"'ports' of {what}", 1, MAX_SCAN_COUNT) if "ports" in known else None
-    hosts = integer_of(known["hosts"].value, checker, f"'hosts' of {what}", 1, MAX_SCAN_COUNT) if "hosts" in known else None
+    ports = (integer_of(known["ports"].value, checker, f"'ports' of {what}", 1, MAX_SCAN_COUNT)
+             if "ports" in known else None)
+    hosts = (integer_of(known["hosts"].value, checker, f"'hosts' of {what}", 1, MAX_SCAN_COUNT)
+             if "hosts" in known else None)
     if "ports" not in known and "hosts" not in known:
         checker.report(entry.key, f"{what} needs 'ports', 'hosts' or both (how many distinct ones make a scan)")
     window = DEFAULT_WINDOW_SECONDS
@@ -302,7 +305,8 @@ BOOLEAN: Schema = {"type": "boolean"}
 def _limit(what: str) -> Schema:
     properties = {
         "rate": {"type": "string", "pattern": LIMIT_RATE_PATTERN, "description": "PACKETS/second or PACKETS/minute."},
-        "burst": {"type": "integer", "minimum": 1, "maximum": MAX_BURST, "description": "Packets allowed above the rate."},
+        "burst": {"type": "integer", "minimum": 1, "maximum": MAX_BURST,
+                  "description": "Packets allowed above the rate."},
     }
     assert tuple(properties) == LIMIT_KEYS
     return object_schema(f"{what} per source address; the excess is dropped.", properties, LIMIT_KEYS)
@@ -312,7 +316,8 @@ def security_schema() -> Schema:
     bindings = {
         "hosts": {"type": "object", "description": "ADDRESS: MAC pairs.",
                   "additionalProperties": {"type": "string", "pattern": f"^{MAC_TEXT}$"}},
-        "file": {"type": "string", "description": "A file of 'MAC ADDRESS' lines (as /etc/ethers), relative to the policy."},
+        "file": {"type": "string",
+                 "description": "A file of 'MAC ADDRESS' lines (as /etc/ethers), relative to the policy."},
         "learn": BOOLEAN | {"description": "Also bind the pairs in the neighbour table at start and reload."},
         "unbound": {"enum": list(UNBOUND_ACTIONS), "description": "Frames from addresses bound to nothing."},
     }
