@@ -7,6 +7,7 @@ from pathlib import Path
 
 from yaml.nodes import Node
 
+from gatewayd.policy.errors import PolicyIssue
 from gatewayd.policy.fields import (
     NAME_PATTERN,
     PORT_PATTERN,
@@ -55,7 +56,7 @@ def default_catalog_path() -> Path:
     return Path(sys.prefix) / "share" / "gatewayd" / "catalog.yaml"
 
 
-def load_catalog(path: str | Path | None, issues_into: list) -> dict[str, Application]:
+def load_catalog(path: str | Path | None, issues_into: list[PolicyIssue]) -> dict[str, Application]:
     """The catalog's apps; its problems go to `issues_into` with the catalog's own FILE:LINE:COL."""
     source = str(path if path is not None else default_catalog_path())
     checker = Checker(source)
@@ -170,7 +171,7 @@ def _read_parent(known: dict[str, Entry], checker: Checker, what: str) -> str | 
     return None if text is None else field_at(checker, node, lambda value: check_name(value, f"{what}: parent"), text)
 
 
-def _read_category(known: dict, checker: Checker, what: str) -> str | None:
+def _read_category(known: dict[str, Entry], checker: Checker, what: str) -> str | None:
     if "category" not in known:
         return None
     node = known["category"].value

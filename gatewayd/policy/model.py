@@ -37,6 +37,10 @@ SIGNATURE_NAMES: tuple[str, ...] = (
 Action = Literal["allow", "block"]
 FailMode = Literal["open", "closed"]
 Protocol = Literal["tcp", "udp"]
+# Each Literal's values, for readers to check text against (fields.literal_of) and schemas to list.
+ACTIONS: tuple[Action, ...] = ("allow", "block")
+FAIL_MODES: tuple[FailMode, ...] = ("open", "closed")
+PROTOCOLS: tuple[Protocol, ...] = ("tcp", "udp")
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,8 @@ class Policy:
 
 UnboundAction = Literal["allow", "drop"]
 RateUnit = Literal["second", "minute"]
+UNBOUND_ACTIONS: tuple[UnboundAction, ...] = ("allow", "drop")
+RATE_UNITS: tuple[RateUnit, ...] = ("second", "minute")
 
 
 @dataclass(frozen=True)

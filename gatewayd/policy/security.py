@@ -13,16 +13,20 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from gatewayd.policy.errors import PolicyIssue
-from gatewayd.policy.fields import FieldError, parse_network
+from gatewayd.policy.fields import FieldError, literal_of, parse_network
 from gatewayd.policy.model import (
+    RATE_UNITS,
+    UNBOUND_ACTIONS,
     Binding,
     BindingTable,
     FloodLimits,
     IPAddress,
     Location,
     RateLimit,
+    RateUnit,
     ScanDefence,
     SecurityPolicy,
+    UnboundAction,
 )
 from gatewayd.policy.schema_parts import Schema, object_schema
 from gatewayd.policy.sourcefile import read_source
@@ -44,8 +48,6 @@ BINDING_KEYS = ("hosts", "file", "learn", "unbound")
 FLOOD_KEYS = ("syn", "udp", "icmp_echo", "new_connections")
 LIMIT_KEYS = ("rate", "burst")
 SCAN_KEYS = ("ports", "hosts", "window", "block_for", "allow")
-UNBOUND_ACTIONS = ("allow", "drop")
-RATE_UNITS = ("second", "minute")
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on"), ("false", "no", "off")
 
 MAX_RATE = 10_000_000  # packets per unit; more is no limit at all
@@ -81,14 +83,15 @@ def parse_host_address(text: str) -> IPAddress:
         raise FieldError(f"'{text}' is not a single IPv4/IPv6 address (a binding names one host)") from None
 
 
-def parse_rate_limit_rate(text: str) -> tuple[int, str]:
-    match = re.fullmatch(r"([0-9]+)/(second|minute)", text)
-    if not match:
+def parse_rate_limit_rate(text: str) -> tuple[int, RateUnit]:
+    match = re.fullmatch(r"([0-9]+)/([a-z]+)", text)
+    unit = literal_of(match.group(2), RATE_UNITS) if match else None
+    if not match or unit is None:
         raise FieldError(f"rate '{text}' is not valid (expected PACKETS/second or PACKETS/minute, e.g. 200/second)")
     count = int(match.group(1))
     if not 1 <= count <= MAX_RATE:
         raise FieldError(f"rate '{text}' is out of range (expected 1 to {MAX_RATE} packets per {match.group(2)})")
-    return count, match.group(2)
+    return count, unit
 
 
 def parse_duration(text: str) -> int:
@@ -174,17 +177,18 @@ def _read_bindings(entry: Entry, checker: Checker) -> BindingTable | None:
     learn = False
     if "learn" in known:
         learn = bool(boolean_of(known["learn"].value, checker, f"'learn' of {what}"))
-    unbound = "allow"
+    unbound: UnboundAction = "allow"
     if "unbound" in known:
         node = known["unbound"].value
-        action = text_of(node, checker, f"'unbound' of {what}")
-        if action is not None and action not in UNBOUND_ACTIONS:
-            checker.report(node, f"unbound '{action}' is not valid (expected allow or drop)")
+        text = text_of(node, checker, f"'unbound' of {what}")
+        action = literal_of(text, UNBOUND_ACTIONS) if text is not None else None
+        if text is not None and action is None:
+            checker.report(node, f"unbound '{text}' is not valid (expected allow or drop)")
         elif action is not None:
             unbound = action
     if not by_address and not learn and unbound == "allow" and "file" not in known:
         checker.report(entry.key, f"{what} binds nothing (give hosts, a file, learn: true or unbound: drop)")
-    return BindingTable(tuple(by_address.values()), learn, unbound)  # type: ignore[arg-type]
+    return BindingTable(tuple(by_address.values()), learn, unbound)
 
 
 def _add_binding(by_address: dict[IPAddress, Binding], binding: Binding, checker: Checker) -> None:
@@ -268,7 +272,7 @@ def _read_limit(entry: Entry, checker: Checker) -> RateLimit | None:
     burst = integer_of(known["burst"].value, checker, f"'burst' of {what}", 1, MAX_BURST) if "burst" in known else None
     if rate is None or burst is None:
         return None
-    return RateLimit(rate[0], rate[1], burst)  # type: ignore[arg-type]
+    return RateLimit(rate[0], rate[1], burst)
 
 
 def _read_scan(entry: Entry, checker: Checker) -> ScanDefence | None:
