@@ -496,14 +496,14 @@ class Classifier:
                 flow.want_tls = False
             elif hello is not tls_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
-                decision = self._hello_decision(flow, hello, "tls-sni", PROTO_TCP, now)  # type: ignore[arg-type]
+                decision = self._hello_decision(flow, hello, "tls-sni", PROTO_TCP, now)
         if flow.want_http:
             request = http_parser.parse_request(data)
             if request is http_parser.NOT_HTTP:
                 flow.want_http = False
             elif request is not http_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
-                decision = self._http_decision(flow, request, now)  # type: ignore[arg-type]
+                decision = self._http_decision(flow, request, now)
         if not (flow.want_tls or flow.want_http) or len(data) >= MAX_STREAM_BYTES:
             flow.want_tls = flow.want_http = False
             flow.stream = None
@@ -523,8 +523,8 @@ class Classifier:
         flow.quic = None
         if hello is quic_parser.NOT_QUIC:
             return None
-        version = f"quic-version={hello.version:#010x}"  # type: ignore[union-attr]
-        tls_view = tls_parser.TlsClientHello(hello.sni, hello.alpn, 0, hello.ech)  # type: ignore[union-attr]
+        version = f"quic-version={hello.version:#010x}"
+        tls_view = tls_parser.TlsClientHello(hello.sni, hello.alpn, 0, hello.ech)
         decision = self._hello_decision(flow, tls_view, "quic-sni", PROTO_UDP, now)
         if decision is None:
             return None

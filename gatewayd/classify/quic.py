@@ -21,6 +21,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Final
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,8 +48,9 @@ class QuicParse(Enum):
     NEED_MORE = "need-more"
 
 
-NOT_QUIC = QuicParse.NOT_QUIC
-NEED_MORE = QuicParse.NEED_MORE
+# Final, so that `result is NEED_MORE` and the like narrow `result` for the type checker.
+NOT_QUIC: Final = QuicParse.NOT_QUIC
+NEED_MORE: Final = QuicParse.NEED_MORE
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def _hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
 class _InitialKeys:
     aead: AESGCM
     iv: bytes
-    header_protection: Cipher  # AES-128-ECB
+    header_protection: Cipher[modes.ECB]  # AES-128-ECB
 
 
 _KEY_CACHE: dict[tuple[int, bytes], _InitialKeys] = {}
@@ -231,7 +233,7 @@ def _feed(state: QuicState, datagram: bytes) -> QuicHello | QuicParse:
         return NEED_MORE
     if hello is tls_parser.NOT_TLS:
         return NOT_QUIC
-    return QuicHello(hello.sni, hello.alpn, version, hello.ech)  # type: ignore[union-attr]
+    return QuicHello(hello.sni, hello.alpn, version, hello.ech)
 
 
 def _crypto_frames(plaintext: bytes, state: QuicState, crypto_frame: int) -> None:

@@ -53,7 +53,8 @@ def _gnutella_descriptor(payload: bytes) -> bool:
     ttl, hops = payload[17], payload[18]
     if ttl + hops > _GNUTELLA_MAX_TTL or payload[:16] == bytes(16):
         return False
-    return _U32_LE.unpack_from(payload, 19)[0] == len(payload) - 23
+    declared: int = _U32_LE.unpack_from(payload, 19)[0]
+    return declared == len(payload) - 23
 
 
 def _gnutella2_udp(payload: bytes) -> bool:

@@ -26,7 +26,10 @@ All per-flow state lives in the ct mark; see compile/marks.py for the bits.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+from typing import TypeVar
 
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
@@ -111,18 +114,30 @@ def disjoint_networks(pairs: list[tuple[IPNetwork, str]]) -> list[tuple[IPNetwor
         for inner in taken:
             if inner.version != network.version:
                 continue
-            next_pieces = []
-            for piece in pieces:
-                if inner.subnet_of(piece):  # type: ignore[arg-type]
-                    next_pieces.extend(piece.address_exclude(inner))  # type: ignore[arg-type]
-                elif piece.subnet_of(inner):  # type: ignore[arg-type]
-                    continue
-                else:
-                    next_pieces.append(piece)
-            pieces = next_pieces
+            pieces = [rest for piece in pieces for rest in _outside(piece, inner)]
         result.extend((piece, app) for piece in pieces)
         taken.append(network)
     return sorted(result, key=lambda p: (p[0].version, int(p[0].network_address)))
+
+
+def _outside(piece: IPNetwork, inner: IPNetwork) -> Iterable[IPNetwork]:
+    """What of `piece` lies outside `inner`: pieces of it, nothing, or all of it."""
+    if isinstance(piece, IPv4Network) and isinstance(inner, IPv4Network):
+        return _outside_same_family(piece, inner)
+    if isinstance(piece, IPv6Network) and isinstance(inner, IPv6Network):
+        return _outside_same_family(piece, inner)
+    return (piece,)  # different families share nothing
+
+
+SameFamilyNetwork = TypeVar("SameFamilyNetwork", IPv4Network, IPv6Network)
+
+
+def _outside_same_family(piece: SameFamilyNetwork, inner: SameFamilyNetwork) -> Iterable[SameFamilyNetwork]:
+    if inner.subnet_of(piece):
+        return piece.address_exclude(inner)
+    if piece.subnet_of(inner):
+        return ()
+    return (piece,)
 
 
 def disjoint_port_ranges(entries: list[tuple[str, int, int, str]]) -> list[tuple[str, int, int, str]]:
