@@ -96,7 +96,8 @@ class TcKernel:
         found = self._ipr.link_lookup(ifname=name)
         if not found:
             raise TcError(f"interface {name} does not exist")
-        return found[0]
+        index: int = found[0]  # pyroute2 is untyped: link_lookup gives a list of ifindexes
+        return index
 
     def apply(self, trees: tuple[InterfaceTree, ...], previous: tuple[InterfaceTree, ...] = ()) -> None:
         """Install the trees; against `previous` (what is in the kernel now) only the differences are sent."""

@@ -53,4 +53,7 @@ def request(path: Path, message: dict[str, Any], timeout: float) -> dict[str, An
         raise ControlError(f"cannot talk to gatewayd at {path}: {exc}") from None
     if not answer:
         raise ControlError("gatewayd closed the connection without an answer")
-    return json.loads(answer)
+    reply = json.loads(answer)
+    if not isinstance(reply, dict):
+        raise ControlError(f"gatewayd answered with JSON that is not an object: {answer[:200]!r}")
+    return reply

@@ -31,7 +31,7 @@ CommandHandler = Callable[[dict[str, Any], Reply], None]
 
 def peer_uid(connection: socket.socket) -> int:
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", credentials)
+    uid: int = struct.unpack("3i", credentials)[1]  # struct ucred: pid, uid, gid
     return uid
 
 
