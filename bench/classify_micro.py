@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gatewayd.classify.engine import Classifier  # noqa: E402
-from gatewayd.classify.tables import ClassifierTables  # noqa: E402
-from gatewayd.policy.model import Application, PortMatch  # noqa: E402
+import ipaddress
 
-import ipaddress  # noqa: E402
+from gatewayd.classify.engine import Classifier
+from gatewayd.classify.tables import ClassifierTables
+from gatewayd.policy.model import Application, PortMatch
 
 
 def client_hello(server_name: str) -> bytes:

@@ -55,7 +55,8 @@ PCAPS = capture_set(DEVELOPMENT_SET)
 # Starts one connection every 1/rate s for `seconds`; prints each flow's connect+hello->first-byte time.
 PACED_CLIENT = r"""
 import asyncio, json, sys, time
-address, port, rate, seconds, hello = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), bytes.fromhex(sys.argv[5])
+address, port, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+hello = bytes.fromhex(sys.argv[5])
 times = []
 async def one():
     start = time.perf_counter()
@@ -130,8 +131,8 @@ def live_rate(lab: Lab, policy: Path, flows: int, parallel: int) -> tuple[float,
 
 
 def paced(lab: Lab, rate: float, seconds: float) -> dict:
-    result = lab.run("sales", [*LOW_PRIORITY, sys.executable, "-c", PACED_CLIENT, SINK_ADDRESS, str(ECHO_PORT), str(rate),
-                               str(seconds), client_hello(SNI).hex()], timeout=seconds + 60)
+    result = lab.run("sales", [*LOW_PRIORITY, sys.executable, "-c", PACED_CLIENT, SINK_ADDRESS, str(ECHO_PORT),
+                               str(rate), str(seconds), client_hello(SNI).hex()], timeout=seconds + 60)
     return json.loads(result.stdout)
 
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewayd.lab import traffic  # noqa: E402
-from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
-from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY  # noqa: E402
-from gatewayd.lab.services import IPERF_SERVER_V4  # noqa: E402
-from gatewayd.lab.topology import GATEWAY, INTERNET, Lab  # noqa: E402
+from gatewayd.lab import traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.services import IPERF_SERVER_V4
+from gatewayd.lab.topology import GATEWAY, INTERNET, Lab
 
 SINK_PORT = 9443
 OFFICE_LINK = "1gbit"
@@ -58,7 +58,8 @@ asyncio.run(main())
 # Opens `count` connections, `parallel` at a time; each sends one ClientHello and closes.
 CLIENT = r"""
 import asyncio, sys, time
-address, port, count, parallel, hello = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), bytes.fromhex(sys.argv[5])
+address, port, count, parallel = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+hello = bytes.fromhex(sys.argv[5])
 done = 0
 async def one():
     global done

@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewayd.lab import traffic  # noqa: E402
-from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
-from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY  # noqa: E402
-from gatewayd.lab.services import IPERF_SERVER_V4  # noqa: E402
-from gatewayd.lab.topology import HostSpec, Lab  # noqa: E402
+from gatewayd.lab import traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.services import IPERF_SERVER_V4
+from gatewayd.lab.topology import HostSpec, Lab
 
 FLOODER = HostSpec("192.0.2.67", "2001:db8:1::67", "02:00:00:00:00:67")
 SYN_LIMIT = "{ rate: 200/second, burst: 400 }"
@@ -73,11 +73,14 @@ def main() -> int:
             flood = lab.popen("flooder", ["timeout", "-s", "INT", f"{flood_seconds:g}", "hping3", "-S", "-p", "80",
                                           "--flood", IPERF_SERVER_V4], log_name="bench-hping3.log")
             time.sleep(1.0)
-            cpu_before, daemon_before, wall_before = cpu_times(), process_cpu_seconds(daemon.process.pid), time.monotonic()
+            cpu_before, daemon_before = cpu_times(), process_cpu_seconds(daemon.process.pid)
+            wall_before = time.monotonic()
             flooded = traffic.iperf3(lab, "finance", IPERF_SERVER_V4, seconds=args.seconds)
-            cpu_after, daemon_after, wall_after = cpu_times(), process_cpu_seconds(daemon.process.pid), time.monotonic()
+            cpu_after, daemon_after = cpu_times(), process_cpu_seconds(daemon.process.pid)
+            wall_after = time.monotonic()
             flood.wait(flood_seconds + 5)
-            dropped = metric_value(daemon.metrics(), "gatewayd_guard_dropped_packets_total", reason="syn_flood") - dropped_before
+            dropped = (metric_value(daemon.metrics(), "gatewayd_guard_dropped_packets_total", reason="syn_flood")
+                       - dropped_before)
         finally:
             daemon.stop()
         sent_match = re.search(r"(\d+) packets transmitted", (lab.workdir / "bench-hping3.log").read_text())

@@ -20,17 +20,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewayd.lab import traffic  # noqa: E402
-from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
-from gatewayd.lab.hello_flood import (  # noqa: E402
+from gatewayd.lab import traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.hello_flood import (
     HelloFlood,
     tls_client_hello,
     unfinished_hello,
     unshaped_office_policy,
 )
-from gatewayd.lab.office import OFFICE_HOSTS  # noqa: E402
-from gatewayd.lab.services import DEFAULT_SITES  # noqa: E402
-from gatewayd.lab.topology import Lab  # noqa: E402
+from gatewayd.lab.office import OFFICE_HOSTS
+from gatewayd.lab.services import DEFAULT_SITES
+from gatewayd.lab.topology import Lab
 
 MIB = 1024 * 1024
 

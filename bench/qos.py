@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewayd.lab import traffic  # noqa: E402
-from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
-from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4, IPERF_SERVER_V6  # noqa: E402
-from gatewayd.lab.shaping import (  # noqa: E402
+from gatewayd.lab import traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4, IPERF_SERVER_V6
+from gatewayd.lab.shaping import (
     IperfJob,
     RttResult,
     concurrent_rates,
@@ -46,7 +46,7 @@ from gatewayd.lab.shaping import (  # noqa: E402
     steady_host_rate,
     udp_rtt,
 )
-from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab  # noqa: E402
+from gatewayd.lab.topology import GATEWAY, INTERNET, HostSpec, Lab
 
 REPO = Path(__file__).resolve().parents[1]
 WAN_MBIT = 50
@@ -244,9 +244,9 @@ def measure_lookup_cost(lab: Lab, tmp: Path, seconds: float, rounds: int) -> tup
                 daemon.stop()
     print(f"5,000 hosts sending their first packet at once: all their classes made "
           f"{statistics.median(crowd_seconds[1::2]):.2f} s later (median of {rounds})")
-    ratios = [many / few for few, many in zip(results[10], results[5000])]
+    ratios = [many / few for few, many in zip(results[10], results[5000], strict=True)]
     print("per round, Gbit/s with 10 / with 5,000 hosts: "
-          + "  ".join(f"{few / 1e9:.2f}/{many / 1e9:.2f}" for few, many in zip(results[10], results[5000]))
+          + "  ".join(f"{few / 1e9:.2f}/{many / 1e9:.2f}" for few, many in zip(results[10], results[5000], strict=True))
           + f"; ratios {' '.join(f'{r:.3f}' for r in ratios)}")
     few_cost, many_cost = statistics.median(cpu_per_gigabit[10]), statistics.median(cpu_per_gigabit[5000])
     print(f"CPU per Gbit moved (whole machine, steal excluded): {few_cost:.3f} s with 10 hosts, {many_cost:.3f} s "

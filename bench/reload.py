@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatewayd.lab.big_policy import big_policy  # noqa: E402
-from gatewayd.lab.gateway import GatewayDaemon  # noqa: E402
-from gatewayd.lab.long_flows import LongDownloads  # noqa: E402
-from gatewayd.lab.office import OFFICE_HOSTS  # noqa: E402
-from gatewayd.lab.services import DEFAULT_SITES  # noqa: E402
-from gatewayd.lab.topology import Lab  # noqa: E402
+from gatewayd.lab.big_policy import big_policy
+from gatewayd.lab.gateway import GatewayDaemon
+from gatewayd.lab.long_flows import LongDownloads
+from gatewayd.lab.office import OFFICE_HOSTS
+from gatewayd.lab.services import DEFAULT_SITES
+from gatewayd.lab.topology import Lab
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -61,7 +61,8 @@ class Applier:
             raise ApplyError(str(exc)) from exc
         valid_chains = {set_app_chain(n) for n in plan.numbering.apps.numbers.values()}
         try:
-            self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains), self._guard_script(plan, previous))
+            self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains),
+                                   self._guard_script(plan, previous))
         except NftError as exc:
             raise ApplyError(f"nftables refused the ruleset, nothing changed: {exc}") from exc
         try:
@@ -97,8 +98,9 @@ class Applier:
             self.teardown(None)
             return
         try:
-            self.nft.replace_table(previous.ruleset.table, self.nft.carried_state(
-                {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}), self._guard_script(previous, None))
+            previous_chains = {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}
+            self.nft.replace_table(previous.ruleset.table, self.nft.carried_state(previous_chains),
+                                   self._guard_script(previous, None))
             self.tc.apply(previous.tc_trees)
             self._note_host_classes(previous)
             self.queue.install(previous.queue)

@@ -110,7 +110,7 @@ def _neighbours(lan: tuple[str, ...]) -> list[Binding]:
                 if not address or not mac or not neighbour["state"] & TRUSTED_STATES:
                     continue
                 ip = ipaddress.ip_address(address)
-                if ip.is_multicast or ip.is_link_local and ip.version == 6:
+                if ip.is_multicast or (ip.is_link_local and ip.version == 6):
                     continue  # link-local v6 is not forwarded; binding it would only add churn
                 found.append(Binding(ip, mac.lower()))
     return found

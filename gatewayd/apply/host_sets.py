@@ -27,7 +27,7 @@ from gatewayd.compile.tc_tree import HTB_MAJOR
 
 def waiting_hosts(kernel: NftKernel) -> list[str]:
     """Addresses in the waiting sets; [] when the sets are not there (no limited host of that family)."""
-    found = []
+    found: list[str] = []
     for version in (4, 6):
         try:
             items = kernel.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {waiting_set_name(version)}")

@@ -96,7 +96,8 @@ class TcKernel:
         found = self._ipr.link_lookup(ifname=name)
         if not found:
             raise TcError(f"interface {name} does not exist")
-        return found[0]
+        index: int = found[0]  # pyroute2 is untyped: link_lookup gives a list of ifindexes
+        return index
 
     def apply(self, trees: tuple[InterfaceTree, ...], previous: tuple[InterfaceTree, ...] = ()) -> None:
         """Install the trees; against `previous` (what is in the kernel now) only the differences are sent."""
@@ -192,7 +193,8 @@ class TcKernel:
         in_order = [c for c in tree.classes if c.minor in wanted]  # tree order: parents first
         added = [c for c in in_order if c.minor not in installed or c.minor in moved]
         changed = [c for c in in_order
-                   if c.minor in installed and c.minor not in moved and self._params(installed[c.minor]) != self._params(c)]
+                   if c.minor in installed and c.minor not in moved
+                   and self._params(installed[c.minor]) != self._params(c)]
         requests += [self._class_request("add", index, c) for c in added]
         requests += [self._class_request("change", index, c) for c in changed]
         self._batch_socket().run(requests)

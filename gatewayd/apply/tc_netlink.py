@@ -139,9 +139,9 @@ class TcBatch:
         while by_sequence:
             data = self._socket.recv(RECEIVE_BUFFER_BYTES)
             for sequence, code in _acknowledgements(data):
-                request = by_sequence.pop(sequence, None)
-                if request is not None and code != 0 and failure is None:
-                    failure = TcBatchError(f"{request.what}: {os.strerror(-code)}", -code)
+                acknowledged = by_sequence.pop(sequence) if sequence in by_sequence else None
+                if acknowledged is not None and code != 0 and failure is None:
+                    failure = TcBatchError(f"{acknowledged.what}: {os.strerror(-code)}", -code)
         if failure is not None:
             raise failure
 

@@ -105,7 +105,7 @@ def parse_dns_tcp(stream: bytes) -> DnsMessage | None:
     return parse_dns(stream[2:2 + length])
 
 
-def tcp_message_complete(stream: bytes) -> bool:
+def tcp_message_complete(stream: bytes | bytearray) -> bool:
     """Whether a TCP DNS stream holds at least one whole length-prefixed message."""
     return len(stream) >= 2 and len(stream) >= 2 + ((stream[0] << 8) | stream[1])
 
@@ -162,8 +162,9 @@ def resolve_answers(message: DnsMessage) -> list[tuple[IPAddress, int, tuple[str
         return []
     cname_of: dict[str, str] = {}
     for record in message.answers:
-        if record.rtype == TYPE_CNAME and record.name not in cname_of:
-            cname_of[record.name] = record.value  # type: ignore[assignment]
+        # The isinstance checks restate what rtype implies (CNAME: a name, else an address).
+        if record.rtype == TYPE_CNAME and isinstance(record.value, str) and record.name not in cname_of:
+            cname_of[record.name] = record.value
     chain_to: dict[str, tuple[str, ...]] = {}
     chain: tuple[str, ...] = (message.question_name,)
     current = message.question_name
@@ -176,8 +177,8 @@ def resolve_answers(message: DnsMessage) -> list[tuple[IPAddress, int, tuple[str
         current = following
     resolved: list[tuple[IPAddress, int, tuple[str, ...]]] = []
     for record in message.answers:
-        if record.rtype != TYPE_CNAME:
+        if record.rtype != TYPE_CNAME and not isinstance(record.value, str):
             owner_chain = chain_to.get(record.name)
             if owner_chain is not None:
-                resolved.append((record.value, record.ttl, owner_chain))  # type: ignore[arg-type]
+                resolved.append((record.value, record.ttl, owner_chain))
     return resolved

@@ -257,7 +257,7 @@ class Classifier:
         return concluded
 
     @staticmethod
-    def _summary(proto: int, flow: "_Flow") -> FlowSummary:
+    def _summary(proto: int, flow: _Flow) -> FlowSummary:
         return FlowSummary(proto, _address_text(flow.client_addr), flow.client_port,
                            _address_text(flow.server_addr), flow.server_port, flow.packets, flow.decision)
 
@@ -383,7 +383,7 @@ class Classifier:
             flow = _Flow(info.dst, info.dport, info.src, info.sport, True, False, -1, now)
         else:
             flow = _Flow(info.src, info.sport, info.dst, info.dport, False, False, -1, now)
-        flow.is_dns = (proto == PROTO_UDP or proto == PROTO_TCP) and flow.server_port == DNS_PORT
+        flow.is_dns = proto in (PROTO_UDP, PROTO_TCP) and flow.server_port == DNS_PORT
         flow.key = key
         flows = self._flows
         flows[key] = flow
@@ -496,14 +496,14 @@ class Classifier:
                 flow.want_tls = False
             elif hello is not tls_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
-                decision = self._hello_decision(flow, hello, "tls-sni", PROTO_TCP, now)  # type: ignore[arg-type]
+                decision = self._hello_decision(flow, hello, "tls-sni", PROTO_TCP, now)
         if flow.want_http:
             request = http_parser.parse_request(data)
             if request is http_parser.NOT_HTTP:
                 flow.want_http = False
             elif request is not http_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
-                decision = self._http_decision(flow, request, now)  # type: ignore[arg-type]
+                decision = self._http_decision(flow, request, now)
         if not (flow.want_tls or flow.want_http) or len(data) >= MAX_STREAM_BYTES:
             flow.want_tls = flow.want_http = False
             flow.stream = None
@@ -523,8 +523,8 @@ class Classifier:
         flow.quic = None
         if hello is quic_parser.NOT_QUIC:
             return None
-        version = f"quic-version={hello.version:#010x}"  # type: ignore[union-attr]
-        tls_view = tls_parser.TlsClientHello(hello.sni, hello.alpn, 0, hello.ech)  # type: ignore[union-attr]
+        version = f"quic-version={hello.version:#010x}"
+        tls_view = tls_parser.TlsClientHello(hello.sni, hello.alpn, 0, hello.ech)
         decision = self._hello_decision(flow, tls_view, "quic-sni", PROTO_UDP, now)
         if decision is None:
             return None
@@ -550,7 +550,8 @@ class Classifier:
         if urls:
             found = urls.lookup(request.host, request.path)
             if found is not None:
-                return Decision(found[0], "http-url", found[1], details=f"host={request.host} path={request.path[:200]}")
+                return Decision(found[0], "http-url", found[1],
+                                details=f"host={request.host} path={request.path[:200]}")
         if request.host:
             return self._name_decision(request.host, "http-host", flow, PROTO_TCP, now)
         return None

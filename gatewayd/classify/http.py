@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 _METHODS: tuple[bytes, ...] = (
     b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
@@ -22,8 +23,9 @@ class HttpParse(Enum):
     NOT_HTTP = "not-http"
 
 
-NEED_MORE = HttpParse.NEED_MORE
-NOT_HTTP = HttpParse.NOT_HTTP
+# Final, so that `result is NEED_MORE` and the like narrow `result` for the type checker.
+NEED_MORE: Final = HttpParse.NEED_MORE
+NOT_HTTP: Final = HttpParse.NOT_HTTP
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,7 @@ class HttpRequest:
     version: str
 
 
-def parse_request(stream: bytes) -> HttpRequest | HttpParse:
+def parse_request(stream: bytes | bytearray) -> HttpRequest | HttpParse:
     """Classify the start of a client->server stream. Never raises."""
     try:
         return _parse(bytes(stream))

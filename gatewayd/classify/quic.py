@@ -21,6 +21,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Final
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,8 +48,9 @@ class QuicParse(Enum):
     NEED_MORE = "need-more"
 
 
-NOT_QUIC = QuicParse.NOT_QUIC
-NEED_MORE = QuicParse.NEED_MORE
+# Final, so that `result is NEED_MORE` and the like narrow `result` for the type checker.
+NOT_QUIC: Final = QuicParse.NOT_QUIC
+NEED_MORE: Final = QuicParse.NEED_MORE
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def _hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
 class _InitialKeys:
     aead: AESGCM
     iv: bytes
-    header_protection: Cipher  # AES-128-ECB
+    header_protection: Cipher[modes.ECB]  # AES-128-ECB
 
 
 _KEY_CACHE: dict[tuple[int, bytes], _InitialKeys] = {}
@@ -216,10 +218,12 @@ def _feed(state: QuicState, datagram: bytes) -> QuicHello | QuicParse:
     mask = encryptor.update(sample) + encryptor.finalize()
     unmasked_first = first ^ (mask[0] & 0x0F)
     pn_length = (unmasked_first & 0x03) + 1
-    pn_bytes = bytes(b ^ m for b, m in zip(datagram[pn_offset:pn_offset + pn_length], mask[1:1 + pn_length]))
+    # strict=False: a datagram cut short has fewer packet-number bytes than the mask, as before.
+    pn_bytes = bytes(b ^ m for b, m in zip(datagram[pn_offset:pn_offset + pn_length], mask[1:1 + pn_length],
+                                           strict=False))
     header = bytes((unmasked_first,)) + datagram[1:pn_offset] + pn_bytes
     packet_number = int.from_bytes(pn_bytes, "big")
-    nonce = bytes(a ^ b for a, b in zip(keys.iv, packet_number.to_bytes(12, "big")))
+    nonce = bytes(a ^ b for a, b in zip(keys.iv, packet_number.to_bytes(12, "big"), strict=True))
     ciphertext = datagram[pn_offset + pn_length:pn_offset + length]
     plaintext = keys.aead.decrypt(nonce, ciphertext, header)
     state.version = version
@@ -229,7 +233,7 @@ def _feed(state: QuicState, datagram: bytes) -> QuicHello | QuicParse:
         return NEED_MORE
     if hello is tls_parser.NOT_TLS:
         return NOT_QUIC
-    return QuicHello(hello.sni, hello.alpn, version, hello.ech)  # type: ignore[union-attr]
+    return QuicHello(hello.sni, hello.alpn, version, hello.ech)
 
 
 def _crypto_frames(plaintext: bytes, state: QuicState, crypto_frame: int) -> None:

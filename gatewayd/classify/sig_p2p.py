@@ -53,14 +53,15 @@ def _gnutella_descriptor(payload: bytes) -> bool:
     ttl, hops = payload[17], payload[18]
     if ttl + hops > _GNUTELLA_MAX_TTL or payload[:16] == bytes(16):
         return False
-    return _U32_LE.unpack_from(payload, 19)[0] == len(payload) - 23
+    declared: int = _U32_LE.unpack_from(payload, 19)[0]
+    return declared == len(payload) - 23
 
 
 def _gnutella2_udp(payload: bytes) -> bool:
     """G2 UDP transceiver: "GND", flags (clients use more than the two documented bits), sequence,
     part number >= 1, part count >= part (0 only for acknowledgements)."""
     flags, part, count = payload[3], payload[6], payload[7]
-    return flags < 0x20 and 1 <= part and (count == 0 or part <= count)
+    return flags < 0x20 and part >= 1 and (count == 0 or part <= count)
 
 
 # --- Xunlei / Thunder -----------------------------------------------------------------------

@@ -91,9 +91,11 @@ def pptp(payload: bytes, direction_is_client: bool) -> bool:
     """PPTP control connection (RFC 2637): length, message type 1, magic cookie; also its enhanced GRE."""
     if len(payload) >= 12 and _U16.unpack_from(payload, 0)[0] == len(payload) and \
             _U16.unpack_from(payload, 2)[0] == 1 and _U32.unpack_from(payload, 4)[0] == _PPTP_MAGIC:
-        return 1 <= _U16.unpack_from(payload, 8)[0] <= 15
+        message_type: int = _U16.unpack_from(payload, 8)[0]
+        return 1 <= message_type <= 15
     # Enhanced GRE (IP protocol 47) carrying PPP: version 1, protocol 0x880b, key bit set.
-    return len(payload) >= 8 and payload[1] & 0x07 == 1 and payload[0] & 0x20 and payload[2:4] == b"\x88\x0b"
+    return (len(payload) >= 8 and payload[1] & 0x07 == 1 and (payload[0] & 0x20) != 0
+            and payload[2:4] == b"\x88\x0b")
 
 
 _IKE_V1_EXCHANGES = frozenset((1, 2, 4, 5, 6, 32))
@@ -123,7 +125,8 @@ def l2tp(payload: bytes, direction_is_client: bool) -> bool:
     """L2TPv2 control message (RFC 2661): T, L and S bits set, version 2, length = packet."""
     if len(payload) < 12 or payload[0] & 0xCB != 0xC8 or payload[1] & 0x0F != 2:
         return False
-    return _U16.unpack_from(payload, 2)[0] == len(payload)
+    declared: int = _U16.unpack_from(payload, 2)[0]
+    return declared == len(payload)
 
 
 # --- app-specific ----------------------------------------------------------------------------------

@@ -74,9 +74,9 @@ def edonkey(payload: bytes, direction_is_client: bool) -> bool:
     """eDonkey/eMule TCP framing: marker, little-endian length of opcode+data, opcode."""
     if len(payload) < 6 or payload[0] not in _EDONKEY_MARKERS:
         return False
-    declared = _U32_LE.unpack_from(payload, 1)[0]
+    declared: int = _U32_LE.unpack_from(payload, 1)[0]
     # First packets (Hello) are small and whole: the length must match exactly.
-    return 1 <= declared and declared == len(payload) - 5
+    return declared >= 1 and declared == len(payload) - 5
 
 
 _OPENVPN_CLIENT_RESETS = (1, 7, 10)  # P_CONTROL_HARD_RESET_CLIENT_V1/V2/V3
@@ -99,10 +99,12 @@ def openvpn(payload: bytes, direction_is_client: bool) -> bool:
             return body[9:14] == b"\x00\x00\x00\x00\x00"
         hmac_size = _OPENVPN_HMAC_SIZES.get(len(body))
         if hmac_size is not None and body[-5:] == b"\x00\x00\x00\x00\x00":
-            return 1 <= _U32.unpack_from(body, 9 + hmac_size)[0] <= 0xFF
+            message_id: int = _U32.unpack_from(body, 9 + hmac_size)[0]
+            return 1 <= message_id <= 0xFF
         # tls-crypt: session id, replay packet id (starts at 1), unix time, then ciphertext.
         if len(body) >= 1 + 8 + 8 + 32:
-            packet_id, timestamp = _U32.unpack_from(body, 9)[0], _U32.unpack_from(body, 13)[0]
+            packet_id: int = _U32.unpack_from(body, 9)[0]
+            timestamp: int = _U32.unpack_from(body, 13)[0]
             return 1 <= packet_id <= 0xFF and _YEAR_2010 <= timestamp <= _YEAR_2100
         return False
     if opcode in _OPENVPN_SERVER_RESETS and len(body) == 26:
@@ -132,7 +134,7 @@ def stun(payload: bytes, direction_is_client: bool) -> bool:
     """RFC 5389 STUN: top two bits 0, magic cookie, length = attributes, 4-byte aligned."""
     if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != _STUN_MAGIC_COOKIE:
         return False
-    declared = _U16.unpack_from(payload, 2)[0]
+    declared: int = _U16.unpack_from(payload, 2)[0]
     return declared == len(payload) - 20 and declared % 4 == 0
 
 
@@ -150,7 +152,8 @@ def _stun_attribute_types(payload: bytes) -> list[int] | None:
     """The attribute types of a STUN message (magic cookie checked), or None if it is not one."""
     if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != _STUN_MAGIC_COOKIE:
         return None
-    types, offset = [], 20
+    types: list[int] = []
+    offset = 20
     while offset + 4 <= len(payload) and len(types) < _MAX_STUN_ATTRIBUTES:
         attribute, length = _U16.unpack_from(payload, offset)[0], _U16.unpack_from(payload, offset + 2)[0]
         types.append(attribute)

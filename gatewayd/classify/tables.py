@@ -42,10 +42,7 @@ class _AddressEntry:
     def accepts(self, proto: int, port: int) -> bool:
         if not self.ports:
             return True
-        for range_proto, first, last in self.ports:
-            if range_proto == proto and first <= port <= last:
-                return True
-        return False
+        return any(range_proto == proto and first <= port <= last for range_proto, first, last in self.ports)
 
 
 class AddressTable:
@@ -126,7 +123,7 @@ class ClassifierTables:
     tcp_only_apps: frozenset[str] = field(default=frozenset())  # QUIC of these is blocked (policy)
 
     @staticmethod
-    def build(apps: Iterable[Application]) -> "ClassifierTables":
+    def build(apps: Iterable[Application]) -> ClassifierTables:
         apps = list(apps)
         domains = DomainMatcher()
         addresses = AddressTable()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 _CONTENT_HANDSHAKE = 0x16
 _HANDSHAKE_CLIENT_HELLO = 0x01
@@ -24,8 +25,9 @@ class TlsParse(Enum):
     NOT_TLS = "not-tls"
 
 
-NEED_MORE = TlsParse.NEED_MORE
-NOT_TLS = TlsParse.NOT_TLS
+# Final, so that `result is NEED_MORE` and the like narrow `result` for the type checker.
+NEED_MORE: Final = TlsParse.NEED_MORE
+NOT_TLS: Final = TlsParse.NOT_TLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,7 @@ class TlsClientHello:
     ech: bool = False  # the hello carries an encrypted inner hello: `sni` is only the outer name
 
 
-def parse_client_hello(stream: bytes) -> TlsClientHello | TlsParse:
+def parse_client_hello(stream: bytes | bytearray) -> TlsClientHello | TlsParse:
     """Classify the start of a client->server stream. Never raises."""
     try:
         return _parse(stream)
@@ -44,7 +46,7 @@ def parse_client_hello(stream: bytes) -> TlsClientHello | TlsParse:
         return NOT_TLS
 
 
-def _parse(stream: bytes) -> TlsClientHello | TlsParse:
+def _parse(stream: bytes | bytearray) -> TlsClientHello | TlsParse:
     length = len(stream)
     if length == 0:
         return NEED_MORE
@@ -80,7 +82,7 @@ def parse_handshake_client_hello(handshake: bytes) -> TlsClientHello | TlsParse:
         return NOT_TLS
 
 
-def _collect_handshake(stream: bytes) -> bytes | TlsParse:
+def _collect_handshake(stream: bytes | bytearray) -> bytes | TlsParse:
     """Concatenate handshake record fragments until the whole ClientHello is there."""
     body = bytearray()
     needed = -1  # handshake header + ClientHello length, known after 4 bytes

@@ -21,7 +21,7 @@ class UrlRules:
         self._keywords: list[tuple[str, str]] = []  # (lowercased keyword, app id)
 
     @staticmethod
-    def build(apps: Iterable[Application]) -> "UrlRules":
+    def build(apps: Iterable[Application]) -> UrlRules:
         rules = UrlRules()
         for app in apps:
             for rule in app.urls:

@@ -51,7 +51,8 @@ def render_status(status: dict[str, Any]) -> str:
                  f"({learned['classifier']} in the classifier)")
     lines.append("traffic     app              action  flows      bytes")
     for row in status["traffic"][:15]:
-        lines.append(f"            {row['app']:<16} {row['action']:<7} {row['flows']:>5} {human_bytes(row['bytes']):>10}")
+        lines.append(f"            {row['app']:<16} {row['action']:<7} {row['flows']:>5} "
+                     f"{human_bytes(row['bytes']):>10}")
     blocklist = status.get("blocklist")
     if blocklist is not None:
         lines.append(f"blocklist   {len(blocklist)} host(s)" + (":" if blocklist else ""))

@@ -16,8 +16,8 @@ def split_by_family(networks: Iterable[IPNetwork]) -> tuple[list[str], list[str]
     """Collapse overlapping networks (nft interval sets refuse overlaps) and split v4/v6."""
     v4 = [n for n in networks if n.version == 4]
     v6 = [n for n in networks if n.version == 6]
-    return ([str(n) for n in ipaddress.collapse_addresses(v4)],  # type: ignore[arg-type]
-            [str(n) for n in ipaddress.collapse_addresses(v6)])  # type: ignore[arg-type]
+    return ([str(n) for n in ipaddress.collapse_addresses(v4)],
+            [str(n) for n in ipaddress.collapse_addresses(v6)])
 
 
 def group_networks(group: Group) -> list[IPNetwork]:

@@ -20,7 +20,7 @@ def compile_or_report(policy: Policy, errors: TextIO = sys.stderr) -> tuple[Plan
     try:
         plan = compile_plan(policy)
         return plan, plan.render()
-    except Exception as error:  # noqa: BLE001 - the promise is "no traceback, ever"
+    except Exception as error:
         where = policy.interfaces.location or Location(policy.source, 1, 1)
         print(PolicyIssue(where, f"the policy passed its checks but does not compile "
                                  f"({type(error).__name__}: {error})"), file=errors)

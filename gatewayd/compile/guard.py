@@ -93,7 +93,8 @@ def scan_rate(count: int, window_seconds: int) -> str:
     return f"{-(-count * SECONDS_PER_UNIT['day'] // window_seconds)}/day"
 
 
-def binding_elements(bindings: tuple[Binding, ...] | list[Binding], version: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def binding_elements(bindings: tuple[Binding, ...] | list[Binding],
+                     version: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(bound addresses, address . mac pairs) of one family."""
     chosen = [b for b in bindings if b.address.version == version]
     return tuple(str(b.address) for b in chosen), tuple(f"{b.address} . {b.mac}" for b in chosen)
@@ -112,7 +113,7 @@ class CompiledGuard:
 
     def script(self, runtime_elements: tuple[str, ...] = ()) -> str:
         """Replace the guard tables (or remove them when the policy has no guard)."""
-        parts = [f"table {family} {GUARD_TABLE_NAME}\ndelete table {family} {GUARD_TABLE_NAME}\n" for family, _ in ALL_TABLES]
+        parts = [teardown_script()]
         parts.extend(t.render() for t in self.tables)
         parts.extend(line + "\n" for line in runtime_elements)
         return "".join(parts)
@@ -122,7 +123,9 @@ class CompiledGuard:
 
 
 def teardown_script() -> str:
-    return "".join(f"table {family} {GUARD_TABLE_NAME}\ndelete table {family} {GUARD_TABLE_NAME}\n" for family, _ in ALL_TABLES)
+    # Declaring each table first makes the delete succeed whether or not it exists.
+    return "".join(f"table {family} {GUARD_TABLE_NAME}\ndelete table {family} {GUARD_TABLE_NAME}\n"
+                   for family, _ in ALL_TABLES)
 
 
 class GuardCompiler:
@@ -189,7 +192,8 @@ class GuardCompiler:
         if security.anti_spoofing:
             for version in (4, 6):
                 match = FAMILY[version][0]
-                rules.append(NftRule(f"{match} saddr @{GATEWAY_ADDRESSES[version]} {self._count(REASON_SPOOFED_SOURCE)} drop",
+                rules.append(NftRule(f"{match} saddr @{GATEWAY_ADDRESSES[version]} "
+                                     f"{self._count(REASON_SPOOFED_SOURCE)} drop",
                                      comment="a LAN frame with the gateway's own source address"))
         if security.bindings is not None:
             chains.append(self._arp_chain())
@@ -228,7 +232,8 @@ class GuardCompiler:
                     f"{self._count(REASON_ARP_SPOOF)} drop", comment="a bound address claimed by another MAC"),
         ]
         if self.security.bindings.unbound == "drop":
-            rules.append(NftRule(f"arp saddr ip != @{BOUND[4]} arp saddr ip != 0.0.0.0 {self._count(REASON_UNBOUND)} drop",
+            rules.append(NftRule(f"arp saddr ip != @{BOUND[4]} arp saddr ip != 0.0.0.0 "
+                                 f"{self._count(REASON_UNBOUND)} drop",
                                  comment="unbound: drop (ARP probes from 0.0.0.0 pass)"))
         return NftChain("arp_guard", tuple(rules), comment="requests and replies alike: both teach neighbour tables")
 
@@ -289,7 +294,8 @@ class GuardCompiler:
                 for first_packet in (SYN_ONLY, "meta l4proto udp"):
                     rules.append(NftRule(
                         f"meta protocol {protocol} {first_packet} {key} != @{seen} add @{seen} {{ {key} }} "
-                        f"update @{meter} {{ {match} saddr limit rate over {scan_rate(scan.ports, scan.window_seconds)} "
+                        f"update @{meter} {{ {match} saddr "
+                        f"limit rate over {scan_rate(scan.ports, scan.window_seconds)} "
                         f"burst {scan.ports} packets }} {blocklist} {self._count(REASON_PORT_SCAN)} drop",
                         comment=f"more than {scan.ports} new ports in {scan.window_seconds}s"))
             if scan.hosts is not None:
@@ -309,7 +315,8 @@ class GuardCompiler:
 
     def _scan_sets(self, seen: str, seen_type: str, meter: str, key_type: str, scan: ScanDefence, what: str) -> None:
         self.netdev_sets.append(NftSet(seen, seen_type, flags=("dynamic", "timeout"), size=SEEN_SIZE,
-                                       comment=f"{what} each source touched in the window", timeout=scan.window_seconds))
+                                       comment=f"{what} each source touched in the window",
+                                       timeout=scan.window_seconds))
         self.netdev_sets.append(NftSet(meter, key_type, flags=("dynamic", "timeout"), size=METER_SIZE,
                                        comment=f"new {what} per source", timeout=scan.window_seconds))
 
@@ -320,7 +327,8 @@ class GuardCompiler:
         if self.security.anti_spoofing:
             self.inet_counters[REASON_SPOOFED_SOURCE] = REASON_SPOOFED_SOURCE
             chains.append(NftChain("antispoof", (
-                NftRule(f"{self.lan_match} ip saddr 0.0.0.0 udp dport 67 return", comment="DHCP before it has an address"),
+                NftRule(f"{self.lan_match} ip saddr 0.0.0.0 udp dport 67 return",
+                        comment="DHCP before it has an address"),
                 NftRule(f"{self.lan_match} ip6 saddr :: return", comment="duplicate address detection"),
                 NftRule(f"{self.lan_match} fib saddr . iif oif missing counter name {REASON_SPOOFED_SOURCE} drop",
                         comment="strict reverse path: the source must route back out of the interface it came in on"),
@@ -334,7 +342,8 @@ class GuardCompiler:
                 meter = f"new_connections_v{version}"
                 sets.append(NftSet(meter, key_type, flags=("dynamic", "timeout"), size=METER_SIZE,
                                    comment="new connections per source", timeout=60))
-                rules.append(NftRule(f"{self.lan_match} ct state new update @{meter} {{ {match} saddr {limit_text(limit)} }} "
+                rules.append(NftRule(f"{self.lan_match} ct state new "
+                                     f"update @{meter} {{ {match} saddr {limit_text(limit)} }} "
                                      f"counter name {REASON_NEW_CONNECTION_FLOOD} drop"))
             chains.append(NftChain("new_connections", tuple(rules), BaseHook("prerouting", NEW_CONNECTION_PRIORITY)))
         chains.extend(self._syn_proxy_chains())

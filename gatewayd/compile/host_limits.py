@@ -44,7 +44,7 @@ class HostSlots:
         return [host for host in self.hosts if host.group == group and direction in host.directions]
 
     @staticmethod
-    def for_policy(policy: Policy, previous: "HostSlots | None" = None) -> "HostSlots":
+    def for_policy(policy: Policy, previous: HostSlots | None = None) -> HostSlots:
         wanted: dict[IPAddress, tuple[str, tuple[Direction, ...]]] = {}
         for name, group in policy.groups.items():
             directions = limited_directions(group)
@@ -58,12 +58,12 @@ class HostSlots:
         used = set(kept.values())
         next_free = 0
         hosts = []
-        for address, (group, directions) in wanted.items():
+        for address, (group_name, directions) in wanted.items():
             slot = kept.get(address)
             if slot is None:
                 while next_free in used:
                     next_free += 1
                 slot = next_free
                 used.add(slot)
-            hosts.append(LimitedHost(address, group, slot, directions))
+            hosts.append(LimitedHost(address, group_name, slot, directions))
         return HostSlots(tuple(hosts))

@@ -110,7 +110,7 @@ class NumberAllocation:
 
     @staticmethod
     def allocate(names: list[str], first: int, last: int,
-                 previous: "NumberAllocation | None" = None) -> "NumberAllocation":
+                 previous: NumberAllocation | None = None) -> NumberAllocation:
         kept = {n: num for n, num in (previous.numbers.items() if previous else ()) if n in set(names)}
         used = set(kept.values())
         free = (num for num in range(first, last + 1) if num not in used)

@@ -18,7 +18,7 @@ class Numbering:
     classes: dict[str, int]  # class name -> class index (1-based, file order)
 
     @staticmethod
-    def for_policy(policy: Policy, previous: "Numbering | None" = None) -> "Numbering":
+    def for_policy(policy: Policy, previous: Numbering | None = None) -> Numbering:
         app_names = sorted(a for a in policy.applications if a != UNKNOWN_APP)
         apps = marks.NumberAllocation.allocate(
             app_names, marks.FIRST_APP_NUMBER, marks.MAX_APP_NUMBER,

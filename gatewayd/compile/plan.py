@@ -6,7 +6,7 @@ tests run it without root.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gatewayd.compile.guard import CompiledGuard, compile_guard
 from gatewayd.compile.host_limits import HostSlots
@@ -24,8 +24,10 @@ class Plan:
     ruleset: CompiledRuleset
     tc_trees: tuple[InterfaceTree, ...]
     queue: QueueRule
-    guard: CompiledGuard = CompiledGuard(None, ())
-    host_slots: HostSlots = HostSlots()  # per-host HTB classes, stable across reloads
+    # Factories, not shared instances: CompiledGuard holds a dict, and one default object
+    # would be the same dict in every plan.
+    guard: CompiledGuard = field(default_factory=lambda: CompiledGuard(None, ()))
+    host_slots: HostSlots = field(default_factory=HostSlots)  # per-host HTB classes, stable across reloads
 
     def render(self) -> str:
         parts = [f"# gatewayd plan for {self.policy.source}",

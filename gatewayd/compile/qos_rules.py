@@ -53,7 +53,7 @@ from gatewayd.compile.kernel_names import (
 from gatewayd.compile.nftables_model import NftChain, NftRule, NftSet
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.tc_tree import HTB_MAJOR, group_leaf_minor
-from gatewayd.policy.model import Policy
+from gatewayd.policy.model import Direction, Policy
 
 CONNLIMIT_SET_SIZE = 65535
 HOST_MAP_SIZE_MIN = 1024  # room for a reload that adds hosts without resizing
@@ -89,13 +89,13 @@ def _class_priority(policy: Policy, numbering: Numbering, qos: QosRules) -> None
                                comment="class bits of the ct mark -> tc class (skb priority)"))
         qos.priority.append(NftRule(f"meta priority set ct mark & {hexmark(marks.CLASS_MASK)} map @class_priority"))
         return
-    elements = []
+    group_elements: list[str] = []
     for group_name, number in sorted(numbering.groups.numbers.items(), key=lambda kv: kv[1]):
         for class_name, index in numbering.classes.items():
             minor = group_leaf_minor(number, index) if group_name in shaped else numbering.tc_minor(class_name)
             key = marks.group_bits(number) | marks.class_bits(index)
-            elements.append(f"{hexmark(key)} : {HTB_MAJOR}:{minor:x}")
-    qos.sets.append(NftSet("class_priority", "mark", "classid", elements=tuple(elements),
+            group_elements.append(f"{hexmark(key)} : {HTB_MAJOR}:{minor:x}")
+    qos.sets.append(NftSet("class_priority", "mark", "classid", elements=tuple(group_elements),
                            comment="group and class bits of the ct mark -> tc class (skb priority)"))
     mask = marks.GROUP_MASK | marks.CLASS_MASK
     qos.priority.append(NftRule(f"meta priority set ct mark & {hexmark(mask)} map @class_priority"))
@@ -116,13 +116,14 @@ def _host_maps(hosts: HostSlots, qos: QosRules) -> None:
                                     f"add @{waiting} {{ {family} saddr }}", comment="a limited host's first packet"))
         qos.priority.append(NftRule(f"ct direction reply {family} daddr @{classless} "
                                     f"add @{waiting} {{ {family} daddr }}"))
-    for direction, match, ct_direction in (("upload", "saddr", "original"), ("download", "daddr", "reply")):
-        limited = hosts.by_direction(direction)  # type: ignore[arg-type]
+    matches: tuple[tuple[Direction, str, str], ...] = (("upload", "saddr", "original"), ("download", "daddr", "reply"))
+    for direction, match, ct_direction in matches:
+        limited = hosts.by_direction(direction)
         for version, family in ((4, "ip"), (6, "ip6")):
             elements = tuple(f"{h.address} : {HTB_MAJOR}:{h.minor:x}" for h in limited if h.address.version == version)
             if not elements:
                 continue
-            name = host_map_name(direction, version)  # type: ignore[arg-type]
+            name = host_map_name(direction, version)
             qos.sets.append(NftSet(name, "ipv4_addr" if version == 4 else "ipv6_addr", "classid",
                                    elements=elements, size=max(HOST_MAP_SIZE_MIN, 2 * len(elements)),
                                    comment=f"per-host limits: {direction} class of each host"))

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
-
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+from typing import TypeVar
 
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
@@ -152,6 +154,26 @@ def disjoint_networks(pairs: list[tuple[IPNetwork, str]]) -> list[tuple[IPNetwor
             blocks = ipaddress.summarize_address_range(address(low), address(high))
             result.extend((block, app) for block in blocks)
     return sorted(result, key=lambda p: (p[0].version, int(p[0].network_address)))
+
+
+def _outside(piece: IPNetwork, inner: IPNetwork) -> Iterable[IPNetwork]:
+    """What of `piece` lies outside `inner`: pieces of it, nothing, or all of it."""
+    if isinstance(piece, IPv4Network) and isinstance(inner, IPv4Network):
+        return _outside_same_family(piece, inner)
+    if isinstance(piece, IPv6Network) and isinstance(inner, IPv6Network):
+        return _outside_same_family(piece, inner)
+    return (piece,)  # different families share nothing
+
+
+SameFamilyNetwork = TypeVar("SameFamilyNetwork", IPv4Network, IPv6Network)
+
+
+def _outside_same_family(piece: SameFamilyNetwork, inner: SameFamilyNetwork) -> Iterable[SameFamilyNetwork]:
+    if inner.subnet_of(piece):
+        return piece.address_exclude(inner)
+    if piece.subnet_of(inner):
+        return ()
+    return (piece,)
 
 
 def disjoint_port_ranges(entries: list[tuple[str, int, int, str]]) -> list[tuple[str, int, int, str]]:
@@ -286,8 +308,9 @@ class RulesetCompiler:
                 ("interval",), elements=tuple(sorted(set(address_port[version]))),
                 comment="catalog: server address and port -> app"))
         self.table.sets.append(NftSet("app_ports", "inet_proto . inet_service", "verdict", ("interval",),
-                                      elements=tuple(f"{proto} . {self._port_text(first, last)} : {verdict}"
-                                                     for proto, first, last, verdict in disjoint_port_ranges(port_only)),
+                                      elements=tuple(
+                                          f"{proto} . {self._port_text(first, last)} : {verdict}"
+                                          for proto, first, last, verdict in disjoint_port_ranges(port_only)),
                                       comment="catalog: port-only apps, the weakest evidence, used on give-up"))
 
     @staticmethod

@@ -185,8 +185,10 @@ def build_tree(policy: Policy, numbering: Numbering, interface: str, direction: 
                                   "group", name)
         guaranteed_to_groups += group_class.rate_bps
         group_trees.append(group_class)
-        group_trees.extend(scaled_leaves(policy, numbering, direction, link_bps, group_class,
-                                         lambda c, n=number: group_leaf_minor(n, numbering.classes[c]), name))
+        def leaf_minor(class_name: str, group_number: int = number) -> int:
+            return group_leaf_minor(group_number, numbering.classes[class_name])
+
+        group_trees.extend(scaled_leaves(policy, numbering, direction, link_bps, group_class, leaf_minor, name))
         for host in members:
             rates = host_rates[host.address]
             rate = max(MIN_RATE_BPS, rates.guaranteed_bps)

@@ -47,10 +47,13 @@ def request(path: Path, message: dict[str, Any], timeout: float) -> dict[str, An
         raise ControlError(f"no gatewayd control socket at {path}: is the daemon running?") from None
     except PermissionError:
         raise ControlError(f"no permission to open {path}: the control socket is root's") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise ControlError(f"gatewayd did not answer within {timeout:g}s") from None
     except OSError as exc:
         raise ControlError(f"cannot talk to gatewayd at {path}: {exc}") from None
     if not answer:
         raise ControlError("gatewayd closed the connection without an answer")
-    return json.loads(answer)
+    reply = json.loads(answer)
+    if not isinstance(reply, dict):
+        raise ControlError(f"gatewayd answered with JSON that is not an object: {answer[:200]!r}")
+    return reply

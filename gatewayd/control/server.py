@@ -45,8 +45,8 @@ CommandHandler = Callable[[dict[str, Any], Reply], None]
 
 def peer_uid(connection: socket.socket) -> int:
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", credentials)
-    return int(uid)
+    uid: int = struct.unpack("3i", credentials)[1]  # struct ucred: pid, uid, gid
+    return uid
 
 
 class ClientState(enum.Enum):

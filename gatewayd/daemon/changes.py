@@ -53,7 +53,7 @@ class PendingChange:
     new_path: str
     new_text: str | None
     confirm_within: float | None
-    health: "Future[HealthResult]"
+    health: Future[HealthResult]
     reply: Reply | None  # the client waiting for the outcome of the checks
     deadline: float | None = None  # monotonic; set once the checks pass
     started: float = field(default_factory=time.monotonic)

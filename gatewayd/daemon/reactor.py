@@ -62,7 +62,7 @@ log = logging.getLogger("gatewayd.daemon")
 # VerdictHandler counts. A packet passed because the queue itself is full is counted nowhere.
 QUEUE_MAX_LEN = 16384
 LOOP_TICK_SECONDS = 1.0
-CHANGE_POLL_SECONDS = 0.1
+CHANGE_POLL_SECONDS = 0.1  # how soon a finished health check or a passed deadline is acted on
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation passes (CPython's default: 700)
 
 
@@ -180,7 +180,8 @@ class Daemon:
 
     def _status_line(self) -> str:
         state = "DEGRADED: running the last-known-good policy" if self.degraded else "policy applied"
-        return f"{state}, generation {self.generation}, fail mode {self.plan.policy.classifier.fail_mode if self.plan else '?'}"
+        fail_mode = self.plan.policy.classifier.fail_mode if self.plan else "?"
+        return f"{state}, generation {self.generation}, fail mode {fail_mode}"
 
     def _install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_write)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gatewayd.classify.offline import FlowReport, classify_capture
-from gatewayd.explain.rules import RuleEngine, FlowFacts, RuleVerdict
+from gatewayd.explain.rules import FlowFacts, RuleEngine, RuleVerdict
 from gatewayd.policy.model import Policy
 
 FlowKey = tuple[str, str, int, str, int]
@@ -67,7 +67,8 @@ class VerdictChange:
     after: FlowVerdict
 
     def as_dict(self) -> dict[str, object]:
-        return {"flow": {k: v for k, v in self.after.as_dict().items() if k in ("proto", "src", "sport", "dst", "dport")},
+        flow_keys = ("proto", "src", "sport", "dst", "dport")
+        return {"flow": {k: v for k, v in self.after.as_dict().items() if k in flow_keys},
                 "before": {k: self.before.as_dict()[k] for k in ("app", "rule", "action", "class")},
                 "after": {k: self.after.as_dict()[k] for k in ("app", "rule", "action", "class")}}
 

@@ -83,9 +83,8 @@ class RuleEngine:
             return False
         if any(in_group(groups[g], facts.source, facts.source_mac) for g in rule.except_groups):
             return False
-        if rule.apps or rule.categories:
-            if facts.app is None or facts.app not in self._apps_of_rule[rule.name]:
-                return False
+        if (rule.apps or rule.categories) and (facts.app is None or facts.app not in self._apps_of_rule[rule.name]):
+            return False
         if rule.schedule and not schedule_covers(self.policy.schedules[rule.schedule], facts.when):
             return False
         return True

@@ -14,7 +14,8 @@ def big_policy(hosts: int, domains: int, variant: int) -> str:
     text = OFFICE_POLICY.read_text()
     groups = []
     for start in range(0, hosts, HOSTS_PER_GROUP):
-        members = "\n".join(f"      - 2001:db8:5::{number:x}" for number in range(start + 1, min(hosts, start + HOSTS_PER_GROUP) + 1))
+        numbers = range(start + 1, min(hosts, start + HOSTS_PER_GROUP) + 1)
+        members = "\n".join(f"      - 2001:db8:5::{number:x}" for number in numbers)
         groups.append(f"  branch-{start // HOSTS_PER_GROUP}:\n    members:\n{members}\n")
     blocklist = "\n".join(f"      - blocked{number}.example.com" for number in range(domains))
     app = f"  blocklist:\n    name: Blocked sites\n    category: ads\n    domains:\n{blocklist}\n"

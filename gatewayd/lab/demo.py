@@ -50,20 +50,24 @@ VISITS = (
 def visit(lab: Lab, plan: Plan, item: Visit) -> str:
     site = DEFAULT_SITES[item.site]
     source = OFFICE_HOSTS[item.host].ipv4
+    address = site.ipv4
+    if address is None:
+        raise ValueError(f"demo site {item.site} has no IPv4 address")
+    outcome: Outcome | None
     if item.kind == "bittorrent":
-        result = traffic.bittorrent_handshake(lab, item.host, site.ipv4)
-        outcome, port = result.outcome, 6881
+        handshake = traffic.bittorrent_handshake(lab, item.host, address)
+        outcome, port = handshake.outcome, 6881
         passed = outcome == Outcome.ANSWERED
     else:
-        result = traffic.https_get(lab, item.host, site.hostname, ip_version=4, timeout=5)
-        outcome, port = (Outcome.OK if result.ok else result.error), 443
-        passed = result.ok
-    mark = flow_mark(lab, source, site.ipv4, port)
+        response = traffic.https_get(lab, item.host, site.hostname, ip_version=4, timeout=5)
+        outcome, port = (Outcome.OK if response.ok else response.error), 443
+        passed = response.ok
+    mark = flow_mark(lab, source, address, port)
     if mark is not None:
         kernel = decode_mark(plan, mark)
         app, qos_class = kernel.app, kernel.qos_class
     else:  # reset on its SYN: no conntrack entry stays, but the kernel knew the app from DNS
-        app, qos_class = f"{learned_app(lab, plan, site.ipv4) or '?'} (DNS)", "-"
+        app, qos_class = f"{learned_app(lab, plan, address) or '?'} (DNS)", "-"
     if passed:
         verdict = f"allowed   app={app:<11} class={qos_class}"
     elif outcome in BLOCKED:
@@ -128,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(line)
             exposition = daemon.metrics()
             print("\nCounters (Prometheus, from the daemon's /metrics):")
-            print(f"  blocked TCP resets: {metric_value(exposition, 'gatewayd_blocked_packets_total', protocol='tcp'):.0f}, "
+            resets = metric_value(exposition, 'gatewayd_blocked_packets_total', protocol='tcp')
+            print(f"  blocked TCP resets: {resets:.0f}, "
                   f"flows decided: {metric_value(exposition, 'gatewayd_flows_total'):.0f}, "
                   f"packets queued to the classifier: {metric_value(exposition, 'gatewayd_queued_packets_total'):.0f}, "
                   f"addresses learned from DNS: {metric_value(exposition, 'gatewayd_dns_learned_addresses'):.0f}")

@@ -35,7 +35,7 @@ class GatewayDaemon:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS, log_level: str = "info",
-              env: dict[str, str] | None = None) -> "GatewayDaemon":
+              env: dict[str, str] | None = None) -> GatewayDaemon:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.process = self.lab.popen(GATEWAY, [sys.executable, "-m", "gatewayd", "run", "--policy",

@@ -23,12 +23,14 @@ import json
 import os
 import signal
 import socket
+import socketserver
 import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 MAX_CONNECTIONS = 256
 MAX_BYTES = 50 * 1024 * 1024
@@ -41,10 +43,12 @@ CHUNK = b"\x00" * 65536
 _connection_slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
 
-class _ServerStub:
-    """What BaseHTTPRequestHandler expects of ``self.server``."""
+class _ServerStub(socketserver.BaseServer):
+    """What BaseHTTPRequestHandler expects of ``self.server``: a server that never listens
+    (connections are accepted elsewhere), plus the scheme and port the handler reports."""
 
     def __init__(self, scheme: str, port: int) -> None:
+        super().__init__(("", port), LabHttpHandler)
         self.scheme = scheme
         self.port = port
 
@@ -52,7 +56,7 @@ class _ServerStub:
 class LabHttpHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection keeps the server simple
     server_version = "gatewayd-lab"
-    server: _ServerStub  # type: ignore[assignment]
+    server: _ServerStub
 
     def do_GET(self) -> None:
         self._respond(send_body=True)
@@ -103,14 +107,14 @@ class LabHttpHandler(http.server.BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the lab must stay quiet; failures surface in client results
 
 
 def serve_http(conn: socket.socket, addr: Any, port: int, tls: ssl.SSLContext | None) -> None:
     if tls is not None:
         conn = tls.wrap_socket(conn, server_side=True)  # handshake happens here
-    LabHttpHandler(conn, addr, _ServerStub("https" if tls else "http", port))  # type: ignore[arg-type]
+    LabHttpHandler(conn, addr, _ServerStub("https" if tls else "http", port))
 
 
 def serve_bittorrent(conn: socket.socket, addr: Any, port: int, tls: ssl.SSLContext | None) -> None:

@@ -84,7 +84,7 @@ def _protect(version: int, dcid: bytes, scid: bytes, packet_number: int, frames:
         frames += bytes(_MIN_DATAGRAM - overhead - len(frames))
     length = pn_length + len(frames) + 16
     header = header_without_length + struct.pack("!H", 0x4000 | length) + packet_number.to_bytes(pn_length, "big")
-    nonce = bytes(a ^ b for a, b in zip(iv, packet_number.to_bytes(12, "big")))
+    nonce = bytes(a ^ b for a, b in zip(iv, packet_number.to_bytes(12, "big"), strict=True))
     sealed = AESGCM(key).encrypt(nonce, frames, header)
     pn_offset = len(header) - pn_length
     packet = bytearray(header + sealed)

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from gatewayd.lab.runner import NamespaceRunner
 
@@ -128,7 +128,7 @@ def make_self_signed_certificate(cert_path: Path, key_path: Path, names: Iterabl
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gatewayd lab internet")])
     alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(names)]
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in dict.fromkeys(addresses)]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -64,10 +64,12 @@ def concurrent_rates(lab: NamespaceRunner, jobs: list[IperfJob]) -> list[float]:
         thread.start()
     for thread in threads:
         thread.join()
+    rates: list[float] = []
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    return [float(r) for r in results]  # type: ignore[arg-type]
+        rates.append(result)
+    return rates
 
 
 def start_iperf_servers(lab: NamespaceRunner, address: str, ports: list[int]) -> None:

@@ -30,6 +30,7 @@ from a crashed run.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import itertools
 import json
@@ -42,9 +43,10 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from gatewayd.lab import services as lab_services
 
@@ -224,7 +226,7 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 _prefix_counter = itertools.count()
 _prefix_lock = threading.Lock()
-_live_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
+_live_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
 
 
 def _die_with_parent() -> None:
@@ -276,7 +278,7 @@ class Lab:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         try:
             self.build()
             if self.start_services:
@@ -356,8 +358,8 @@ class Lab:
         Output goes to ``<workdir>/<log_name>`` if given, else is discarded, unless the
         caller passes its own stdout/stderr.
         """
-        log = open(self.workdir / log_name, "ab") if log_name else subprocess.DEVNULL
-        try:
+        with contextlib.ExitStack() as ours:  # the child keeps its own copy of the log's descriptor
+            log = ours.enter_context(open(self.workdir / log_name, "ab")) if log_name else subprocess.DEVNULL
             popen_kwargs.setdefault("stdout", log)
             popen_kwargs.setdefault("stderr", subprocess.STDOUT if log_name else subprocess.DEVNULL)
             popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
@@ -365,9 +367,6 @@ class Lab:
                                     preexec_fn=_die_with_parent,
                                     start_new_session=True,  # a Ctrl-C in pytest is ours to handle
                                     **popen_kwargs)
-        finally:
-            if log_name:
-                log.close()  # type: ignore[union-attr]
         self._processes.append(proc)
         return proc
 

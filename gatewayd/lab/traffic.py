@@ -259,7 +259,8 @@ def _python_probe(lab: NamespaceRunner, host: str, code: str, params: dict[str, 
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise TrafficError(f"probe failed in {host}: {proc.stderr.strip()}")
-    return json.loads(lines[-1])
+    report: dict[str, Any] = json.loads(lines[-1])  # the probe's last line: one JSON object it prints
+    return report
 
 
 def tcp_connect(lab: NamespaceRunner, host: str, address: str, port: int, timeout: float = 3.0,

@@ -31,7 +31,8 @@ class DaemonMetrics:
         self.fail_mode = Gauge("gatewayd_fail_mode", "The fail mode in force (1 for the current one).", ["mode"],
                                registry=registry)
         self.degraded = Gauge("gatewayd_policy_degraded",
-                              "1 while the daemon runs its last-known-good policy because the configured file does not load.",
+                              "1 while the daemon runs its last-known-good policy because the configured file "
+                              "does not load.",
                               registry=registry)
         self.reverts = Counter("gatewayd_policy_reverts", "Changes reverted by commit-confirm "
                                "(a failed health check or no confirm in time).", registry=registry)

@@ -14,7 +14,8 @@ PROC_QUEUE = Path("/proc/net/netfilter/nfnetlink_queue")
 
 
 def read_queue_line(queue_num: int, path: Path = PROC_QUEUE) -> dict[str, int] | None:
-    """Fields per the kernel's nfnetlink_queue seq_show: queue, portid, total, mode, range, dropped, user_dropped, seq."""
+    """Fields per the kernel's nfnetlink_queue seq_show: queue, portid, total, mode, range, dropped,
+    user_dropped, seq."""
     if not path.exists():
         return None
     for line in path.read_text().splitlines():
@@ -30,7 +31,8 @@ class NfqueueCollector(PlanCollector):
     def read_plan(self, plan: Plan) -> Iterator[Metric]:
         stats = read_queue_line(plan.policy.classifier.queue_num)
         dropped = CounterMetricFamily("gatewayd_nfqueue_dropped_packets",
-                                      "Packets the kernel could not queue to the classifier (queue full, or the socket buffer).",
+                                      "Packets the kernel could not queue to the classifier (queue full, or the "
+                                      "socket buffer).",
                                       labels=["reason"])
         backlog = GaugeMetricFamily("gatewayd_nfqueue_backlog_packets", "Packets waiting in the queue for a verdict.")
         if stats:

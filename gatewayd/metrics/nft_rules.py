@@ -35,19 +35,25 @@ class RuleCollector(PlanCollector):
     def read_plan(self, plan: Plan) -> Iterator[Metric]:
         self._kernel = self._kernel or NftKernel()
         counters = self._kernel.named_counters()
-        hits = CounterMetricFamily("gatewayd_rule_hits", "Packets that matched a policy rule (original direction).", labels=["rule"])
-        hit_bytes = CounterMetricFamily("gatewayd_rule_hit_bytes", "Bytes of packets that matched a policy rule.", labels=["rule"])
+        hits = CounterMetricFamily("gatewayd_rule_hits", "Packets that matched a policy rule (original direction).",
+                                   labels=["rule"])
+        hit_bytes = CounterMetricFamily("gatewayd_rule_hit_bytes", "Bytes of packets that matched a policy rule.",
+                                        labels=["rule"])
         for counter_name, rule_name in plan.ruleset.rule_counters.items():
             counter = counters.get(counter_name)
             if counter:
                 hits.add_metric([rule_name], counter.packets)
                 hit_bytes.add_metric([rule_name], counter.bytes)
-        blocked = CounterMetricFamily("gatewayd_blocked_packets", "Packets blocked by policy: TCP answered with a reset, the rest dropped.", labels=["protocol"])
+        blocked = CounterMetricFamily("gatewayd_blocked_packets",
+                                      "Packets blocked by policy: TCP answered with a reset, the rest dropped.",
+                                      labels=["protocol"])
         for counter_name, protocol in BLOCKED_COUNTERS.items():
             blocked.add_metric([protocol], packets_of(counters, counter_name))
-        replies = CounterMetricFamily("gatewayd_blocked_reply_packets", "Reply-direction packets of blocked flows, dropped.")
+        replies = CounterMetricFamily("gatewayd_blocked_reply_packets",
+                                      "Reply-direction packets of blocked flows, dropped.")
         replies.add_metric([], packets_of(counters, kernel_names.COUNTER_BLOCKED_REPLIES))
-        queued = CounterMetricFamily("gatewayd_queued_packets", "Packets the kernel handed to the classifier (first packets of undecided flows).")
+        queued = CounterMetricFamily("gatewayd_queued_packets",
+                                     "Packets the kernel handed to the classifier (first packets of undecided flows).")
         queued.add_metric([], packets_of(counters, kernel_names.COUNTER_QUEUED))
         gave_up = CounterMetricFamily("gatewayd_flows_gave_up", "Flows decided by port or as unknown for want of "
                                       "evidence: still undecided after max_packets (the kernel), or over a "
@@ -57,7 +63,8 @@ class RuleCollector(PlanCollector):
         if classifier is not None:
             for reason, flows in given_up_by_budget(classifier.stats).items():
                 gave_up.add_metric([reason], flows)
-        learned = GaugeMetricFamily("gatewayd_dns_learned_addresses", "Server addresses learned from DNS, held in kernel maps.", labels=["family"])
+        learned = GaugeMetricFamily("gatewayd_dns_learned_addresses",
+                                    "Server addresses learned from DNS, held in kernel maps.", labels=["family"])
         for map_name, count in self._kernel.learned_count().items():
             learned.add_metric([map_name.rsplit("_", 1)[1]], count)
         yield from (hits, hit_bytes, blocked, replies, queued, gave_up, learned)

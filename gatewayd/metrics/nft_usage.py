@@ -21,15 +21,20 @@ class UsageCollector(PlanCollector):
         self._kernel = self._kernel or NftKernel()
         numbering = plan.numbering
         labels = ["app", "group", "action", "class"]
-        traffic_bytes = CounterMetricFamily("gatewayd_traffic_bytes", "Bytes forwarded or blocked, by app, group, action and class.", labels=labels)
-        traffic_packets = CounterMetricFamily("gatewayd_traffic_packets", "Packets forwarded or blocked, by app, group, action and class.", labels=labels)
+        traffic_bytes = CounterMetricFamily("gatewayd_traffic_bytes",
+                                            "Bytes forwarded or blocked, by app, group, action and class.",
+                                            labels=labels)
+        traffic_packets = CounterMetricFamily("gatewayd_traffic_packets",
+                                              "Packets forwarded or blocked, by app, group, action and class.",
+                                              labels=labels)
         for key, counter in sorted(self._kernel.set_counters(SET_USAGE).items()):
             action = "block" if key & marks.BLOCK_BIT else "allow"
             values = [numbering.app_name(marks.app_number_of(key)), numbering.group_name(marks.group_number_of(key)),
                       action, "none" if action == "block" else numbering.class_name(marks.class_index_of(key))]
             traffic_bytes.add_metric(values, counter.bytes)
             traffic_packets.add_metric(values, counter.packets)
-        flows = CounterMetricFamily("gatewayd_flows", "Flows whose app was decided, by app and group.", labels=["app", "group"])
+        flows = CounterMetricFamily("gatewayd_flows", "Flows whose app was decided, by app and group.",
+                                    labels=["app", "group"])
         for key, counter in sorted(self._kernel.set_counters(SET_FLOWS).items()):
             flows.add_metric([numbering.app_name(marks.app_number_of(key)),
                               numbering.group_name(marks.group_number_of(key))], counter.packets)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from yaml.nodes import Node
 
+from gatewayd.policy.errors import PolicyIssue
 from gatewayd.policy.fields import (
     NAME_PATTERN,
     PORT_PATTERN,
@@ -62,7 +63,7 @@ def default_catalog_path() -> Path:
     return Path(sys.prefix) / "share" / "gatewayd" / "catalog.yaml"
 
 
-def load_catalog(path: str | Path | None, issues_into: list) -> dict[str, Application]:
+def load_catalog(path: str | Path | None, issues_into: list[PolicyIssue]) -> dict[str, Application]:
     """The catalog's apps; its problems go to `issues_into` with the catalog's own FILE:LINE:COL."""
     source = str(path if path is not None else default_catalog_path())
     checker = Checker(source)
@@ -184,7 +185,7 @@ def _read_parent(known: dict[str, Entry], checker: Checker, what: str) -> str | 
     return None if text is None else field_at(checker, node, lambda value: check_name(value, f"{what}: parent"), text)
 
 
-def _read_category(known: dict, checker: Checker, what: str) -> str | None:
+def _read_category(known: dict[str, Entry], checker: Checker, what: str) -> str | None:
     if "category" not in known:
         return None
     node = known["category"].value
@@ -208,7 +209,8 @@ def application_schema() -> Schema:
         "parent": string_schema("The id of the app this one is part of (instagram: facebook); "
                                 "rules on the parent match it too.", pattern=NAME_PATTERN),
         "domains": one_or_list(
-            string_schema('"example.com" (and subdomains), "*.example.com" (subdomains only) or "=example.com" (exact).'),
+            string_schema('"example.com" (and subdomains), "*.example.com" (subdomains only) '
+                          'or "=example.com" (exact).'),
             "Server names that identify the app.",
         ),
         "addresses": one_or_list(string_schema("IPv4/IPv6 network or address."), "Server addresses."),

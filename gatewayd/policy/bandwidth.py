@@ -15,7 +15,7 @@ under their group's ceiling).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from yaml.nodes import Node
@@ -150,7 +150,9 @@ def _check_pair_order(pair: RatePair, checker: Checker, what: str) -> None:
     g, limit = pair.guaranteed, pair.limit
     if g is None or limit is None or (g.share is None) != (limit.share is None):
         return
-    amount = (lambda b: b.share if b.share is not None else float(b.bits_per_second or 0))
+    def amount(bandwidth: Bandwidth) -> float:
+        return bandwidth.share if bandwidth.share is not None else float(bandwidth.bits_per_second or 0)
+
     if amount(g) > amount(limit) + SHARE_TOLERANCE and pair.guaranteed_location is not None:
         loc = pair.guaranteed_location
         message = f"guaranteed {describe(g)} of {what} is more than its limit {describe(limit)}"
@@ -207,7 +209,7 @@ def _explicit_hosts(group: Group, address: IPAddress) -> Iterator[IPAddress]:
         if network.version == address.version and address in network:
             yield address
     for member in group.ranges:
-        if member.first.version == address.version and member.first <= address <= member.last:
+        if member.first.version == address.version and int(member.first) <= int(address) <= int(member.last):
             yield address
 
 
@@ -225,7 +227,7 @@ def host_addresses(group: Group, at_most: int | None = None) -> Iterator[IPAddre
     """Every address of the group's networks and ranges (IPv4 networks without network/broadcast)."""
     produced = 0
     for network in group.networks:
-        hosts = network.hosts() if network.version == 4 and network.prefixlen < 31 else iter(network)
+        hosts: Iterable[IPAddress] = network.hosts() if network.version == 4 and network.prefixlen < 31 else network
         for address in hosts:
             yield address
             produced += 1
@@ -378,7 +380,7 @@ def _check_hosts(group: Group, direction: Direction, link_bps: int, mine: Resolv
         count += 1
         exception = excepted.get(address)
         pair = exception.rates.direction(direction) if exception else None
-        if pair is not None and rates.limit_bps > mine.limit_bps:
+        if exception is not None and pair is not None and rates.limit_bps > mine.limit_bps:
             _report(pair.limit_location or exception.location, checker,
                     f"limit {format_rate(rates.limit_bps)} of host {address} is above the ceiling of {what} "
                     f"({format_rate(mine.limit_bps)}) on the {direction} link")

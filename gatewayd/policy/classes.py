@@ -129,7 +129,8 @@ def class_schema() -> Schema:
         "A QoS class, applied to both directions of the WAN link.",
         {
             "priority": {"type": "integer", "minimum": 0, "maximum": 7, "description": "0 = most urgent .. 7."},
-            "guaranteed": string_schema(f"Always available to the class. {bandwidth} Default 0.", pattern=BANDWIDTH_PATTERN),
+            "guaranteed": string_schema(f"Always available to the class. {bandwidth} Default 0.",
+                                        pattern=BANDWIDTH_PATTERN),
             "limit": string_schema(f"The most the class may use. {bandwidth} Default 100%.", pattern=BANDWIDTH_PATTERN),
             "upload": rate_pair_schema("Upload-only guaranteed/limit, overriding the two above."),
             "download": rate_pair_schema("Download-only guaranteed/limit, overriding the two above."),

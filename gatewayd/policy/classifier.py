@@ -11,7 +11,8 @@ import dataclasses
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from gatewayd.policy.model import Application, ClassifierSettings
+from gatewayd.policy.fields import literal_of
+from gatewayd.policy.model import FAIL_MODES, Application, ClassifierSettings
 from gatewayd.policy.schema_parts import (
     Schema,
     object_schema,
@@ -29,7 +30,6 @@ from gatewayd.policy.yamltree import (
 )
 
 CLASSIFIER_KEYS = ("fail_mode", "max_packets", "queue", "tcp_only")
-FAIL_MODES = ("open", "closed")
 
 
 def read_classifier(node: Node | None, checker: Checker) -> ClassifierSettings:
@@ -42,10 +42,11 @@ def read_classifier(node: Node | None, checker: Checker) -> ClassifierSettings:
     if "fail_mode" in known:
         mode_node = known["fail_mode"].value
         mode = text_of(mode_node, checker, "'fail_mode' of 'classifier'")
-        if mode is not None and mode not in FAIL_MODES:
+        chosen = literal_of(mode, FAIL_MODES) if mode is not None else None
+        if mode is not None and chosen is None:
             checker.report(mode_node, f"fail_mode '{mode}' is not valid (expected open or closed)")
-        elif mode is not None:
-            fail_mode = mode
+        elif chosen is not None:
+            fail_mode = chosen
     max_packets = defaults.max_packets
     if "max_packets" in known:
         max_packets = integer_of(known["max_packets"].value, checker, "'max_packets'", 1, 32) or max_packets
@@ -53,7 +54,7 @@ def read_classifier(node: Node | None, checker: Checker) -> ClassifierSettings:
     if "queue" in known:
         queue = integer_of(known["queue"].value, checker, "'queue'", 0, 65535)
         queue_num = queue if queue is not None else queue_num
-    return ClassifierSettings(fail_mode, max_packets, queue_num)  # type: ignore[arg-type]
+    return ClassifierSettings(fail_mode, max_packets, queue_num)
 
 
 def with_tcp_only(settings: ClassifierSettings, node: Node | None, checker: Checker,

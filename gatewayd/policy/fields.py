@@ -12,9 +12,11 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 from gatewayd.policy.limits import MAX_RATE_BITS_PER_SECOND
 from gatewayd.policy.model import (
+    PROTOCOLS,
     SIGNATURE_NAMES,
     AddressRange,
     Bandwidth,
@@ -26,6 +28,20 @@ from gatewayd.policy.model import (
 
 class FieldError(ValueError):
     """A value that does not parse; str() is the message for the admin."""
+
+
+LiteralText = TypeVar("LiteralText", bound=str)
+
+
+def literal_of(text: str, choices: tuple[LiteralText, ...]) -> LiteralText | None:
+    """`text` as one of `choices` (the values of a Literal type, e.g. model.ACTIONS), or None.
+
+    Returning the matching choice rather than `text` gives the caller the Literal type
+    without a cast."""
+    for choice in choices:
+        if text == choice:
+            return choice
+    return None
 
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -188,7 +204,7 @@ def parse_address_range(text: str) -> AddressRange:
         ) from None
     if first.version != last.version:
         raise FieldError(f"range '{text}' mixes IPv4 and IPv6")
-    if first > last:
+    if int(first) > int(last):  # same family, checked above
         raise FieldError(f"range '{text}' is backwards (the first address is above the last)")
     return AddressRange(first, last)
 
@@ -207,8 +223,9 @@ def parse_port_match(text: str) -> PortMatch:
         f"port '{text}' is not valid (expected PROTO/PORT or PROTO/FIRST-LAST with PROTO tcp or udp "
         "and ports 1-65535, e.g. tcp/443, udp/5000-5010)"
     )
-    match = re.fullmatch(r"(tcp|udp)/([0-9]{1,5})(?:-([0-9]{1,5}))?", text)
-    if not match:
+    match = re.fullmatch(r"([a-z]+)/([0-9]{1,5})(?:-([0-9]{1,5}))?", text)
+    protocol = literal_of(match.group(1), PROTOCOLS) if match else None
+    if not match or protocol is None:
         raise invalid
     first = int(match.group(2))
     last = int(match.group(3)) if match.group(3) else first
@@ -216,7 +233,7 @@ def parse_port_match(text: str) -> PortMatch:
         raise invalid
     if first > last:
         raise FieldError(f"port range '{text}' is backwards (the first port is above the last)")
-    return PortMatch(match.group(1), first, last)  # type: ignore[arg-type]
+    return PortMatch(protocol, first, last)
 
 
 def parse_days(text: str) -> frozenset[int]:

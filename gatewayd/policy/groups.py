@@ -97,8 +97,8 @@ def group_schema() -> Schema:
             },
             "max_connections": {
                 "type": "integer", "minimum": 1, "maximum": MAX_CONNECTIONS,
-                "description": "Concurrent connections per host to the Internet; more are refused (TCP reset) and counted. "
-                               "DNS to dns.resolvers, ICMP and traffic to the router do not count.",
+                "description": "Concurrent connections per host to the Internet; more are refused (TCP reset) "
+                               "and counted. DNS to dns.resolvers, ICMP and traffic to the router do not count.",
             },
         },
         ("members",),

@@ -13,7 +13,7 @@ from gatewayd.policy.fields import (
     check_interface_name,
     parse_rate,
 )
-from gatewayd.policy.model import Interfaces
+from gatewayd.policy.model import Direction, Interfaces
 from gatewayd.policy.schema_parts import (
     Schema,
     object_schema,
@@ -83,7 +83,7 @@ class Link:
     upload_bps: int
     download_bps: int
 
-    def directions(self) -> tuple[tuple[str, int], ...]:
+    def directions(self) -> tuple[tuple[Direction, int], ...]:
         return (("upload", self.upload_bps), ("download", self.download_bps))
 
 

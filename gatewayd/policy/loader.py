@@ -12,6 +12,7 @@ module only checks the top level and puts the sections together.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -32,7 +33,7 @@ from gatewayd.policy.health import read_health
 from gatewayd.policy.interfaces import link_of, read_interfaces
 from gatewayd.policy.limits import MAX_APPLICATION_ADDRESSES, MAX_GROUP_MEMBERS
 from gatewayd.policy.metrics import read_metrics
-from gatewayd.policy.model import DnsSettings, Policy
+from gatewayd.policy.model import Application, DnsSettings, Policy
 from gatewayd.policy.rules import Names, check_reachability, read_default, read_rules
 from gatewayd.policy.schedules import read_schedules
 from gatewayd.policy.security import read_security
@@ -103,7 +104,7 @@ def _in_file_order(issues: list[PolicyIssue]) -> list[PolicyIssue]:
     return sorted(issues, key=lambda issue: (issue.location.line, issue.location.column))
 
 
-def _build_policy(text: str, checker: Checker, catalog: dict) -> Policy | None:
+def _build_policy(text: str, checker: Checker, catalog: dict[str, Application]) -> Policy | None:
     root = compose(text, checker)
     if root is None:
         if not checker.issues:
@@ -123,7 +124,7 @@ def _section(known: dict[str, Entry], key: str) -> Node | None:
     return known[key].value if key in known else None
 
 
-def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Policy | None:
+def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Application]) -> Policy | None:
     if "version" in known:
         _check_version(known["version"].value, checker)
     interfaces = read_interfaces(known["interfaces"], checker) if "interfaces" in known else None
@@ -141,7 +142,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     if "classes" in known:
         check_guarantees_fit_link(known["classes"].key, classes, checker, link)
     if link is not None:
-        check_qos_budgets(groups, classes, checker, link.directions())  # type: ignore[arg-type]
+        check_qos_budgets(groups, classes, checker, link.directions())
     names = Names(
         groups=_declared(known, "groups", groups),
         schedules=_declared(known, "schedules", schedules),
@@ -165,7 +166,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         applications=applications,
         classes=classes,
         rules=tuple(rules),
-        default_action=default_action,  # type: ignore[arg-type]
+        default_action=default_action,
         default_class=default_class,
         classifier=classifier,
         metrics_listen=metrics_listen,
@@ -186,7 +187,7 @@ def _within_totals(known: dict[str, Entry], section: str, checker: Checker) -> b
     return within_total(node, "addresses", checker, "application addresses", MAX_APPLICATION_ADDRESSES)
 
 
-def _declared(known: dict[str, Entry], key: str, parsed: dict) -> list[str]:
+def _declared(known: dict[str, Entry], key: str, parsed: Mapping[str, object]) -> list[str]:
     """Every name a section declares, in file order, whether or not its body was valid."""
     node = known[key].value if key in known else None
     if not isinstance(node, MappingNode):

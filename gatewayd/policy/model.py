@@ -38,6 +38,10 @@ SIGNATURE_NAMES: tuple[str, ...] = (
 Action = Literal["allow", "block"]
 FailMode = Literal["open", "closed"]
 Protocol = Literal["tcp", "udp"]
+# Each Literal's values, for readers to check text against (fields.literal_of) and schemas to list.
+ACTIONS: tuple[Action, ...] = ("allow", "block")
+FAIL_MODES: tuple[FailMode, ...] = ("open", "closed")
+PROTOCOLS: tuple[Protocol, ...] = ("tcp", "udp")
 
 
 @dataclass(frozen=True)
@@ -262,8 +266,8 @@ class Policy:
     default_class: str = "default"
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     metrics_listen: str = "127.0.0.1:9108"
-    security: "SecurityPolicy | None" = None  # the LAN guard; None = no guard tables
-    health: "HealthChecks | None" = None  # checked after `gatewayd apply`; see policy/health.py
+    security: SecurityPolicy | None = None  # the LAN guard; None = no guard tables
+    health: HealthChecks | None = None  # checked after `gatewayd apply`; see policy/health.py
     dns: DnsSettings = field(default_factory=DnsSettings)  # the office's resolvers; see policy/dns.py
 
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:
@@ -282,6 +286,8 @@ class Policy:
 
 UnboundAction = Literal["allow", "drop"]
 RateUnit = Literal["second", "minute"]
+UNBOUND_ACTIONS: tuple[UnboundAction, ...] = ("allow", "drop")
+RATE_UNITS: tuple[RateUnit, ...] = ("second", "minute")
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from yaml.nodes import Node, SequenceNode
 
 from gatewayd.policy.app_tree import ancestors, is_within
-from gatewayd.policy.fields import NAME_PATTERN
+from gatewayd.policy.fields import NAME_PATTERN, literal_of
 from gatewayd.policy.limits import (
     MAX_REACHABILITY_COMPARISONS,
     MAX_RULES,
     limit_message,
 )
-from gatewayd.policy.model import CATEGORIES, Application, Rule
+from gatewayd.policy.model import ACTIONS, CATEGORIES, Action, Application, Rule
 from gatewayd.policy.schema_parts import (
     Schema,
     names_schema,
@@ -35,7 +35,6 @@ from gatewayd.policy.yamltree import (
 )
 
 RULE_KEYS = ("name", "groups", "except_groups", "apps", "categories", "schedule", "action", "class")
-ACTIONS = ("allow", "block")
 DEFAULT_KEYS = ("action", "class")
 DEFAULT_CLASS = "default"
 
@@ -90,7 +89,7 @@ def _read_rule(item: Node, number: int, checker: Checker, names: Names, first_us
         return None
     return Rule(
         name=name,
-        action=action,  # type: ignore[arg-type]
+        action=action,
         qos_class=qos_class,
         groups=tuple(groups),
         except_groups=tuple(except_groups),
@@ -176,17 +175,17 @@ def _single_reference(
 
 def read_decision(
     known: dict[str, Entry], owner: Node, checker: Checker, what: str, classes: Collection[str]
-) -> tuple[str | None, str | None]:
+) -> tuple[Action | None, str | None]:
     """(action, class) from `action` and `class`; `class` alone means allow into it."""
-    action = None
+    action: Action | None = None
     if "action" in known:
         node = known["action"].value
-        action = text_of(node, checker, f"'action' of {what}")
-        if action is not None and action not in ACTIONS:
+        text = text_of(node, checker, f"'action' of {what}")
+        action = literal_of(text, ACTIONS) if text is not None else None
+        if text is not None and action is None:
             checker.report(
-                node, f"action '{action}' is not valid (expected allow or block)" + checker.suggest(action, ACTIONS)
+                node, f"action '{text}' is not valid (expected allow or block)" + checker.suggest(text, ACTIONS)
             )
-            action = None
     qos_class = _single_reference(known, "class", checker, what, classes, "class", "classes")
     if action == "block" and "class" in known:
         checker.report(
@@ -305,7 +304,8 @@ def _covers(earlier: Rule, later: Rule, applications: dict[str, Application]) ->
     )
 
 
-def read_default(entry: Entry | None, classes_key: Node | None, checker: Checker, names: Names) -> tuple[str, str]:
+def read_default(entry: Entry | None, classes_key: Node | None, checker: Checker,
+                 names: Names) -> tuple[Action, str]:
     """The default decision; its class defaults to 'default', which must then exist."""
     if entry is None or is_null(entry.value):
         _require_default_class(classes_key, checker, names)
@@ -357,4 +357,5 @@ def rule_schema() -> Schema:
 
 
 def default_schema() -> Schema:
-    return object_schema("What happens to flows no rule matches.", decision_properties()) | {"allOf": [BLOCK_HAS_NO_CLASS]}
+    return (object_schema("What happens to flows no rule matches.", decision_properties())
+            | {"allOf": [BLOCK_HAS_NO_CLASS]})

@@ -13,9 +13,11 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from gatewayd.policy.errors import PolicyIssue
-from gatewayd.policy.fields import FieldError, parse_network, shortened
+from gatewayd.policy.fields import FieldError, literal_of, parse_network, shortened
 from gatewayd.policy.limits import MAX_BINDINGS, MAX_NUMBER_DIGITS, limit_message
 from gatewayd.policy.model import (
+    RATE_UNITS,
+    UNBOUND_ACTIONS,
     Binding,
     BindingTable,
     FileReference,
@@ -24,8 +26,10 @@ from gatewayd.policy.model import (
     Location,
     Policy,
     RateLimit,
+    RateUnit,
     ScanDefence,
     SecurityPolicy,
+    UnboundAction,
 )
 from gatewayd.policy.schema_parts import Schema, object_schema
 from gatewayd.policy.sourcefile import read_source
@@ -47,8 +51,6 @@ BINDING_KEYS = ("hosts", "file", "learn", "unbound")
 FLOOD_KEYS = ("syn", "udp", "icmp_echo", "new_connections")
 LIMIT_KEYS = ("rate", "burst")
 SCAN_KEYS = ("ports", "hosts", "window", "block_for", "allow")
-UNBOUND_ACTIONS = ("allow", "drop")
-RATE_UNITS = ("second", "minute")
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on"), ("false", "no", "off")
 
 MAX_RATE = 10_000_000  # packets per unit; more is no limit at all
@@ -84,20 +86,21 @@ def parse_host_address(text: str) -> IPAddress:
         raise FieldError(f"'{text}' is not a single IPv4/IPv6 address (a binding names one host)") from None
 
 
-def parse_rate_limit_rate(text: str) -> tuple[int, str]:
-    match = re.fullmatch(r"([0-9]+)/(second|minute)", text)
-    if not match:
+def parse_rate_limit_rate(text: str) -> tuple[int, RateUnit]:
+    match = re.fullmatch(r"([0-9]+)/([a-z]+)", text)
+    unit = literal_of(match.group(2), RATE_UNITS) if match else None
+    if not match or unit is None:
         raise FieldError(f"rate '{text}' is not valid (expected PACKETS/second or PACKETS/minute, e.g. 200/second)")
     digits = match.group(1)
     count = int(digits) if len(digits) <= MAX_NUMBER_DIGITS else MAX_RATE + 1  # no int() of 5,000 digits
     if not 1 <= count <= MAX_RATE:
         raise FieldError(f"rate '{shortened(text)}' is out of range (expected 1 to {MAX_RATE} packets per "
                          f"{match.group(2)})")
-    return count, match.group(2)
+    return count, unit
 
 
 def parse_duration(text: str) -> int:
-    match = re.fullmatch(r"([0-9]{1,%d})(s|m|h|d)" % MAX_NUMBER_DIGITS, text)
+    match = re.fullmatch(rf"([0-9]{{1,{MAX_NUMBER_DIGITS}}})(s|m|h|d)", text)
     if not match or int(match.group(1)) == 0:
         raise FieldError(f"duration '{text}' is not valid (expected a whole number with s, m, h or d, e.g. 10s, 10m)")
     return int(match.group(1)) * DURATION_UNITS[match.group(2)]
@@ -186,19 +189,20 @@ def _read_bindings(entry: Entry, checker: Checker) -> BindingTable | None:
     learn = False
     if "learn" in known:
         learn = bool(boolean_of(known["learn"].value, checker, f"'learn' of {what}"))
-    unbound = "allow"
+    unbound: UnboundAction = "allow"
     if "unbound" in known:
         node = known["unbound"].value
-        action = text_of(node, checker, f"'unbound' of {what}")
-        if action is not None and action not in UNBOUND_ACTIONS:
-            checker.report(node, f"unbound '{action}' is not valid (expected allow or drop)")
+        text = text_of(node, checker, f"'unbound' of {what}")
+        action = literal_of(text, UNBOUND_ACTIONS) if text is not None else None
+        if text is not None and action is None:
+            checker.report(node, f"unbound '{text}' is not valid (expected allow or drop)")
         elif action is not None:
             unbound = action
     if len(by_address) > MAX_BINDINGS:
         checker.report(entry.key, limit_message(what, len(by_address), "bindings", MAX_BINDINGS))
     if not by_address and not learn and unbound == "allow" and "file" not in known:
         checker.report(entry.key, f"{what} binds nothing (give hosts, a file, learn: true or unbound: drop)")
-    return BindingTable(tuple(by_address.values()), learn, unbound, file)  # type: ignore[arg-type]
+    return BindingTable(tuple(by_address.values()), learn, unbound, file)
 
 
 def _add_binding(by_address: dict[IPAddress, Binding], binding: Binding, checker: Checker) -> None:
@@ -258,7 +262,8 @@ def referenced_files(policy: Policy) -> tuple[FileReference, ...]:
     return (bindings.file,) if bindings is not None and bindings.file is not None else ()
 
 
-def _file_binding(checker: Checker, line: int, mac_word: tuple[str, int], address_word: tuple[str, int]) -> Binding | None:
+def _file_binding(checker: Checker, line: int, mac_word: tuple[str, int],
+                  address_word: tuple[str, int]) -> Binding | None:
     try:
         mac = parse_mac(mac_word[0])
     except FieldError:
@@ -294,7 +299,7 @@ def _read_limit(entry: Entry, checker: Checker) -> RateLimit | None:
     burst = integer_of(known["burst"].value, checker, f"'burst' of {what}", 1, MAX_BURST) if "burst" in known else None
     if rate is None or burst is None:
         return None
-    return RateLimit(rate[0], rate[1], burst)  # type: ignore[arg-type]
+    return RateLimit(rate[0], rate[1], burst)
 
 
 def _read_scan(entry: Entry, checker: Checker) -> ScanDefence | None:
@@ -303,8 +308,10 @@ def _read_scan(entry: Entry, checker: Checker) -> ScanDefence | None:
     if known is None:
         return None
     issues_before = len(checker.issues)
-    ports = integer_of(known["ports"].value, checker, f"'ports' of {what}", 1, MAX_SCAN_COUNT) if "ports" in known else None
-    hosts = integer_of(known["hosts"].value, checker, f"'hosts' of {what}", 1, MAX_SCAN_COUNT) if "hosts" in known else None
+    ports = (integer_of(known["ports"].value, checker, f"'ports' of {what}", 1, MAX_SCAN_COUNT)
+             if "ports" in known else None)
+    hosts = (integer_of(known["hosts"].value, checker, f"'hosts' of {what}", 1, MAX_SCAN_COUNT)
+             if "hosts" in known else None)
     if "ports" not in known and "hosts" not in known:
         checker.report(entry.key, f"{what} needs 'ports', 'hosts' or both (how many distinct ones make a scan)")
     window = DEFAULT_WINDOW_SECONDS
@@ -329,7 +336,8 @@ BOOLEAN: Schema = {"type": "boolean"}
 def _limit(what: str) -> Schema:
     properties = {
         "rate": {"type": "string", "pattern": LIMIT_RATE_PATTERN, "description": "PACKETS/second or PACKETS/minute."},
-        "burst": {"type": "integer", "minimum": 1, "maximum": MAX_BURST, "description": "Packets allowed above the rate."},
+        "burst": {"type": "integer", "minimum": 1, "maximum": MAX_BURST,
+                  "description": "Packets allowed above the rate."},
     }
     assert tuple(properties) == LIMIT_KEYS
     return object_schema(f"{what} per source address; the excess is dropped.", properties, LIMIT_KEYS)
@@ -339,7 +347,8 @@ def security_schema() -> Schema:
     bindings = {
         "hosts": {"type": "object", "description": "ADDRESS: MAC pairs.",
                   "additionalProperties": {"type": "string", "pattern": f"^{MAC_TEXT}$"}},
-        "file": {"type": "string", "description": "A file of 'MAC ADDRESS' lines (as /etc/ethers), relative to the policy."},
+        "file": {"type": "string",
+                 "description": "A file of 'MAC ADDRESS' lines (as /etc/ethers), relative to the policy."},
         "learn": BOOLEAN | {"description": "Also bind the pairs in the neighbour table at start and reload."},
         "unbound": {"enum": list(UNBOUND_ACTIONS), "description": "Frames from addresses bound to nothing."},
     }

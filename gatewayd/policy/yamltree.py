@@ -248,7 +248,7 @@ def check_keys(
 def text_of(node: Node, checker: Checker, what: str) -> str | None:
     """A scalar's source text; None (reported) for lists, mappings and empty values."""
     if isinstance(node, ScalarNode) and not is_null(node):
-        return node.value
+        return str(node.value)  # already a str: a ScalarNode holds its source text
     checker.report(node, f"{what} must be a single value (got {kind_name(node)})")
     return None
 

@@ -66,7 +66,8 @@ def test_a_hello_flood_stays_in_its_budget_and_others_are_still_classified(
         rss_during = daemon.memory_kib()
 
     assert probe.connected, probe
-    queued = metric_value(during, "gatewayd_queued_packets_total") - metric_value(before, "gatewayd_queued_packets_total")
+    queued = (metric_value(during, "gatewayd_queued_packets_total")
+              - metric_value(before, "gatewayd_queued_packets_total"))
     assert queued >= FLOWS * 0.9  # the flood did reach the classifier
     given_up = (metric_value(during, "gatewayd_flows_gave_up_total", reason="host_buffer_budget")
                 - metric_value(before, "gatewayd_flows_gave_up_total", reason="host_buffer_budget"))

@@ -20,7 +20,8 @@ BLOCKED = {Outcome.RESET, Outcome.REFUSED}
 BILIBILI = DEFAULT_SITES["bilibili"].hostname
 HEALTHY = "\nhealth:\n  dns: {server: 203.0.113.53, name: im.dingtalk.com}\n  probes: [\"203.0.113.10:443\"]\n"
 # A new rule in front: finance may no longer watch video.
-NO_VIDEO_FOR_FINANCE = "rules:\n  - name: no-video-for-finance\n    groups: [finance]\n    categories: [video]\n    action: block\n"
+NO_VIDEO_FOR_FINANCE = ("rules:\n  - name: no-video-for-finance\n    groups: [finance]\n    categories: [video]\n"
+                        "    action: block\n")
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def test_failing_health_check_reverts_at_once(office: tuple[Lab, GatewayDaemon, 
 
 
 def test_broken_policy_is_refused_and_nothing_changes(office: tuple[Lab, GatewayDaemon, Path]) -> None:
-    lab, daemon, tmp_path = office
+    _, daemon, tmp_path = office
     broken = tmp_path / "broken.yaml"
     broken.write_text(OFFICE_POLICY.read_text().replace("  upload: 20mbit", "  upload: fast"))
     result = daemon.control("apply", str(broken))

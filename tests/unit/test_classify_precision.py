@@ -54,7 +54,8 @@ def test_gnutella_binary_descriptor_is_trusted_on_udp_only() -> None:
     assert SIGNATURES["gnutella_udp"](ping, True)
     assert not SIGNATURES["gnutella"](ping, True)
     assert SIGNATURES["gnutella"](b"GNUTELLA CONNECT/0.6\r\nUser-Agent: x\r\n\r\n", True)
-    assert SIGNATURE_PROTOCOLS["gnutella"] == frozenset((6,)) and SIGNATURE_PROTOCOLS["gnutella_udp"] == frozenset((17,))
+    assert SIGNATURE_PROTOCOLS["gnutella"] == frozenset((6,))
+    assert SIGNATURE_PROTOCOLS["gnutella_udp"] == frozenset((17,))
 
 
 def builtin_classifier() -> Classifier:

@@ -16,7 +16,7 @@ from gatewayd.lab.captures import DEVELOPMENT_SET
 from gatewayd.policy.model import Application
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_classify_pcaps import classify_capture  # noqa: E402
+from test_classify_pcaps import classify_capture
 
 RFC9001_DCID = bytes.fromhex("8394c8f03e515708")
 
@@ -64,7 +64,8 @@ def test_engine_decides_quic_flow_on_its_initials(version: int) -> None:
         decisions.append(outcome.decision)
     assert decisions[0] is None  # the hello is not complete after the first Initial
     assert decisions[1] is not None
-    assert (decisions[1].app, decisions[1].method, decisions[1].evidence) == ("youtube", "quic-sni", "rr3.googlevideo.com")
+    assert (decisions[1].app, decisions[1].method, decisions[1].evidence) == (
+        "youtube", "quic-sni", "rr3.googlevideo.com")
     assert f"quic-version={version:#010x}" in decisions[1].details
 
 

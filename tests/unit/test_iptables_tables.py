@@ -50,7 +50,8 @@ def test_a_table_that_existed_before_stays_with_its_chains() -> None:
 def test_in_someone_elses_table_only_the_chains_gatewayd_created_go() -> None:
     before = FilterTableState(True, frozenset({"INPUT"}))
     now = [METAINFO, TABLE, base_chain("INPUT", "input"), rule_in("INPUT"), *LEFT_BY_IPTABLES_NFT[2:]]
-    assert cleanup_script("ip", before, now, CREATED) == "delete chain ip filter FORWARD\ndelete chain ip filter OUTPUT\n"
+    assert cleanup_script("ip", before, now, CREATED) == (
+        "delete chain ip filter FORWARD\ndelete chain ip filter OUTPUT\n")
 
 
 def test_what_another_tool_added_meanwhile_is_kept() -> None:

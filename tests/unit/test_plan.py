@@ -175,7 +175,8 @@ def test_class_priority_map_matches_tc_minors() -> None:
 def test_queue_rule_bypass_follows_fail_mode() -> None:
     open_plan = small_plan()
     assert open_plan.queue.bypass and "--queue-bypass" in open_plan.queue.iptables_restore()
-    closed_text = (HERE / "small.yaml").read_text().replace("version: 1\n", "version: 1\nclassifier: { fail_mode: closed }\n")
+    closed_text = (HERE / "small.yaml").read_text().replace(
+        "version: 1\n", "version: 1\nclassifier: { fail_mode: closed }\n")
     closed = small_plan(closed_text)
     assert not closed.queue.bypass and "--queue-bypass" not in closed.queue.iptables_restore()
 

@@ -90,7 +90,8 @@ def test_minimal_policy_gets_defaults() -> None:
 
 
 def test_members_of_every_kind() -> None:
-    text = MINIMAL + "groups:\n  g:\n    members: [192.0.2.0/27, 192.0.2.200-192.0.2.210, 02-00-5E-00-53-01, 192.0.2.99, 2001:db8::1]\n"
+    text = MINIMAL + ("groups:\n  g:\n    members: [192.0.2.0/27, 192.0.2.200-192.0.2.210, "
+                      "02-00-5E-00-53-01, 192.0.2.99, 2001:db8::1]\n")
     group = load_policy_text(text, "p.yaml").groups["g"]
     assert group.ranges == (AddressRange(ipaddress.ip_address("192.0.2.200"), ipaddress.ip_address("192.0.2.210")),)
     assert group.macs == ("02:00:5e:00:53:01",)
@@ -133,7 +134,8 @@ classes:
 
 
 def test_class_alone_means_allow_and_action_allow_alone_means_default_class() -> None:
-    text = MINIMAL + "  bulk: {priority: 7}\nrules:\n  - {name: a, apps: [youtube], class: bulk}\n  - {name: b, apps: [zoom], action: allow}\n"
+    text = MINIMAL + ("  bulk: {priority: 7}\nrules:\n  - {name: a, apps: [youtube], class: bulk}\n"
+                      "  - {name: b, apps: [zoom], action: allow}\n")
     first, second = load_policy_text(text, "p.yaml").rules
     assert (first.action, first.qos_class) == ("allow", "bulk")
     assert (second.action, second.qos_class) == ("allow", None)
@@ -175,7 +177,8 @@ classes:
 
 
 def test_all_errors_are_collected_in_one_pass() -> None:
-    text = MINIMAL + "groups:\n  a: {members: [192.0.2.1/24]}\n  b: {members: [nonsense]}\nrules:\n  - {name: r, grups: [a]}\n"
+    text = MINIMAL + ("groups:\n  a: {members: [192.0.2.1/24]}\n  b: {members: [nonsense]}\n"
+                      "rules:\n  - {name: r, grups: [a]}\n")
     assert len(issues_of(text)) == 4  # two members, the unknown key, and no action or class
 
 
@@ -191,7 +194,8 @@ def test_unknown_top_level_key_is_suggested() -> None:
 def test_too_many_classes() -> None:
     classes = "".join(f"  c{number}: {{priority: 3}}\n" for number in range(31)) + "  default: {priority: 3}\n"
     text = "version: 1\ninterfaces: {lan: lan0, wan: wan0, upload: 10mbit, download: 10mbit}\nclasses:\n" + classes
-    assert issues_of(text) == ["p.yaml:35:3: too many classes: 32 (at most 31; the connection mark has room for no more)"]
+    assert issues_of(text) == [
+        "p.yaml:35:3: too many classes: 32 (at most 31; the connection mark has room for no more)"]
 
 
 def test_too_many_groups() -> None:

@@ -121,7 +121,7 @@ def test_class_direction_override_replaces_only_what_it_names() -> None:
 def test_impossible_qos_is_refused_at_the_value_to_fix(body: str, expected: list[str]) -> None:
     issues = issues_of(body)
     assert len(issues) == len(expected), issues
-    for issue, prefix in zip(issues, expected):
+    for issue, prefix in zip(issues, expected, strict=True):
         assert issue.startswith(prefix), issue
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from scapy.all import IP, TCP, Raw, wrpcap
-from scapy.layers.tls.all import TLS, TLS_Ext_ServerName, TLSClientHello, ServerName
+from scapy.layers.tls.all import TLS, ServerName, TLS_Ext_ServerName, TLSClientHello
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICE = REPO / "policies" / "office.yaml"
-NO_VIDEO_FOR_FINANCE = "rules:\n  - name: no-video-for-finance\n    groups: [finance]\n    categories: [video]\n    action: block\n"
+NO_VIDEO_FOR_FINANCE = ("rules:\n  - name: no-video-for-finance\n    groups: [finance]\n    categories: [video]\n"
+                        "    action: block\n")
 BT_HANDSHAKE = b"\x13BitTorrent protocol" + bytes(8) + b"\x11" * 20 + b"-LB0001-labclient000"
 
 
@@ -22,7 +23,8 @@ def tls_flow(client: str, server: str, sport: int, name: str) -> list:
     return [IP(src=client, dst=server) / TCP(sport=sport, dport=443, flags="S", seq=1000),
             IP(src=server, dst=client) / TCP(sport=443, dport=sport, flags="SA", seq=5000, ack=1001),
             IP(src=client, dst=server) / TCP(sport=sport, dport=443, flags="A", seq=1001, ack=5001),
-            IP(src=client, dst=server) / TCP(sport=sport, dport=443, flags="PA", seq=1001, ack=5001) / Raw(bytes(hello))]
+            IP(src=client, dst=server) / TCP(sport=sport, dport=443, flags="PA", seq=1001, ack=5001)
+            / Raw(bytes(hello))]
 
 
 def bt_flow(client: str, server: str, sport: int) -> list:

@@ -59,7 +59,7 @@ def test_unit_writes_only_its_own_directories_and_filters_system_calls() -> None
     settings = unit_settings()
     assert "ReadWritePaths" not in settings  # not /run: iptables-nft takes no /run/xtables.lock
     assert settings["RuntimeDirectory"] == "gatewayd" and DEFAULT_SOCKET.parent == Path("/run/gatewayd")
-    assert DEFAULT_STATE_DIR == Path("/var/lib") / settings["StateDirectory"]
+    assert Path("/var/lib") / settings["StateDirectory"] == DEFAULT_STATE_DIR
     assert settings["SystemCallFilter"] == "@system-service" and settings["SystemCallArchitectures"] == "native"
     assert settings["ProtectProc"] == "invisible" and "ProcSubset" not in settings  # /proc/net is read
     assert "ProtectKernelTunables" not in settings  # the SYN proxy sets a conntrack sysctl
