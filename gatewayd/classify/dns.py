@@ -105,7 +105,7 @@ def parse_dns_tcp(stream: bytes) -> DnsMessage | None:
     return parse_dns(stream[2:2 + length])
 
 
-def tcp_message_complete(stream: bytes) -> bool:
+def tcp_message_complete(stream: bytes | bytearray) -> bool:
     """Whether a TCP DNS stream holds at least one whole length-prefixed message."""
     return len(stream) >= 2 and len(stream) >= 2 + ((stream[0] << 8) | stream[1])
 
