@@ -11,6 +11,7 @@ from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from gatewayd.classify.dns_learning import DnsLearningStats
 from gatewayd.classify.engine import ClassifierStats
 from gatewayd.metrics.base import SourceCollector
 
@@ -24,6 +25,8 @@ class ClassifierView(Protocol):
     def flow_count(self) -> int: ...
     @property
     def buffered_bytes(self) -> int: ...
+    @property
+    def dns_stats(self) -> DnsLearningStats: ...
 
 
 class ClassifierSource(Protocol):
