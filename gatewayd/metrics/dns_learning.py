@@ -11,21 +11,13 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from gatewayd.metrics.base import SourceCollector
-from gatewayd.metrics.classifier_memory import ClassifierSource
+from gatewayd.metrics.classifier_memory import ClassifierCollector, ClassifierView
 
 
-class DnsLearningCollector(SourceCollector):
+class DnsLearningCollector(ClassifierCollector):
     name = "dns_learning"
 
-    def __init__(self, source: ClassifierSource) -> None:
-        super().__init__()
-        self._source = source
-
-    def read(self) -> Iterator[Metric]:
-        classifier = self._source.current_classifier()
-        if classifier is None:
-            return
+    def read_classifier(self, classifier: ClassifierView) -> Iterator[Metric]:
         stats = classifier.dns_stats
         answers = CounterMetricFamily(
             "gatewayd_dns_answers", "DNS answers the classifier read, by what they taught: learned, refused "
