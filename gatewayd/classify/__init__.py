@@ -11,6 +11,8 @@ Modules, one job each:
   domains     DomainMatcher: domain patterns -> app id
   tables      ClassifierTables: everything the engine looks up, built from the catalog
   engine      Classifier: per-flow state machine the daemon calls per packet
+  dns_learning which DNS answers may teach (origin, matching query) and how much one client may
+  memories    bounded key -> value memories with expiry (learned addresses, call endpoints)
   flow_budget what one LAN host may hold: tracked flows and buffered bytes, per host and in total
   capture     pcap/pcapng reader for offline replay
   offline     `gatewayd classify --pcap`: the engine over a capture, one report per flow

@@ -4,8 +4,8 @@ The kernel queues only the first packets of an undecided flow; each flow is
 decided at most once here, from the strongest evidence available:
 
   1. the server address+port in the catalog (e.g. Meta's STUN relays = WhatsApp
-     call), then addresses DNS answers taught (answers also decide the DNS flow),
-     then catalog networks: all known on the first packet;
+     call), then catalog networks, then addresses DNS answers taught (answers
+     also decide the DNS flow): all known on the first packet;
   2. TLS SNI (TCP, reassembled) or QUIC SNI (decrypted Initials), ALPN kept as
      detail; with ECH, or a name no app owns, the address/port evidence wins;
   3. HTTP: URL rules, then Host;
@@ -19,7 +19,10 @@ same resolvers, so one client's answer is right for the next client too, and
 the kernel map stays one entry per server address (a (client . server) key
 would multiply it by the number of clients and miss clients that resolved
 through DoH). The cost: an address shared by two apps' names follows the last
-answer seen; the TTL keeps that window short.
+answer seen; the TTL keeps that window short. Because one answer speaks for
+everyone, only answers nobody on the LAN can make up teach, one client may
+teach only so much, and an address the catalog lists is never learned
+(classify/dns_learning.py).
 
 Memory is bounded: flows idle longer than `flow_timeout` expire, the flow
 table never exceeds `max_flows`, per-flow buffers are capped at 16 KiB and
@@ -41,8 +44,20 @@ from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
 from gatewayd.classify import quic as quic_parser
 from gatewayd.classify import tls as tls_parser
+from gatewayd.classify.dns_learning import (
+    CATALOG_ADDRESS,
+    LEARNED,
+    NO_APP,
+    NOT_A_RESOLVER,
+    REFUSED,
+    AnswerOrigin,
+    DnsLearningStats,
+    LearnedAddresses,
+    Learning,
+    PendingQueries,
+)
 from gatewayd.classify.flow_budget import FlowBudget, FlowKey, HostLedger
-from gatewayd.classify.memories import CallEndpoints, ExpiringMemory, LearnedAddresses
+from gatewayd.classify.memories import CallEndpoints, ExpiringMemory
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
@@ -99,6 +114,7 @@ class LearnedAddress:
     app: str
     ttl: int  # seconds, clamped to [MIN_LEARNED_TTL, MAX_LEARNED_TTL]
     name: str  # the domain that matched
+    changed: bool = False  # it had another app until this answer: the kernel's entry must be replaced
 
 
 @dataclass
@@ -131,7 +147,7 @@ class _Flow:
     __slots__ = ("client_addr", "client_port", "server_addr", "server_port", "client_known",
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
                  "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
-                 "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent")
+                 "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries")
     key: FlowKey  # set by the engine when it files the flow
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
@@ -148,12 +164,14 @@ class _Flow:
         self.tentative: Decision | None = None  # a generic carrier (STUN) seen; something more specific may follow
         self.client_isn = client_isn  # -1 when no SYN was seen
         self.next_seq = (client_isn + 1) & _SEQ_MASK if client_isn >= 0 else -1
-        self.stream: bytearray | None = None  # client->server bytes, only while a parser needs more
+        # client->server bytes, only while a parser needs more (DNS over TCP: the queries)
+        self.stream: bytearray | None = None
         self.want_tls = True
         self.want_http = True
         self.dns_stream: bytearray | None = None  # server->client bytes of DNS over TCP
         self.last_seen = now
         self.dns_question: str | None = None  # from the query, for a lookup that never got an answer
+        self.dns_queries: PendingQueries | None = None  # queries no answer matched yet (DNS flows)
         self.two_way_seen: dict[str, int] | None = None  # two-way signature -> directions seen (1 client, 2 server)
         self.quic: quic_parser.QuicState | None = None  # CRYPTO reassembly while the ClientHello is incomplete
         self.held = 0  # buffered bytes as last counted in the host ledger
@@ -182,7 +200,9 @@ def _address_text(packed: bytes) -> str:
 class Classifier:
     def __init__(self, tables: ClassifierTables, max_packets: int = 8, flow_timeout: float = 30.0,
                  max_flows: int = 65536, max_learned: int = 262144,
-                 dns_flow_takes_queried_app: bool = True, budget: FlowBudget | None = None) -> None:
+                 dns_flow_takes_queried_app: bool = True, budget: FlowBudget | None = None,
+                 learned: LearnedAddresses | None = None) -> None:
+        """`learned`: the learned-address memory with its per-client bounds (default: `max_learned` entries)."""
         self.max_packets = max_packets
         self.flow_timeout = flow_timeout
         self.max_flows = max_flows
@@ -194,7 +214,8 @@ class Classifier:
         self.dns_flow_takes_queried_app = dns_flow_takes_queried_app
         self.stats = ClassifierStats()
         self._flows: OrderedDict[tuple[int, bytes, int, bytes, int], _Flow] = OrderedDict()
-        self._learned: LearnedAddresses = ExpiringMemory(max_learned)
+        self._learned = learned if learned is not None else LearnedAddresses(max_learned)
+        self.dns_stats = DnsLearningStats()
         self._call_endpoints: CallEndpoints = ExpiringMemory(MAX_CALL_ENDPOINTS)
         self._last_expiry = float("-inf")
         self._tables = tables
@@ -216,21 +237,28 @@ class Classifier:
             (name, TWO_WAY_SIGNATURES[name][0], TWO_WAY_SIGNATURES[name][1], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in TWO_WAY_SIGNATURES
         )
-        # Re-match learned names: an app may have gained or lost the domain.
-        def rematched(learned: tuple[str, str]) -> tuple[str, str] | None:
-            match = tables.domains.lookup(learned[1])
-            return None if match is None else (match.app, learned[1])
+        # Re-match learned names: an app may have gained or lost the domain, and an
+        # address the catalog now lists is the catalog's.
+        def rematched(address: bytes, _app: str, name: str) -> str | None:
+            match = tables.domains.lookup(name)
+            if match is None or tables.addresses.lookup(address) is not None:
+                return None
+            return match.app
 
         self._learned.revise(rematched)
 
-    def on_packet(self, ip_packet: bytes, now: float, from_client: bool | None = None) -> PacketOutcome:
+    def on_packet(self, ip_packet: bytes, now: float, from_client: bool | None = None,
+                  answer_origin: AnswerOrigin = AnswerOrigin.NAMED_RESOLVER) -> PacketOutcome:
         """Feed one queued packet (starting at the IP header). Never raises.
 
         `from_client`: the packet's direction when the caller knows it (the kernel's
         conntrack does); None lets the engine infer it from the SYN or the first packet.
+        `answer_origin`: who sent the packet if it is a DNS answer, as the kernel says
+        (the daemon always tells); without a kernel (a capture) the server is taken
+        for a named resolver, whose answers must still match a query on their flow.
         """
         try:
-            return self._on_packet(ip_packet, now, from_client)
+            return self._on_packet(ip_packet, now, from_client, answer_origin)
         except Exception:  # a bug must not take the queue down: count it, let the packet pass undecided
             self.stats.internal_errors += 1
             return PacketOutcome(None, [])
@@ -272,6 +300,10 @@ class Classifier:
         """(app, name) learned from DNS for an address, if still valid."""
         return self._learned.recall(address.packed, now)
 
+    def learned_by(self, client: IPAddress) -> int:
+        """Entries of the learned map that `client`'s lookups wrote (its share)."""
+        return self._learned.held_by(client.packed)
+
     @property
     def flow_count(self) -> int:
         return len(self._flows)
@@ -287,7 +319,8 @@ class Classifier:
 
     # ---------------------------------------------------------------- per packet
 
-    def _on_packet(self, ip_packet: bytes, now: float, from_client: bool | None = None) -> PacketOutcome:
+    def _on_packet(self, ip_packet: bytes, now: float, from_client: bool | None,
+                   answer_origin: AnswerOrigin) -> PacketOutcome:
         stats = self.stats
         stats.packets += 1
         info = parse_packet(ip_packet)
@@ -342,7 +375,7 @@ class Classifier:
             if flow.is_dns:
                 # Every answer teaches addresses (A then AAAA often share one flow),
                 # but the flow itself is decided once.
-                decision = self._dns_packet(flow, info, learned, now)
+                decision = self._dns_packet(flow, info, learned, now, answer_origin)
                 if flow.decided:
                     self._count_buffers(flow)
                     return PacketOutcome(self._unsent_decision(flow), learned, flow.decision)
@@ -364,6 +397,8 @@ class Classifier:
                 return PacketOutcome(self._unsent_decision(flow), learned, flow.decision)
             return PacketOutcome(None, learned)
         decided = self._decide(flow, decision)
+        if flow.is_dns:
+            self._count_buffers(flow)  # a DNS flow keeps its streams: more messages may follow
         return PacketOutcome(decided, learned, decided)
 
     def _new_flow(self, key: tuple[int, bytes, int, bytes, int], info: PacketInfo,
@@ -400,9 +435,10 @@ class Classifier:
 
     def _first_packet_decision(self, flow: _Flow, proto: int, now: float) -> Decision | None:
         """Address evidence: known on the first packet, so the kernel can stop queueing at once."""
-        # A catalog address *and port* (e.g. Meta's STUN port = WhatsApp call) is more
-        # specific than the name DNS gave the address, so it goes first; the kernel's
-        # classify chain looks its maps up in the same order.
+        # A catalog address *and port* (e.g. Meta's STUN port = WhatsApp call) is the
+        # most specific, then a catalog network, then what DNS taught (which never
+        # holds a catalog address anyway); the kernel's classify chain looks its maps
+        # up in the same order.
         address_match = None
         addresses = self._tables.addresses
         for address, port in ((flow.server_addr, flow.server_port), (flow.client_addr, flow.client_port)):
@@ -413,51 +449,100 @@ class Classifier:
                 address_match = address_match or (match, address)
             if flow.client_known:
                 break
+        if address_match is not None:
+            return Decision(address_match[0].app, "address", _address_text(address_match[1]))
         candidates = (flow.server_addr,) if flow.client_known else (flow.server_addr, flow.client_addr)
         learned = self._learned
         for address in candidates:
             entry = learned.recall(address, now, forget_expired=True)
             if entry is not None:
                 return Decision(entry[0], "dns-learned", entry[1])
-        if address_match is not None:
-            return Decision(address_match[0].app, "address", _address_text(address_match[1]))
         return None
 
     def _dns_packet(self, flow: _Flow, info: PacketInfo, learned: list[LearnedAddress],
-                    now: float) -> Decision | None:
-        if info.sport != DNS_PORT or info.src != flow.server_addr:
-            if flow.dns_question is None and info.proto == PROTO_UDP:
-                query = dns_parser.parse_dns(info.payload)
-                if query is not None and not query.is_response:
-                    flow.dns_question = query.question_name
-            return None  # a query: wait for the response, which is the packet that teaches us
-        if info.proto == PROTO_TCP:
-            if flow.dns_stream is None:
-                flow.dns_stream = bytearray()
-            if len(flow.dns_stream) + len(info.payload) > MAX_STREAM_BYTES:
-                return None
-            flow.dns_stream += info.payload
-            if not dns_parser.tcp_message_complete(flow.dns_stream):
-                return None
-            message = dns_parser.parse_dns_tcp(bytes(flow.dns_stream))
-        else:
-            message = dns_parser.parse_dns(info.payload)
-        if message is None or not message.is_response:
-            return None
-        self._learn(message, learned, now)
-        return self._dns_flow_decision(message)
+                    now: float, origin: AnswerOrigin) -> Decision | None:
+        """Queries are remembered on their flow; answers that match one (or the router's own) teach."""
+        from_server = info.sport == DNS_PORT and info.src == flow.server_addr
+        decision = None
+        for message in self._dns_messages(flow, info, from_server):
+            if not from_server:
+                if not message.is_response and message.question_name is not None:
+                    if flow.dns_question is None:
+                        flow.dns_question = message.question_name
+                    if flow.dns_queries is None:
+                        flow.dns_queries = PendingQueries()
+                    flow.dns_queries.add(message.transaction_id, message.question_name,
+                                         message.question_type or 0, now)
+                continue  # a query: the answer is what teaches
+            if not message.is_response:
+                continue
+            self.dns_stats.answers[self._learn(flow, message, origin, learned, now)] += 1
+            if decision is None:
+                decision = self._dns_flow_decision(message)
+        return decision
 
-    def _learn(self, message: dns_parser.DnsMessage, learned: list[LearnedAddress], now: float) -> None:
-        domains = self._tables.domains
-        store = self._learned
+    @staticmethod
+    def _dns_messages(flow: _Flow, info: PacketInfo, from_server: bool) -> list[dns_parser.DnsMessage]:
+        """The whole DNS messages this packet completes: one per UDP datagram; over TCP, each
+        length-prefixed message of its direction's stream, the rest kept for the next segment."""
+        if info.proto != PROTO_TCP:
+            message = dns_parser.parse_dns(info.payload)
+            return [] if message is None else [message]
+        stream = flow.dns_stream if from_server else flow.stream
+        if stream is None:
+            stream = bytearray()
+            if from_server:
+                flow.dns_stream = stream
+            else:
+                flow.stream = stream
+        if len(stream) + len(info.payload) > MAX_STREAM_BYTES:
+            stream.clear()  # a message larger than we read, or a lost segment: start afresh
+            return []
+        stream += info.payload
+        messages = []
+        while dns_parser.tcp_message_complete(stream):
+            length = 2 + ((stream[0] << 8) | stream[1])
+            message = dns_parser.parse_dns_tcp(bytes(stream[:length]))
+            del stream[:length]
+            if message is not None:
+                messages.append(message)
+        return messages
+
+    def _learn(self, flow: _Flow, message: dns_parser.DnsMessage, origin: AnswerOrigin,
+               learned: list[LearnedAddress], now: float) -> str:
+        """Learn what an answer teaches, if it may teach; its result for gatewayd_dns_answers_total."""
+        if origin is AnswerOrigin.OTHER:
+            return NOT_A_RESOLVER
+        if origin is AnswerOrigin.NAMED_RESOLVER:
+            queries = flow.dns_queries if flow.dns_queries is not None else PendingQueries()
+            unmatched = queries.take(message.transaction_id, message.question_name or "",
+                                     message.question_type or 0, now)
+            if unmatched is not None:
+                return unmatched
+        domains, catalog, store = self._tables.domains, self._tables.addresses, self._learned
+        refused_counts = self.dns_stats.refused
+        named = refused = 0
         for address, ttl, chain in dns_parser.resolve_answers(message):
             found = domains.lookup_any(chain)
             if found is None:
                 continue
+            named += 1
             name, match = found
+            packed = address.packed
+            if catalog.lookup(packed) is not None:  # listed without ports: the catalog's say is final
+                refused_counts[CATALOG_ADDRESS] += 1
+                refused += 1
+                continue
             ttl = _clamp_ttl(ttl)
-            learned.append(LearnedAddress(address, match.app, ttl, name))
-            store.remember(address.packed, (match.app, name), now + ttl)
+            result = store.learn(packed, match.app, name, flow.client_addr, now + ttl, now)
+            if not isinstance(result, Learning):
+                refused_counts[result] += 1
+                refused += 1
+                continue
+            learned.append(LearnedAddress(address, match.app, ttl, name, changed=result is Learning.CHANGED))
+        if not named:
+            return NO_APP
+        return REFUSED if refused == named else LEARNED
 
     def _dns_flow_decision(self, message: dns_parser.DnsMessage) -> Decision:
         return self._dns_name_decision(message.question_name or "")
@@ -572,12 +657,12 @@ class Classifier:
         return Decision(UNKNOWN_APP, method, name, details=details)
 
     def _address_or_port(self, flow: _Flow, proto: int, now: float) -> Decision | None:
-        entry = self._learned.recall(flow.server_addr, now)
-        if entry is not None:
-            return Decision(entry[0], "dns-learned", entry[1])
         match = self._tables.addresses.lookup(flow.server_addr)
         if match is not None:
             return Decision(match.app, "address", _address_text(flow.server_addr))
+        entry = self._learned.recall(flow.server_addr, now)
+        if entry is not None:
+            return Decision(entry[0], "dns-learned", entry[1])
         app = self._tables.ports.lookup(proto, flow.server_port) if flow.client_known else None
         if app is not None:
             return Decision(app, "port", f"{_PROTOCOL_NAMES[proto]}/{flow.server_port}")
@@ -613,12 +698,12 @@ class Classifier:
     def _carried_app(self, flow: _Flow, now: float) -> str | None:
         """The app a generic carrier (STUN) serves, from what the addresses say: learned or catalog."""
         for address in (flow.server_addr, flow.client_addr):
-            entry = self._learned.recall(address, now)
-            if entry is not None:
-                return entry[0]
             match = self._tables.addresses.lookup(address)
             if match is not None:
                 return match.app
+            entry = self._learned.recall(address, now)
+            if entry is not None:
+                return entry[0]
         return None
 
     def _two_way_decision(self, flow: _Flow, info: PacketInfo, proto: int, from_client: bool) -> Decision | None:
@@ -654,7 +739,8 @@ class Classifier:
         flow.decision = decision
         if decision.app in self._call_apps and flow.server_port != DNS_PORT:
             self._remember_call_endpoints(flow, decision.app, flow.last_seen)
-        self._free_buffers(flow)
+        if not flow.is_dns:  # a DNS flow reads its later queries and answers from its streams
+            self._free_buffers(flow)
         self.stats.decisions += 1
         return decision
 
@@ -701,6 +787,7 @@ class Classifier:
             self._free_buffers(flow)
             return False
         self._decide(flow, self._last_resort(flow, flow.key[0]))
+        self._free_buffers(flow)  # _decide keeps a DNS flow's streams; over budget they go
         flow.verdict_unsent = True
         return True
 

@@ -8,6 +8,9 @@ the daemon, both because a capture is not a live kernel:
   * flows still undecided when the capture ends get their last-resort verdict
     (port or unknown), as the kernel's give-up rule would have given them.
 DNS flows take the queried name's app (as nDPI labels them) unless told not to.
+As live, a DNS answer teaches an address only if it answers a query seen on its
+flow (id, name, type), and never one the catalog lists; a capture has no kernel
+to say which servers are the policy's resolvers, so every server counts as one.
 """
 
 from __future__ import annotations

@@ -23,13 +23,14 @@ COUNTER_BLOCKED_UDP = "blocked_udp"
 COUNTER_BLOCKED_OTHER = "blocked_other"
 COUNTER_BLOCKED_REPLIES = "blocked_replies"
 COUNTER_QUEUED = "queued_packets"
-COUNTER_DNS_SNOOPED = "dns_answers_queued"
+COUNTER_DNS_SNOOPED = "dns_answers_queued"  # answers of the named resolvers and the router's own
+COUNTER_DNS_QUERIES = "dns_queries_queued"  # lookups to the named resolvers
 COUNTER_GAVE_UP = "flows_gave_up"
 COUNTER_DEFAULT = "rule_default"
 COUNTER_TCP_ONLY = "rule_tcp_only"  # reported as the rule "tcp-only" (metrics: rule hits)
 FIXED_COUNTERS = (COUNTER_BLOCKED_TCP, COUNTER_BLOCKED_UDP, COUNTER_BLOCKED_OTHER,
                   COUNTER_BLOCKED_REPLIES, COUNTER_QUEUED, COUNTER_DNS_SNOOPED,
-                  COUNTER_GAVE_UP, COUNTER_DEFAULT)
+                  COUNTER_DNS_QUERIES, COUNTER_GAVE_UP, COUNTER_DEFAULT)
 
 SET_USAGE = "usage"  # bytes/packets per app, group, block flag and class
 SET_FLOWS = "flows"  # decided flows per app and group
@@ -58,7 +59,8 @@ def refused_counter(group_number: int, protocol: RefusedProtocol) -> str:
 
 
 def resolver_set_name(version: int) -> str:
-    """The policy's dns.resolvers (connection caps do not count DNS to them)."""
+    """The policy's dns.resolvers: their answers may teach (compile/dns_rules.py); connection caps
+    do not count DNS to them. Declared only for the IP versions the policy lists resolvers of."""
     return f"dns_resolvers_v{version}"
 
 

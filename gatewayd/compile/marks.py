@@ -27,6 +27,12 @@ chains:
     FROM_SERVER   (bit 12) set with it on reply-direction packets, so the
                    classifier knows who the client is without seeing the SYN
                    (which, carrying no payload, is not queued).
+    RESOLVER_ANSWER (bit 11) with it on DNS answers from a resolver the policy
+                   names (dns.resolvers): they may teach addresses, if they
+                   match a query the classifier saw on their flow.
+    ROUTER_ANSWER (bit 10) with it on DNS answers the router's own resolver
+                   sends (output hook): made on this box, they may teach.
+                   A queued answer with neither bit never teaches.
     app id bits    set by the classifier in its verdict; a later chain copies
                    them into the ct mark.
 """
@@ -47,6 +53,8 @@ OTHERS_MASK = 0xFFFF_FFFF & ~GATEWAYD_MASK
 
 QUEUE_REQUEST = 0x0000_2000  # meta mark only
 FROM_SERVER = 0x0000_1000  # meta mark only, with QUEUE_REQUEST
+RESOLVER_ANSWER = 0x0000_0800  # meta mark only, with QUEUE_REQUEST | FROM_SERVER
+ROUTER_ANSWER = 0x0000_0400  # meta mark only, with QUEUE_REQUEST | FROM_SERVER
 
 APP_UNDECIDED = 0
 APP_UNKNOWN = 1

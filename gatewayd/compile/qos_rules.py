@@ -173,12 +173,10 @@ def _uncounted_flows(policy: Policy, qos: QosRules) -> list[NftRule]:
     Traffic to the router itself needs no rule: it never reaches the forward hook.
     """
     rules = [NftRule("meta l4proto { icmp, ipv6-icmp } return", comment="ping and traceroute are not connections")]
-    for version, family, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
-        resolvers = tuple(str(a) for a in policy.dns.resolvers if a.version == version)
-        if not resolvers:
+    for version, family in ((4, "ip"), (6, "ip6")):
+        if not any(a.version == version for a in policy.dns.resolvers):
             continue
-        name = resolver_set_name(version)
-        qos.sets.append(NftSet(name, key_type, elements=resolvers, comment="the policy's dns.resolvers"))
+        name = resolver_set_name(version)  # declared with the DNS rules (compile/dns_rules.py)
         rules.append(NftRule(f"meta l4proto {{ tcp, udp }} th dport 53 {family} daddr @{name} return",
                              comment="DNS to the office's own resolvers"))
     return rules

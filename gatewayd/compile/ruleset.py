@@ -5,9 +5,11 @@ traffic the router passes between office and internet):
 
   classify (priority mangle, -150)  runs before iptables' filter FORWARD:
       1. a new office flow gets its group number (assign_group);
-      2. DNS answers are marked for the classifier, so it can learn addresses;
-      3. an undecided flow is decided here if its server address was learned
-         from DNS or is in the catalog (vmaps into set_app_N chains);
+      2. lookups to the policy's resolvers and their answers are marked for the
+         classifier, so it can learn addresses (compile/dns_rules.py);
+      3. an undecided flow is decided here if its server address is in the
+         catalog or was learned from DNS, in that order: what the catalog or
+         the policy lists is never overridden (vmaps into set_app_N chains);
       4. otherwise its first packets are marked QUEUE_REQUEST; the
          iptables-nft NFQUEUE rule (filter FORWARD, priority 0, apply/queue_rule.py)
          hands them to the classifier. This kernel has no native nft `queue`.
@@ -35,6 +37,7 @@ from typing import TypeVar
 
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
+from gatewayd.compile.dns_rules import compile_dns_rules
 from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.kernel_names import (
     COUNTER_BLOCKED_OTHER,
@@ -42,7 +45,6 @@ from gatewayd.compile.kernel_names import (
     COUNTER_BLOCKED_TCP,
     COUNTER_BLOCKED_UDP,
     COUNTER_DEFAULT,
-    COUNTER_DNS_SNOOPED,
     COUNTER_GAVE_UP,
     COUNTER_QUEUED,
     COUNTER_TCP_ONLY,
@@ -195,7 +197,9 @@ class RulesetCompiler:
         self.table = TableBuilder(TABLE_FAMILY, TABLE_NAME)
         self.warnings: list[str] = []
         self.rule_counters: dict[str, str] = {}
-        self.lan_match = "iifname { " + ", ".join(f'"{i}"' for i in policy.interfaces.lan) + " }"
+        self.lan_interfaces = "{ " + ", ".join(f'"{i}"' for i in policy.interfaces.lan) + " }"
+        self.lan_match = f"iifname {self.lan_interfaces}"
+        self.dns = compile_dns_rules(policy, self.lan_interfaces, CLASSIFY_PRIORITY, ENFORCE_PRIORITY)
 
     def compile(self) -> CompiledRuleset:
         self.table.counters.extend(FIXED_COUNTERS)
@@ -205,7 +209,8 @@ class RulesetCompiler:
         self._group_chains()
         self._catalog_maps()
         self._classify_chain()
-        self._local_resolver_chains()
+        self.table.sets.extend(self.dns.sets)
+        self.table.chains.extend(self.dns.chains)
         self._policy_chain()
         self._block_chain()
         self._enforce_chain()
@@ -328,20 +333,18 @@ class RulesetCompiler:
             NftRule(f"{no_group} ct direction original {self.lan_match} jump assign_group",
                     comment="new office flow: which group"),
             NftRule(f"{no_group} return", comment="not an office flow: not ours to classify"),
-            NftRule(f"ct direction reply udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue_from_server} return",
-                    comment="DNS answers go to the classifier, which learns addresses from them"),
-            NftRule(f"ct direction reply tcp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue_from_server} return",
-                    comment="DNS over TCP answers too (large answers, truncated-UDP retries)"),
+            *self.dns.classify,
             NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 return", comment="decided: kernel only"),
-            # address + port before DNS-learned names: more specific (e.g. Meta's STUN port is
-            # a WhatsApp call whatever name the address was looked up under); the classifier
-            # checks in the same order.
+            # address + port first, then the catalog's networks, then DNS-learned names: the
+            # catalog and the policy's own addresses are never overridden by an answer (e.g.
+            # Meta's STUN port is a WhatsApp call whatever name the address was looked up
+            # under); the classifier checks in the same order.
             NftRule("ct direction original ip daddr . meta l4proto . th dport vmap @app_address_ports_v4"),
             NftRule("ct direction original ip6 daddr . meta l4proto . th dport vmap @app_address_ports_v6"),
-            NftRule(f"ct direction original ip daddr vmap @{MAP_LEARNED_V4}"),
-            NftRule(f"ct direction original ip6 daddr vmap @{MAP_LEARNED_V6}"),
             NftRule("ct direction original ip daddr vmap @app_addresses_v4"),
             NftRule("ct direction original ip6 daddr vmap @app_addresses_v6"),
+            NftRule(f"ct direction original ip daddr vmap @{MAP_LEARNED_V4}"),
+            NftRule(f"ct direction original ip6 daddr vmap @{MAP_LEARNED_V6}"),
             NftRule(f"{app_undecided} ct packets <= {max_packets} meta l4proto tcp jump {EMPTY_TCP_CHAIN}"),
             NftRule(f"{app_undecided} ct packets <= {max_packets} ct direction original "
                     f"counter name {COUNTER_QUEUED} {queue} return", comment="first packets to the classifier"),
@@ -373,24 +376,6 @@ class RulesetCompiler:
             rules.append(NftRule(f"ip length {20 + 4 * doff} tcp doff {doff} accept"))
             rules.append(NftRule(f"ip6 length {4 * doff} tcp doff {doff} accept"))
         return NftChain(EMPTY_TCP_CHAIN, tuple(rules), comment="no payload: nothing to classify, not queued")
-
-    def _local_resolver_chains(self) -> None:
-        """DNS answers the router's own resolver (dnsmasq, unbound...) sends to the office.
-
-        They leave through the output hook, not forward; the classifier must see
-        them too, or an office that resolves through its router teaches nothing.
-        """
-        queue = f"meta mark set meta mark | {hexmark(marks.QUEUE_REQUEST | marks.FROM_SERVER)}"
-        lan_out = "oifname { " + ", ".join(f'"{i}"' for i in self.policy.interfaces.lan) + " }"
-        self.table.chains.append(NftChain("local_dns_answers", (
-            NftRule(f"{lan_out} udp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue}"),
-            NftRule(f"{lan_out} tcp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue}"),
-        ), BaseHook("output", CLASSIFY_PRIORITY)))
-        self.table.chains.append(NftChain("local_clear_mark", (
-            NftRule(f"meta mark & {hexmark(marks.GATEWAYD_MASK)} != 0 "
-                    f"meta mark set meta mark & {hexmark(marks.OTHERS_MASK)}",
-                    comment="leave the packet mark as we found it"),
-        ), BaseHook("output", ENFORCE_PRIORITY)))
 
     # --- the policy itself ---
     def _policy_chain(self) -> None:

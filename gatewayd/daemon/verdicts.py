@@ -5,7 +5,9 @@ so a bug here can delay a decision but never blackhole traffic. A decision
 travels back in the packet mark (app bits, compile/marks.py); the enforce
 chain saves it in the ct mark. Addresses learned from a DNS answer enter the
 kernel maps before the answer is released, so the client's first packet to
-them is decided in the kernel.
+them is decided in the kernel. Whether an answer may teach at all starts with
+who sent it, which only the kernel knows: its rules mark answers from the
+policy's resolvers and from the router's own (compile/marks.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gatewayd.apply.nft import LearnedElement, NftError, NftKernel
+from gatewayd.classify.dns_learning import AnswerOrigin
 from gatewayd.classify.engine import Classifier, LearnedAddress
 from gatewayd.compile import marks
 from gatewayd.compile.kernel_names import MAP_LEARNED_V4, MAP_LEARNED_V6, set_app_chain
@@ -27,34 +30,44 @@ flow_log = logging.getLogger("gatewayd.flow")
 log = logging.getLogger("gatewayd.verdicts")
 
 
+def answer_origin(mark: int) -> AnswerOrigin:
+    """Who sent a queued packet, should it be a DNS answer, as the classify rules marked it."""
+    if mark & marks.ROUTER_ANSWER:
+        return AnswerOrigin.ROUTER
+    if mark & marks.RESOLVER_ANSWER:
+        return AnswerOrigin.NAMED_RESOLVER
+    return AnswerOrigin.OTHER
+
+
 class LearnedAddressBook:
-    """What the daemon has put in the learned maps, to know when an entry needs a refresh."""
+    """What the daemon has put in the learned maps (app and expiry), to know when an entry needs sending."""
 
     def __init__(self, max_entries: int = 262144) -> None:
-        self._expiry: dict[str, float] = {}
+        self._entries: dict[str, tuple[str, float]] = {}  # address -> (app, expires)
         self._max_entries = max_entries
 
     def split(self, entries: Iterable[LearnedAddress], now: float) -> tuple[list[LearnedAddress], list[str]]:
-        """Entries worth sending (new, or past half their life) and which of those are present now."""
+        """Entries worth sending (new, of another app, or past half their life) and which of those
+        the kernel holds now (they are replaced, not added: an add cannot change an element)."""
         fresh, present = [], []
         for entry in entries:
             key = str(entry.address)
-            expires = self._expiry.get(key)
-            if expires is not None and expires - now > entry.ttl / 2:
-                continue  # still comfortably alive in the kernel
+            app, expires = self._entries.get(key, (None, None))
+            if expires is not None and app == entry.app and expires - now > entry.ttl / 2:
+                continue  # the same app, still comfortably alive in the kernel
             fresh.append(entry)
             if expires is not None and expires > now:
                 present.append(key)
         return fresh, present
 
     def record(self, entries: Iterable[LearnedAddress], now: float) -> None:
-        if len(self._expiry) > self._max_entries:
-            self._expiry = {k: v for k, v in self._expiry.items() if v > now}
+        if len(self._entries) > self._max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
         for entry in entries:
-            self._expiry[str(entry.address)] = now + entry.ttl
+            self._entries[str(entry.address)] = (entry.app, now + entry.ttl)
 
     def clear(self) -> None:
-        self._expiry.clear()
+        self._entries.clear()
 
 
 class VerdictHandler:
@@ -72,8 +85,9 @@ class VerdictHandler:
         try:
             self._count_unread(packet.id)
             # The kernel marks reply-direction packets: the classifier need not see the SYN.
-            from_client = not packet.get_mark() & marks.FROM_SERVER
-            outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic(), from_client)
+            mark = packet.get_mark()
+            outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic(),
+                                                not mark & marks.FROM_SERVER, answer_origin(mark))
             if outcome.learned:
                 self._learn(outcome.learned)
             decision = outcome.flow_decision

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from gatewayd.classify.dns_learning import DnsLearningStats
 from gatewayd.classify.engine import ClassifierStats
 from gatewayd.metrics.base import SourceCollector
 
@@ -24,6 +25,8 @@ class ClassifierView(Protocol):
     def flow_count(self) -> int: ...
     @property
     def buffered_bytes(self) -> int: ...
+    @property
+    def dns_stats(self) -> DnsLearningStats: ...
 
 
 class ClassifierSource(Protocol):
@@ -36,8 +39,8 @@ def given_up_by_budget(stats: ClassifierStats) -> dict[str, int]:
             "total_buffer_budget": stats.flows_given_up_total_budget}
 
 
-class ClassifierMemoryCollector(SourceCollector):
-    name = "classifier"
+class ClassifierCollector(SourceCollector):
+    """Base of the collectors that read the running classifier (none before the first policy applied)."""
 
     def __init__(self, source: ClassifierSource) -> None:
         super().__init__()
@@ -45,8 +48,17 @@ class ClassifierMemoryCollector(SourceCollector):
 
     def read(self) -> Iterator[Metric]:
         classifier = self._source.current_classifier()
-        if classifier is None:
-            return
+        if classifier is not None:
+            yield from self.read_classifier(classifier)
+
+    def read_classifier(self, classifier: ClassifierView) -> Iterator[Metric]:
+        raise NotImplementedError
+
+
+class ClassifierMemoryCollector(ClassifierCollector):
+    name = "classifier"
+
+    def read_classifier(self, classifier: ClassifierView) -> Iterator[Metric]:
         buffered = GaugeMetricFamily("gatewayd_classifier_buffered_bytes",
                                      "Payload bytes the classifier holds in reassembly buffers (all flows).")
         buffered.add_metric([], classifier.buffered_bytes)

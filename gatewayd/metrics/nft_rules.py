@@ -63,8 +63,13 @@ class RuleCollector(PlanCollector):
         if classifier is not None:
             for reason, flows in given_up_by_budget(classifier.stats).items():
                 gave_up.add_metric([reason], flows)
+        dns_queued = CounterMetricFamily("gatewayd_dns_queued_packets", "DNS packets the kernel handed to the "
+                                         "classifier for learning: lookups to dns.resolvers (query) and the answers "
+                                         "of dns.resolvers and the router's own resolver (answer).", labels=["kind"])
+        dns_queued.add_metric(["query"], packets_of(counters, kernel_names.COUNTER_DNS_QUERIES))
+        dns_queued.add_metric(["answer"], packets_of(counters, kernel_names.COUNTER_DNS_SNOOPED))
         learned = GaugeMetricFamily("gatewayd_dns_learned_addresses",
                                     "Server addresses learned from DNS, held in kernel maps.", labels=["family"])
         for map_name, count in self._kernel.learned_count().items():
             learned.add_metric([map_name.rsplit("_", 1)[1]], count)
-        yield from (hits, hit_bytes, blocked, replies, queued, gave_up, learned)
+        yield from (hits, hit_bytes, blocked, replies, queued, dns_queued, gave_up, learned)

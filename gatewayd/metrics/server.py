@@ -13,6 +13,7 @@ from gatewayd.metrics.classifier_memory import (
 )
 from gatewayd.metrics.connections import ConnectionCapCollector
 from gatewayd.metrics.daemon_state import DaemonMetrics
+from gatewayd.metrics.dns_learning import DnsLearningCollector
 from gatewayd.metrics.guard import GuardCollector
 from gatewayd.metrics.kernel_features import FeatureSource, KernelFeatureCollector
 from gatewayd.metrics.nfqueue import NfqueueCollector
@@ -29,7 +30,8 @@ def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[Colle
     registry = CollectorRegistry()
     registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
                                     NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
-                                    ClassifierMemoryCollector(daemon), KernelFeatureCollector(features)]))
+                                    ClassifierMemoryCollector(daemon), DnsLearningCollector(daemon),
+                                    KernelFeatureCollector(features)]))
     return registry, DaemonMetrics(registry)
 
 

@@ -4,7 +4,10 @@
       resolvers: [203.0.113.53, "2001:db8:100::53"]
 
 Left out or empty: the office resolves through the router itself only (a
-dnsmasq or unbound on the gateway). Connection caps do not count DNS (port 53,
+dnsmasq or unbound on the gateway). Only these resolvers' answers, and those
+of the router's own resolver, teach the classifier which app an address
+belongs to (compile/dns_rules.py, classify/dns_learning.py): an answer from
+any other server teaches nothing. Connection caps do not count DNS (port 53,
 UDP and TCP) to these addresses; DNS to any other server counts like any
 connection to the Internet.
 """
@@ -65,7 +68,8 @@ def dns_schema() -> Schema:
     properties: Schema = {
         "resolvers": {
             "description": "Addresses of the DNS servers the office is told to use; left out = the router "
-                           "itself only. Connection caps do not count DNS to them.",
+                           "itself only. Only their answers (and the router's own resolver's) teach which "
+                           "app an address belongs to; connection caps do not count DNS to them.",
             "anyOf": [
                 {"type": "string", "description": "An IPv4/IPv6 address."},
                 {"type": "array", "maxItems": MAX_RESOLVERS,

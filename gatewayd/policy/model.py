@@ -238,7 +238,8 @@ class DnsSettings:
     """The `dns` section (parsed by policy/dns.py): the resolvers the office is told to use.
 
     Empty `resolvers` means the office resolves through the router itself only.
-    Connection caps do not count DNS to these resolvers (compile/qos_rules.py).
+    Only their answers (and the router's own) teach addresses (compile/dns_rules.py);
+    connection caps do not count DNS to these resolvers (compile/qos_rules.py).
     """
 
     resolvers: tuple[IPAddress, ...] = ()

@@ -87,6 +87,8 @@ def test_quic_douyin_then_tcp_only_marks_the_same_app(classifier: Classifier) ->
 
 
 def test_dns_answer_with_cname_chain_teaches_bilibili(classifier: Classifier) -> None:
+    query = IP(src=CLIENT, dst=RESOLVER) / UDP(sport=33333, dport=53) / DNS(id=7, qd=DNSQR(qname="www.bilibili.com"))
+    classifier.on_packet(bytes(query), 9.9)  # an answer teaches only what a query on its flow asked
     answer = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=33333)
               / DNS(id=7, qr=1, qd=DNSQR(qname="www.bilibili.com"),
                     an=[DNSRR(rrname="www.bilibili.com", type="CNAME", rdata="a.w.bilicdn1.com", ttl=60),
@@ -101,6 +103,8 @@ def test_dns_answer_with_cname_chain_teaches_bilibili(classifier: Classifier) ->
 def test_ech_falls_back_to_what_dns_taught(classifier: Classifier) -> None:
     syn = tls_flow("unused", 40002)[0]
     assert classifier.on_packet(syn, 9.0).decision is None  # address not known yet: queued
+    query = IP(src=CLIENT, dst=RESOLVER) / UDP(sport=33334, dport=53) / DNS(id=8, qd=DNSQR(qname="www.youku.com"))
+    classifier.on_packet(bytes(query), 9.9)
     answer = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=33334)
               / DNS(id=8, qr=1, qd=DNSQR(qname="www.youku.com"),
                     an=DNSRR(rrname="www.youku.com", rdata=SERVER, ttl=300)))

@@ -136,11 +136,13 @@ def test_dns_flow_for_plain_name_is_dns(classifier: Classifier) -> None:
 
 
 def test_dns_over_tcp_split_response(classifier: Classifier) -> None:
+    query = bytes(DNS(id=5, qd=DNSQR(qname="img.ykimg.com")))
     message = bytes(DNS(id=5, qr=1, qd=DNSQR(qname="img.ykimg.com"),
                         an=[DNSRR(rrname="img.ykimg.com", type="A", rdata="203.0.113.7", ttl=600)]))
     framed = len(message).to_bytes(2, "big") + message
     resolver = "192.0.2.1"
     packets = [tcp(CLIENT, resolver, 42000, 53, "S", 1), tcp(resolver, CLIENT, 53, 42000, "SA", 50),
+               tcp(CLIENT, resolver, 42000, 53, "PA", 2, len(query).to_bytes(2, "big") + query),
                tcp(resolver, CLIENT, 53, 42000, "PA", 51, framed[:9]),
                tcp(resolver, CLIENT, 53, 42000, "PA", 60, framed[9:])]
     outcomes = [classifier.on_packet(p, 1.0) for p in packets]
@@ -233,6 +235,8 @@ def test_replace_tables_keeps_flows_and_rematches_learned(classifier: Classifier
     response = IP(src="192.0.2.1", dst=CLIENT) / UDP(sport=53, dport=33335) / DNS(
         id=6, qr=1, qd=DNSQR(qname="www.youku.com"),
         an=[DNSRR(rrname="www.youku.com", type="A", rdata="203.0.113.44", ttl=600)])
+    query = IP(src=CLIENT, dst="192.0.2.1") / UDP(sport=33335, dport=53) / DNS(id=6, qd=DNSQR(qname="www.youku.com"))
+    classifier.on_packet(bytes(query), 1.0)
     classifier.on_packet(bytes(response), 1.0)
     classifier.on_packet(tcp(CLIENT, SERVER, 40013, 443, "S", 1000), 1.0)  # undecided flow in progress
     renamed = [Application(id="youku-video", name="Youku", category="video", domains=("youku.com",))]
@@ -268,9 +272,10 @@ def test_every_answer_of_a_decided_dns_flow_still_teaches_addresses(classifier: 
         return bytes(IP(src="192.0.2.1", dst=CLIENT) / UDP(sport=53, dport=33399) / DNS(
             id=txid, qr=1, qd=DNSQR(qname="www.youku.com", qtype=rrtype),
             an=DNSRR(rrname="www.youku.com", type=rrtype, ttl=300, rdata=address)))
-    query = bytes(IP(src=CLIENT, dst="192.0.2.1") / UDP(sport=33399, dport=53)
-                  / DNS(id=1, qd=DNSQR(qname="www.youku.com")))
-    classifier.on_packet(query, 1.0)
+    for txid, rrtype in ((1, "A"), (2, "AAAA")):  # a stub sends both queries before either answer
+        query = IP(src=CLIENT, dst="192.0.2.1") / UDP(sport=33399, dport=53) / DNS(
+            id=txid, qd=DNSQR(qname="www.youku.com", qtype=rrtype))
+        classifier.on_packet(bytes(query), 1.0)
     a = classifier.on_packet(answer("A", "203.0.113.30", 1), 1.1)
     aaaa = classifier.on_packet(answer("AAAA", "2001:db8:100::30", 2), 1.2)
     assert a.decision is not None and [str(x.address) for x in a.learned] == ["203.0.113.30"]

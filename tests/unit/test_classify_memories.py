@@ -31,7 +31,7 @@ def test_revise_rewrites_or_drops_values_and_keeps_expiry_and_order() -> None:
     memory.remember("a", "keep", 5.0)
     memory.remember("b", "drop", 50.0)
     memory.remember("c", "keep", 50.0)
-    memory.revise(lambda value: None if value == "drop" else value.upper())
+    memory.revise(lambda _key, value: None if value == "drop" else value.upper())
     assert (memory.recall("a", 1.0), memory.recall("b", 1.0), memory.recall("c", 1.0)) == ("KEEP", None, "KEEP")
     assert memory.recall("a", 6.0) is None  # expiry unchanged by the revision
     memory.remember("d", "new", 50.0)
