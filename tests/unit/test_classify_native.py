@@ -10,18 +10,14 @@ from scapy.all import IP, TCP, UDP, Raw
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.signatures import SIGNATURES
 from gatewayd.classify.tables import ClassifierTables
+from gatewayd.lab.app_packets import QQ_KEEP_ALIVE as KEEP_ALIVE
+from gatewayd.lab.app_packets import QQ_LOGIN as LOGIN
+from gatewayd.lab.app_packets import QQ_SEND_MESSAGE as SEND_MESSAGE
+from gatewayd.lab.app_packets import oicq
 from gatewayd.policy.applications import load_catalog
 
 CLIENT = "192.0.2.40"
 QQ_SERVER = "203.0.113.8"
-LOGIN, KEEP_ALIVE, SEND_MESSAGE = 0x0022, 0x0002, 0x0016
-QQ2005 = 0x0E1B
-
-
-def oicq(command: int, sequence: int, body: bytes, qq_number: int | None = 123456789, version: int = QQ2005) -> bytes:
-    """STX, version, command, sequence, [QQ number: client to server], body, ETX."""
-    number = struct.pack("!I", qq_number) if qq_number is not None else b""
-    return b"\x02" + struct.pack("!HHH", version, command, sequence) + number + body + b"\x03"
 
 
 def test_qq_oicq_over_udp_and_tcp() -> None:
