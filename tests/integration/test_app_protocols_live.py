@@ -110,8 +110,26 @@ def test_stun_nobody_can_name_stays_out_of_realtime(office: tuple[Lab, GatewayDa
     binding = app_packets.stun_message(app_packets.STUN_BINDING_REQUEST, [app_packets.ice_controlling()],
                                        transaction_id=bytes(range(20, 32)))
     before = realtime_upload_bytes(daemon)
-    call = traffic.udp_send(lab, "finance", UNNAMED_SERVER, STUN_PORT, payload=binding, count=10, expect_reply=True)
+    # Paced like STUN's transactions: plain STUN is named only at max_packets, and a burst
+    # would reach the kernel's own give-up (ct packets > max_packets) before that verdict.
+    call = traffic.udp_send(lab, "finance", UNNAMED_SERVER, STUN_PORT, payload=binding, count=10, paced=True,
+                            timeout=1.0)
     assert call.replies == 10, call
     verdict = kernel_verdict(lab, plan, "finance", UNNAMED_SERVER, STUN_PORT)
     assert (verdict.app, verdict.qos_class) == ("stun", "default")
     assert realtime_upload_bytes(daemon) - before < 10 * (28 + len(binding))
+
+
+def test_call_named_by_its_turn_realm_is_realtime(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    """No address evidence at all: the TURN server's REALM (under signal.org) names the call."""
+    lab, daemon, plan = office
+    port = 7  # not the control's 3478: a named call's endpoints name later STUN to them
+    allocate = app_packets.stun_message(app_packets.TURN_ALLOCATE_REQUEST,
+                                        [app_packets.requested_transport_udp(), app_packets.realm("turn2.signal.org")])
+    before = realtime_upload_bytes(daemon)
+    call = traffic.udp_send(lab, "finance", UNNAMED_SERVER, port, payload=allocate, count=5, expect_reply=True)
+    assert call.replies == 5, call
+    verdict = kernel_verdict(lab, plan, "finance", UNNAMED_SERVER, port)
+    assert (verdict.app, verdict.qos_class) == ("signalvoip", "realtime")
+    # The first packet waits in the queue for its verdict, so every one of them is in realtime.
+    assert realtime_upload_bytes(daemon) - before >= 5 * (28 + len(allocate))
