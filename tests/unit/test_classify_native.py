@@ -66,3 +66,12 @@ def test_webex_media_to_its_published_network_is_webex() -> None:
     classifier = builtin_classifier()
     media = IP(src=CLIENT, dst="170.133.130.5") / UDP(sport=52000, dport=9000) / Raw(bytes(160))
     assert classifier.on_packet(bytes(media), 1.0).decision == Decision("webex", "address", "170.133.130.5")
+
+
+def test_teams_media_to_microsofts_published_media_network_is_a_teams_call() -> None:
+    classifier = builtin_classifier()
+    media = IP(src=CLIENT, dst="13.107.64.20") / UDP(sport=50010, dport=3479) / Raw(bytes(120))
+    assert classifier.on_packet(bytes(media), 1.0).decision == Decision("skype_teamscall", "address", "13.107.64.20")
+    # The same network on another port is not a call by address alone.
+    other = IP(src=CLIENT, dst="13.107.64.20") / UDP(sport=50011, dport=5000) / Raw(bytes(120))
+    assert classifier.on_packet(bytes(other), 1.0).decision is None
