@@ -75,3 +75,14 @@ def test_teams_media_to_microsofts_published_media_network_is_a_teams_call() -> 
     # The same network on another port is not a call by address alone.
     other = IP(src=CLIENT, dst="13.107.64.20") / UDP(sport=50011, dport=5000) / Raw(bytes(120))
     assert classifier.on_packet(bytes(other), 1.0).decision is None
+
+
+def test_no_catalog_app_lists_overlapping_networks() -> None:
+    """nft refuses a ruleset whose interval set holds a network inside another: the daemon would not start."""
+    issues: list[object] = []
+    overlapping = []
+    for app in load_catalog(None, issues).values():
+        for index, network in enumerate(app.networks):
+            overlapping += [(app.id, str(network), str(other)) for other in app.networks[index + 1:]
+                            if network.version == other.version and network.overlaps(other)]
+    assert not issues and not overlapping
