@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
 from gatewayd.classify import quic as quic_parser
+from gatewayd.classify import sig_calls
 from gatewayd.classify import tls as tls_parser
 from gatewayd.classify.dns_learning import (
     CATALOG_ADDRESS,
@@ -57,7 +58,7 @@ from gatewayd.classify.dns_learning import (
     PendingQueries,
 )
 from gatewayd.classify.flow_budget import FlowBudget, FlowKey, HostLedger
-from gatewayd.classify.memories import CallEndpoints, ExpiringMemory
+from gatewayd.classify.memories import CallEndpoints, ExpiringMemory, NamedServers
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
@@ -83,6 +84,13 @@ _PROTOCOL_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp"}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 CALL_ENDPOINT_SECONDS = 300.0  # a call's endpoints are remembered for this long
 MAX_CALL_ENDPOINTS = 4096
+# A client's TLS/QUIC server names, per (client, server): a call's relay is often the server its
+# signalling reached by name a moment before (Zoom's media servers, TURN over TLS).
+NAMED_SERVER_SECONDS = 600.0
+MAX_NAMED_SERVERS = 8192
+_SERVER_NAME_METHODS = frozenset(("tls-sni", "quic-sni"))
+# Apps a STUN SOFTWARE text may name by its first word: apps that make calls.
+_CALLING_CATEGORIES = frozenset(("voice-video", "im"))
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,7 @@ class Classifier:
         self._learned = learned if learned is not None else LearnedAddresses(max_learned)
         self.dns_stats = DnsLearningStats()
         self._call_endpoints: CallEndpoints = ExpiringMemory(MAX_CALL_ENDPOINTS)
+        self._named_servers: NamedServers = ExpiringMemory(MAX_NAMED_SERVERS)
         self._last_expiry = float("-inf")
         self._tables = tables
         self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
@@ -674,14 +683,38 @@ class Classifier:
         for name, match, protocols, app in self._signatures:
             if proto in protocols and match(payload, from_client):
                 if name in CARRIER_SIGNATURES:
-                    carried = self._carried_app(flow, now) or self._call_app(flow, now)
-                    if carried is None and flow.packets < self.max_packets:
-                        # Plain STUN says "some call": its later packets often carry the
-                        # vendor's own attributes (WhatsApp, Teams). Keep looking until then.
-                        flow.tentative = Decision(app, "signature", name)
-                        return None
-                    app = carried or app
+                    return self._carrier_decision(flow, payload, name, app, now)
                 return Decision(app, "signature", name)
+        return None
+
+    def _carrier_decision(self, flow: _Flow, payload: bytes, name: str, generic_app: str,
+                          now: float) -> Decision | None:
+        """A generic carrier (STUN) matched: its app, when the message or the addresses say it."""
+        carried = self._stun_named_app(payload) or self._carried_app(flow, now)
+        if carried is not None:
+            app = self._tables.call_apps.get(carried[0], carried[0])
+            self._remember_call_endpoints(flow, app, now)
+            return Decision(app, "signature", name, details=carried[1])
+        called = self._call_app(flow, now)
+        if called is not None:
+            return Decision(called, "signature", name, details="call-endpoint")
+        if flow.packets < self.max_packets:
+            # Plain STUN says "some call": its later packets often carry the
+            # vendor's own attributes (WhatsApp, Teams). Keep looking until then.
+            flow.tentative = Decision(generic_app, "signature", name)
+            return None
+        return Decision(generic_app, "signature", name)
+
+    def _stun_named_app(self, payload: bytes) -> tuple[str, str] | None:
+        """(app, evidence) from the message itself: its TURN REALM, or the SOFTWARE naming a calling app."""
+        realm, software = sig_calls.stun_names(payload)
+        tables = self._tables
+        if realm is not None:
+            match = tables.domains.lookup(realm)
+            if match is not None:
+                return match.app, f"realm={realm}"
+        if software is not None and tables.categories.get(software) in _CALLING_CATEGORIES:
+            return software, f"software={software}"
         return None
 
     def _remember_call_endpoints(self, flow: _Flow, app: str, now: float) -> None:
@@ -695,15 +728,18 @@ class Classifier:
                 return app
         return None
 
-    def _carried_app(self, flow: _Flow, now: float) -> str | None:
-        """The app a generic carrier (STUN) serves, from what the addresses say: learned or catalog."""
+    def _carried_app(self, flow: _Flow, now: float) -> tuple[str, str] | None:
+        """(app, evidence) of a generic carrier (STUN) from what the addresses say: learned, catalog, named."""
         for address in (flow.server_addr, flow.client_addr):
-            match = self._tables.addresses.lookup(address)
+            match = self._tables.addresses.lookup(address)  # the catalog before what DNS taught
             if match is not None:
-                return match.app
+                return match.app, f"address={_address_text(address)}"
             entry = self._learned.recall(address, now)
             if entry is not None:
-                return entry[0]
+                return entry[0], f"dns-learned={entry[1]}"
+        named = self._named_servers.recall((flow.client_addr, flow.server_addr), now)
+        if named is not None:
+            return named, "server-name"
         return None
 
     def _two_way_decision(self, flow: _Flow, info: PacketInfo, proto: int, from_client: bool) -> Decision | None:
@@ -739,6 +775,9 @@ class Classifier:
         flow.decision = decision
         if decision.app in self._call_apps and flow.server_port != DNS_PORT:
             self._remember_call_endpoints(flow, decision.app, flow.last_seen)
+        if decision.method in _SERVER_NAME_METHODS and decision.app != UNKNOWN_APP:
+            self._named_servers.remember((flow.client_addr, flow.server_addr), decision.app,
+                                         flow.last_seen + NAMED_SERVER_SECONDS)
         if not flow.is_dns:  # a DNS flow reads its later queries and answers from its streams
             self._free_buffers(flow)
         self.stats.decisions += 1

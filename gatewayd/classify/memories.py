@@ -1,6 +1,6 @@
-"""What the classifier remembers between flows: addresses DNS taught, endpoints of calls.
+"""What the classifier remembers between flows: addresses DNS taught, endpoints of calls, servers named by SNI.
 
-Both memories have the same shape: key -> value until an expiry time, at most
+All of them have the same shape: key -> value until an expiry time, at most
 `capacity` entries, the least recently written one evicted first. An entry
 past its expiry is as good as absent; it is dropped when a newer answer
 overwrites it, when it is evicted, or when a caller asks to forget it.
@@ -73,3 +73,5 @@ class ExpiringMemory(Generic[Key, Value]):
 
 # (packed address, port) of one end of a call -> app: a call's ICE checks reuse its ports
 CallEndpoints = ExpiringMemory[tuple[bytes, int], str]
+# (packed client, packed server) -> the app the client's TLS/QUIC server name gave that server
+NamedServers = ExpiringMemory[tuple[bytes, bytes], str]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from struct import Struct
 
-from gatewayd.classify import sig_im, sig_p2p, sig_services
+from gatewayd.classify import sig_calls, sig_im, sig_p2p, sig_services
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 from gatewayd.policy.model import SIGNATURE_NAMES
 
@@ -145,32 +145,19 @@ _MS_STUN_ATTRIBUTES = frozenset((0x8008, 0x8050, 0x8054, 0x8055, 0x8070))
 # WhatsApp calls use their own message types 0x0800-0x0805 and attributes 0x4000-0x4007.
 _WHATSAPP_STUN_TYPES = range(0x0800, 0x0806)
 _WHATSAPP_STUN_ATTRIBUTES = range(0x4000, 0x4008)
-_MAX_STUN_ATTRIBUTES = 32
-
-
-def _stun_attribute_types(payload: bytes) -> list[int] | None:
-    """The attribute types of a STUN message (magic cookie checked), or None if it is not one."""
-    if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != _STUN_MAGIC_COOKIE:
-        return None
-    types: list[int] = []
-    offset = 20
-    while offset + 4 <= len(payload) and len(types) < _MAX_STUN_ATTRIBUTES:
-        attribute, length = _U16.unpack_from(payload, offset)[0], _U16.unpack_from(payload, offset + 2)[0]
-        types.append(attribute)
-        offset += 4 + ((length + 3) & ~3)
-    return types
 
 
 def stun_msteams(payload: bytes, direction_is_client: bool) -> bool:
-    types = _stun_attribute_types(payload)
-    return types is not None and any(t in _MS_STUN_ATTRIBUTES for t in types)
+    attributes = sig_calls.stun_attributes(payload)
+    return attributes is not None and any(kind in _MS_STUN_ATTRIBUTES for kind, _ in attributes)
 
 
 def stun_whatsapp(payload: bytes, direction_is_client: bool) -> bool:
-    types = _stun_attribute_types(payload)
-    if types is None:
+    attributes = sig_calls.stun_attributes(payload)
+    if attributes is None:
         return False
-    return _U16.unpack_from(payload, 0)[0] in _WHATSAPP_STUN_TYPES or any(t in _WHATSAPP_STUN_ATTRIBUTES for t in types)
+    return (_U16.unpack_from(payload, 0)[0] in _WHATSAPP_STUN_TYPES
+            or any(kind in _WHATSAPP_STUN_ATTRIBUTES for kind, _ in attributes))
 
 
 PROTO_GRE = 47
@@ -196,6 +183,9 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "stun": (stun, _TCP_UDP),
     "stun_msteams": (stun_msteams, _UDP),
     "stun_whatsapp": (stun_whatsapp, _UDP),
+    "stun_zoom": (sig_calls.stun_zoom, _UDP),
+    "stun_googlecall": (sig_calls.stun_googlecall, _UDP),
+    "sd_rtn": (sig_calls.sd_rtn, _UDP),
     "rdp": (sig_services.rdp, _TCP),
     "teamviewer": (sig_services.teamviewer, _TCP_UDP),
     "smtp": (sig_services.smtp, _TCP),
@@ -227,7 +217,7 @@ TWO_WAY_SIGNATURES: dict[str, tuple[Signature, frozenset[int]]] = {
 CARRIER_SIGNATURES = frozenset(("stun",))
 # Signatures that name the app a call's STUN belongs to; the call's other STUN flows
 # from the same endpoint (ICE checks to peers: plain STUN only) take that app too.
-CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp"))
+CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp", "stun_zoom", "stun_googlecall"))
 
 KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES)
 

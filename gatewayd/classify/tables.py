@@ -121,6 +121,8 @@ class ClassifierTables:
     unknown_signatures: tuple[str, ...] = field(default=())  # named in the catalog, not implemented
     urls: UrlRules = field(default_factory=UrlRules)
     tcp_only_apps: frozenset[str] = field(default=frozenset())  # QUIC of these is blocked (policy)
+    # app -> its one voice-video sub-app (whatsapp -> whatsappcall): what a call of the app is named
+    call_apps: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
     def build(apps: Iterable[Application]) -> ClassifierTables:
@@ -147,6 +149,10 @@ class ClassifierTables:
                     signature_apps.setdefault(name, []).append(app.id)
                 elif name not in unknown_signatures:
                     unknown_signatures.append(name)
+        call_children: dict[str, list[str]] = {}
+        for app in apps:
+            if app.parent is not None and app.category == "voice-video":
+                call_children.setdefault(app.parent, []).append(app.id)
         # Narrow ranges first, so a single well-known port beats a wide range that covers it.
         for port_range, app_id in sorted(port_only, key=lambda item: item[0][2] - item[0][1]):
             ports.add(port_range, app_id)
@@ -158,6 +164,8 @@ class ClassifierTables:
             categories=categories,
             unknown_signatures=tuple(unknown_signatures),
             urls=UrlRules.build(apps),
+            # Two call sub-apps would make the choice a guess: then the parent's own name stays.
+            call_apps={parent: children[0] for parent, children in call_children.items() if len(children) == 1},
         )
 
     def has_app(self, app_id: str) -> bool:

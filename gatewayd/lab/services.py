@@ -34,8 +34,9 @@ HTTP_PORT = 80
 HTTPS_PORT = 443
 ERP_HTTPS_PORT = 8443
 BITTORRENT_PORT = 6881
-# UDP echo: 7 (classic echo) and 443 (looks like QUIC to a classifier).
-UDP_ECHO_PORTS: tuple[int, ...] = (7, 443)
+# UDP echo: 7 (classic echo), 443 (looks like QUIC to a classifier), 3478 (STUN/TURN
+# relays) and 8000 (QQ's servers): a test sees whether its datagrams got through.
+UDP_ECHO_PORTS: tuple[int, ...] = (7, 443, 3478, 8000)
 
 DNS_TTL_SECONDS = 120
 INTERNET_SERVER_SCRIPT = Path(__file__).with_name("internet_server.py")

@@ -226,21 +226,24 @@ out = {"outcome": "ok", "sent": 0, "replies": 0, "detail": ""}
 s = socket.socket(family, socket.SOCK_DGRAM)
 s.connect((p["address"], p["port"]))  # connected: ICMP port-unreachable becomes ECONNREFUSED
 payload = bytes.fromhex(p["payload"])
+def read_replies(wanted, deadline):
+    while out["replies"] < wanted and time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            s.recv(65535)
+            out["replies"] += 1
+        except socket.timeout:
+            break
 try:
     for _ in range(p["count"]):
         s.send(payload)
         out["sent"] += 1
-    if p["expect_reply"]:
-        deadline = time.monotonic() + p["timeout"]
-        while out["replies"] < p["count"] and time.monotonic() < deadline:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                s.recv(65535)
-                out["replies"] += 1
-            except socket.timeout:
-                break
-        if out["replies"] == 0:
-            out["outcome"] = "timeout"
+        if p["paced"]:  # request and answer in turn, as STUN's transactions go
+            read_replies(out["sent"], time.monotonic() + p["timeout"])
+    if p["expect_reply"] and not p["paced"]:
+        read_replies(p["count"], time.monotonic() + p["timeout"])
+    if p["expect_reply"] and out["replies"] == 0:
+        out["outcome"] = "timeout"
 except ConnectionRefusedError:
     out["outcome"] = "refused"
 except OSError as exc:
@@ -295,11 +298,16 @@ def bittorrent_handshake(lab: NamespaceRunner, host: str, address: str, timeout:
 
 
 def udp_send(lab: NamespaceRunner, host: str, address: str, port: int, payload: bytes = b"lab", count: int = 1,
-             expect_reply: bool = False, timeout: float = 2.0) -> UdpResult:
-    """Send ``count`` datagrams; with ``expect_reply`` count echoes (inet echoes on UDP 7 and 443)."""
+             expect_reply: bool = False, timeout: float = 2.0, paced: bool = False) -> UdpResult:
+    """Send ``count`` datagrams; with ``expect_reply`` count echoes (inet echoes on UDP 7, 443, 3478, 8000).
+
+    ``paced``: wait for each echo (at most ``timeout``) before the next datagram, as a
+    request/response protocol does; otherwise all go at once and the echoes are read after.
+    """
     raw = _python_probe(lab, host, _UDP_PROBE, {
         "address": address, "port": port, "payload": payload.hex(), "count": count,
-        "expect_reply": expect_reply, "timeout": timeout}, timeout)
+        "expect_reply": expect_reply or paced, "timeout": timeout, "paced": paced},
+        timeout * (count if paced else 1))
     return UdpResult(Outcome(raw["outcome"]), int(raw.get("sent", 0)), int(raw.get("replies", 0)),
                      raw.get("detail", ""))
 

@@ -150,7 +150,9 @@ def _read_application(
     url_keywords = parsed_list(known, "url_keywords", checker, what, check_url_keyword)
     all_keys_known = len(known) == len(entries)  # a misspelt key already explains a missing field
     evidence_keys = ("domains", "addresses", "ports", "signatures", "urls", "url_keywords")
-    if all_keys_known and not any(field in known for field in evidence_keys):
+    # A voice-video sub-app needs no evidence of its own: the calls of its parent are named after it.
+    named_by_parent_calls = parent is not None and category == "voice-video"
+    if all_keys_known and not named_by_parent_calls and not any(field in known for field in evidence_keys):
         checker.report(key, f"{what} has no domains, addresses, ports, signatures or urls, so nothing can identify it")
         return None
     if networks and ports and len(networks) * len(ports) > MAX_ADDRESS_PORT_PAIRS_PER_APP:

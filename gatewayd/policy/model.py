@@ -32,7 +32,8 @@ SIGNATURE_NAMES: tuple[str, ...] = (
     "bittorrent", "ssh", "edonkey", "edonkey_udp", "gnutella", "thunder", "pplive",
     "openvpn", "wireguard", "stun", "stun_msteams", "stun_whatsapp", "rdp", "teamviewer",
     "smtp", "imap", "pop3", "pptp", "ipsec", "esp", "l2tp", "whatsapp", "dropbox_lansync",
-    "spotify_discovery", "steam", "source_engine", "gnutella_udp", "qq",
+    "spotify_discovery", "steam", "source_engine", "gnutella_udp", "qq", "stun_zoom", "stun_googlecall",
+    "sd_rtn",
 )
 
 Action = Literal["allow", "block"]

@@ -83,3 +83,15 @@ def test_classifier_reports_the_most_specific_id(name: str, app: str) -> None:
     classifier = Classifier(ClassifierTables.build(load_policy_text(HEAD, "p.yaml").applications.values()))
     decision = decide(classifier, tls_flow(name, 40100))
     assert (decision.app, decision.method, decision.evidence) == (app, "tls-sni", name)
+
+
+def test_a_call_sub_app_needs_no_evidence_of_its_own_but_other_sub_apps_do() -> None:
+    calls = HEAD + ("applications:\n  chatcall:\n    name: Chat calls\n    category: voice-video\n"
+                    "    parent: telegram\nrules: []\n")
+    policy = load_policy_text(calls, "p.yaml")
+    tables = ClassifierTables.build(policy.applications.values())
+    # The policy's call app replaces nothing, so telegram now has two call sub-apps: no guess.
+    assert "telegram" not in tables.call_apps and tables.call_apps["whatsapp"] == "whatsappcall"
+    files = calls.replace("voice-video", "cloud-storage")
+    with pytest.raises(PolicyError, match="application 'chatcall' has no domains"):
+        load_policy_text(files, "p.yaml")

@@ -10,18 +10,14 @@ from scapy.all import IP, TCP, UDP, Raw
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.signatures import SIGNATURES
 from gatewayd.classify.tables import ClassifierTables
+from gatewayd.lab.app_packets import QQ_KEEP_ALIVE as KEEP_ALIVE
+from gatewayd.lab.app_packets import QQ_LOGIN as LOGIN
+from gatewayd.lab.app_packets import QQ_SEND_MESSAGE as SEND_MESSAGE
+from gatewayd.lab.app_packets import oicq
 from gatewayd.policy.applications import load_catalog
 
 CLIENT = "192.0.2.40"
 QQ_SERVER = "203.0.113.8"
-LOGIN, KEEP_ALIVE, SEND_MESSAGE = 0x0022, 0x0002, 0x0016
-QQ2005 = 0x0E1B
-
-
-def oicq(command: int, sequence: int, body: bytes, qq_number: int | None = 123456789, version: int = QQ2005) -> bytes:
-    """STX, version, command, sequence, [QQ number: client to server], body, ETX."""
-    number = struct.pack("!I", qq_number) if qq_number is not None else b""
-    return b"\x02" + struct.pack("!HHH", version, command, sequence) + number + body + b"\x03"
 
 
 def test_qq_oicq_over_udp_and_tcp() -> None:
@@ -70,3 +66,23 @@ def test_webex_media_to_its_published_network_is_webex() -> None:
     classifier = builtin_classifier()
     media = IP(src=CLIENT, dst="170.133.130.5") / UDP(sport=52000, dport=9000) / Raw(bytes(160))
     assert classifier.on_packet(bytes(media), 1.0).decision == Decision("webex", "address", "170.133.130.5")
+
+
+def test_teams_media_to_microsofts_published_media_network_is_a_teams_call() -> None:
+    classifier = builtin_classifier()
+    media = IP(src=CLIENT, dst="13.107.64.20") / UDP(sport=50010, dport=3479) / Raw(bytes(120))
+    assert classifier.on_packet(bytes(media), 1.0).decision == Decision("skype_teamscall", "address", "13.107.64.20")
+    # The same network on another port is not a call by address alone.
+    other = IP(src=CLIENT, dst="13.107.64.20") / UDP(sport=50011, dport=5000) / Raw(bytes(120))
+    assert classifier.on_packet(bytes(other), 1.0).decision is None
+
+
+def test_no_catalog_app_lists_overlapping_networks() -> None:
+    """nft refuses a ruleset whose interval set holds a network inside another: the daemon would not start."""
+    issues: list[object] = []
+    overlapping = []
+    for app in load_catalog(None, issues).values():
+        for index, network in enumerate(app.networks):
+            overlapping += [(app.id, str(network), str(other)) for other in app.networks[index + 1:]
+                            if network.version == other.version and network.overlaps(other)]
+    assert not issues and not overlapping

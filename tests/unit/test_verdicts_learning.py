@@ -28,8 +28,11 @@ QUEUED_ANSWER = marks.QUEUE_REQUEST | marks.FROM_SERVER
 class QueuedPacket:
     """What VerdictHandler uses of a netfilterqueue packet."""
 
+    ids = iter(range(1, 1 << 32))  # the queue numbers its packets; the handler counts gaps in them
+
     def __init__(self, payload: bytes, mark: int) -> None:
         self.payload, self.mark, self.accepted = payload, mark, False
+        self.id = next(QueuedPacket.ids)
 
     def get_payload(self) -> bytes:
         return self.payload

@@ -1,0 +1,135 @@
+"""Apps' own protocols through the real daemon: QQ's OICQ over UDP, calls over STUN/TURN.
+
+The payloads are built from each protocol's format (gatewayd/lab/app_packets.py).
+office.yaml blocks IM outside the front desk (finance may not use QQ, sales may)
+and puts voice-video in the realtime class; this lab's copy adds one rule first,
+"calls of an unknown app are default class", so a call lands in realtime only
+if the gateway named its app -- the generic STUN carrier alone does not.
+Traffic stays in the lab's namespaces; addresses are documentation ranges.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.lab import app_packets, traffic
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.kernel_view import KernelVerdict, decode_mark, flow_mark
+from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
+from gatewayd.lab.services import DEFAULT_SITES, Site
+from gatewayd.lab.topology import Lab
+from gatewayd.policy.loader import load_policy
+
+pytestmark = pytest.mark.integration
+
+QQ_PORT, STUN_PORT = 8000, 3478
+# A call relay the office's clients find through DNS: a name under zoom.us (the catalog's Zoom).
+RELAY_V4 = "203.0.113.80"
+RELAY = Site("zoom-relay", "turnrelay.zoom.us", RELAY_V4, "2001:db8:100::80")
+UNNAMED_SERVER = str(DEFAULT_SITES["news"].ipv4)  # an address no app owns and nobody looked up here
+UNATTRIBUTED_CALLS_RULE = """\
+  - name: unattributed-calls
+    apps: [stun]
+    class: default
+
+"""
+
+
+@pytest.fixture(scope="module")
+def office(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, GatewayDaemon, Plan]]:
+    policy_path = tmp_path_factory.mktemp("policy") / "office.yaml"
+    text, added = re.subn(r"(?m)^rules:\n", "rules:\n" + UNATTRIBUTED_CALLS_RULE, OFFICE_POLICY.read_text(), count=1)
+    assert added == 1, "office.yaml has no rules section to extend"
+    policy_path.write_text(text)
+    plan = compile_plan(load_policy(str(policy_path)))
+    assert OFFICE_HOSTS["finance"].ipv4 and OFFICE_HOSTS["sales"].ipv4
+    with Lab(hosts=OFFICE_HOSTS, sites=(*DEFAULT_SITES.values(), RELAY)) as lab:
+        daemon = GatewayDaemon(lab, policy_path).start()
+        try:
+            yield lab, daemon, plan
+        finally:
+            daemon.stop()
+
+
+def kernel_verdict(lab: Lab, plan: Plan, host: str, server: str, port: int) -> KernelVerdict:
+    source = OFFICE_HOSTS[host].ipv4
+    assert source is not None
+    mark = flow_mark(lab, source, server, port, protocol="udp")
+    assert mark is not None, f"no conntrack entry for {host} -> {server}:{port}"
+    return decode_mark(plan, mark)
+
+
+def realtime_upload_bytes(daemon: GatewayDaemon) -> float:
+    return metric_value(daemon.metrics(), "gatewayd_class_bytes_total", interface="wan0", **{"class": "realtime"})
+
+
+def test_qq_protocol_is_blocked_where_im_is_and_passes_where_it_is_allowed(
+        office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    lab, daemon, plan = office
+    login = app_packets.oicq(app_packets.QQ_LOGIN, 1, bytes(range(48)))
+    # The path and the echo work for finance: a datagram of the same size that is not QQ comes back.
+    other = traffic.udp_send(lab, "finance", UNNAMED_SERVER, QQ_PORT, payload=bytes(len(login)),
+                             count=2, expect_reply=True)
+    assert other.replies == 2, other
+    hits_before = metric_value(daemon.metrics(), "gatewayd_rule_hits_total", rule="im-front-desk-only")
+    blocked = traffic.udp_send(lab, "finance", UNNAMED_SERVER, QQ_PORT, payload=login, count=3,
+                               expect_reply=True, timeout=1.5)
+    assert blocked.sent == 3 and blocked.replies == 0, blocked
+    exposition = daemon.metrics()
+    assert metric_value(exposition, "gatewayd_rule_hits_total", rule="im-front-desk-only") > hits_before
+    # The front desk may use IM: the same packets pass, named qq by the kernel's verdict.
+    flows_before = metric_value(exposition, "gatewayd_flows_total", app="qq", group="sales")
+    allowed = traffic.udp_send(lab, "sales", UNNAMED_SERVER, QQ_PORT, payload=login, count=3, expect_reply=True)
+    assert allowed.replies == 3, allowed
+    assert kernel_verdict(lab, plan, "sales", UNNAMED_SERVER, QQ_PORT).app == "qq"
+    assert metric_value(daemon.metrics(), "gatewayd_flows_total", app="qq", group="sales") >= flows_before + 1
+
+
+def test_call_to_a_relay_learned_from_dns_is_realtime(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    lab, daemon, plan = office
+    answer = traffic.dns_query(lab, "finance", RELAY.hostname)
+    assert answer.status == "NOERROR" and RELAY_V4 in answer.answers, answer
+    binding = app_packets.stun_message(app_packets.STUN_BINDING_REQUEST,
+                                       [app_packets.ice_controlling(), (app_packets.STUN_USERNAME, b"abcd:efgh")])
+    before = realtime_upload_bytes(daemon)
+    call = traffic.udp_send(lab, "finance", RELAY_V4, STUN_PORT, payload=binding, count=5, expect_reply=True)
+    assert call.replies == 5, call
+    verdict = kernel_verdict(lab, plan, "finance", RELAY_V4, STUN_PORT)
+    assert (verdict.app, verdict.qos_class, verdict.blocked) == ("zoom", "realtime", False)
+    # tc's own counter of the realtime class on the WAN side carried the call's upload.
+    assert realtime_upload_bytes(daemon) - before >= 5 * (28 + len(binding))
+
+
+def test_stun_nobody_can_name_stays_out_of_realtime(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    """The control for the test above: plain STUN to an unnamed address is the generic carrier."""
+    lab, daemon, plan = office
+    binding = app_packets.stun_message(app_packets.STUN_BINDING_REQUEST, [app_packets.ice_controlling()],
+                                       transaction_id=bytes(range(20, 32)))
+    before = realtime_upload_bytes(daemon)
+    # Paced like STUN's transactions: plain STUN is named only at max_packets, and a burst
+    # would reach the kernel's own give-up (ct packets > max_packets) before that verdict.
+    call = traffic.udp_send(lab, "finance", UNNAMED_SERVER, STUN_PORT, payload=binding, count=10, paced=True,
+                            timeout=1.0)
+    assert call.replies == 10, call
+    verdict = kernel_verdict(lab, plan, "finance", UNNAMED_SERVER, STUN_PORT)
+    assert (verdict.app, verdict.qos_class) == ("stun", "default")
+    assert realtime_upload_bytes(daemon) - before < 10 * (28 + len(binding))
+
+
+def test_call_named_by_its_turn_realm_is_realtime(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    """No address evidence at all: the TURN server's REALM (under signal.org) names the call."""
+    lab, daemon, plan = office
+    port = 7  # not the control's 3478: a named call's endpoints name later STUN to them
+    allocate = app_packets.stun_message(app_packets.TURN_ALLOCATE_REQUEST,
+                                        [app_packets.requested_transport_udp(), app_packets.realm("turn2.signal.org")])
+    before = realtime_upload_bytes(daemon)
+    call = traffic.udp_send(lab, "finance", UNNAMED_SERVER, port, payload=allocate, count=5, expect_reply=True)
+    assert call.replies == 5, call
+    verdict = kernel_verdict(lab, plan, "finance", UNNAMED_SERVER, port)
+    assert (verdict.app, verdict.qos_class) == ("signalvoip", "realtime")
+    # The first packet waits in the queue for its verdict, so every one of them is in realtime.
+    assert realtime_upload_bytes(daemon) - before >= 5 * (28 + len(allocate))
