@@ -126,7 +126,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     if "version" in known:
         _check_version(known["version"].value, checker)
     interfaces = read_interfaces(known["interfaces"], checker) if "interfaces" in known else None
-    metrics_listen = read_metrics(_section(known, "metrics"), checker)
+    metrics = read_metrics(_section(known, "metrics"), checker)
     classifier = read_classifier(_section(known, "classifier"), checker)
     schedules = read_schedules(known["schedules"].value, checker) if "schedules" in known else {}
     groups = read_groups(known["groups"].value, checker) if "groups" in known else {}
@@ -167,7 +167,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         default_action=default_action,  # type: ignore[arg-type]
         default_class=default_class,
         classifier=classifier,
-        metrics_listen=metrics_listen,
+        metrics=metrics,
         security=security,
         health=health,
         dns=dns,
