@@ -19,6 +19,7 @@ from gatewayd.metrics.nfqueue import NfqueueCollector
 from gatewayd.metrics.nft_rules import RuleCollector
 from gatewayd.metrics.nft_usage import UsageCollector
 from gatewayd.metrics.tc_classes import TcClassCollector
+from gatewayd.metrics.top_talkers import TopTalkerCollector
 
 
 class DaemonSource(PlanSource, ClassifierSource, Protocol):
@@ -29,7 +30,8 @@ def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[Colle
     registry = CollectorRegistry()
     registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
                                     NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
-                                    ClassifierMemoryCollector(daemon), KernelFeatureCollector(features)]))
+                                    ClassifierMemoryCollector(daemon), KernelFeatureCollector(features),
+                                    TopTalkerCollector(daemon)]))
     return registry, DaemonMetrics(registry)
 
 
