@@ -226,3 +226,12 @@ for source in p["sources"]:
         s.bind((source, 0))
         s.sendto(b"x" * 32, (p["target"], 9))
 """
+
+
+def test_host_byte_counts_survive_a_reload(scraped_office: tuple[Lab, GatewayDaemon, PrometheusServer, float]) -> None:
+    _, daemon, _, _ = scraped_office
+    service = OFFICE_HOSTS["service"].ipv4
+    before = metric_value(daemon.metrics(), "gatewayd_top_talker_bytes", host=service)
+    assert before >= VIDEO_BYTES * (1 - TOLERANCE)
+    daemon.reload()
+    assert metric_value(daemon.metrics(), "gatewayd_top_talker_bytes", host=service) >= before

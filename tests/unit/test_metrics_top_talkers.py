@@ -15,6 +15,7 @@ from gatewayd.lab.gateway import metric_value
 from gatewayd.metrics.base import CollectorSet
 from gatewayd.metrics.top_talkers import TopTalkerCollector
 from gatewayd.policy.loader import load_policy_text
+from tests.unit.test_metrics_connections import FixedPlan
 
 POLICY = textwrap.dedent("""\
     version: 1
@@ -25,14 +26,6 @@ POLICY = textwrap.dedent("""\
       guest: { members: [192.0.2.128/25] }
     metrics: { top_talkers: 3 }
     """)
-
-
-class FixedPlan:
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-
-    def current_plan(self) -> Plan:
-        return self.plan
 
 
 class FixedHostBytes:
