@@ -17,6 +17,7 @@ from typing import Any
 import nftables
 
 from gatewayd.compile.kernel_names import (
+    HOST_BYTES,
     MAP_LEARNED_V4,
     MAP_LEARNED_V6,
     SET_FLOWS,
@@ -57,6 +58,31 @@ class BlockedFlow:
     mark: int
     expires_seconds: int  # time it has left in the set
     age_seconds: int  # time since its flow was last blocked
+
+
+@dataclass(frozen=True)
+class HostBytes:
+    """One element of a host_bytes set: what one office host moved in one direction."""
+
+    address: str
+    group_bits: int  # the GROUP_MASK bits of its flows' ct mark
+    direction: str  # nft's ct direction: "original" (the host sent) or "reply" (it received)
+    counter: Counter
+
+
+def host_bytes(listing: list[dict[str, Any]]) -> list[HostBytes]:
+    """The elements of `nft -j list set` of a host_bytes set."""
+    found = []
+    for item in listing:
+        for element in item.get("set", {}).get("elem", []):
+            value = element.get("elem", {}) if isinstance(element, dict) else {}
+            parts = value.get("val", {}).get("concat") if isinstance(value.get("val"), dict) else None
+            counter = value.get("counter")
+            if parts and len(parts) == 3 and counter is not None:
+                address, group_bits, direction = parts
+                found.append(HostBytes(str(address), int(group_bits), str(direction),
+                                       Counter(counter.get("packets", 0), counter.get("bytes", 0))))
+    return found
 
 
 def blocked_flows(listing: list[dict[str, Any]]) -> list[BlockedFlow]:
@@ -135,6 +161,14 @@ class NftKernel:
                 body = ", ".join(f"0x{key:08x} counter packets {c.packets} bytes {c.bytes}"
                                  for key, c in counters.items())
                 commands.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {set_name} {{ {body} }}")
+        for set_name in HOST_BYTES.values():
+            # Carried with the set's full timeout: an element's own timeout would stick to it, so every
+            # later update would restart the shorter time it had left.
+            body = ", ".join(f"{h.address} . 0x{h.group_bits:08x} . {h.direction} "
+                             f"counter packets {h.counter.packets} bytes {h.counter.bytes}"
+                             for h in self.host_bytes(set_name))
+            if body:
+                commands.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {set_name} {{ {body} }}")
         for set_name in (SET_RECENT_BLOCKED_V4, SET_RECENT_BLOCKED_V6):
             body = ", ".join(self.recent_blocked_elements(set_name))
             if body:
@@ -198,6 +232,9 @@ class NftKernel:
                 if counter is not None:
                     result[int(inner["val"])] = Counter(counter.get("packets", 0), counter.get("bytes", 0))
         return result
+
+    def host_bytes(self, set_name: str) -> list[HostBytes]:
+        return host_bytes(self.query(f"list set {TABLE_FAMILY} {TABLE_NAME} {set_name}"))
 
     def learned_count(self) -> dict[str, int]:
         counts = {}

@@ -21,6 +21,7 @@ from gatewayd.cli import (
     explain,
     render,
     replay,
+    report,
     run,
     status,
 )
@@ -31,7 +32,7 @@ class Subcommand(Protocol):
 
 
 # In the order `gatewayd --help` lists them.
-SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, classify, status, apply, confirm)
+SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, classify, status, apply, confirm, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

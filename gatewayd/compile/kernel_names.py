@@ -39,7 +39,9 @@ MAP_LEARNED_V6 = "learned_v6"
 EMPTY_TCP_CHAIN = "tcp_without_payload"
 SET_RECENT_BLOCKED_V4 = "recent_blocked_v4"
 SET_RECENT_BLOCKED_V6 = "recent_blocked_v6"
-DYNAMIC_SETS = (SET_USAGE, SET_FLOWS, MAP_LEARNED_V4, MAP_LEARNED_V6)
+# Bytes per office host (address . group bits . ct direction): the top talkers (metrics/top_talkers.py).
+HOST_BYTES = {4: "host_bytes_v4", 6: "host_bytes_v6"}
+DYNAMIC_SETS = (SET_USAGE, SET_FLOWS, MAP_LEARNED_V4, MAP_LEARNED_V6, *HOST_BYTES.values())
 
 
 def set_app_chain(number: int) -> str:

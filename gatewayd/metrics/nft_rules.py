@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from gatewayd.apply.nft import Counter, NftKernel
 from gatewayd.compile import kernel_names
 from gatewayd.compile.plan import Plan
+from gatewayd.compile.ruleset import TCP_ONLY_RULE_NAME
 from gatewayd.metrics.base import PlanCollector, PlanSource
 from gatewayd.metrics.classifier_memory import ClassifierSource, given_up_by_budget
 
@@ -22,6 +23,18 @@ BLOCKED_COUNTERS = {
 def packets_of(counters: dict[str, Counter], name: str) -> int:
     counter = counters.get(name)
     return counter.packets if counter else 0
+
+
+def rule_info(plan: Plan) -> GaugeMetricFamily:
+    """1 per policy rule with what it does, so PromQL can pick the hits of blocking rules
+    (`gatewayd_rule_hits_total * on (rule) group_left gatewayd_rule_info{action="block"}`)."""
+    info = GaugeMetricFamily("gatewayd_rule_info", "A policy rule and its action (block or allow).",
+                             labels=["rule", "action"])
+    actions = {rule.name: rule.action for rule in plan.policy.rules}
+    actions.update({"default": plan.policy.default_action, TCP_ONLY_RULE_NAME: "block"})
+    for rule_name in plan.ruleset.rule_counters.values():
+        info.add_metric([rule_name, actions[rule_name]], 1)
+    return info
 
 
 class RuleCollector(PlanCollector):
@@ -44,6 +57,7 @@ class RuleCollector(PlanCollector):
             if counter:
                 hits.add_metric([rule_name], counter.packets)
                 hit_bytes.add_metric([rule_name], counter.bytes)
+        yield rule_info(plan)
         blocked = CounterMetricFamily("gatewayd_blocked_packets",
                                       "Packets blocked by policy: TCP answered with a reset, the rest dropped.",
                                       labels=["protocol"])

@@ -20,6 +20,7 @@ from gatewayd.metrics.nfqueue import NfqueueCollector
 from gatewayd.metrics.nft_rules import RuleCollector
 from gatewayd.metrics.nft_usage import UsageCollector
 from gatewayd.metrics.tc_classes import TcClassCollector
+from gatewayd.metrics.top_talkers import TopTalkerCollector
 
 
 class DaemonSource(PlanSource, ClassifierSource, Protocol):
@@ -31,7 +32,7 @@ def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[Colle
     registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
                                     NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
                                     ClassifierMemoryCollector(daemon), DnsLearningCollector(daemon),
-                                    KernelFeatureCollector(features)]))
+                                    KernelFeatureCollector(features), TopTalkerCollector(daemon)]))
     return registry, DaemonMetrics(registry)
 
 

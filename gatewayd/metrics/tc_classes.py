@@ -30,7 +30,12 @@ class TcClassCollector(PlanCollector):
         labels = ["interface", "direction", "group", "class"]
         families = ClassFamilies(labels)
         groups = GroupFamilies(["interface", "direction", "group"])
+        capacity = GaugeMetricFamily("gatewayd_link_capacity_bytes_per_second",
+                                     "The link rate the policy gives an interface and direction (interfaces: "
+                                     "upload/download): utilisation is a class's byte rate over this.",
+                                     labels=["interface", "direction"])
         for tree in plan.tc_trees:
+            capacity.add_metric([tree.interface, tree.direction], tree.link_bps / 8)
             by_minor = tree.by_minor()
             per_group: dict[str, list[ClassStats]] = defaultdict(list)
             group_rates: dict[str, ClassStats] = {}
@@ -53,6 +58,7 @@ class TcClassCollector(PlanCollector):
                            hosts=[s for s in leaves if by_minor[s.minor].role == "host"], limited=limited[group])
         yield from families.all()
         yield from groups.all()
+        yield capacity
 
     @staticmethod
     def _class_labels(tree: InterfaceTree, htb_class: HtbClass) -> list[str]:

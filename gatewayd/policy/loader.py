@@ -128,7 +128,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
     if "version" in known:
         _check_version(known["version"].value, checker)
     interfaces = read_interfaces(known["interfaces"], checker) if "interfaces" in known else None
-    metrics_listen = read_metrics(_section(known, "metrics"), checker)
+    metrics = read_metrics(_section(known, "metrics"), checker)
     classifier = read_classifier(_section(known, "classifier"), checker)
     schedules = read_schedules(known["schedules"].value, checker) if "schedules" in known else {}
     groups = read_groups(known["groups"].value, checker) if _within_totals(known, "groups", checker) else {}
@@ -169,7 +169,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
         default_action=default_action,
         default_class=default_class,
         classifier=classifier,
-        metrics_listen=metrics_listen,
+        metrics=metrics,
         security=security,
         health=health,
         dns=dns,

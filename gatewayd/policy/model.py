@@ -234,6 +234,22 @@ class Rule:
     location: Location | None = None
 
 
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9108"
+DEFAULT_TOP_TALKERS = 20
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """The `metrics` section (parsed by policy/metrics.py).
+
+    `top_talkers` bounds the per-address series: only that many hosts (the ones that moved
+    the most bytes) are exported with their address as a label.
+    """
+
+    listen: str = DEFAULT_METRICS_LISTEN
+    top_talkers: int = DEFAULT_TOP_TALKERS
+
+
 @dataclass(frozen=True)
 class DnsSettings:
     """The `dns` section (parsed by policy/dns.py): the resolvers the office is told to use.
@@ -267,10 +283,14 @@ class Policy:
     default_action: Action = "allow"
     default_class: str = "default"
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-    metrics_listen: str = "127.0.0.1:9108"
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     security: SecurityPolicy | None = None  # the LAN guard; None = no guard tables
     health: HealthChecks | None = None  # checked after `gatewayd apply`; see policy/health.py
     dns: DnsSettings = field(default_factory=DnsSettings)  # the office's resolvers; see policy/dns.py
+
+    @property
+    def metrics_listen(self) -> str:
+        return self.metrics.listen
 
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:
         """The app ids a rule names, its categories expanded, with every sub-app of those (app_tree)."""

@@ -66,7 +66,8 @@ def test_every_subcommand_is_one_module_of_the_cli_package() -> None:
     subparsers = next(action for action in build_parser()._actions
                       if isinstance(action, argparse._SubParsersAction))
     names = list(subparsers.choices)
-    assert names == ["check", "render", "explain", "replay", "run", "classify", "status", "apply", "confirm"]
+    assert names == ["check", "render", "explain", "replay", "run", "classify", "status", "apply", "confirm",
+                     "report"]
     assert [module.__name__ for module in SUBCOMMANDS] == [f"gatewayd.cli.{name}" for name in names]  # type: ignore[attr-defined]
     helpers = {"__init__", "control_client", "guard_blocklist"}
     package = Path(cli_package.__file__).parent

@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "gatewayd.apply": 2,
     "gatewayd.explain": 2,
     "gatewayd.metrics": 3,
+    "gatewayd.report": 3,  # reads Prometheus, not the kernel: beside the metrics it reports on
     "gatewayd.control": 4,
     "gatewayd.daemon": 5,
     "gatewayd.cli": 6,

@@ -55,10 +55,13 @@ def test_the_daemons_exposition_has_each_family_once() -> None:
     exposition = generate_latest(registry).decode()
     repeated = {name: count for name, count in help_lines_per_family(exposition).items() if count > 1}
     assert repeated == {}
-    # ...and still one success sample per collector (nine sources)
-    success_samples = [line for line in exposition.splitlines()
-                       if line.startswith("gatewayd_scrape_collector_success{")]
-    assert len(success_samples) == 9
+    # ...and still one success and one duration sample per collector, each collector once
+    success = [line.split('"')[1] for line in exposition.splitlines()
+               if line.startswith("gatewayd_scrape_collector_success{")]
+    duration = [line.split('"')[1] for line in exposition.splitlines()
+                if line.startswith("gatewayd_scrape_collector_duration_seconds{")]
+    assert len(success) == len(set(success)) >= 10 and sorted(success) == sorted(duration)
+    assert {"nft_usage", "nft_rules", "tc_classes", "kernel_features", "top_talkers"} <= set(success)
 
 
 def test_collector_set_reports_every_collector_in_one_family() -> None:

@@ -83,6 +83,7 @@ def test_default_catalog_is_the_one_in_the_tree() -> None:
 def test_minimal_policy_gets_defaults() -> None:
     policy = load_policy_text(MINIMAL, "p.yaml")
     assert policy.metrics_listen == "127.0.0.1:9108"
+    assert policy.metrics.top_talkers == 20
     assert policy.classifier.fail_mode == "open" and policy.classifier.max_packets == 8
     assert policy.classes["default"].guaranteed == Bandwidth(bits_per_second=0)
     assert policy.classes["default"].limit == Bandwidth(share=1.0)
@@ -150,6 +151,12 @@ def test_policy_app_replaces_builtin_one() -> None:
 def test_ipv6_metrics_listen_quoted() -> None:
     text = MINIMAL + 'metrics: {listen: "[::1]:9108"}\n'
     assert load_policy_text(text, "p.yaml").metrics_listen == "[::1]:9108"
+
+
+def test_metrics_top_talkers_is_read_beside_listen() -> None:
+    text = MINIMAL + 'metrics: {listen: "127.0.0.1:9200", top_talkers: 5}\n'
+    metrics = load_policy_text(text, "p.yaml").metrics
+    assert (metrics.listen, metrics.top_talkers) == ("127.0.0.1:9200", 5)
 
 
 def test_dns_resolvers_are_addresses_of_both_families_in_file_order() -> None:
