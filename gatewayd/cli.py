@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from gatewayd.control import commands as control_commands
@@ -44,9 +45,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return Daemon(args.policy, args.catalog, Path(args.state_dir), Path(args.control_socket)).run()
 
 
+def installed_version() -> str:
+    """gatewayd's version as installed (pip, the Debian package), for `gatewayd --version`."""
+    try:
+        return metadata.version("gatewayd")
+    except metadata.PackageNotFoundError:  # a source tree run without installing it
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatewayd", description="Office gateway: app classification, "
                                      "blocking and QoS through nftables and tc.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     parser.add_argument("--catalog", help="application catalog to use instead of the built-in one")
     commands = parser.add_subparsers(dest="command", required=True)
 

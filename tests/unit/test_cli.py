@@ -54,3 +54,11 @@ def test_render_refuses_a_bad_policy(tmp_path: Path) -> None:
     bad.write_text("version: 1\ninterfaces: [\n")
     result = gatewayd("render", str(bad))
     assert result.returncode == 1 and "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    from importlib import metadata
+
+    result = gatewayd("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"gatewayd {metadata.version('gatewayd')}"
