@@ -50,6 +50,14 @@ def root(tmp_path: Path, deb: Path) -> Iterator[Path]:
         yield made
 
 
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, deb: Path) -> Iterator[Path]:
+    """One root with the package freshly installed, for the tests that only look at it."""
+    with debian_root(tmp_path_factory.mktemp("installed"), deb) as made:
+        dpkg(made, deb)
+        yield made
+
+
 def dpkg(root: Path, package: Path, *options: str) -> str:
     inside = Path("/tmp") / package.name
     shutil.copy(package, root / inside.relative_to("/"))
@@ -81,8 +89,8 @@ def record_service_calls(root: Path) -> Path:
     return log
 
 
-def test_installed_package_runs_from_its_own_environment(root: Path, deb: Path) -> None:
-    dpkg(root, deb)
+def test_installed_package_runs_from_its_own_environment(installed: Path, deb: Path) -> None:
+    root = installed
     assert gatewayd(root, "--version").strip() == f"gatewayd {deb.name.split('_')[1].rsplit('-', 1)[0]}"
     checked_policy = gatewayd(root, "check", POLICY)
     assert checked_policy.startswith(f"{POLICY}: OK (")
@@ -108,8 +116,8 @@ def test_installed_package_runs_from_its_own_environment(root: Path, deb: Path) 
     assert verify.returncode == 0 and verify.stdout == "", verify.stdout + verify.stderr
 
 
-def test_installed_unit_passes_systemd_analyze_verify(root: Path, deb: Path) -> None:
-    dpkg(root, deb)
+def test_installed_unit_passes_systemd_analyze_verify(installed: Path) -> None:
+    root = installed
     # Checks ExecStart's binary exists and the man: link in Documentation= resolves.
     result = in_root(root, "systemd-analyze", "verify", UNIT)
     assert result.returncode == 0, result.stderr
@@ -141,34 +149,30 @@ def test_upgrades_keep_the_admins_policy_and_enabled_service(root: Path, deb: Pa
     assert "OK" in gatewayd(root, "check", POLICY)
 
 
-def test_service_is_left_alone_on_install_restarted_on_upgrade_stopped_on_remove(
-        root: Path, deb: Path, tmp_path: Path) -> None:
+def test_life_cycle_install_upgrade_remove_purge(root: Path, deb: Path, tmp_path: Path) -> None:
     calls = record_service_calls(root)
     dpkg(root, deb)
     # A fresh install neither enables nor starts: the example policy is not this router's.
     assert "start" not in calls.read_text() and not enabled(root)
+    policy = root / POLICY.lstrip("/")
+    policy.write_text(policy.read_text() + "# the admin's\n")
+    (root / "var/lib/gatewayd/last-good.yaml").write_text("kept until purge\n")
 
     calls.write_text("")
     dpkg(root, with_version(deb, "99.0-1", tmp_path))
     assert "deb-systemd-invoke try-restart gatewayd.service" in calls.read_text().splitlines()
     assert "stop" not in calls.read_text()
 
+    # Remove stops the daemon (which then removes its kernel state) and keeps the admin's files.
     calls.write_text("")
     removed = in_root(root, "dpkg", "--remove", "gatewayd")
     assert removed.returncode == 0, removed.stderr
     assert "deb-systemd-invoke stop gatewayd.service" in calls.read_text().splitlines()
-
-
-def test_remove_keeps_the_policy_and_purge_removes_it(root: Path, deb: Path) -> None:
-    dpkg(root, deb)
-    policy = root / POLICY.lstrip("/")
-    policy.write_text(policy.read_text() + "# the admin's\n")
-    (root / "var/lib/gatewayd/last-good.yaml").write_text("kept until purge\n")
-
-    assert in_root(root, "dpkg", "--remove", "gatewayd").returncode == 0
     assert policy.read_text().endswith("# the admin's\n")
-    assert not (root / "usr/bin/gatewayd").exists() and not (root / "usr/lib/gatewayd").exists()
     assert (root / "var/lib/gatewayd/last-good.yaml").exists()
+    # Nothing left behind in /usr, byte code postinst compiled included.
+    assert not (root / "usr/bin/gatewayd").exists() and not (root / "usr/lib/gatewayd").exists()
 
-    assert in_root(root, "dpkg", "--purge", "gatewayd").returncode == 0
+    purged = in_root(root, "dpkg", "--purge", "gatewayd")
+    assert purged.returncode == 0, purged.stderr
     assert not (root / "etc/gatewayd").exists() and not (root / "var/lib/gatewayd").exists()
