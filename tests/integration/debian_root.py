@@ -7,7 +7,8 @@ mount namespace of their own (unshare), so no mount outlives them.
 Both expensive steps are cached in GATEWAYD_TEST_CACHE (default
 /var/cache/gatewayd-tests), which outlives the test run and the checkout: the
 chroot tarball (debootstrap, about two minutes, first run only) and the built
-.deb (scripts/build-deb, about a minute, again only when its sources change).
+.deb (scripts/build-deb, one to two minutes, again only when its sources change).
+With both cached the module takes about 40 s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +38,7 @@ MIRROR = "http://deb.debian.org/debian"
 EXTRA_PACKAGES = ("systemd", "man-db", "init-system-helpers")
 # Not needed by the test: the downloaded .debs, translations, other packages' docs.
 SLIMMED = ("var/cache/apt/archives/*.deb", "usr/share/locale/*", "usr/share/doc/*")
+RAM_SCRATCH = Path("/dev/shm")
 DEBOOTSTRAP_TIMEOUT = 900
 BUILD_TIMEOUT = 900
 STEP_TIMEOUT = 120
@@ -105,9 +108,13 @@ def debian_tarball(deb: Path) -> Path:
 
 @contextmanager
 def debian_root(parent: Path, deb: Path) -> Iterator[Path]:
-    """A fresh Debian 12 tree under `parent`, ready for `deb`; removed afterwards even if the test fails."""
-    root = parent / "debian12"
-    root.mkdir()
+    """A fresh Debian 12 tree, ready for `deb`; removed afterwards even if the test fails.
+
+    In memory (/dev/shm) where there is one: on a shared, busy disk unpacking and removing
+    the ~200 MB tree took a minute per test, in memory it takes seconds.
+    """
+    scratch = RAM_SCRATCH if RAM_SCRATCH.is_dir() and os.access(RAM_SCRATCH, os.W_OK) else parent
+    root = Path(tempfile.mkdtemp(prefix="gatewayd-package-test-", dir=scratch))
     try:
         checked(["tar", "--zstd", "-C", str(root), "-xf", str(debian_tarball(deb))], STEP_TIMEOUT)
         yield root
