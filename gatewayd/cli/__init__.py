@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib import metadata
 from typing import Protocol
 
 from gatewayd.cli import (
@@ -35,9 +36,18 @@ class Subcommand(Protocol):
 SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, classify, status, apply, confirm, report)
 
 
+def installed_version() -> str:
+    """gatewayd's version as installed (pip, the Debian package), for `gatewayd --version`."""
+    try:
+        return metadata.version("gatewayd")
+    except metadata.PackageNotFoundError:  # a source tree run without installing it
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatewayd", description="Office gateway: app classification, "
                                      "blocking and QoS through nftables and tc.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     parser.add_argument("--catalog", help="application catalog to use instead of the built-in one")
     commands = parser.add_subparsers(dest="command", required=True)
     for subcommand in SUBCOMMANDS:

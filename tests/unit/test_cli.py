@@ -95,3 +95,11 @@ def test_a_reader_that_closes_the_pipe_early_gets_no_traceback() -> None:
     assert first_lines[0].startswith(b"# gatewayd plan for") and all(first_lines)
     assert stderr.decode() == ""
     assert process.returncode == 141  # the pipe did break: like a C tool killed by SIGPIPE
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    from importlib import metadata
+
+    result = gatewayd("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"gatewayd {metadata.version('gatewayd')}"
