@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
+from gatewayd.compile.app_lookup import app_lookup_rules
 from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.kernel_names import (
     COUNTER_BLOCKED_OTHER,
@@ -53,6 +54,7 @@ from gatewayd.compile.kernel_names import (
     TABLE_NAME,
     set_app_chain,
 )
+from gatewayd.compile.links import compile_links
 from gatewayd.compile.nftables_model import (
     BaseHook,
     NftChain,
@@ -162,6 +164,7 @@ class RulesetCompiler:
         self._policy_chain()
         self._block_chain()
         self._enforce_chain()
+        self._link_chains()
         table = self.table.build(comment=f"managed by gatewayd from {self.policy.source}")
         return CompiledRuleset(table, dict(self.rule_counters), tuple(self.warnings))
 
@@ -285,15 +288,7 @@ class RulesetCompiler:
             NftRule(f"ct direction reply tcp sport 53 counter name {COUNTER_DNS_SNOOPED} {queue_from_server} return",
                     comment="DNS over TCP answers too (large answers, truncated-UDP retries)"),
             NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 return", comment="decided: kernel only"),
-            # address + port before DNS-learned names: more specific (e.g. Meta's STUN port is
-            # a WhatsApp call whatever name the address was looked up under); the classifier
-            # checks in the same order.
-            NftRule("ct direction original ip daddr . meta l4proto . th dport vmap @app_address_ports_v4"),
-            NftRule("ct direction original ip6 daddr . meta l4proto . th dport vmap @app_address_ports_v6"),
-            NftRule(f"ct direction original ip daddr vmap @{MAP_LEARNED_V4}"),
-            NftRule(f"ct direction original ip6 daddr vmap @{MAP_LEARNED_V6}"),
-            NftRule("ct direction original ip daddr vmap @app_addresses_v4"),
-            NftRule("ct direction original ip6 daddr vmap @app_addresses_v6"),
+            *app_lookup_rules(),
             NftRule(f"{app_undecided} ct packets <= {max_packets} meta l4proto tcp jump {EMPTY_TCP_CHAIN}"),
             NftRule(f"{app_undecided} ct packets <= {max_packets} ct direction original "
                     f"counter name {COUNTER_QUEUED} {queue} return", comment="first packets to the classifier"),
@@ -478,6 +473,14 @@ class RulesetCompiler:
             NftRule(f"update @{SET_USAGE} {{ ct mark & {hexmark(USAGE_KEY_MASK)} }}"),
         )
         self.table.chains.append(NftChain("enforce", rules, BaseHook("forward", ENFORCE_PRIORITY)))
+
+
+    def _link_chains(self) -> None:
+        """Several WAN links: routing marks, balance, pins and NAT (compile/links.py); none for one WAN."""
+        links = compile_links(self.policy, self.numbering)
+        self.table.sets.extend(links.sets)
+        self.table.chains.extend(links.chains)
+        self.table.counters.extend(links.counters)
 
 
 def compile_ruleset(policy: Policy, numbering: Numbering, host_slots: HostSlots | None = None) -> CompiledRuleset:

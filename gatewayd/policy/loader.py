@@ -29,7 +29,9 @@ from gatewayd.policy.dns import read_dns
 from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.groups import read_groups
 from gatewayd.policy.health import read_health
-from gatewayd.policy.interfaces import link_of, read_interfaces
+from gatewayd.policy.interfaces import link_of, links_in_interfaces, read_interfaces
+from gatewayd.policy.link_pins import read_link_pins
+from gatewayd.policy.links import read_links
 from gatewayd.policy.metrics import read_metrics
 from gatewayd.policy.model import DnsSettings, Policy
 from gatewayd.policy.rules import Names, check_reachability, read_default, read_rules
@@ -47,6 +49,7 @@ from gatewayd.policy.yamltree import (
 TOP_LEVEL_KEYS = (
     "version", "interfaces", "metrics", "classifier", "schedules",
     "groups", "applications", "classes", "default", "rules", "security", "health", "dns",
+    "links", "link_pins",
 )
 REQUIRED_TOP_LEVEL_KEYS = ("version", "interfaces", "classes")
 SUPPORTED_VERSION = 1
@@ -125,7 +128,13 @@ def _section(known: dict[str, Entry], key: str) -> Node | None:
 def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Policy | None:
     if "version" in known:
         _check_version(known["version"].value, checker)
-    interfaces = read_interfaces(known["interfaces"], checker) if "interfaces" in known else None
+    interfaces = read_interfaces(known["interfaces"], checker, "links" in known) if "interfaces" in known else None
+    links = tuple(read_links(known["links"], checker, interfaces.lan if interfaces else ()).values()) \
+        if "links" in known else ()
+    if "link_pins" in known and "links" not in known:
+        checker.report(known["link_pins"].key, "'link_pins' needs a 'links' section to pin to")
+    if interfaces is not None and links:
+        interfaces = links_in_interfaces(interfaces, links)
     metrics_listen = read_metrics(_section(known, "metrics"), checker)
     classifier = read_classifier(_section(known, "classifier"), checker)
     schedules = read_schedules(known["schedules"].value, checker) if "schedules" in known else {}
@@ -154,7 +163,10 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     security = read_security(known["security"], checker) if "security" in known else None
     health = read_health(known["health"], checker) if "health" in known else None
     dns = read_dns(known["dns"], checker) if "dns" in known else DnsSettings()
-    if checker.issues or interfaces is None:
+    link_pins = read_link_pins(known["link_pins"].value, checker, names,
+                               _declared(known, "links", {link.name: link for link in links})) \
+        if "link_pins" in known and "links" in known else []
+    if checker.issues or interfaces is None or ("links" in known and not links):
         return None
     return Policy(
         source=checker.source,
@@ -171,6 +183,8 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         security=security,
         health=health,
         dns=dns,
+        links=links,
+        link_pins=tuple(link_pins),
     )
 
 

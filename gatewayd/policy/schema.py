@@ -19,6 +19,8 @@ from gatewayd.policy.dns import dns_schema
 from gatewayd.policy.groups import MAX_GROUPS, group_schema
 from gatewayd.policy.health import health_schema
 from gatewayd.policy.interfaces import interfaces_schema
+from gatewayd.policy.link_pins import link_pin_schema
+from gatewayd.policy.links import link_schema
 from gatewayd.policy.metrics import metrics_schema
 from gatewayd.policy.rules import default_schema, rule_schema
 from gatewayd.policy.schedules import schedule_schema
@@ -53,6 +55,8 @@ def policy_schema() -> Schema:
             "security": security_schema(),
             "health": health_schema(),
             "dns": dns_schema(),
+            "links": link_schema(),
+            "link_pins": link_pin_schema(),
         },
     }
 
