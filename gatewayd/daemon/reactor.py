@@ -9,6 +9,7 @@ remove gatewayd's kernel state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -34,6 +35,7 @@ from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
 from gatewayd.daemon.host_classes import HostClassWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
+from gatewayd.daemon.link_health import LinkHealth, LinkReport
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
 from gatewayd.metrics.server import build_registry, serve
@@ -111,6 +113,7 @@ class Daemon:
         self.control = ControlServer(control_socket, control_commands(self.status_report, self.changes))
         self.blocklist_watch = BlocklistWatch(self.applier.nft)
         self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
+        self.link_health = LinkHealth(self.applier.links)
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
@@ -123,6 +126,9 @@ class Daemon:
 
     def current_classifier(self) -> Classifier | None:
         return self.classifier
+
+    def link_reports(self) -> list[LinkReport]:
+        return self.link_health.reports()
 
     # --- life cycle ---
     def _initial_policy(self) -> tuple[Policy, str | None, bool] | None:
@@ -215,7 +221,7 @@ class Daemon:
             until_host_poll = self.host_classes.seconds_to_next_poll(self.plan)
             if until_host_poll is not None:
                 timeout = min(timeout, until_host_poll)
-            watched = [queue_fd, self._wake_read] + self.control.fds()
+            watched = [queue_fd, self._wake_read] + self.control.fds() + self.link_health.fds()
             try:
                 readable, _, _ = select.select(watched, [], [], timeout)
             except InterruptedError:
@@ -225,6 +231,7 @@ class Daemon:
             if self._wake_read in readable:
                 os.read(self._wake_read, 512)
             self.control.serve_ready(readable)
+            self.link_health.poll()  # probe results: failover and failback (daemon/link_health.py)
             if self._want_reload:
                 self._want_reload = False
                 self.reload()
@@ -314,6 +321,7 @@ class Daemon:
         if previous and previous.policy.classifier.queue_num != plan.policy.classifier.queue_num:
             log.warning("event=queue_number_changed effective=after_restart")
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
+        self.link_health.adopt(plan)
 
     def _reload_failed(self) -> bool:
         self.metrics.reload_success.set(0)
@@ -332,10 +340,12 @@ class Daemon:
 
     def status_report(self) -> dict[str, Any]:
         assert self.plan is not None and self.classifier is not None  # the socket opens after the first apply
-        facts = DaemonFacts(self.generation, self.policy_path, self.degraded, self.started_at, self.changes.describe())
+        facts = DaemonFacts(self.generation, self.policy_path, self.degraded, self.started_at, self.changes.describe(),
+                            tuple(dataclasses.asdict(report) for report in self.link_reports()))
         return build_status(facts, self.plan, self.applier, self.classifier)
 
     def _shutdown(self) -> None:
+        self.link_health.stop()
         self.control.close()
         if self.queue is not None:
             try:

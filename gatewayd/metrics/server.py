@@ -15,21 +15,23 @@ from gatewayd.metrics.connections import ConnectionCapCollector
 from gatewayd.metrics.daemon_state import DaemonMetrics
 from gatewayd.metrics.guard import GuardCollector
 from gatewayd.metrics.kernel_features import FeatureSource, KernelFeatureCollector
+from gatewayd.metrics.links import LinkCollector, LinkSource
 from gatewayd.metrics.nfqueue import NfqueueCollector
 from gatewayd.metrics.nft_rules import RuleCollector
 from gatewayd.metrics.nft_usage import UsageCollector
 from gatewayd.metrics.tc_classes import TcClassCollector
 
 
-class DaemonSource(PlanSource, ClassifierSource, Protocol):
-    """What the collectors read from the daemon: the plan in force and the running classifier."""
+class DaemonSource(PlanSource, ClassifierSource, LinkSource, Protocol):
+    """What the collectors read from the daemon: the plan in force, the running classifier, the links' health."""
 
 
 def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[CollectorRegistry, DaemonMetrics]:
     registry = CollectorRegistry()
     registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
                                     NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
-                                    ClassifierMemoryCollector(daemon), KernelFeatureCollector(features)]))
+                                    ClassifierMemoryCollector(daemon), KernelFeatureCollector(features),
+                                    LinkCollector(daemon, daemon)]))
     return registry, DaemonMetrics(registry)
 
 

@@ -12,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gatewayd.apply.features import KernelFeatures
 from gatewayd.compile.plan import Plan
+from gatewayd.daemon.link_health import LinkReport
 from gatewayd.lab.gateway import promtool_problems
 from gatewayd.metrics.base import CollectorSet, SourceCollector
 from gatewayd.metrics.server import build_registry
@@ -23,6 +24,9 @@ class NoPlan:
 
     def current_classifier(self) -> None:
         return None
+
+    def link_reports(self) -> list[LinkReport]:
+        return []
 
 
 class FixedFeatures:
@@ -55,10 +59,10 @@ def test_the_daemons_exposition_has_each_family_once() -> None:
     exposition = generate_latest(registry).decode()
     repeated = {name: count for name, count in help_lines_per_family(exposition).items() if count > 1}
     assert repeated == {}
-    # ...and still one success sample per collector (eight sources)
+    # ...and still one success sample per collector (nine sources)
     success_samples = [line for line in exposition.splitlines()
                        if line.startswith("gatewayd_scrape_collector_success{")]
-    assert len(success_samples) == 8
+    assert len(success_samples) == 9
 
 
 def test_collector_set_reports_every_collector_in_one_family() -> None:
