@@ -53,6 +53,38 @@ ECHO_ADDRESSES = (ECHO_ADDRESS, PINNED_ECHO_ADDRESS, APP_ECHO_ADDRESS, LISTED_EC
 ECHO_PORT = 7000
 CUT_TABLE = "lab_cut"
 
+# Weights one:two = ONE_WEIGHT:1; probes at their defaults (every 500 ms, down after 3 silent rounds).
+MULTIWAN_POLICY = """version: 1
+interfaces: { lan: lan0 }
+links:
+  one:
+    interface: wan1
+    gateway: 198.51.100.2
+    upload: 100mbit
+    download: 100mbit
+    weight: ONE_WEIGHT
+    probe: { icmp: [203.0.113.53] }
+  two:
+    interface: wan2
+    gateway: 198.51.100.18
+    upload: 100mbit
+    download: 100mbit
+    weight: 1
+    probe: { tcp: ["203.0.113.53:53"], dns: [203.0.113.53] }
+groups:
+  finance: { members: [192.0.2.130] }
+applications:
+  echoapp: { name: Echo, category: web, domains: [echo.lab.example] }
+classes:
+  default: { priority: 3, guaranteed: 10%, limit: 100% }
+link_pins:
+  - { name: measured, destinations: [PINNED/32], links: [one, two] }
+  - { name: isp-two-networks, destinations: isp-two.txt, links: two }
+  - { name: finance, groups: [finance], links: two }
+  - { name: echo-app, apps: [echoapp], links: [two, one] }
+"""
+ISP_TWO_NETWORKS = "# networks best reached over ISP two\n203.0.113.96/28\n"
+
 
 @dataclass(frozen=True)
 class IspLink:
@@ -120,6 +152,13 @@ class MultiWanLab(Lab):
             self._ip(INTERNET, "link", "set", link.key, "up")
             # The gateway's address on this line is reached through this ISP only.
             self._ip(INTERNET, "route", "add", f"{link.gateway_address}/32", "via", link.uplink_isp)
+
+    def write_policy(self, one_weight: int = 2) -> Path:
+        """The two-line policy (MULTIWAN_POLICY) and its destination file, in the lab's workdir."""
+        (self.workdir / "isp-two.txt").write_text(ISP_TWO_NETWORKS)
+        path = self.workdir / "multiwan.yaml"
+        path.write_text(MULTIWAN_POLICY.replace("ONE_WEIGHT", str(one_weight)).replace("PINNED", PINNED_ECHO_ADDRESS))
+        return path
 
     def start_echo(self, timeout: float = 10.0) -> None:
         """The link_echo server on ECHO_ADDRESSES (port ECHO_PORT)."""

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -33,49 +32,13 @@ ONE, TWO = (link.gateway_address for link in LINKS)
 BALANCE_CONNECTIONS = 2000
 FAILOVER_LIMIT_SECONDS = 3.0
 
-POLICY = """version: 1
-interfaces: { lan: lan0 }
-links:
-  one:
-    interface: wan1
-    gateway: 198.51.100.2
-    upload: 100mbit
-    download: 100mbit
-    weight: ONE_WEIGHT
-    probe: { icmp: [203.0.113.53] }         # defaults: every 500ms, down after 3 silent rounds
-  two:
-    interface: wan2
-    gateway: 198.51.100.18
-    upload: 100mbit
-    download: 100mbit
-    weight: 1
-    probe: { tcp: ["203.0.113.53:53"], dns: [203.0.113.53] }
-groups:
-  finance: { members: [192.0.2.130] }
-applications:
-  echoapp: { name: Echo, category: web, domains: [echo.lab.example] }
-classes:
-  default: { priority: 3, guaranteed: 10%, limit: 100% }
-link_pins:
-  - { name: measured, destinations: [PINNED/32], links: [one, two] }
-  - { name: isp-two-networks, destinations: isp-two.txt, links: two }
-  - { name: finance, groups: [finance], links: two }
-  - { name: echo-app, apps: [echoapp], links: [two, one] }
-"""
-
-
-def write_policy(lab: MultiWanLab, one_weight: int = 2) -> Path:
-    (lab.workdir / "isp-two.txt").write_text("# networks best reached over ISP two\n203.0.113.96/28\n")
-    path = lab.workdir / "multiwan.yaml"
-    path.write_text(POLICY.replace("ONE_WEIGHT", str(one_weight)).replace("PINNED", PINNED_ECHO_ADDRESS))
-    return path
 
 
 @pytest.fixture(scope="module")
 def office() -> Iterator[tuple[MultiWanLab, GatewayDaemon]]:
     with MultiWanLab() as lab:
         lab.start_echo()
-        daemon = GatewayDaemon(lab, write_policy(lab)).start()
+        daemon = GatewayDaemon(lab, lab.write_policy()).start()
         try:
             yield lab, daemon
         finally:
@@ -102,13 +65,13 @@ def test_a_connection_stays_on_its_link_while_the_choice_changes(office: tuple[M
     lab, daemon = office
     held = lab.hold_connections("sales2", 12, seconds=4)
     assert set(held.opened) == {ONE, TWO}, held.opened
-    write_policy(lab, one_weight=1)  # a reload rewrites the balance; open connections keep their line
+    lab.write_policy(one_weight=1)  # a reload rewrites the balance; open connections keep their line
     daemon.reload()
     try:
         on_wire = sorted(link_marks(lab))
         result = held.result()
     finally:
-        write_policy(lab)
+        lab.write_policy()
         daemon.reload()
     assert result["dead"] == {}, result
     assert on_wire == sorted(1 if peer == ONE else 2 for peer in held.opened)
