@@ -53,7 +53,8 @@ ECHO_ADDRESSES = (ECHO_ADDRESS, PINNED_ECHO_ADDRESS, APP_ECHO_ADDRESS, LISTED_EC
 ECHO_PORT = 7000
 CUT_TABLE = "lab_cut"
 
-# Weights one:two = ONE_WEIGHT:1; probes at their defaults (every 500 ms, down after 3 silent rounds).
+# Weights one:two = ONE_WEIGHT:1; probes at their defaults (every 500 ms, down after 3 silent rounds);
+# line two uploads at 20 Mbit/s (its own HTB tree), line one at 100.
 MULTIWAN_POLICY = """version: 1
 interfaces: { lan: lan0 }
 links:
@@ -67,7 +68,7 @@ links:
   two:
     interface: wan2
     gateway: 198.51.100.18
-    upload: 100mbit
+    upload: 20mbit
     download: 100mbit
     weight: 1
     probe: { tcp: ["203.0.113.53:53"], dns: [203.0.113.53] }

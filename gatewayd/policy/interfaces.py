@@ -102,10 +102,10 @@ class Link:
 
 def links_in_interfaces(interfaces: Interfaces, links: tuple[WanLink, ...]) -> Interfaces:
     """`interfaces` of a policy with several links: the first link stands for "the WAN" where one
-    is still meant (its upload tree, the LAN guard's WAN side), and LAN egress carries every
-    link's download."""
-    first = links[0]
-    return replace(interfaces, wan=first.interface, upload_bps=first.upload_bps,
+    is still meant (the LAN guard's SYN proxy, the forwarding health check); upload is the
+    smallest link's, so class and group rates are checked against the tightest tree (each
+    link has its own upload tree, compile/tc_tree.py); LAN egress carries every link's download."""
+    return replace(interfaces, wan=links[0].interface, upload_bps=min(link.upload_bps for link in links),
                    download_bps=sum(link.download_bps for link in links))
 
 

@@ -25,8 +25,9 @@ from gatewayd.lab.multiwan import (
     PINNED_ECHO_ADDRESS,
     MultiWanLab,
 )
+from gatewayd.lab.services import IPERF_SERVER_V4
 from gatewayd.lab.topology import GATEWAY
-from gatewayd.lab.traffic import dns_query
+from gatewayd.lab.traffic import dns_query, iperf3
 
 ONE, TWO = (link.gateway_address for link in LINKS)
 BALANCE_CONNECTIONS = 2000
@@ -94,6 +95,17 @@ def test_pinned_by_app_learned_from_dns_on_the_first_packet(office: tuple[MultiW
     answer = dns_query(lab, "sales1", "echo.lab.example")
     assert answer.status == "NOERROR" and APP_ECHO_ADDRESS in str(answer.records), answer
     assert lab.count_links("sales1", 30, address=APP_ECHO_ADDRESS) == {TWO: 30}
+
+
+def test_each_line_is_shaped_at_its_own_upload_rate(office: tuple[MultiWanLab, GatewayDaemon]) -> None:
+    lab, _ = office
+    roots = {}
+    for interface in ("wan1", "wan2"):
+        out = lab.run(GATEWAY, ["tc", "class", "show", "dev", interface, "classid", "1:1"]).stdout
+        roots[interface] = re.search(r"rate (\S+)", out).group(1)  # type: ignore[union-attr]
+    assert roots == {"wan1": "100Mbit", "wan2": "20Mbit"}
+    upload = iperf3(lab, "finance1", IPERF_SERVER_V4, seconds=2)  # finance is pinned to line two
+    assert 0.7 * 20e6 <= upload <= 1.05 * 20e6, upload
 
 
 def test_per_link_metrics_and_status(office: tuple[MultiWanLab, GatewayDaemon]) -> None:

@@ -57,7 +57,7 @@ def test_a_one_wan_policy_is_one_implicit_link_and_gets_no_link_machinery() -> N
 def test_links_take_the_wan_role_in_interfaces() -> None:
     policy = links_policy()
     assert policy.interfaces.wan == "wan1"  # the first link stands for "the WAN" where one is meant
-    assert policy.interfaces.upload_bps == 20_000_000
+    assert policy.interfaces.upload_bps == 10_000_000  # rates are checked against the smallest link
     assert policy.interfaces.download_bps == 150_000_000  # LAN egress carries both links' downloads
 
 
@@ -131,6 +131,20 @@ def test_a_bad_line_in_a_destination_file_is_reported_in_that_file(tmp_path: Pat
     issues = [str(issue) for issue in caught.value.issues]
     assert issues[0].startswith(f"{tmp_path / 'telecom.txt'}:2:3: ")
     assert issues[1].startswith(f"{policy_file}:10:34: cannot read network list: no such file")
+
+
+def test_each_link_has_its_own_upload_tree_at_its_rate_with_the_same_classes() -> None:
+    trees = compile_plan(links_policy()).tc_trees
+    uploads = [(t.interface, t.link_bps, [c.name for c in t.classes]) for t in trees if t.direction == "upload"]
+    assert uploads == [("wan1", 20_000_000, ["link", "default"]), ("wan2", 10_000_000, ["link", "default"])]
+    (download,) = [t for t in trees if t.direction == "download"]
+    assert (download.interface, download.link_bps) == ("lan0", 150_000_000)
+
+
+def test_class_rates_must_fit_the_smallest_link() -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(TWO_LINKS.replace("guaranteed: 10%", "guaranteed: 15mbit"), "links.yaml", CATALOG)
+    assert "add up to 15mbit on the upload link, more than its 10mbit" in str(caught.value)
 
 
 def test_link_numbers_follow_file_order() -> None:
