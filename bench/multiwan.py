@@ -17,6 +17,12 @@ healthy line wrongly ended (target 0) and on the failed line ended, and the
 balance accuracy: the share of each line over many new connections against
 its weight share.
 
+Then the branch office (gatewayd/lab/branch.py: head office and branch
+gateways, a WireGuard tunnel between them over an emulated Internet, the
+branch's 20 Mbit/s line a modem with a deep buffer): ERP round trips from a
+branch host to the head-office server inside the tunnel, idle and while bulk
+uploads saturate both the tunnel and the line, without gatewayd and with it.
+
     python bench/multiwan.py [--rounds 5] [--connections 3000]
 """
 
@@ -30,11 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gatewayd.lab.branch import BRANCH_GATEWAY, BranchLab
 from gatewayd.lab.gateway import GatewayDaemon
 from gatewayd.lab.multiwan import LINKS, MultiWanLab
+from gatewayd.lab.topology import GATEWAY
 
 ONE, TWO = (link.gateway_address for link in LINKS)
 HELD = 20
+TUNNEL_LOAD_SECONDS = 12
 
 
 def failover_round(lab: MultiWanLab, daemon: GatewayDaemon) -> tuple[float | None, int, int, int, int]:
@@ -54,6 +63,22 @@ def failover_round(lab: MultiWanLab, daemon: GatewayDaemon) -> tuple[float | Non
     dead = {int(i) for i in result["dead"]}
     return (answered_at - cut_at if answered_at is not None else None, len(on_two), len(dead & on_two),
             HELD - len(on_two), len(dead - on_two))
+
+
+def tunnel_rtts() -> dict[str, dict[str, float]]:
+    with BranchLab() as lab:
+        lab.start_servers()
+        figures = {"idle, without gatewayd": lab.erp_rtt(100),
+                   "under load, without gatewayd": lab.erp_rtt_under_load(TUNNEL_LOAD_SECONDS, rounds=200)}
+        head_office = GatewayDaemon(lab, lab.policy(GATEWAY)).start()
+        branch = GatewayDaemon(lab.branch_gateway(), lab.policy(BRANCH_GATEWAY)).start()
+        try:
+            figures["idle, with gatewayd"] = lab.erp_rtt(100)
+            figures["under load, with gatewayd"] = lab.erp_rtt_under_load(TUNNEL_LOAD_SECONDS, rounds=200)
+        finally:
+            branch.stop()
+            head_office.stop()
+    return figures
 
 
 def main() -> int:
@@ -90,6 +115,10 @@ def main() -> int:
               f"off by {abs(share - weight_share) / weight_share:.1%} of it)")
     failed = counts.get("failed", 0)
     print(f"  failed connections: {failed}")
+    print("ERP round trip inside the branch tunnel (bulk saturating the tunnel and the 20 Mbit/s line):")
+    for situation, rtt in tunnel_rtts().items():
+        print(f"  {situation:<30} median {rtt['median_ms']:7.2f} ms   p90 {rtt['p90_ms']:7.2f} ms"
+              f"   lost {rtt['lost']:.0f}")
     return 0
 
 

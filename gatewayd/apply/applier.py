@@ -37,7 +37,7 @@ class ApplyError(RuntimeError):
 
 
 def missing_interfaces(plan: Plan) -> list[str]:
-    wanted = [*(link.interface for link in plan.policy.wan_links()), *plan.policy.interfaces.lan]
+    wanted = [*(link.interface for link in plan.policy.wan_links()), *plan.policy.office_ports()]
     return [name for name in wanted if not (SYS_CLASS_NET / name).exists()]
 
 

@@ -79,6 +79,8 @@ LINK_CHOOSE_CHAIN = "link_choose"
 LINK_BALANCE_CHAIN = "link_balance"
 LINK_LOOKUP_CHAIN = "link_app_lookup"
 LINK_CONNECTIONS_COUNTER_PREFIX = "link_connections_"
+TUNNEL_OUTER_CHAIN = "tunnel_outer"  # compile/tunnels.py
+TUNNEL_ROUTE_CHAIN = "tunnel_route"
 LINK_ROUTE_TABLE_BASE = 7300  # routing table 7301.. for link 1..; ip rules at the same priorities
 
 

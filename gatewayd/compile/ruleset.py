@@ -66,6 +66,7 @@ from gatewayd.compile.nftables_model import (
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.qos_rules import compile_qos_rules
 from gatewayd.compile.schedule import schedule_matches
+from gatewayd.compile.tunnels import compile_tunnels
 from gatewayd.policy.model import IPNetwork, Policy, Rule
 from gatewayd.policy.tcp_only import tcp_only_apps
 
@@ -150,7 +151,8 @@ class RulesetCompiler:
         self.table = TableBuilder(TABLE_FAMILY, TABLE_NAME)
         self.warnings: list[str] = []
         self.rule_counters: dict[str, str] = {}
-        self.lan_match = "iifname { " + ", ".join(f'"{i}"' for i in policy.interfaces.lan) + " }"
+        # The office: LAN ports and tunnels to branches (their flows are classified like the LAN's).
+        self.lan_match = "iifname { " + ", ".join(f'"{i}"' for i in policy.office_ports()) + " }"
 
     def compile(self) -> CompiledRuleset:
         self.table.counters.extend(FIXED_COUNTERS)
@@ -476,11 +478,13 @@ class RulesetCompiler:
 
 
     def _link_chains(self) -> None:
-        """Several WAN links: routing marks, balance, pins and NAT (compile/links.py); none for one WAN."""
+        """Several WAN links: routing marks, balance, pins and NAT (compile/links.py), none for one WAN;
+        the class of tunnels' outer flows (compile/tunnels.py)."""
         links = compile_links(self.policy, self.numbering)
         self.table.sets.extend(links.sets)
         self.table.chains.extend(links.chains)
         self.table.counters.extend(links.counters)
+        self.table.chains.extend(compile_tunnels(self.policy, self.numbering))
 
 
 def compile_ruleset(policy: Policy, numbering: Numbering, host_slots: HostSlots | None = None) -> CompiledRuleset:

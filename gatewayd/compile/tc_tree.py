@@ -201,11 +201,15 @@ def build_tree(policy: Policy, numbering: Numbering, interface: str, direction: 
 
 
 def build_trees(policy: Policy, numbering: Numbering, hosts: HostSlots | None = None) -> tuple[InterfaceTree, ...]:
-    """Upload: one tree per WAN link at its own rate, the same classes in each; download: one
-    per LAN port at the rate of all links together."""
+    """Upload: one tree per WAN link at its own rate and one per tunnel at its share of its link,
+    the same classes in each; download: one per LAN port at the rate of all links together."""
     interfaces = policy.interfaces
+    links = {link.name: link for link in policy.wan_links()}
     trees = [build_tree(policy, numbering, link.interface, "upload", link.upload_bps, hosts)
-             for link in policy.wan_links()]
+             for link in links.values()]
+    # A tunnel's inner packets, where their classes are still visible, at its share of its link.
+    trees.extend(build_tree(policy, numbering, tunnel.interface, "upload",
+                            int(links[tunnel.over].upload_bps * tunnel.share), hosts) for tunnel in policy.tunnels)
     trees.extend(build_tree(policy, numbering, lan, "download", interfaces.download_bps, hosts)
                  for lan in interfaces.lan)
     return tuple(trees)

@@ -11,6 +11,8 @@ in a lab namespace (stdlib only, bounded everywhere):
                                            {"alive": [i...], "dead": {i: seconds_after_start}}
   until ADDRESS PORT PEER SECONDS          prints "ready", then a new connection every 50 ms until one
                                            comes from PEER: {"at": monotonic time of that answer}
+  rtt ADDRESS PORT COUNT [SECONDS]         one connection, COUNT request/answer round trips 20 ms apart
+                                           (fewer if SECONDS pass first): {"median_ms", "p90_ms", "lost", "rounds"}
 """
 
 from __future__ import annotations
@@ -104,6 +106,36 @@ def until(address: str, port: int, peer: str, seconds: float) -> None:
     print(json.dumps({"at": None}), flush=True)
 
 
+def rtt(address: str, port: int, rounds: int, seconds: float = 3600.0) -> dict[str, float]:
+    """Round trips of a small request on one connection, as an ERP client's clicks are."""
+    deadline = time.monotonic() + seconds
+    sock, _ = ask(address, port, timeout=3.0)
+    reader = sock.makefile("r")
+    sock.settimeout(2.0)
+    samples: list[float] = []
+    lost = 0
+    for _ in range(rounds):
+        if time.monotonic() > deadline:
+            break
+        started = time.monotonic()
+        try:
+            sock.sendall(b"erp request\n")
+            if reader.readline() != "erp request\n":
+                raise OSError("closed")
+            samples.append((time.monotonic() - started) * 1000)
+        except OSError:
+            lost += 1
+            break
+        time.sleep(0.02)
+    sock.close()
+    samples.sort()
+    if not samples:
+        return {"median_ms": float("inf"), "p90_ms": float("inf"), "lost": float(lost), "rounds": 0.0}
+    return {"median_ms": round(samples[len(samples) // 2], 3),
+            "p90_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.9))], 3), "lost": float(lost),
+            "rounds": float(len(samples))}
+
+
 def main(argv: list[str]) -> None:
     mode, args = argv[0], argv[1:]
     if mode == "server":
@@ -112,6 +144,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(count(args[0], int(args[1]), int(args[2]))), flush=True)
     elif mode == "hold":
         hold(args[0], int(args[1]), int(args[2]), float(args[3]))
+    elif mode == "rtt":
+        print(json.dumps(rtt(args[0], int(args[1]), int(args[2]), *(float(a) for a in args[3:4]))), flush=True)
     elif mode == "until":
         until(args[0], int(args[1]), args[2], float(args[3]))
     else:

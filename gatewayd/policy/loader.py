@@ -33,11 +33,19 @@ from gatewayd.policy.interfaces import link_of, links_in_interfaces, read_interf
 from gatewayd.policy.link_pins import read_link_pins
 from gatewayd.policy.links import read_links
 from gatewayd.policy.metrics import read_metrics
-from gatewayd.policy.model import DnsSettings, Policy
+from gatewayd.policy.model import (
+    DnsSettings,
+    Interfaces,
+    Policy,
+    QosClass,
+    Tunnel,
+    WanLink,
+)
 from gatewayd.policy.rules import Names, check_reachability, read_default, read_rules
 from gatewayd.policy.schedules import read_schedules
 from gatewayd.policy.security import read_security
 from gatewayd.policy.sourcefile import read_source
+from gatewayd.policy.tunnels import read_tunnels
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
@@ -49,7 +57,7 @@ from gatewayd.policy.yamltree import (
 TOP_LEVEL_KEYS = (
     "version", "interfaces", "metrics", "classifier", "schedules",
     "groups", "applications", "classes", "default", "rules", "security", "health", "dns",
-    "links", "link_pins",
+    "links", "link_pins", "tunnels",
 )
 REQUIRED_TOP_LEVEL_KEYS = ("version", "interfaces", "classes")
 SUPPORTED_VERSION = 1
@@ -166,6 +174,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
     link_pins = read_link_pins(known["link_pins"].value, checker, names,
                                _declared(known, "links", {link.name: link for link in links})) \
         if "link_pins" in known and "links" in known else []
+    tunnels = _read_tunnels(known, checker, interfaces, links, classes)
     if checker.issues or interfaces is None or ("links" in known and not links):
         return None
     return Policy(
@@ -185,7 +194,18 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict) -> Polic
         dns=dns,
         links=links,
         link_pins=tuple(link_pins),
+        tunnels=tunnels,
     )
+
+
+def _read_tunnels(known: dict[str, Entry], checker: Checker, interfaces: Interfaces | None,
+                  links: tuple[WanLink, ...], classes: dict[str, QosClass]) -> tuple[Tunnel, ...]:
+    if "tunnels" not in known or interfaces is None:
+        return ()
+    carriers = [link.name for link in links] or ["wan"]  # without 'links': the one WAN, Policy.wan_links()
+    taken = {*interfaces.lan, *(link.interface for link in links), *([interfaces.wan] if not links else [])}
+    return tuple(read_tunnels(known["tunnels"], checker, carriers, _declared(known, "classes", classes),
+                              taken).values())
 
 
 def _declared(known: dict[str, Entry], key: str, parsed: dict) -> list[str]:

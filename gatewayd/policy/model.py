@@ -132,6 +132,22 @@ class LinkPin:
 
 
 @dataclass(frozen=True)
+class Tunnel:
+    """`tunnels:` (policy/tunnels.py): a site-to-site tunnel counted as an office port; its inner
+    packets are shaped on `interface` at `share` of link `over`'s upload, its outer UDP flow
+    (`port`) goes into `qos_class` on that link."""
+
+    name: str
+    interface: str
+    networks: tuple[IPNetwork, ...]
+    over: str  # a WanLink name
+    share: float  # 0 < share <= 1
+    port: int
+    qos_class: str
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
 class HourRange:
     start_minute: int  # minutes after local midnight, 0..1439
     end_minute: int  # exclusive, 1..1440; end < start means "crosses midnight"
@@ -325,6 +341,11 @@ class Policy:
     dns: DnsSettings = field(default_factory=DnsSettings)  # the office's resolvers; see policy/dns.py
     links: tuple[WanLink, ...] = ()  # WAN lines in file order; () = only interfaces.wan (see wan_links)
     link_pins: tuple[LinkPin, ...] = ()
+    tunnels: tuple[Tunnel, ...] = ()
+
+    def office_ports(self) -> tuple[str, ...]:
+        """Interfaces whose traffic is the office's own: the LAN ports and the tunnels to branches."""
+        return (*self.interfaces.lan, *(tunnel.interface for tunnel in self.tunnels))
 
     def wan_links(self) -> tuple[WanLink, ...]:
         """The policy's links, or the one implicit link of interfaces.wan."""

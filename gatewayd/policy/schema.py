@@ -21,6 +21,7 @@ from gatewayd.policy.health import health_schema
 from gatewayd.policy.interfaces import interfaces_schema
 from gatewayd.policy.link_pins import link_pin_schema
 from gatewayd.policy.links import link_schema
+from gatewayd.policy.tunnels import tunnel_schema
 from gatewayd.policy.metrics import metrics_schema
 from gatewayd.policy.rules import default_schema, rule_schema
 from gatewayd.policy.schedules import schedule_schema
@@ -57,6 +58,7 @@ def policy_schema() -> Schema:
             "dns": dns_schema(),
             "links": link_schema(),
             "link_pins": link_pin_schema(),
+            "tunnels": tunnel_schema(),
         },
     }
 

@@ -149,3 +149,38 @@ def test_class_rates_must_fit_the_smallest_link() -> None:
 
 def test_link_numbers_follow_file_order() -> None:
     assert link_numbers(links_policy().links) == {"a": 1, "b": 2}
+
+
+TUNNEL = """tunnels:
+  branch: { interface: wg0, networks: [203.0.113.192/26], over: b, share: 40%, port: 51820, class: default }
+"""
+
+
+def test_a_tunnel_is_shaped_on_its_device_at_its_share_of_its_link() -> None:
+    plan = compile_plan(links_policy(extra=TUNNEL))
+    (tree,) = [t for t in plan.tc_trees if t.interface == "wg0"]
+    assert (tree.direction, tree.link_bps) == ("upload", 4_000_000)  # 40% of link b's 10 Mbit/s
+    assert [c.name for c in tree.classes] == ["link", "default"]
+
+
+def test_a_tunnels_inner_flows_are_office_flows_and_its_outer_flow_gets_its_class_on_its_link() -> None:
+    plan = compile_plan(links_policy(extra=TUNNEL))
+    table = plan.ruleset.table
+    assert 'iifname { "lan0", "wg0" } jump assign_group' in table.chain("classify").rules[0].statement
+    minor = plan.numbering.tc_minor("default")
+    assert [r.statement for r in table.chain("tunnel_outer").rules] == [
+        f'oifname "wan2" udp sport 51820 meta priority set 1:{minor:x}',
+        f'oifname "wan2" udp dport 51820 meta priority set 1:{minor:x}',
+    ]
+    (route,) = table.chain("tunnel_route").rules  # several links: the outer flow leaves by link b
+    assert route.statement == "udp sport 51820 meta mark set meta mark & 0x1fffffff | 0x40000000"
+
+
+def test_with_one_wan_a_tunnel_rides_it_without_naming_it() -> None:
+    policy = load_policy_text(ONE_WAN + TUNNEL.replace(" over: b,", ""), "one.yaml", CATALOG)
+    (tunnel,) = policy.tunnels
+    assert tunnel.over == "wan"
+    plan = compile_plan(policy)
+    assert [t.link_bps for t in plan.tc_trees if t.interface == "wg0"] == [8_000_000]
+    names = [chain.name for chain in plan.ruleset.table.chains]
+    assert "tunnel_outer" in names and "tunnel_route" not in names
