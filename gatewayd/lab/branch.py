@@ -49,11 +49,10 @@ LINE_BUFFER_MS = 200
 LINK_ECHO_SCRIPT = Path(link_echo.__file__)
 WIREGUARD_ENV = {"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
 
-# Inner traffic shaped on wg0 at half the branch's upload; ERP first inside; the tunnel's
-# outer UDP flow first on the WAN, guaranteed more than the tunnel's share.
-BRANCH_POLICY = """version: 1
-interfaces: { lan: lan0, wan: wan0, upload: 19mbit, download: 100mbit }
-applications:
+# Inner traffic shaped on the tunnel at half the branch's upload; ERP first inside; the tunnel's
+# outer UDP flow first on the WAN, guaranteed more than the tunnel's share. Both offices classify
+# alike; each names its own WAN rates and the networks at the far end of its tunnel.
+SHARED_POLICY = """applications:
   erp: { name: Company ERP, category: erp-crm-oa, addresses: [192.0.2.20/32], ports: [tcp/8443, tcp/8444] }
 classes:
   tunnel: { priority: 0, guaranteed: 55%, limit: 100% }
@@ -61,21 +60,16 @@ classes:
   default: { priority: 4, guaranteed: 15%, limit: 100% }
 rules:
   - { name: erp, apps: [erp], class: business }
-tunnels:
-  hq: { interface: TUNNEL_INTERFACE, networks: [192.0.2.0/24], share: 50%, port: 51820, class: tunnel }
 """
-HQ_POLICY = """version: 1
-interfaces: { lan: lan0, wan: wan0, upload: 100mbit, download: 100mbit }
-applications:
-  erp: { name: Company ERP, category: erp-crm-oa, addresses: [192.0.2.20/32], ports: [tcp/8443, tcp/8444] }
-classes:
-  tunnel: { priority: 0, guaranteed: 55%, limit: 100% }
-  business: { priority: 1, guaranteed: 30%, limit: 100% }
-  default: { priority: 4, guaranteed: 15%, limit: 100% }
-rules:
-  - { name: erp, apps: [erp], class: business }
-tunnels:
-  branch: { interface: TUNNEL_INTERFACE, networks: [203.0.113.128/26], share: 50%, port: 51820, class: tunnel }
+BRANCH_POLICY = f"""version: 1
+interfaces: {{ lan: lan0, wan: wan0, upload: 19mbit, download: 100mbit }}
+{SHARED_POLICY}tunnels:
+  hq: {{ interface: TUNNEL_INTERFACE, networks: [192.0.2.0/24], share: 50%, port: 51820, class: tunnel }}
+"""
+HQ_POLICY = f"""version: 1
+interfaces: {{ lan: lan0, wan: wan0, upload: 100mbit, download: 100mbit }}
+{SHARED_POLICY}tunnels:
+  branch: {{ interface: TUNNEL_INTERFACE, networks: [203.0.113.128/26], share: 50%, port: 51820, class: tunnel }}
 """
 
 

@@ -184,3 +184,11 @@ def test_with_one_wan_a_tunnel_rides_it_without_naming_it() -> None:
     assert [t.link_bps for t in plan.tc_trees if t.interface == "wg0"] == [8_000_000]
     names = [chain.name for chain in plan.ruleset.table.chains]
     assert "tunnel_outer" in names and "tunnel_route" not in names
+
+
+def test_the_two_lines_example_policy_loads_and_compiles() -> None:
+    policy = load_policy(str(Path(__file__).resolve().parents[2] / "policies" / "two-lines.yaml"))
+    assert [link.name for link in policy.links] == ["fibre", "telecom"]
+    assert [pin.name for pin in policy.link_pins] == ["erp-on-fibre", "video-on-telecom", "telecom-networks"]
+    plan = compile_plan(policy)
+    assert {t.interface for t in plan.tc_trees} == {"wan1", "wan2", "wg0", "lan0"}
