@@ -66,7 +66,8 @@ def failover_round(lab: MultiWanLab, daemon: GatewayDaemon) -> tuple[float | Non
 
 
 def tunnel_rtts() -> dict[str, dict[str, float]]:
-    with BranchLab() as lab:
+    lab = BranchLab()
+    with lab:
         lab.start_servers()
         figures = {"idle, without gatewayd": lab.erp_rtt(100),
                    "under load, without gatewayd": lab.erp_rtt_under_load(TUNNEL_LOAD_SECONDS, rounds=200)}
@@ -86,7 +87,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=3000)
     args = parser.parse_args()
-    with MultiWanLab() as lab:
+    lab = MultiWanLab()
+    with lab:
         lab.start_echo()
         daemon = GatewayDaemon(lab, lab.write_policy(one_weight=2)).start()
         try:

@@ -19,7 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from gatewayd.apply.nft import NftKernel
 from gatewayd.compile import marks
 from gatewayd.compile.links import LinkRoute, choice_script
-from gatewayd.policy.model import Policy
+from gatewayd.compile.plan import Plan
 
 log = logging.getLogger("gatewayd.apply")
 
@@ -78,9 +78,9 @@ class LinkKernel:
             if exc.code not in (ENOENT, ESRCH):
                 raise
 
-    def choose_links(self, policy: Policy, up: frozenset[str]) -> None:
+    def choose_links(self, plan: Plan, up: frozenset[str]) -> None:
         """Point new connections (balance and pins) at the links in `up`: one nft transaction."""
-        self.nft.run(choice_script(policy, up))
+        self.nft.run(choice_script(plan.policy, plan.numbering.links.numbers, up))
 
     @staticmethod
     def end_connections(link_number: int) -> int:

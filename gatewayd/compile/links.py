@@ -86,15 +86,10 @@ class CompiledLinks:
     routes: tuple[LinkRoute, ...] = ()
 
 
-def link_numbers(links: tuple[WanLink, ...]) -> dict[str, int]:
-    """Links are numbered in file order; the number is what the ct mark holds."""
-    return {link.name: number for number, link in enumerate(links, start=marks.FIRST_LINK_NUMBER)}
-
-
-def link_routes(policy: Policy) -> tuple[LinkRoute, ...]:
+def link_routes(policy: Policy, numbering: Numbering) -> tuple[LinkRoute, ...]:
     if not policy.multi_link:
         return ()
-    numbers = link_numbers(policy.links)
+    numbers = numbering.links.numbers
     return tuple(LinkRoute(link.name, link.interface, link.gateway, marks.link_bits(numbers[link.name]),
                            marks.LINK_MASK, link_route_table(numbers[link.name]),
                            link_rule_priority(numbers[link.name]))
@@ -104,7 +99,7 @@ def link_routes(policy: Policy) -> tuple[LinkRoute, ...]:
 def compile_links(policy: Policy, numbering: Numbering) -> CompiledLinks:
     if not policy.multi_link:
         return CompiledLinks()
-    numbers = link_numbers(policy.links)
+    numbers = numbering.links.numbers
     lan = "{ " + ", ".join(f'"{name}"' for name in policy.interfaces.lan) + " }"
     chains: list[NftChain] = []
     sets: list[NftSet] = []
@@ -134,7 +129,7 @@ def compile_links(policy: Policy, numbering: Numbering) -> CompiledLinks:
                                comment="catalog and DNS-learned addresses, for app pins on the first packet"))
     chains.append(NftChain(LINK_CHOOSE_CHAIN, (*lookup, *pin_rules, NftRule(f"goto {LINK_BALANCE_CHAIN}")),
                            comment="a new office connection: pins first (file order), else the balance"))
-    chains.extend(choice_chains(policy, frozenset(link.name for link in policy.links)))
+    chains.extend(choice_chains(policy, numbers, frozenset(link.name for link in policy.links)))
     restore = ", ".join(f"{hexmark(marks.link_bits(numbers[link.name]))} : goto {link_mark_chain(numbers[link.name])}"
                         for link in policy.links)
     route_rules = [
@@ -150,7 +145,7 @@ def compile_links(policy: Policy, numbering: Numbering) -> CompiledLinks:
         NftRule(f"iifname {lan} oifname \"{link.interface}\" masquerade", comment=link.name)
         for link in policy.links), BaseHook("postrouting", SRCNAT_PRIORITY, kind="nat")))
     counters = tuple(link_connections_counter(numbers[link.name]) for link in policy.links)
-    return CompiledLinks(tuple(sets), tuple(chains), counters, link_routes(policy))
+    return CompiledLinks(tuple(sets), tuple(chains), counters, link_routes(policy, numbering))
 
 
 def _pin_rules(policy: Policy, numbering: Numbering, index: int, pin: LinkPin, sets: list[NftSet]) -> list[NftRule]:
@@ -199,10 +194,10 @@ def _pin_rules(policy: Policy, numbering: Numbering, index: int, pin: LinkPin, s
     return list(dict.fromkeys(rules))
 
 
-def choice_chains(policy: Policy, up: frozenset[str]) -> tuple[NftChain, ...]:
+def choice_chains(policy: Policy, numbers: dict[str, int], up: frozenset[str]) -> tuple[NftChain, ...]:
     """link_balance and link_pin_N for the links in `up` (all of them when none is up: with no
-    line working, the weights still decide, and the first link back takes over)."""
-    numbers = link_numbers(policy.links)
+    line working, the weights still decide, and the first link back takes over); `numbers`:
+    Numbering.links."""
     usable = [link for link in policy.links if link.name in up] or list(policy.links)
     chains = [NftChain(LINK_BALANCE_CHAIN, (_balance_rule(usable, numbers),),
                        comment="new connections by weight over the up links; rewritten on failover")]
@@ -228,10 +223,10 @@ def _balance_rule(usable: list[WanLink], numbers: dict[str, int]) -> NftRule:
                    comment=", ".join(f"{link.name} {link.weight}" for link in usable))
 
 
-def choice_script(policy: Policy, up: frozenset[str]) -> str:
+def choice_script(policy: Policy, numbers: dict[str, int], up: frozenset[str]) -> str:
     """The one nft transaction that points new connections at the links in `up`."""
     lines = []
-    for chain in choice_chains(policy, up):
+    for chain in choice_chains(policy, numbers, up):
         lines.append(f"flush chain {TABLE_FAMILY} {TABLE_NAME} {chain.name}")
         lines.extend(f"add rule {TABLE_FAMILY} {TABLE_NAME} {chain.name} {rule.render().strip()}"
                      for rule in chain.rules)

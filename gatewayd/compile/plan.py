@@ -57,5 +57,5 @@ def compile_plan(policy: Policy, previous: Plan | None = None) -> Plan:
         queue=QueueRule(policy.classifier.queue_num, bypass=policy.classifier.fail_mode == "open"),
         guard=compile_guard(policy.security, policy.interfaces.lan, policy.interfaces.wan),
         host_slots=host_slots,
-        link_routes=link_routes(policy),
+        link_routes=link_routes(policy, numbering),
     )

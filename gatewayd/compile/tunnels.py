@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from gatewayd.compile import marks
 from gatewayd.compile.kernel_names import TUNNEL_OUTER_CHAIN, TUNNEL_ROUTE_CHAIN
-from gatewayd.compile.links import link_numbers
 from gatewayd.compile.nftables_model import BaseHook, NftChain, NftRule
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.tc_tree import HTB_MAJOR
@@ -36,15 +35,15 @@ def compile_tunnels(policy: Policy, numbering: Numbering) -> tuple[NftChain, ...
     chains = [NftChain(TUNNEL_OUTER_CHAIN, tuple(rules), BaseHook("postrouting", TUNNEL_OUTER_PRIORITY),
                        comment="the encrypted packets of site-to-site tunnels, by their UDP port")]
     if policy.multi_link:
-        chains.append(_outer_route_chain(policy))
+        chains.append(_outer_route_chain(policy, numbering))
     return tuple(chains)
 
 
-def _outer_route_chain(policy: Policy) -> NftChain:
+def _outer_route_chain(policy: Policy, numbering: Numbering) -> NftChain:
     """With several links the outer flow must leave by the tunnel's link: its packets get that
     link's routing mark in a route chain, which makes the kernel route them again (the tunnel's
     own fwmark setting can stay 0)."""
-    numbers = link_numbers(policy.links)
+    numbers = numbering.links.numbers
     keep = 0xFFFFFFFF & ~marks.LINK_MASK
     rules = tuple(
         NftRule(f"udp sport {tunnel.port} meta mark set meta mark & 0x{keep:08x} | "

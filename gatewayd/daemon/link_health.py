@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gatewayd.compile import marks
-from gatewayd.compile.links import link_numbers
 from gatewayd.compile.plan import Plan
 from gatewayd.daemon.link_probes import RoundResult, probe_round
-from gatewayd.policy.model import LinkProbe, Policy, WanLink
+from gatewayd.policy.model import LinkProbe, WanLink
 
 log = logging.getLogger("gatewayd.links")
 
@@ -38,7 +37,7 @@ MIN_QUALITY_ROUNDS = 5  # judge quality only with this many rounds seen
 class LinkSwitch(Protocol):
     """What link health needs from the apply layer (apply/links.py LinkKernel)."""
 
-    def choose_links(self, policy: Policy, up: frozenset[str]) -> None: ...
+    def choose_links(self, plan: Plan, up: frozenset[str]) -> None: ...
 
     def end_connections(self, link_number: int) -> int: ...
 
@@ -153,7 +152,7 @@ class _Prober(threading.Thread):
 class LinkHealth:
     def __init__(self, switch: LinkSwitch) -> None:
         self.switch = switch
-        self.policy: Policy | None = None
+        self.plan: Plan | None = None
         self.states: dict[str, LinkState] = {}
         self.counts: dict[str, _LinkCounts] = {}
         self.results: queue.SimpleQueue[tuple[str, RoundResult, float]] = queue.SimpleQueue()
@@ -171,8 +170,8 @@ class LinkHealth:
         came with every link in the choice)."""
         self._stop_probers()
         policy = plan.policy
-        old = {link.name: link for link in self.policy.links} if self.policy else {}
-        self.policy = policy
+        old = {link.name: link for link in self.plan.policy.links} if self.plan else {}
+        self.plan = plan
         states: dict[str, LinkState] = {}
         for link in policy.links:
             previous = old.get(link.name)
@@ -182,7 +181,7 @@ class LinkHealth:
         self.states = states
         if any(not state.up for state in states.values()):
             self._choose()
-        numbers = link_numbers(policy.links)
+        numbers = plan.numbering.links.numbers
         for link in policy.links:
             if link.probe is not None:
                 prober = _Prober(link, marks.link_bits(numbers[link.name]), self.results, self._wake_write)
@@ -215,17 +214,17 @@ class LinkHealth:
         return frozenset(name for name, state in self.states.items() if state.up)
 
     def _choose(self) -> None:
-        assert self.policy is not None
+        assert self.plan is not None
         try:
-            self.switch.choose_links(self.policy, self._up())
+            self.switch.choose_links(self.plan, self._up())
         except Exception as exc:  # noqa: BLE001 -- a failed switch is logged; the loop and traffic go on
             log.error("event=link_choice_failed error=%r", str(exc))
 
     def _act(self, changed: list[tuple[str, str]]) -> None:
-        assert self.policy is not None
+        assert self.plan is not None
         started = time.monotonic()
         self._choose()  # first: no new connection may go to a failed link
-        numbers = link_numbers(self.policy.links)
+        numbers = self.plan.numbering.links.numbers
         for name, reason in changed:
             state, counts = self.states[name], self.counts[name]
             counts.since = time.time()
@@ -246,10 +245,10 @@ class LinkHealth:
                         ",".join(sorted(self._up())) or "none")
 
     def reports(self) -> list[LinkReport]:
-        if self.policy is None:
+        if self.plan is None:
             return []
         reports = []
-        for link in self.policy.links:
+        for link in self.plan.policy.links:
             state, counts = self.states[link.name], self.counts[link.name]
             reports.append(LinkReport(link.name, link.interface, link.weight, link.probe is not None, state.up,
                                       state.mean_rtt(), state.loss(), counts.failovers, counts.failbacks,

@@ -10,7 +10,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gatewayd.apply.nft import NftKernel
 from gatewayd.compile.kernel_names import link_connections_counter
-from gatewayd.compile.links import link_numbers
 from gatewayd.compile.plan import Plan
 from gatewayd.metrics.base import PlanCollector, PlanSource
 
@@ -88,7 +87,7 @@ class LinkCollector(PlanCollector):
     def _traffic(self, plan: Plan) -> Iterator[Metric]:
         self._kernel = self._kernel or NftKernel()
         counters = self._kernel.named_counters()
-        numbers = link_numbers(plan.policy.links)
+        numbers = plan.numbering.links.numbers
         connections = CounterMetricFamily("gatewayd_link_connections", "New connections put on the link.",
                                           labels=["link"])
         traffic = CounterMetricFamily("gatewayd_link_bytes", "Bytes through the link's interface.",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gatewayd.compile.plan import compile_plan
+from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.daemon.link_health import LinkHealth, LinkState
 from gatewayd.daemon.link_probes import RoundResult
 from gatewayd.policy.loader import load_policy_text
-from gatewayd.policy.model import LinkProbe, Policy
+from gatewayd.policy.model import LinkProbe
 
 ANSWERED = RoundResult(True, 0.010)
 SILENT = RoundResult(False, None)
@@ -52,7 +52,7 @@ class FakeSwitch:
         self.choices: list[frozenset[str]] = []
         self.ended: list[int] = []
 
-    def choose_links(self, policy: Policy, up: frozenset[str]) -> None:
+    def choose_links(self, plan: Plan, up: frozenset[str]) -> None:
         self.choices.append(up)
 
     def end_connections(self, link_number: int) -> int:

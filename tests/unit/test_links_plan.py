@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.compile import marks
-from gatewayd.compile.links import choice_chains, choice_script, link_numbers
+from gatewayd.compile.links import choice_chains, choice_script
 from gatewayd.compile.plan import compile_plan
 from gatewayd.policy import PolicyError
 from gatewayd.policy.links import MAX_LINKS
@@ -71,17 +71,18 @@ def test_each_link_gets_a_routing_table_for_its_mark() -> None:
 
 def test_balance_slots_follow_the_weights_of_the_up_links() -> None:
     policy = links_policy()
-    balance = choice_chains(policy, frozenset({"a", "b"}))[0]
+    numbers = compile_plan(policy).numbering.links.numbers
+    balance = choice_chains(policy, numbers, frozenset({"a", "b"}))[0]
     assert balance.rules[0].statement == "numgen random mod 4 vmap { 0-2 : goto set_link_1, 3 : goto set_link_2 }"
-    only_b = choice_chains(policy, frozenset({"b"}))[0]
+    only_b = choice_chains(policy, numbers, frozenset({"b"}))[0]
     assert only_b.rules[0].statement == "goto set_link_2"
     # No link up: the weights still decide, so the first link back works at once.
-    assert choice_chains(policy, frozenset())[0].rules == balance.rules
+    assert choice_chains(policy, numbers, frozenset())[0].rules == balance.rules
 
 
 def test_failover_rewrites_only_the_choice_chains_in_one_script() -> None:
     policy = links_policy(pins="  - { name: video, categories: [video], links: [a, b] }\n")
-    script = choice_script(policy, frozenset({"b"}))
+    script = choice_script(policy, compile_plan(policy).numbering.links.numbers, frozenset({"b"}))
     assert script.splitlines() == [
         "flush chain inet gatewayd link_balance",
         'add rule inet gatewayd link_balance goto set_link_2 comment "b"',
@@ -147,8 +148,15 @@ def test_class_rates_must_fit_the_smallest_link() -> None:
     assert "add up to 15mbit on the upload link, more than its 10mbit" in str(caught.value)
 
 
-def test_link_numbers_follow_file_order() -> None:
-    assert link_numbers(links_policy().links) == {"a": 1, "b": 2}
+def test_link_numbers_follow_file_order_and_survive_a_reordering_reload() -> None:
+    first = compile_plan(links_policy())
+    assert first.numbering.links.numbers == {"a": 1, "b": 2}
+    swapped = TWO_LINKS.replace("  a: {", "  x: {").replace("  b: {", "  a: {").replace("  x: {", "  b: {")
+    again = compile_plan(load_policy_text(swapped, "links.yaml", CATALOG), first)
+    assert [link.name for link in again.policy.links] == ["b", "a"]
+    # Open connections carry their link's number: a reload must not hand it to another line.
+    assert again.numbering.links.numbers == {"a": 1, "b": 2}
+    assert [(r.link, r.table) for r in again.link_routes] == [("b", 7302), ("a", 7301)]
 
 
 TUNNEL = """tunnels:
