@@ -34,7 +34,7 @@ def render_links(links: list[dict[str, Any]]) -> list[str]:
         rtt = f"rtt {link['rtt_seconds'] * 1000:.1f} ms" if link["rtt_seconds"] is not None else "rtt -"
         loss = f"loss {link['loss']:.0%}" if link["loss"] is not None else "loss -"
         lines.append(f"{'links' if number == 0 else '':<12}{link['name']:<10} {link['interface']:<8} weight "
-                     f"{link['weight']:<3} {state:<6} {rtt:<14} {loss:<9} failovers {link['failovers']} "
+                     f"{link['weight']:<3} {state:<15} {rtt:<14} {loss:<9} failovers {link['failovers']} "
                      f"failbacks {link['failbacks']} ended {link['ended_connections']}")
     return lines
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
+from gatewayd.cli.status import render_links
 from gatewayd.compile.plan import Plan, compile_plan
-from gatewayd.daemon.link_health import LinkHealth, LinkState
+from gatewayd.daemon.link_health import LinkHealth, LinkReport, LinkState
 from gatewayd.daemon.link_probes import RoundResult
 from gatewayd.policy.loader import load_policy_text
 from gatewayd.policy.model import LinkProbe
@@ -92,3 +95,12 @@ def test_a_reload_keeps_a_down_link_out_of_the_new_tables_choice() -> None:
     health.adopt(compile_plan(load_policy_text(TWO_LINKS, "links.yaml"), plan))  # same links: verdict kept
     health.stop()
     assert switch.choices == [frozenset({"b"}), frozenset({"b"})]
+
+
+def test_status_text_has_a_line_per_link() -> None:
+    reports = [LinkReport("fibre", "wan1", 3, True, False, 0.0123, 0.4, 2, 1, 17, 0.0),
+               LinkReport("cheap", "wan2", 1, False, True, None, None, 0, 0, 0, 0.0)]
+    assert render_links([asdict(r) for r in reports]) == [
+        "links       fibre      wan1     weight 3   DOWN            rtt 12.3 ms    loss 40%  failovers 2 failbacks 1 ended 17",
+        "            cheap      wan2     weight 1   up (not probed) rtt -          loss -    failovers 0 failbacks 0 ended 0",
+    ]
