@@ -173,3 +173,15 @@ def test_conntrack_tool_filters_by_mark_and_mask(office: tuple[MultiWanLab, Gate
                              "--state", "ESTABLISHED"], capture_output=True, text=True, timeout=10, check=False)
     held.result()
     assert listed.stdout.count("mark=") == before.count(2)
+
+
+def test_stop_removes_the_links_routing_and_nat(office: tuple[MultiWanLab, GatewayDaemon]) -> None:
+    """Last: SIGTERM takes gatewayd's rules, tables and chains away; the main table stays as it was."""
+    lab, daemon = office
+    assert "lookup 7301" in lab.run(GATEWAY, ["ip", "rule"]).stdout  # installed while running
+    assert daemon.stop() == 0
+    assert "73" not in "".join(line.split(":")[0] for line in lab.run(GATEWAY, ["ip", "rule"]).stdout.splitlines())
+    for table in ("7301", "7302"):
+        assert lab.run(GATEWAY, ["ip", "route", "show", "table", table]).stdout == ""
+    assert "gatewayd" not in lab.run(GATEWAY, ["nft", "list", "tables"]).stdout
+    assert "default via 198.51.100.2 dev wan1" in lab.run(GATEWAY, ["ip", "route"]).stdout
