@@ -19,6 +19,7 @@ from gatewayd.apply.features import (
 )
 from gatewayd.apply.guard_state import runtime_elements
 from gatewayd.apply.host_sets import grant_classes, settle_after_swap
+from gatewayd.apply.links import LinkError, LinkKernel
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
 from gatewayd.apply.tc import TcError, TcKernel
@@ -36,7 +37,7 @@ class ApplyError(RuntimeError):
 
 
 def missing_interfaces(plan: Plan) -> list[str]:
-    wanted = [plan.policy.interfaces.wan, *plan.policy.interfaces.lan]
+    wanted = [*(link.interface for link in plan.policy.wan_links()), *plan.policy.office_ports()]
     return [name for name in wanted if not (SYS_CLASS_NET / name).exists()]
 
 
@@ -46,6 +47,7 @@ class Applier:
         self.tc = TcKernel()
         self.probed = probe_kernel_features(self.nft)
         self.queue = QueueInstaller(self.nft, self.probed.native_queue)
+        self.links = LinkKernel(self.nft)
 
     def kernel_features(self) -> KernelFeatures:
         """What was probed at start, with the leaf kind the first apply settled."""
@@ -66,10 +68,11 @@ class Applier:
         except NftError as exc:
             raise ApplyError(f"nftables refused the ruleset, nothing changed: {exc}") from exc
         try:
+            self.links.apply_routes(plan.link_routes, previous.link_routes if previous else ())
             self.tc.apply(plan.tc_trees, previous.tc_trees if previous else ())
             self._note_host_classes(plan)
             self.queue.install(plan.queue)
-        except (TcError, NftError, QueueRuleError, OSError) as exc:
+        except (LinkError, TcError, NftError, QueueRuleError, OSError) as exc:
             self._restore(previous)
             raise ApplyError(f"{exc}; the previous policy was put back" if previous else str(exc)) from exc
 
@@ -101,6 +104,7 @@ class Applier:
             previous_chains = {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}
             self.nft.replace_table(previous.ruleset.table, self.nft.carried_state(previous_chains),
                                    self._guard_script(previous, None))
+            self.links.apply_routes(previous.link_routes)
             self.tc.apply(previous.tc_trees)
             self._note_host_classes(previous)
             self.queue.install(previous.queue)
@@ -116,4 +120,5 @@ class Applier:
             except NftError as exc:
                 log.warning("event=teardown_nft_failed error=%r", str(exc))
         if plan is not None:
+            self.links.remove_routes(plan.link_routes)
             self.tc.remove([tree.interface for tree in plan.tc_trees])

@@ -26,6 +26,19 @@ def render_feature(value: bool | str | None) -> str:
     return value or "not probed yet"
 
 
+def render_links(links: list[dict[str, Any]]) -> list[str]:
+    """One line per WAN link: state since when, probe figures, failovers, connections ended."""
+    lines = []
+    for number, link in enumerate(links):
+        state = ("up" if link["up"] else "DOWN") if link["probed"] else "up (not probed)"
+        rtt = f"rtt {link['rtt_seconds'] * 1000:.1f} ms" if link["rtt_seconds"] is not None else "rtt -"
+        loss = f"loss {link['loss']:.0%}" if link["loss"] is not None else "loss -"
+        lines.append(f"{'links' if number == 0 else '':<12}{link['name']:<10} {link['interface']:<8} weight "
+                     f"{link['weight']:<3} {state:<15} {rtt:<14} {loss:<9} failovers {link['failovers']} "
+                     f"failbacks {link['failbacks']} ended {link['ended_connections']}")
+    return lines
+
+
 def render_status(status: dict[str, Any]) -> str:
     lines = [
         f"policy      {status['policy_file']} (generation {status['generation']})"
@@ -42,6 +55,7 @@ def render_status(status: dict[str, Any]) -> str:
         left = pending["seconds_left"]
         lines.append(f"pending     {pending['policy']}: {pending['state']}"
                      + (f", reverts in {left:.0f} s unless confirmed" if left is not None else ""))
+    lines.extend(render_links(status.get("links") or []))
     limited = status.get("limited_hosts")
     if limited and limited["configured"]:
         lines.append(f"per-host    {limited['with_classes']} of {limited['configured']} limited hosts have their "

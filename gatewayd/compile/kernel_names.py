@@ -78,6 +78,41 @@ def waiting_set_name(version: int) -> str:
     return f"hosts_waiting_v{version}"
 
 
+# Several WAN links, in the same table (compile/links.py).
+LINK_CHOOSE_CHAIN = "link_choose"
+LINK_BALANCE_CHAIN = "link_balance"
+LINK_LOOKUP_CHAIN = "link_app_lookup"
+LINK_CONNECTIONS_COUNTER_PREFIX = "link_connections_"
+TUNNEL_OUTER_CHAIN = "tunnel_outer"  # compile/tunnels.py
+TUNNEL_ROUTE_CHAIN = "tunnel_route"
+LINK_ROUTE_TABLE_BASE = 7300  # routing table 7301.. for link 1..; ip rules at the same priorities
+
+
+def link_set_chain(number: int) -> str:
+    return f"set_link_{number}"
+
+
+def link_mark_chain(number: int) -> str:
+    return f"mark_link_{number}"
+
+
+def link_pin_chain(index: int) -> str:
+    return f"link_pin_{index}"
+
+
+def link_connections_counter(number: int) -> str:
+    """New connections put on link `number` (metrics: gatewayd_link_connections_total)."""
+    return f"{LINK_CONNECTIONS_COUNTER_PREFIX}{number}"
+
+
+def link_route_table(number: int) -> int:
+    return LINK_ROUTE_TABLE_BASE + number
+
+
+def link_rule_priority(number: int) -> int:
+    return LINK_ROUTE_TABLE_BASE + number
+
+
 # --- `netdev gatewayd_guard` and `inet gatewayd_guard`: the LAN guard (compile/guard.py) ---
 
 GUARD_TABLE_NAME = "gatewayd_guard"

@@ -3,13 +3,20 @@
 The conntrack mark (ct mark) of a flow carries everything the kernel needs to
 handle the flow's later packets without Python:
 
-    bit 31 ............ 20 19 ..... 14  13     12 .... 8  7 ...... 0
-    +--------------------+-----------+-------+----------+----------+
-    |   app id (12 bits) | group (6) | block | class(5) |  others  |
-    +--------------------+-----------+-------+----------+----------+
+    bit 31 . 29 28 ....... 20 19 ..... 14  13     12 .... 8  7 ...... 0
+    +----------+--------------+-----------+-------+----------+----------+
+    | link (3) | app id (9)   | group (6) | block | class(5) |  others  |
+    +----------+--------------+-----------+-------+----------+----------+
 
+  link     0 = no WAN link chosen (one-link policies, flows from before start),
+           1..7 = the policy's `links` in file order: the line the connection
+           went out on for its whole life. Restored into the packet mark on
+           every office packet, where `ip rule fwmark` picks the link's routing
+           table (compile/links.py); failover deletes the conntrack entries
+           with the failed link's value, and no others.
   app id   0 = not decided yet (the flow may still be queued to the classifier),
            1 = "unknown" (final: the classifier gave up), 2.. = catalog apps.
+           (9 bits: the catalog has ~110 apps; the link took the top 3 bits.)
   group    0 = not looked up yet, 1 = in no group, 2.. = policy groups in order.
            Only for accounting: rules match on addresses, so a host may sit in
            several groups.
@@ -35,20 +42,25 @@ chains:
                    A queued answer with neither bit never teaches.
     app id bits    set by the classifier in its verdict; a later chain copies
                    them into the ct mark.
+    link bits      copied from the ct mark in prerouting, for the routing
+                   decision (ip rule fwmark VALUE/LINK_MASK); cleared in the
+                   enforce chain with the rest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+LINK_SHIFT = 29
+LINK_MASK = 0xE000_0000
 APP_SHIFT = 20
-APP_MASK = 0xFFF0_0000
+APP_MASK = 0x1FF0_0000
 GROUP_SHIFT = 14
 GROUP_MASK = 0x000F_C000
 BLOCK_BIT = 0x0000_2000
 CLASS_SHIFT = 8
 CLASS_MASK = 0x0000_1F00
-GATEWAYD_MASK = APP_MASK | GROUP_MASK | BLOCK_BIT | CLASS_MASK  # 0xFFFFFF00
+GATEWAYD_MASK = LINK_MASK | APP_MASK | GROUP_MASK | BLOCK_BIT | CLASS_MASK  # 0xFFFFFF00
 OTHERS_MASK = 0xFFFF_FFFF & ~GATEWAYD_MASK
 
 QUEUE_REQUEST = 0x0000_2000  # meta mark only
@@ -59,7 +71,11 @@ ROUTER_ANSWER = 0x0000_0400  # meta mark only, with QUEUE_REQUEST | FROM_SERVER
 APP_UNDECIDED = 0
 APP_UNKNOWN = 1
 FIRST_APP_NUMBER = 2
-MAX_APP_NUMBER = APP_MASK >> APP_SHIFT  # 4095
+MAX_APP_NUMBER = APP_MASK >> APP_SHIFT  # 511
+
+NO_LINK = 0
+FIRST_LINK_NUMBER = 1
+MAX_LINK_NUMBER = LINK_MASK >> LINK_SHIFT  # 7
 
 GROUP_UNSET = 0
 GROUP_NONE = 1
@@ -78,6 +94,16 @@ def app_bits(app_number: int) -> int:
 
 def app_number_of(mark: int) -> int:
     return (mark & APP_MASK) >> APP_SHIFT
+
+
+def link_bits(link_number: int) -> int:
+    if not 0 <= link_number <= MAX_LINK_NUMBER:
+        raise ValueError(f"link number {link_number} outside 0..{MAX_LINK_NUMBER}")
+    return link_number << LINK_SHIFT
+
+
+def link_number_of(mark: int) -> int:
+    return (mark & LINK_MASK) >> LINK_SHIFT
 
 
 def group_bits(group_number: int) -> int:

@@ -68,6 +68,7 @@ class BaseHook:
     priority: int
     policy: str = "accept"
     devices: tuple[str, ...] = ()  # netdev ingress chains only
+    kind: str = "filter"  # or "nat" (compile/links.py: masquerade per WAN link)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class NftChain:
         if self.base:
             devices = f" devices = {{ {', '.join(self.base.devices)} }}" if self.base.devices else ""
             lines.append(
-                f"\t\ttype filter hook {self.base.hook}{devices} priority {self.base.priority}; "
+                f"\t\ttype {self.base.kind} hook {self.base.hook}{devices} priority {self.base.priority}; "
                 f"policy {self.base.policy};"
             )
         lines.extend(rule.render() for rule in self.rules)

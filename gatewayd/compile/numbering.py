@@ -1,8 +1,8 @@
-"""Numbers that the kernel sees in place of names: apps, groups, classes."""
+"""Numbers that the kernel sees in place of names: apps, groups, classes, WAN links."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gatewayd.compile import marks
 from gatewayd.policy.model import Policy
@@ -16,6 +16,9 @@ class Numbering:
     apps: marks.NumberAllocation
     groups: marks.NumberAllocation
     classes: dict[str, int]  # class name -> class index (1-based, file order)
+    # WAN link name -> number in the ct mark; kept across reloads like apps, so a reordered
+    # `links` section does not move open connections to another line.
+    links: marks.NumberAllocation = field(default_factory=lambda: marks.NumberAllocation({}))
 
     @staticmethod
     def for_policy(policy: Policy, previous: Numbering | None = None) -> Numbering:
@@ -29,7 +32,10 @@ class Numbering:
             previous.groups if previous else None)
         groups.numbers[NO_GROUP] = marks.GROUP_NONE
         classes = {name: index for index, name in enumerate(policy.classes, start=1)}
-        return Numbering(apps, groups, classes)
+        links = marks.NumberAllocation.allocate(
+            [link.name for link in policy.links], marks.FIRST_LINK_NUMBER, marks.MAX_LINK_NUMBER,
+            previous.links if previous else None)
+        return Numbering(apps, groups, classes, links)
 
     def app_name(self, number: int) -> str:
         if number == marks.APP_UNDECIDED:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from gatewayd.compile.guard import CompiledGuard, compile_guard
 from gatewayd.compile.host_limits import HostSlots
+from gatewayd.compile.links import LinkRoute, link_routes
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.queue_rule import QueueRule
 from gatewayd.compile.ruleset import CompiledRuleset, compile_ruleset
@@ -28,6 +29,7 @@ class Plan:
     # would be the same dict in every plan.
     guard: CompiledGuard = field(default_factory=lambda: CompiledGuard(None, ()))
     host_slots: HostSlots = field(default_factory=HostSlots)  # per-host HTB classes, stable across reloads
+    link_routes: tuple[LinkRoute, ...] = ()  # several WAN links: one routing table each
 
     def render(self) -> str:
         parts = [f"# gatewayd plan for {self.policy.source}",
@@ -37,6 +39,9 @@ class Plan:
                  *([self.guard.render()] if self.guard.tables else []),
                  "# --- tc: HTB trees (pyroute2) ---"]
         parts.extend(tree.render() + "\n" for tree in self.tc_trees)
+        if self.link_routes:
+            parts.append("# --- policy routing: one table per WAN link (pyroute2) ---")
+            parts.extend(route.render() for route in self.link_routes)
         if self.ruleset.warnings:
             parts.append("# warnings:")
             parts.extend(f"#   {w}" for w in self.ruleset.warnings)
@@ -54,4 +59,5 @@ def compile_plan(policy: Policy, previous: Plan | None = None) -> Plan:
         queue=QueueRule(policy.classifier.queue_num, bypass=policy.classifier.fail_mode == "open"),
         guard=compile_guard(policy.security, policy.interfaces.lan, policy.interfaces.wan),
         host_slots=host_slots,
+        link_routes=link_routes(policy, numbering),
     )

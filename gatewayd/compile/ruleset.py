@@ -37,6 +37,7 @@ from typing import TypeVar
 
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
+from gatewayd.compile.app_lookup import app_lookup_rules
 from gatewayd.compile.dns_rules import compile_dns_rules
 from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.kernel_names import (
@@ -61,6 +62,7 @@ from gatewayd.compile.kernel_names import (
     TABLE_NAME,
     set_app_chain,
 )
+from gatewayd.compile.links import compile_links
 from gatewayd.compile.nftables_model import (
     BaseHook,
     NftChain,
@@ -72,6 +74,7 @@ from gatewayd.compile.nftables_model import (
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.qos_rules import compile_qos_rules
 from gatewayd.compile.schedule import schedule_matches
+from gatewayd.compile.tunnels import compile_tunnels
 from gatewayd.policy.model import IPNetwork, Policy, Rule
 from gatewayd.policy.tcp_only import tcp_only_apps
 
@@ -205,7 +208,8 @@ class RulesetCompiler:
         self.table = TableBuilder(TABLE_FAMILY, TABLE_NAME)
         self.warnings: list[str] = []
         self.rule_counters: dict[str, str] = {}
-        self.lan_interfaces = "{ " + ", ".join(f'"{i}"' for i in policy.interfaces.lan) + " }"
+        # The office: LAN ports and tunnels to branches (their flows are classified like the LAN's).
+        self.lan_interfaces = "{ " + ", ".join(f'"{i}"' for i in policy.office_ports()) + " }"
         self.lan_match = f"iifname {self.lan_interfaces}"
         self.dns = compile_dns_rules(policy, self.lan_interfaces, CLASSIFY_PRIORITY, ENFORCE_PRIORITY)
 
@@ -222,6 +226,7 @@ class RulesetCompiler:
         self._policy_chain()
         self._block_chain()
         self._enforce_chain()
+        self._link_chains()
         table = self.table.build(comment=f"managed by gatewayd from {self.policy.source}")
         return CompiledRuleset(table, dict(self.rule_counters), tuple(self.warnings))
 
@@ -348,16 +353,7 @@ class RulesetCompiler:
             NftRule(f"{no_group} return", comment="not an office flow: not ours to classify"),
             *self.dns.classify,
             NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 return", comment="decided: kernel only"),
-            # address + port first, then the catalog's networks, then DNS-learned names: the
-            # catalog and the policy's own addresses are never overridden by an answer (e.g.
-            # Meta's STUN port is a WhatsApp call whatever name the address was looked up
-            # under); the classifier checks in the same order.
-            NftRule("ct direction original ip daddr . meta l4proto . th dport vmap @app_address_ports_v4"),
-            NftRule("ct direction original ip6 daddr . meta l4proto . th dport vmap @app_address_ports_v6"),
-            NftRule("ct direction original ip daddr vmap @app_addresses_v4"),
-            NftRule("ct direction original ip6 daddr vmap @app_addresses_v6"),
-            NftRule(f"ct direction original ip daddr vmap @{MAP_LEARNED_V4}"),
-            NftRule(f"ct direction original ip6 daddr vmap @{MAP_LEARNED_V6}"),
+            *app_lookup_rules(),
             NftRule(f"{app_undecided} ct packets <= {max_packets} meta l4proto tcp jump {EMPTY_TCP_CHAIN}"),
             NftRule(f"{app_undecided} ct packets <= {max_packets} ct direction original "
                     f"counter name {COUNTER_QUEUED} {queue} return", comment="first packets to the classifier"),
@@ -536,6 +532,16 @@ class RulesetCompiler:
                         comment="top talkers" if version == 4 and direction == "original" else "")
                 for direction, field in (("original", "saddr"), ("reply", "daddr"))
                 for version, family in ((4, "ip"), (6, "ip6"))]
+
+
+    def _link_chains(self) -> None:
+        """Several WAN links: routing marks, balance, pins and NAT (compile/links.py), none for one WAN;
+        the class of tunnels' outer flows (compile/tunnels.py)."""
+        links = compile_links(self.policy, self.numbering)
+        self.table.sets.extend(links.sets)
+        self.table.chains.extend(links.chains)
+        self.table.counters.extend(links.counters)
+        self.table.chains.extend(compile_tunnels(self.policy, self.numbering))
 
 
 def compile_ruleset(policy: Policy, numbering: Numbering, host_slots: HostSlots | None = None) -> CompiledRuleset:

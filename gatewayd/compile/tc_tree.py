@@ -1,7 +1,8 @@
 """Compile the policy's QoS into HTB trees, one per shaped interface.
 
-Upload is shaped where it leaves the box (WAN egress), download where it
-leaves towards the office (each LAN interface's egress). Every tree uses the
+Upload is shaped where it leaves the box (each WAN link's egress, at that
+link's rate), download where it leaves towards the office (each LAN
+interface's egress). Every tree uses the
 handle 1: and the same minors, so one skb priority (set by nft from the ct
 mark and the host maps, see compile/qos_rules.py) selects the class on either
 side: HTB reads skb->priority as a class id of its own, so no tc filter is
@@ -202,8 +203,15 @@ def build_tree(policy: Policy, numbering: Numbering, interface: str, direction: 
 
 
 def build_trees(policy: Policy, numbering: Numbering, hosts: HostSlots | None = None) -> tuple[InterfaceTree, ...]:
+    """Upload: one tree per WAN link at its own rate and one per tunnel at its share of its link,
+    the same classes in each; download: one per LAN port at the rate of all links together."""
     interfaces = policy.interfaces
-    trees = [build_tree(policy, numbering, interfaces.wan, "upload", interfaces.upload_bps, hosts)]
+    links = {link.name: link for link in policy.wan_links()}
+    trees = [build_tree(policy, numbering, link.interface, "upload", link.upload_bps, hosts)
+             for link in links.values()]
+    # A tunnel's inner packets, where their classes are still visible, at its share of its link.
+    trees.extend(build_tree(policy, numbering, tunnel.interface, "upload",
+                            int(links[tunnel.over].upload_bps * tunnel.share), hosts) for tunnel in policy.tunnels)
     trees.extend(build_tree(policy, numbering, lan, "download", interfaces.download_bps, hosts)
                  for lan in interfaces.lan)
     return tuple(trees)

@@ -50,6 +50,7 @@ class DaemonFacts:
     degraded: bool
     started_at: float  # Unix time
     pending_change: dict[str, Any] | None
+    links: tuple[dict[str, Any], ...] = ()  # WAN links' health (daemon/link_health.py LinkReport)
 
 
 def traffic_by_app(nft: NftKernel, numbering: Numbering) -> list[dict[str, Any]]:
@@ -114,6 +115,7 @@ def build_status(facts: DaemonFacts, plan: Plan, applier: Applier,
         "leaf_qdisc": applier.tc.leaf_kind,
         "kernel_features": applier.kernel_features().report(),
         "pending_change": facts.pending_change,
+        "links": list(facts.links),
         "traffic": traffic_by_app(applier.nft, plan.numbering),
         "recent_blocked": recent_blocked(applier.nft, plan, learned_addresses),
         "blocklist": guard_blocklist(applier.nft, policy),

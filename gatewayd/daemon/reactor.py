@@ -11,6 +11,7 @@ stop and remove gatewayd's kernel state.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -36,6 +37,7 @@ from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
 from gatewayd.daemon.host_classes import HostClassWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
+from gatewayd.daemon.link_health import LinkHealth, LinkReport
 from gatewayd.daemon.policy_builder import (
     BuildOutcome,
     BuildRequest,
@@ -103,6 +105,7 @@ class Daemon:
         self.control = ControlServer(control_socket, control_commands(self.status_report, self.changes))
         self.blocklist_watch = BlocklistWatch(self.applier.nft)
         self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
+        self.link_health = LinkHealth(self.applier.links)
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
@@ -114,6 +117,9 @@ class Daemon:
 
     def current_classifier(self) -> Classifier | None:
         return self.classifier
+
+    def link_reports(self) -> list[LinkReport]:
+        return self.link_health.reports()
 
     # --- life cycle ---
     def _initial_policy(self) -> tuple[Policy, str | None, bool] | None:
@@ -219,7 +225,7 @@ class Daemon:
                           self.control.seconds_to_next_deadline(now)):
                 if until is not None:
                     timeout = min(timeout, until)
-            watched = [queue_fd, self._wake_read] + self.control.fds()
+            watched = [queue_fd, self._wake_read] + self.control.fds() + self.link_health.fds()
             try:
                 readable, writable, _ = select.select(watched, self.control.write_fds(), [], timeout)
             except InterruptedError:
@@ -229,6 +235,7 @@ class Daemon:
             if self._wake_read in readable:
                 os.read(self._wake_read, 512)
             self.control.serve_ready(readable, writable)
+            self.link_health.poll()  # probe results: failover and failback (daemon/link_health.py)
             if self._want_reload:
                 self._start_reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
@@ -338,6 +345,7 @@ class Daemon:
         if previous and previous.policy.classifier.fail_mode != plan.policy.classifier.fail_mode:
             self._set_queue_fail_open(plan.policy.classifier.fail_mode)
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
+        self.link_health.adopt(plan)
 
     def _set_queue_fail_open(self, fail_mode: str) -> None:
         """fail_mode open: a packet the queue cannot take passes (counted) instead of being dropped."""
@@ -372,10 +380,12 @@ class Daemon:
 
     def status_report(self) -> dict[str, Any]:
         assert self.plan is not None and self.classifier is not None  # the socket opens after the first apply
-        facts = DaemonFacts(self.generation, self.policy_path, self.degraded, self.started_at, self.changes.describe())
+        facts = DaemonFacts(self.generation, self.policy_path, self.degraded, self.started_at, self.changes.describe(),
+                            tuple(dataclasses.asdict(report) for report in self.link_reports()))
         return build_status(facts, self.plan, self.applier, self.classifier)
 
     def _shutdown(self) -> None:
+        self.link_health.stop()
         self.builder.close()
         self.control.close()
         if self.queue is not None:

@@ -16,6 +16,7 @@ from gatewayd.metrics.daemon_state import DaemonMetrics
 from gatewayd.metrics.dns_learning import DnsLearningCollector
 from gatewayd.metrics.guard import GuardCollector
 from gatewayd.metrics.kernel_features import FeatureSource, KernelFeatureCollector
+from gatewayd.metrics.links import LinkCollector, LinkSource
 from gatewayd.metrics.nfqueue import NfqueueCollector
 from gatewayd.metrics.nft_rules import RuleCollector
 from gatewayd.metrics.nft_usage import UsageCollector
@@ -23,8 +24,8 @@ from gatewayd.metrics.tc_classes import TcClassCollector
 from gatewayd.metrics.top_talkers import TopTalkerCollector
 
 
-class DaemonSource(PlanSource, ClassifierSource, Protocol):
-    """What the collectors read from the daemon: the plan in force and the running classifier."""
+class DaemonSource(PlanSource, ClassifierSource, LinkSource, Protocol):
+    """What the collectors read from the daemon: the plan in force, the running classifier, the links' health."""
 
 
 def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[CollectorRegistry, DaemonMetrics]:
@@ -32,7 +33,8 @@ def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[Colle
     registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
                                     NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
                                     ClassifierMemoryCollector(daemon), DnsLearningCollector(daemon),
-                                    KernelFeatureCollector(features), TopTalkerCollector(daemon)]))
+                                    KernelFeatureCollector(features), TopTalkerCollector(daemon),
+                                    LinkCollector(daemon, daemon)]))
     return registry, DaemonMetrics(registry)
 
 

@@ -52,7 +52,7 @@ from gatewayd.policy.yamltree import (
 APPLICATION_KEYS = ("name", "category", "parent", "domains", "addresses", "ports", "signatures", "urls",
                     "url_keywords")
 CATALOG_KEYS = ("applications",)
-MAX_APPLICATIONS = 4094  # the ct mark's 12-bit app id, less "undecided" and "unknown"
+MAX_APPLICATIONS = 510  # the ct mark's 9-bit app id, less "undecided" and "unknown"
 
 
 def default_catalog_path() -> Path:

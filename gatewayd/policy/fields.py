@@ -57,7 +57,7 @@ MAC_PATTERN = r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$"
 RATE_UNITS: dict[str, int] = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_SETS: dict[str, frozenset[int]] = {
-    "weekdays": frozenset(range(0, 5)),
+    "weekdays": frozenset(range(5)),
     "weekend": frozenset({5, 6}),
     "daily": frozenset(range(7)),
 }
@@ -328,3 +328,25 @@ def percent_text(share: float) -> str:
         return f"{Decimal(str(round(share * 100, 6))).normalize():f}%"
     except InvalidOperation:
         return f"{share * 100}%"
+
+
+DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s)$"
+
+
+def parse_duration_ms(text: str) -> int:
+    """A duration such as 500ms or 2s, in whole milliseconds."""
+    match = re.fullmatch(_NUMBER + r"(ms|s)", text)
+    if not match:
+        raise FieldError(f"duration '{text}' is not valid (expected e.g. 500ms or 2s)")
+    milliseconds = int(Decimal(match.group(1)) * (1 if match.group(2) == "ms" else 1000))
+    if milliseconds <= 0:
+        raise FieldError(f"duration '{text}' must be more than 0")
+    return milliseconds
+
+
+def parse_share(text: str) -> float:
+    """A percentage such as 20% as a share 0..1 (0% allowed: "no loss at all")."""
+    match = re.fullmatch(_NUMBER + "%", text)
+    if not match or Decimal(match.group(1)) > 100:
+        raise FieldError(f"'{text}' is not a percentage from 0% to 100% (e.g. 20%)")
+    return float(Decimal(match.group(1)) / 100)

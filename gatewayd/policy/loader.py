@@ -30,14 +30,25 @@ from gatewayd.policy.dns import read_dns
 from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.groups import read_groups
 from gatewayd.policy.health import read_health
-from gatewayd.policy.interfaces import link_of, read_interfaces
+from gatewayd.policy.interfaces import link_of, links_in_interfaces, read_interfaces
 from gatewayd.policy.limits import MAX_APPLICATION_ADDRESSES, MAX_GROUP_MEMBERS
+from gatewayd.policy.link_pins import read_link_pins
+from gatewayd.policy.links import read_links
 from gatewayd.policy.metrics import read_metrics
-from gatewayd.policy.model import Application, DnsSettings, Policy
+from gatewayd.policy.model import (
+    Application,
+    DnsSettings,
+    Interfaces,
+    Policy,
+    QosClass,
+    Tunnel,
+    WanLink,
+)
 from gatewayd.policy.rules import Names, check_reachability, read_default, read_rules
 from gatewayd.policy.schedules import read_schedules
 from gatewayd.policy.security import read_security
 from gatewayd.policy.sourcefile import read_source
+from gatewayd.policy.tunnels import read_tunnels
 from gatewayd.policy.yamltree import (
     Checker,
     Entry,
@@ -51,6 +62,7 @@ from gatewayd.policy.yamltree import (
 TOP_LEVEL_KEYS = (
     "version", "interfaces", "metrics", "classifier", "schedules",
     "groups", "applications", "classes", "default", "rules", "security", "health", "dns",
+    "links", "link_pins", "tunnels",
 )
 REQUIRED_TOP_LEVEL_KEYS = ("version", "interfaces", "classes")
 SUPPORTED_VERSION = 1
@@ -127,7 +139,13 @@ def _section(known: dict[str, Entry], key: str) -> Node | None:
 def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Application]) -> Policy | None:
     if "version" in known:
         _check_version(known["version"].value, checker)
-    interfaces = read_interfaces(known["interfaces"], checker) if "interfaces" in known else None
+    interfaces = read_interfaces(known["interfaces"], checker, "links" in known) if "interfaces" in known else None
+    links = tuple(read_links(known["links"], checker, interfaces.lan if interfaces else ()).values()) \
+        if "links" in known else ()
+    if "link_pins" in known and "links" not in known:
+        checker.report(known["link_pins"].key, "'link_pins' needs a 'links' section to pin to")
+    if interfaces is not None and links:
+        interfaces = links_in_interfaces(interfaces, links)
     metrics = read_metrics(_section(known, "metrics"), checker)
     classifier = read_classifier(_section(known, "classifier"), checker)
     schedules = read_schedules(known["schedules"].value, checker) if "schedules" in known else {}
@@ -156,7 +174,11 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
     security = read_security(known["security"], checker) if "security" in known else None
     health = read_health(known["health"], checker) if "health" in known else None
     dns = read_dns(known["dns"], checker) if "dns" in known else DnsSettings()
-    if checker.issues or interfaces is None:
+    link_pins = read_link_pins(known["link_pins"].value, checker, names,
+                               _declared(known, "links", {link.name: link for link in links})) \
+        if "link_pins" in known and "links" in known else []
+    tunnels = _read_tunnels(known, checker, interfaces, links, classes)
+    if checker.issues or interfaces is None or ("links" in known and not links):
         return None
     return Policy(
         source=checker.source,
@@ -173,6 +195,9 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
         security=security,
         health=health,
         dns=dns,
+        links=links,
+        link_pins=tuple(link_pins),
+        tunnels=tunnels,
     )
 
 
@@ -185,6 +210,16 @@ def _within_totals(known: dict[str, Entry], section: str, checker: Checker) -> b
     if section == "groups":
         return within_total(node, "members", checker, "group members", MAX_GROUP_MEMBERS)
     return within_total(node, "addresses", checker, "application addresses", MAX_APPLICATION_ADDRESSES)
+
+
+def _read_tunnels(known: dict[str, Entry], checker: Checker, interfaces: Interfaces | None,
+                  links: tuple[WanLink, ...], classes: dict[str, QosClass]) -> tuple[Tunnel, ...]:
+    if "tunnels" not in known or interfaces is None:
+        return ()
+    carriers = [link.name for link in links] or ["wan"]  # without 'links': the one WAN, Policy.wan_links()
+    taken = {*interfaces.lan, *(link.interface for link in links), *([interfaces.wan] if not links else [])}
+    return tuple(read_tunnels(known["tunnels"], checker, carriers, _declared(known, "classes", classes),
+                              taken).values())
 
 
 def _declared(known: dict[str, Entry], key: str, parsed: Mapping[str, object]) -> list[str]:

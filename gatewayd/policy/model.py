@@ -79,6 +79,81 @@ class Interfaces:
 
 
 @dataclass(frozen=True)
+class LinkProbe:
+    """How gatewayd checks a WAN link (policy/links.py): targets reached over that link only.
+
+    A round sends one probe to every target and succeeds when any target answers
+    within `timeout_ms`. `fall` failed rounds in a row take the link down (no new
+    connections, its connections ended); `rise` good rounds in a row bring it back.
+    `max_loss` / `max_latency_ms` judge the last QUALITY_WINDOW rounds: a link
+    over either threshold counts as failing too.
+    """
+
+    icmp: tuple[IPAddress, ...] = ()
+    tcp: tuple[tuple[IPAddress, int], ...] = ()  # (address, port); a refused connection is an answer
+    dns: tuple[IPAddress, ...] = ()  # any answer to a query for the root's NS records
+    interval_ms: int = 500
+    timeout_ms: int = 500
+    fall: int = 3
+    rise: int = 5
+    max_loss: float | None = None  # 0..1 over the window
+    max_latency_ms: int | None = None  # mean RTT of the window's answered rounds
+
+    def targets(self) -> int:
+        return len(self.icmp) + len(self.tcp) + len(self.dns)
+
+
+@dataclass(frozen=True)
+class WanLink:
+    """One Internet line (`links:` section, policy/links.py), or the one implicit link of
+    `interfaces.wan` in a policy without that section (`implicit`)."""
+
+    name: str
+    interface: str
+    upload_bps: int
+    download_bps: int
+    weight: int = 1  # share of new connections: weight / sum of the up links' weights
+    gateway: IPAddress | None = None  # next hop; None for a point-to-point link (PPPoE)
+    probe: LinkProbe | None = None  # None: never probed, always counted up
+    location: Location | None = None
+    implicit: bool = False
+
+
+@dataclass(frozen=True)
+class LinkPin:
+    """`link_pins:` (policy/link_pins.py): matching new connections go out over the first
+    up link of `links`; first matching pin wins; none up -> the weighted balance.
+
+    All given criteria must match (source in `groups`, app in `apps`/`categories`,
+    destination in `destinations`); empty criteria match anything.
+    """
+
+    name: str
+    links: tuple[str, ...]
+    groups: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    destinations: tuple[IPNetwork, ...] = ()
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """`tunnels:` (policy/tunnels.py): a site-to-site tunnel counted as an office port; its inner
+    packets are shaped on `interface` at `share` of link `over`'s upload, its outer UDP flow
+    (`port`) goes into `qos_class` on that link."""
+
+    name: str
+    interface: str
+    networks: tuple[IPNetwork, ...]
+    over: str  # a WanLink name
+    share: float  # 0 < share <= 1
+    port: int
+    qos_class: str
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
 class HourRange:
     start_minute: int  # minutes after local midnight, 0..1439
     end_minute: int  # exclusive, 1..1440; end < start means "crosses midnight"
@@ -287,6 +362,31 @@ class Policy:
     security: SecurityPolicy | None = None  # the LAN guard; None = no guard tables
     health: HealthChecks | None = None  # checked after `gatewayd apply`; see policy/health.py
     dns: DnsSettings = field(default_factory=DnsSettings)  # the office's resolvers; see policy/dns.py
+    links: tuple[WanLink, ...] = ()  # WAN lines in file order; () = only interfaces.wan (see wan_links)
+    link_pins: tuple[LinkPin, ...] = ()
+    tunnels: tuple[Tunnel, ...] = ()
+
+    def office_ports(self) -> tuple[str, ...]:
+        """Interfaces whose traffic is the office's own: the LAN ports and the tunnels to branches."""
+        return (*self.interfaces.lan, *(tunnel.interface for tunnel in self.tunnels))
+
+    def wan_links(self) -> tuple[WanLink, ...]:
+        """The policy's links, or the one implicit link of interfaces.wan."""
+        if self.links:
+            return self.links
+        return (WanLink("wan", self.interfaces.wan, self.interfaces.upload_bps, self.interfaces.download_bps,
+                        location=self.interfaces.location, implicit=True),)
+
+    @property
+    def multi_link(self) -> bool:
+        """The policy has a `links:` section: gatewayd routes, balances and fails over."""
+        return bool(self.links)
+
+    def apps_of_pin(self, pin: LinkPin) -> frozenset[str]:
+        wanted = set(pin.apps)
+        if pin.categories:
+            wanted.update(a.id for a in self.applications.values() if a.category in pin.categories)
+        return with_descendants(wanted, self.applications)
 
     @property
     def metrics_listen(self) -> str:

@@ -359,3 +359,8 @@ def rule_schema() -> Schema:
 def default_schema() -> Schema:
     return (object_schema("What happens to flows no rule matches.", decision_properties())
             | {"allOf": [BLOCK_HAS_NO_CLASS]})
+
+
+# For other sections that name groups and apps the way rules do (policy/link_pins.py).
+referenced_names = _references
+listed_names = _listed

@@ -19,11 +19,14 @@ from gatewayd.policy.dns import dns_schema
 from gatewayd.policy.groups import MAX_GROUPS, group_schema
 from gatewayd.policy.health import health_schema
 from gatewayd.policy.interfaces import interfaces_schema
+from gatewayd.policy.link_pins import link_pin_schema
+from gatewayd.policy.links import link_schema
 from gatewayd.policy.metrics import metrics_schema
 from gatewayd.policy.rules import default_schema, rule_schema
 from gatewayd.policy.schedules import schedule_schema
 from gatewayd.policy.schema_parts import Schema, named_map
 from gatewayd.policy.security import security_schema
+from gatewayd.policy.tunnels import tunnel_schema
 
 SCHEMA_ID = "https://gatewayd.invalid/schema/policy.schema.json"
 
@@ -53,6 +56,9 @@ def policy_schema() -> Schema:
             "security": security_schema(),
             "health": health_schema(),
             "dns": dns_schema(),
+            "links": link_schema(),
+            "link_pins": link_pin_schema(),
+            "tunnels": tunnel_schema(),
         },
     }
 

@@ -12,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gatewayd.apply.features import KernelFeatures
 from gatewayd.compile.plan import Plan
+from gatewayd.daemon.link_health import LinkReport
 from gatewayd.lab.gateway import promtool_problems
 from gatewayd.metrics.base import CollectorSet, SourceCollector
 from gatewayd.metrics.server import build_registry
@@ -23,6 +24,9 @@ class NoPlan:
 
     def current_classifier(self) -> None:
         return None
+
+    def link_reports(self) -> list[LinkReport]:
+        return []
 
 
 class FixedFeatures:

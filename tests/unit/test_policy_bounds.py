@@ -139,8 +139,9 @@ def test_a_syntax_error_at_the_end_of_a_big_file_is_reported_within_the_bound(tm
 def distinct_rules(count: int) -> str:
     """Rules no earlier one covers (a different group or app each), so each is really compared."""
     groups = "".join(f"  g{i}: {{members: [198.51.100.{i}]}}\n" for i in range(60))
-    apps = "".join(f"  a{i}: {{name: A, category: ads, ports: [tcp/{i + 1}]}}\n" for i in range(3000))
-    rules = "".join(f"  - {{name: r{i}, groups: [g{i % 60}], apps: [a{(i // 60) % 3000}], action: block}}\n"
+    # 300 apps: with the catalog's, within the 9-bit app id (marks.py); 60 groups x 300 apps > 10,000 pairs
+    apps = "".join(f"  a{i}: {{name: A, category: ads, ports: [tcp/{i + 1}]}}\n" for i in range(300))
+    rules = "".join(f"  - {{name: r{i}, groups: [g{i % 60}], apps: [a{(i // 60) % 300}], action: block}}\n"
                     for i in range(count))
     return HEAD + "groups:\n" + groups + "applications:\n" + apps + "rules:\n" + rules
 
