@@ -78,6 +78,8 @@ applications:
   echoapp: { name: Echo, category: web, domains: [echo.lab.example] }
 classes:
   default: { priority: 3, guaranteed: 10%, limit: 100% }
+dns:
+  resolvers: [203.0.113.53]  # DNS learning (the echo-app pin) trusts only these
 link_pins:
   - { name: measured, destinations: [PINNED/32], links: [one, two] }
   - { name: isp-two-networks, destinations: isp-two.txt, links: two }
