@@ -2,7 +2,8 @@
 
 pyroute2 costs about 1.5 ms of Python per tc request; per-host limits need
 thousands of classes, so this module packs the few message kinds gatewayd
-needs with `struct`, sends them in chunks over one NETLINK_ROUTE socket and
+needs (the HTB root too: importing pyroute2 alone took 22 MiB of the
+daemon's memory) with `struct`, sends them in chunks over one NETLINK_ROUTE socket and
 matches every acknowledgement to its request (an error names the class).
 It holds no state beyond its socket; the trees themselves live in apply/tc.py.
 """
@@ -16,11 +17,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 NETLINK_ROUTE = 0
-RTM_NEWQDISC, RTM_NEWTCLASS, RTM_DELTCLASS = 36, 40, 41
+RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTCLASS, RTM_DELTCLASS = 36, 37, 40, 41
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 TCA_KIND, TCA_OPTIONS = 1, 2
-TCA_HTB_PARMS, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 6, 7
+TCA_HTB_PARMS, TCA_HTB_INIT, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 2, 6, 7
+HTB_VERSION, HTB_RATE_TO_QUANTUM = 3, 10  # what tc sends for a new HTB root (struct tc_htb_glob)
 TC_LINKLAYER_ETHERNET = 1
 NS_PER_PSCHED_TICK = 64  # PSCHED_SHIFT = 6 in the kernel: HTB buffers are in 64 ns ticks
 U32_MAX = 0xFFFF_FFFF
@@ -106,6 +108,20 @@ def qdisc_request(ifindex: int, handle: int, parent: int, kind: str, fifo_limit:
         body += _attribute(TCA_OPTIONS, struct.pack("=I", fifo_limit))
     return Request(f"add {kind} under {parent >> 16:x}:{parent & 0xFFFF:x}", RTM_NEWQDISC,
                    NLM_F_CREATE | NLM_F_EXCL, body)
+
+
+def root_htb_request(ifindex: int, handle: int, default_minor: int) -> Request:
+    """Add an HTB root qdisc whose unclassified packets go to `default_minor`."""
+    glob = struct.pack("=IIIII", HTB_VERSION, HTB_RATE_TO_QUANTUM, default_minor, 0, 0)
+    body = (TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, handle, TC_H_ROOT, 0) + _attribute(TCA_KIND, b"htb\0")
+            + _attribute(TCA_OPTIONS, _attribute(TCA_HTB_INIT, glob)))
+    return Request(f"add htb root {handle >> 16:x}:", RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, body)
+
+
+def delete_root_request(ifindex: int) -> Request:
+    """Delete whatever root qdisc the device has (ENOENT if it has only the default one)."""
+    return Request("delete root qdisc", RTM_DELQDISC, 0,
+                   TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, 0, TC_H_ROOT, 0))
 
 
 class TcBatch:

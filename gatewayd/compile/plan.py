@@ -35,7 +35,7 @@ class Plan:
                  self.ruleset.table.render(),
                  self.queue.render(),
                  *([self.guard.render()] if self.guard.tables else []),
-                 "# --- tc: HTB trees (pyroute2) ---"]
+                 "# --- tc: HTB trees (rtnetlink) ---"]
         parts.extend(tree.render() + "\n" for tree in self.tc_trees)
         if self.ruleset.warnings:
             parts.append("# warnings:")
