@@ -3,19 +3,18 @@
 The guard needs both at apply time (apply/guard_state.py). pyroute2 did this,
 but importing it costs the daemon 22 MiB of its 40 MiB budget (NDB, IPDB,
 sqlite3, asyncio and every netlink family load with the package), for two
-dumps of a few dozen entries.
+dumps of a few dozen entries. The dump loop and attribute walk are tc_netlink's.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from gatewayd.apply.tc_netlink import HEADER, NETLINK_ROUTE, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+from gatewayd.apply.tc_netlink import HEADER, NETLINK_ROUTE, attributes, dump_messages
 from gatewayd.policy.model import IPAddress
 
 RTM_GETADDR, RTM_GETNEIGH = 22, 30
@@ -23,13 +22,7 @@ IFA_ADDRESS, IFA_LOCAL = 1, 2
 NDA_DST, NDA_LLADDR = 1, 2
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, ifindex
 NDMSG = struct.Struct("=BBHiHBB")  # family, pad, pad, ifindex, state, flags, type
-RECEIVE_BUFFER_BYTES = 1 << 16
-DUMP_RECEIVE_LIMIT = 100_000  # reads of 64 KiB: far past any neighbour table (gc_thresh3); stops a runaway loop
 
-
-
-class DumpError(OSError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -42,10 +35,10 @@ class Neighbour:
 def interface_addresses(ifindex: int) -> list[IPAddress]:
     """Every address on the interface, both families (IFA_LOCAL where a peer address makes them differ)."""
     found = []
-    for header, attributes in _dump(RTM_GETADDR, IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), IFADDRMSG.size):
+    for header, found_attributes in _dump(RTM_GETADDR, IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), IFADDRMSG.size):
         if IFADDRMSG.unpack_from(header)[4] != ifindex:
             continue
-        raw = attributes.get(IFA_LOCAL) or attributes.get(IFA_ADDRESS)
+        raw = found_attributes.get(IFA_LOCAL) or found_attributes.get(IFA_ADDRESS)
         if raw is not None and len(raw) in (4, 16):
             found.append(ipaddress.ip_address(raw))
     return found
@@ -55,9 +48,9 @@ def neighbours(ifindex: int) -> list[Neighbour]:
     """The neighbour table of one interface: entries with both an address and a link-layer address."""
     found = []
     request = NDMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0)
-    for header, attributes in _dump(RTM_GETNEIGH, request, NDMSG.size):
+    for header, found_attributes in _dump(RTM_GETNEIGH, request, NDMSG.size):
         _family, _pad1, _pad2, index, state, _flags, _type = NDMSG.unpack_from(header)
-        destination, lladdr = attributes.get(NDA_DST), attributes.get(NDA_LLADDR)
+        destination, lladdr = found_attributes.get(NDA_DST), found_attributes.get(NDA_LLADDR)
         if index != ifindex or destination is None or len(destination) not in (4, 16) or not lladdr:
             continue
         found.append(Neighbour(ipaddress.ip_address(destination), ":".join(f"{b:02x}" for b in lladdr), state))
@@ -68,30 +61,7 @@ def _dump(message_type: int, request: bytes, header_size: int) -> Iterator[tuple
     """(the fixed header, attributes by type) of every message a dump returns."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
         sock.bind((0, 0))
-        sock.sendall(HEADER.pack(HEADER.size + len(request), message_type, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-                     + request)
-        for _ in range(DUMP_RECEIVE_LIMIT):
-            data = sock.recv(RECEIVE_BUFFER_BYTES)
-            offset = 0
-            while offset + HEADER.size <= len(data):
-                length, kind, _flags, _sequence, _pid = HEADER.unpack_from(data, offset)
-                if length < HEADER.size:
-                    break
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", data, offset + HEADER.size)
-                    raise DumpError(-code, f"rtnetlink dump: {os.strerror(-code)}")
-                body = data[offset + HEADER.size:offset + length]
-                yield body[:header_size], dict(_attributes(body, (header_size + 3) & ~3))
-                offset += (length + 3) & ~3
-        raise DumpError(0, "rtnetlink dump did not end")
-
-
-def _attributes(data: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            return
-        yield kind & 0x3FFF, data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
+        for data, offset, length in dump_messages(sock, 1, message_type, request):
+            start = offset + HEADER.size
+            yield (data[start:start + header_size],
+                   dict(attributes(data, start + ((header_size + 3) & ~3), offset + length)))

@@ -174,28 +174,35 @@ class TcBatch:
 
     def _dump(self, message_type: int, ifindex: int) -> list[TcObject]:
         """A dump of one device's qdiscs or classes, parsed with `struct` (thousands per second)."""
-        sequence = self._next_sequence()
         body = TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, 0, 0, 0)
-        self._socket.sendall(HEADER.pack(HEADER.size + len(body), message_type, NLM_F_REQUEST | NLM_F_DUMP,
-                                         sequence, 0) + body)
         found: list[TcObject] = []
-        while True:
-            data = self._socket.recv(RECEIVE_BUFFER_BYTES)
-            offset = 0
-            while offset + HEADER.size <= len(data):
-                length, kind, _flags, seq, _pid = HEADER.unpack_from(data, offset)
-                if length < HEADER.size:
-                    break
-                if seq == sequence:
-                    if kind == NLMSG_DONE:
-                        return found
-                    if kind == NLMSG_ERROR:
-                        (code,) = struct.unpack_from("=i", data, offset + HEADER.size)
-                        raise TcBatchError(f"dump: {os.strerror(-code)}", -code)
-                    owner, item = _tc_object(data, offset, length)
-                    if owner == ifindex:
-                        found.append(item)
-                offset += (length + 3) & ~3
+        for data, offset, length in dump_messages(self._socket, self._next_sequence(), message_type, body):
+            owner, item = _tc_object(data, offset, length)
+            if owner == ifindex:
+                found.append(item)
+        return found
+
+
+def dump_messages(sock: socket.socket, sequence: int, message_type: int,
+                  body: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Send a dump request; (buffer, offset, length) of every message of the answer, until NLMSG_DONE."""
+    sock.sendall(HEADER.pack(HEADER.size + len(body), message_type, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0) + body)
+    while True:
+        data = sock.recv(RECEIVE_BUFFER_BYTES)
+        offset = 0
+        while offset + HEADER.size <= len(data):
+            length, kind, _flags, seq, _pid = HEADER.unpack_from(data, offset)
+            if length < HEADER.size:
+                break
+            if seq == sequence:
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", data, offset + HEADER.size)
+                    raise TcBatchError(f"dump: {os.strerror(-code)}", -code)
+                yield data, offset, length
+            offset += (length + 3) & ~3
+
 
 def _acknowledgements(data: bytes) -> Iterator[tuple[int, int]]:
     offset = 0
@@ -234,7 +241,7 @@ class TcObject:
     rate_bytes_per_second: int = 0
 
 
-def _attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
+def attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
     while offset + 4 <= end:
         length, kind = struct.unpack_from("=HH", data, offset)
         if length < 4:
@@ -248,11 +255,11 @@ def _tc_object(data: bytes, offset: int, length: int) -> tuple[int, TcObject]:
     kind = ""
     stats: dict[str, int] = {}
     start = offset + HEADER.size + TCMSG.size
-    for attribute, payload in _attributes(data, start, offset + length):
+    for attribute, payload in attributes(data, start, offset + length):
         if attribute == TCA_KIND:
             kind = payload.rstrip(b"\0").decode()
         elif attribute == TCA_STATS2:
-            for nested, value in _attributes(payload, 0, len(payload)):
+            for nested, value in attributes(payload, 0, len(payload)):
                 if nested == TCA_STATS_BASIC and len(value) >= 12:
                     stats["bytes"], stats["packets"] = struct.unpack_from("=QI", value)
                 elif nested == TCA_STATS_QUEUE and len(value) >= 20:
