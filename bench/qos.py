@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatewayd.lab import traffic
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
-from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4, IPERF_SERVER_V6
+from gatewayd.lab.services import DEFAULT_SITES, DNS_SERVER_V4, IPERF_PORTS, IPERF_SERVER_V4, IPERF_SERVER_V6
 from gatewayd.lab.shaping import (
     IperfJob,
     RttResult,
@@ -111,6 +111,7 @@ classes:
   bulk:     {{ priority: 7, guaranteed: 5% }}
 groups:
   staff: {{ members: [192.0.2.0/26] }}
+dns: {{ resolvers: [{DNS_SERVER_V4}] }}  # answers teach the kernel DingTalk's address only from these
 rules:
   - {{ name: calls, apps: [dingtalk], class: realtime }}
 """
@@ -349,6 +350,11 @@ def measure_and_print_latency(lab: Lab, tmp: Path, seconds: float) -> None:
     no_qos, qos = results["no QoS"][1], results["gatewayd QoS"][1]
     print(f"loaded RTT ratio no QoS / QoS: {no_qos.median_ms / qos.median_ms:.1f}x "
           f"(target: QoS loaded <= idle + 5 ms)")
+    (down_off, up_off), (down_on, up_on) = results["no QoS"][2], results["gatewayd QoS"][2]
+    shaped_bps = WAN_MBIT * 96 // 100 * 1e6
+    print(f"both directions saturated: download QoS on / off {down_on / 1e6:.1f} / {down_off / 1e6:.1f} Mbit/s "
+          f"= {down_on / down_off:.2f} (target >= 0.95); upload {up_on / 1e6:.1f} / {up_off / 1e6:.1f} Mbit/s; "
+          f"of the shaped rate: download {down_on / shaped_bps:.2f}, upload {up_on / shaped_bps:.2f} (target >= 0.90)")
 
 
 if __name__ == "__main__":

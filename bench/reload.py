@@ -4,7 +4,8 @@ The policy is office.yaml plus 5,000 hosts in groups and an app of 100,000
 blocked domains (blocked by a rule). While 10 long downloads run through the
 gateway, the policy file changes and the daemon gets SIGHUP, several times.
 Printed: time from SIGHUP to applied (target < 2 s), established connections
-lost (target 0), and the daemon's peak RSS.
+lost (target 0), and the daemon's memory: RSS after start, peak RSS of the
+start (the first build) and peak RSS through the reloads (target <= 100 MiB).
 
     python bench/reload.py [--reloads 3] [--hosts 5000] [--domains 100000]
 """
@@ -48,6 +49,9 @@ def main() -> int:
         policy.write_text(big_policy(args.hosts, args.domains, 0))
         daemon = GatewayDaemon(lab, policy, log_name="bench-reload.log").start(timeout=120)
         assert daemon.process is not None
+        time.sleep(1)
+        start_rss, start_peak = daemon.memory_kib() / 1024, peak_rss_mib(daemon.process.pid)
+        Path(f"/proc/{daemon.process.pid}/clear_refs").write_text("5")  # VmHWM from here: the reloads' peak
         sites = [DEFAULT_SITES[key] for key in ("dingtalk", "erp", "crm", "news", "bilibili")]
         flows = LongDownloads(lab, "finance", [(s.ipv4, s.hostname) for s in sites] * 2,
                               seconds=4 + 6 * args.reloads)
@@ -78,7 +82,8 @@ def main() -> int:
     print(f"  where the time goes (last reload): {steps[-1]}")
     print(f"  established connections lost: {len(lost)} of {len(results)}  (target 0)"
           + (f": {[(r.host, r.outcome) for r in lost]}" if lost else ""))
-    print(f"  daemon peak RSS: {rss:.0f} MiB")
+    print(f"  daemon RSS after start: {start_rss:.0f} MiB (peak while starting {start_peak:.0f} MiB); "
+          f"peak RSS through the reloads: {rss:.0f} MiB  (target <= 100 MiB)")
     return 0
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
-
+from gatewayd.apply import rtnl_dump
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.compile.guard import REASON_HOST_SWEEP, REASON_PORT_SCAN, CompiledGuard
 from gatewayd.compile.kernel_names import (
@@ -100,19 +100,18 @@ def read_neighbours(lan: tuple[str, ...]) -> list[Binding]:
 
 def _neighbours(lan: tuple[str, ...]) -> list[Binding]:
     found = []
-    with IPRoute() as ipr:
-        for name in lan:
-            indexes = ipr.link_lookup(ifname=name)
-            if not indexes:
+    for name in lan:
+        try:
+            index = socket.if_nametoindex(name)
+        except OSError:
+            continue
+        for neighbour in rtnl_dump.neighbours(index):
+            if not neighbour.state & TRUSTED_STATES:
                 continue
-            for neighbour in ipr.get_neighbours(ifindex=indexes[0]):
-                address, mac = neighbour.get_attr("NDA_DST"), neighbour.get_attr("NDA_LLADDR")
-                if not address or not mac or not neighbour["state"] & TRUSTED_STATES:
-                    continue
-                ip = ipaddress.ip_address(address)
-                if ip.is_multicast or (ip.is_link_local and ip.version == 6):
-                    continue  # link-local v6 is not forwarded; binding it would only add churn
-                found.append(Binding(ip, mac.lower()))
+            ip = neighbour.address
+            if ip.is_multicast or (ip.is_link_local and ip.version == 6):
+                continue  # link-local v6 is not forwarded; binding it would only add churn
+            found.append(Binding(ip, neighbour.mac))
     return found
 
 
@@ -126,11 +125,12 @@ def read_gateway_addresses(lan: tuple[str, ...]) -> list[IPAddress]:
 
 def _gateway_addresses(lan: tuple[str, ...]) -> list[IPAddress]:
     found: list[IPAddress] = []
-    with IPRoute() as ipr:
-        for name in lan:
-            indexes = ipr.link_lookup(ifname=name)
-            if indexes:
-                found.extend(ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(index=indexes[0]))
+    for name in lan:
+        try:
+            index = socket.if_nametoindex(name)
+        except OSError:
+            continue
+        found.extend(rtnl_dump.interface_addresses(index))
     return found
 
 

@@ -1,4 +1,4 @@
-"""Apply HTB trees: pyroute2 for the root and reads, batched rtnetlink for the classes.
+"""Apply HTB trees over gatewayd's own batched rtnetlink (apply/tc_netlink.py): root, classes, leaves and reads.
 
 A reload sends only the difference with the tree in force: classes that
 are new are added, changed ones changed in place (their queues and counters
@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from dataclasses import dataclass
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from gatewayd.apply.features import choose_leaf_qdisc
 from gatewayd.apply.tc_netlink import (
@@ -32,7 +30,9 @@ from gatewayd.apply.tc_netlink import (
     TcBatch,
     TcBatchError,
     class_request,
+    delete_root_request,
     qdisc_request,
+    root_htb_request,
 )
 from gatewayd.compile.tc_tree import FIFO_KIND, HTB_MAJOR, HtbClass, InterfaceTree
 
@@ -82,22 +82,19 @@ class ClassStats:
 
 class TcKernel:
     def __init__(self) -> None:
-        self._ipr = IPRoute()
         self._batch: TcBatch | None = None
         self._leaf_kind: str | None = None
         self._hosts_made: dict[str, set[int]] = {}  # interface -> minors of the per-host classes in the kernel
 
     def close(self) -> None:
-        self._ipr.close()
         if self._batch is not None:
             self._batch.close()
 
     def ifindex(self, name: str) -> int:
-        found = self._ipr.link_lookup(ifname=name)
-        if not found:
-            raise TcError(f"interface {name} does not exist")
-        index: int = found[0]  # pyroute2 is untyped: link_lookup gives a list of ifindexes
-        return index
+        try:
+            return socket.if_nametoindex(name)
+        except OSError:
+            raise TcError(f"interface {name} does not exist") from None
 
     def apply(self, trees: tuple[InterfaceTree, ...], previous: tuple[InterfaceTree, ...] = ()) -> None:
         """Install the trees; against `previous` (what is in the kernel now) only the differences are sent."""
@@ -109,7 +106,7 @@ class TcKernel:
                     self._sync(tree, self._in_kernel(old))
                 else:
                     self._rebuild(tree)
-            except (NetlinkError, TcBatchError) as exc:
+            except TcBatchError as exc:
                 raise TcError(f"tc on {tree.interface}: {exc}") from exc
 
     def make_host_classes(self, trees: tuple[InterfaceTree, ...], minors: set[int]) -> int:
@@ -124,7 +121,7 @@ class TcKernel:
             try:
                 self._batch_socket().run(self._class_request("add", index, c) for c in hosts)
                 self._add_leaves(index, hosts)
-            except (NetlinkError, TcBatchError) as exc:
+            except TcBatchError as exc:
                 # Part of the batch may be in: note what the kernel holds, so the retry on the
                 # next poll adds only the rest instead of failing on "exists" for ever.
                 in_kernel = {item.handle & 0xFFFF for item in self._batch_socket().classes(index)}
@@ -154,8 +151,8 @@ class TcKernel:
         for name in interfaces:
             self._hosts_made.pop(name, None)
             try:
-                self._ipr.tc("del", index=self.ifindex(name), handle=0, parent=0xFFFFFFFF)
-            except (NetlinkError, TcError):
+                self._batch_socket().run([delete_root_request(self.ifindex(name))])
+            except (TcBatchError, TcError):
                 pass  # nothing of ours there
 
     def _installed(self, tree: InterfaceTree) -> bool:
@@ -168,10 +165,10 @@ class TcKernel:
     def _rebuild(self, tree: InterfaceTree) -> None:
         index = self.ifindex(tree.interface)
         try:
-            self._ipr.tc("del", index=index, handle=0, parent=0xFFFFFFFF)
-        except NetlinkError:
+            self._batch_socket().run([delete_root_request(index)])
+        except TcBatchError:
             pass  # no root qdisc yet
-        self._ipr.tc("add", "htb", index=index, handle=handle(HTB_MAJOR, 0), default=tree.default_minor)
+        self._batch_socket().run([root_htb_request(index, handle(HTB_MAJOR, 0), tree.default_minor)])
         self._hosts_made[tree.interface] = set()
         self._sync(tree, {})
 

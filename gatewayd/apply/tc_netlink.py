@@ -2,7 +2,8 @@
 
 pyroute2 costs about 1.5 ms of Python per tc request; per-host limits need
 thousands of classes, so this module packs the few message kinds gatewayd
-needs with `struct`, sends them in chunks over one NETLINK_ROUTE socket and
+needs (the HTB root too: importing pyroute2 alone took 22 MiB of the
+daemon's memory) with `struct`, sends them in chunks over one NETLINK_ROUTE socket and
 matches every acknowledgement to its request (an error names the class).
 It holds no state beyond its socket; the trees themselves live in apply/tc.py.
 """
@@ -16,11 +17,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 NETLINK_ROUTE = 0
-RTM_NEWQDISC, RTM_NEWTCLASS, RTM_DELTCLASS = 36, 40, 41
+RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTCLASS, RTM_DELTCLASS = 36, 37, 40, 41
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 TCA_KIND, TCA_OPTIONS = 1, 2
-TCA_HTB_PARMS, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 6, 7
+TCA_HTB_PARMS, TCA_HTB_INIT, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 2, 6, 7
+HTB_VERSION, HTB_RATE_TO_QUANTUM = 3, 10  # what tc sends for a new HTB root (struct tc_htb_glob)
 TC_LINKLAYER_ETHERNET = 1
 NS_PER_PSCHED_TICK = 64  # PSCHED_SHIFT = 6 in the kernel: HTB buffers are in 64 ns ticks
 U32_MAX = 0xFFFF_FFFF
@@ -108,6 +110,20 @@ def qdisc_request(ifindex: int, handle: int, parent: int, kind: str, fifo_limit:
                    NLM_F_CREATE | NLM_F_EXCL, body)
 
 
+def root_htb_request(ifindex: int, handle: int, default_minor: int) -> Request:
+    """Add an HTB root qdisc whose unclassified packets go to `default_minor`."""
+    glob = struct.pack("=IIIII", HTB_VERSION, HTB_RATE_TO_QUANTUM, default_minor, 0, 0)
+    body = (TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, handle, TC_H_ROOT, 0) + _attribute(TCA_KIND, b"htb\0")
+            + _attribute(TCA_OPTIONS, _attribute(TCA_HTB_INIT, glob)))
+    return Request(f"add htb root {handle >> 16:x}:", RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, body)
+
+
+def delete_root_request(ifindex: int) -> Request:
+    """Delete whatever root qdisc the device has (ENOENT if it has only the default one)."""
+    return Request("delete root qdisc", RTM_DELQDISC, 0,
+                   TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, 0, TC_H_ROOT, 0))
+
+
 class TcBatch:
     """One rtnetlink socket in the current network namespace."""
 
@@ -158,28 +174,35 @@ class TcBatch:
 
     def _dump(self, message_type: int, ifindex: int) -> list[TcObject]:
         """A dump of one device's qdiscs or classes, parsed with `struct` (thousands per second)."""
-        sequence = self._next_sequence()
         body = TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, 0, 0, 0)
-        self._socket.sendall(HEADER.pack(HEADER.size + len(body), message_type, NLM_F_REQUEST | NLM_F_DUMP,
-                                         sequence, 0) + body)
         found: list[TcObject] = []
-        while True:
-            data = self._socket.recv(RECEIVE_BUFFER_BYTES)
-            offset = 0
-            while offset + HEADER.size <= len(data):
-                length, kind, _flags, seq, _pid = HEADER.unpack_from(data, offset)
-                if length < HEADER.size:
-                    break
-                if seq == sequence:
-                    if kind == NLMSG_DONE:
-                        return found
-                    if kind == NLMSG_ERROR:
-                        (code,) = struct.unpack_from("=i", data, offset + HEADER.size)
-                        raise TcBatchError(f"dump: {os.strerror(-code)}", -code)
-                    owner, item = _tc_object(data, offset, length)
-                    if owner == ifindex:
-                        found.append(item)
-                offset += (length + 3) & ~3
+        for data, offset, length in dump_messages(self._socket, self._next_sequence(), message_type, body):
+            owner, item = _tc_object(data, offset, length)
+            if owner == ifindex:
+                found.append(item)
+        return found
+
+
+def dump_messages(sock: socket.socket, sequence: int, message_type: int,
+                  body: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Send a dump request; (buffer, offset, length) of every message of the answer, until NLMSG_DONE."""
+    sock.sendall(HEADER.pack(HEADER.size + len(body), message_type, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0) + body)
+    while True:
+        data = sock.recv(RECEIVE_BUFFER_BYTES)
+        offset = 0
+        while offset + HEADER.size <= len(data):
+            length, kind, _flags, seq, _pid = HEADER.unpack_from(data, offset)
+            if length < HEADER.size:
+                break
+            if seq == sequence:
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", data, offset + HEADER.size)
+                    raise TcBatchError(f"dump: {os.strerror(-code)}", -code)
+                yield data, offset, length
+            offset += (length + 3) & ~3
+
 
 def _acknowledgements(data: bytes) -> Iterator[tuple[int, int]]:
     offset = 0
@@ -218,7 +241,7 @@ class TcObject:
     rate_bytes_per_second: int = 0
 
 
-def _attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
+def attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
     while offset + 4 <= end:
         length, kind = struct.unpack_from("=HH", data, offset)
         if length < 4:
@@ -232,11 +255,11 @@ def _tc_object(data: bytes, offset: int, length: int) -> tuple[int, TcObject]:
     kind = ""
     stats: dict[str, int] = {}
     start = offset + HEADER.size + TCMSG.size
-    for attribute, payload in _attributes(data, start, offset + length):
+    for attribute, payload in attributes(data, start, offset + length):
         if attribute == TCA_KIND:
             kind = payload.rstrip(b"\0").decode()
         elif attribute == TCA_STATS2:
-            for nested, value in _attributes(payload, 0, len(payload)):
+            for nested, value in attributes(payload, 0, len(payload)):
                 if nested == TCA_STATS_BASIC and len(value) >= 12:
                     stats["bytes"], stats["packets"] = struct.unpack_from("=QI", value)
                 elif nested == TCA_STATS_QUEUE and len(value) >= 20:

@@ -37,7 +37,7 @@ class Plan:
                  self.ruleset.table.render(),
                  self.queue.render(),
                  *([self.guard.render()] if self.guard.tables else []),
-                 "# --- tc: HTB trees (pyroute2) ---"]
+                 "# --- tc: HTB trees (rtnetlink) ---"]
         parts.extend(tree.render() + "\n" for tree in self.tc_trees)
         if self.link_routes:
             parts.append("# --- policy routing: one table per WAN link (pyroute2) ---")

@@ -8,6 +8,11 @@ Class choice, in the enforce chain, for every packet of an office flow:
      original-direction packets (upload), `ip daddr map @host_down_v4` on
      replies (download). A miss leaves step 1's choice. One hash lookup per
      packet whatever the number of hosts: no rule per host.
+  3. small control packets go to the tree's control leaf (tc_tree.py), last so
+     they override steps 1 and 2: TCP packets under CONTROL_PACKET_BYTES
+     (pure ACKs, SYN, FIN, RST; a GRO aggregate is never that small) and UDP
+     DNS either way. Flows of a class ahead of the control leaf (realtime)
+     keep their own class, which is served first anyway.
 
 Per-host classes are made on demand (apply/tc.py): creating an HTB class
 costs time in proportion to the classes already in its qdisc, so 5,000 of
@@ -52,11 +57,14 @@ from gatewayd.compile.kernel_names import (
 )
 from gatewayd.compile.nftables_model import NftChain, NftRule, NftSet
 from gatewayd.compile.numbering import Numbering
-from gatewayd.compile.tc_tree import HTB_MAJOR, group_leaf_minor
+from gatewayd.compile.tc_tree import CONTROL_MINOR, HTB_MAJOR, control_class, group_leaf_minor
 from gatewayd.policy.model import Direction, Policy
 
 CONNLIMIT_SET_SIZE = 65535
 HOST_MAP_SIZE_MIN = 1024  # room for a reload that adds hosts without resizing
+# IP length: a v6 header (40) plus a TCP header with every option (60) is 100, and a few bytes of
+# payload (a keystroke, a TLS alert) are control traffic too; a data segment is ~1,500 bytes.
+CONTROL_PACKET_BYTES = 128
 
 
 def hexmark(value: int) -> str:
@@ -76,6 +84,7 @@ def compile_qos_rules(policy: Policy, numbering: Numbering, hosts: HostSlots | N
     qos = QosRules()
     _class_priority(policy, numbering, qos)
     _host_maps(hosts or HostSlots(), qos)
+    _control_packets(policy, numbering, qos)
     _connection_limits(policy, numbering, qos)
     return qos
 
@@ -129,6 +138,19 @@ def _host_maps(hosts: HostSlots, qos: QosRules) -> None:
                                    comment=f"per-host limits: {direction} class of each host"))
             qos.priority.append(NftRule(f"ct direction {ct_direction} meta priority set {family} {match} map @{name}",
                                         comment=f"per-host {direction} limits"))
+
+
+def _control_packets(policy: Policy, numbering: Numbering, qos: QosRules) -> None:
+    control_priority = control_class(policy, policy.interfaces.upload_bps).priority  # the same on every tree
+    ahead = sorted(marks.class_bits(numbering.classes[name])
+                   for name, qos_class in policy.classes.items() if qos_class.priority < control_priority)
+    keep_ahead = (f"ct mark & {hexmark(marks.CLASS_MASK)} != {{ {', '.join(hexmark(b) for b in ahead)} }} "
+                  if ahead else "")
+    target = f"meta priority set {HTB_MAJOR}:{CONTROL_MINOR:x}"
+    qos.priority.append(NftRule(f"meta l4proto tcp meta length < {CONTROL_PACKET_BYTES} {keep_ahead}{target}",
+                                comment="ACKs and handshakes ahead of data"))
+    qos.priority.append(NftRule(f"meta l4proto udp th sport 53 {keep_ahead}{target}", comment="DNS answers"))
+    qos.priority.append(NftRule(f"meta l4proto udp th dport 53 {keep_ahead}{target}", comment="DNS lookups"))
 
 
 def _connection_limits(policy: Policy, numbering: Numbering, qos: QosRules) -> None:

@@ -11,6 +11,7 @@ needed.
 Layout (HTB allows 8 levels; this uses 3 below the root):
 
     1:1  link (rate = ceil = the link)
+     |-- 1:3   control packets of every class: pure TCP ACKs, handshakes, DNS
      |-- 1:11..1:2f  the policy's classes          (no group has bandwidth settings)
      or, when some groups do:
      |-- 1:2   others: every group without settings, guarantee = what groups leave
@@ -19,13 +20,25 @@ Layout (HTB allows 8 levels; this uses 3 below the root):
           |-- 1:(0x800 | gg<<5 | c)  the policy's class c, split inside the group
           `-- 1:(0x1000 + slot)      one per limited host (compile/host_limits.py)
 
-Minor numbering, 16 bits: 0x1 link, 0x2 others, 0x11-0x2f shared class leaves
+Minor numbering, 16 bits: 0x1 link, 0x2 others, 0x3 control, 0x11-0x2f shared class leaves
 (0x10 + class index 1..31), 0x102-0x13f groups, 0x840-0xfff group class leaves
 (group 2..63 x class 1..31), 0x1000-0xffff per-host classes (61,440 slots).
 Inside a group the classes divide the group's guarantee in the same
 proportions as they divide the link; ceilings are capped by the group's. A
 limited host's packets share one queue (its leaf qdisc); the class split
 applies to the rest of the group's traffic.
+
+The control leaf exists because a FIFO leaf (all this kernel offers when
+cake, fq_codel and sfq are missing) puts a download's ACKs behind the same
+host's full-size upload packets: with both directions saturated, the download
+fell to 2/3 of its rate. Every shaper in the field (cake's ack-filter and
+diffserv tins, OpenWrt's sqm, LibreQoS) sends small control packets first;
+here nft picks them (compile/qos_rules.py) and this one class serves them.
+It is a tree-wide leaf rather than one per class so a shaped group adds no
+classes: its control packets bypass the group's and the hosts' ceilings, which
+costs at most CONTROL_CEIL_SHARE of the link, and only in packets under
+CONTROL_PACKET_BYTES. Its priority stays behind the best policy class, so the
+realtime class is still served first.
 
 The leaf queue kind is decided at apply time, after probing the kernel
 (apply/tc.py); the plan says which kinds it prefers.
@@ -44,6 +57,9 @@ from gatewayd.policy.model import Direction, Policy
 HTB_MAJOR = 1
 ROOT_MINOR = 1
 OTHERS_MINOR = 2
+CONTROL_MINOR = 3
+CONTROL_RATE_SHARE = 0.05  # an ACK stream is ~2-5% of the data it acknowledges (one ACK per 1-2 segments)
+CONTROL_CEIL_SHARE = 0.25  # a flood of tiny packets takes at most this much from what others could borrow
 GROUP_MINOR_BASE = 0x100
 GROUP_LEAF_BASE = 0x800
 FIFO_KIND = "bfifo"  # the fallback every kernel has: a byte-limited FIFO
@@ -77,7 +93,7 @@ class HtbClass:
     leaf: bool
     group: str = ""  # the policy group whose subtree holds it ("" = shared)
     qos_class: str = ""  # the policy class a leaf serves ("" for hosts and inner classes)
-    role: str = "class"  # link, others, group, class or host
+    role: str = "class"  # link, others, control, group, class or host
 
     @property
     def rate_burst_bytes(self) -> int:
@@ -155,6 +171,20 @@ def link_class(link_bps: int) -> HtbClass:
                     burst_for(link_bps), leaf=False, role="link")
 
 
+def control_class(policy: Policy, link_bps: int) -> HtbClass:
+    """The leaf for small control packets of every class; see the module's docstring.
+
+    Its HTB priority is one behind the best class (never behind the worst), so
+    it borrows before bulk and default but after realtime.
+    """
+    priorities = [c.priority for c in policy.classes.values()]
+    priority = min(min(priorities) + 1, max(priorities))
+    rate = max(MIN_RATE_BPS, int(link_bps * CONTROL_RATE_SHARE))
+    ceil = max(rate, int(link_bps * CONTROL_CEIL_SHARE))
+    return HtbClass("control packets", CONTROL_MINOR, ROOT_MINOR, rate, ceil, priority, quantum_for(rate),
+                    burst_for(ceil), leaf=True, role="control")
+
+
 def inner_class(name: str, minor: int, rate: int, ceil: int, role: str, group: str = "") -> HtbClass:
     rate = max(MIN_RATE_BPS, rate)
     ceil = max(rate, ceil)
@@ -166,11 +196,12 @@ def build_tree(policy: Policy, numbering: Numbering, interface: str, direction: 
                link_bps: int, hosts: HostSlots | None = None) -> InterfaceTree:
     hosts = hosts or HostSlots()
     link = link_class(link_bps)
+    control = control_class(policy, link_bps)
     default_minor = numbering.tc_minor(policy.default_class)
     shaped = {name: group for name, group in policy.groups.items() if group.qos.shaped}
     if not shaped:  # the flat tree: every class straight under the link
         leaves = scaled_leaves(policy, numbering, direction, link_bps, link, numbering.tc_minor)
-        return InterfaceTree(interface, direction, link_bps, default_minor, (link, *leaves))
+        return InterfaceTree(interface, direction, link_bps, default_minor, (link, control, *leaves))
 
     group_trees: list[HtbClass] = []
     guaranteed_to_groups = 0
@@ -199,7 +230,8 @@ def build_tree(policy: Policy, numbering: Numbering, interface: str, direction: 
                                         group=name, role="host"))
     others = inner_class("others", OTHERS_MINOR, link_bps - guaranteed_to_groups, link_bps, "others")
     shared = scaled_leaves(policy, numbering, direction, link_bps, others, numbering.tc_minor)
-    return InterfaceTree(interface, direction, link_bps, default_minor, (link, others, *shared, *group_trees))
+    return InterfaceTree(interface, direction, link_bps, default_minor, (link, control, others, *shared,
+                                                                        *group_trees))
 
 
 def build_trees(policy: Policy, numbering: Numbering, hosts: HostSlots | None = None) -> tuple[InterfaceTree, ...]:

@@ -35,6 +35,7 @@ from gatewayd.control.status import DaemonFacts, build_status
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
+from gatewayd.daemon.heap import limit_arenas, release_freed_heap
 from gatewayd.daemon.host_classes import HostClassWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
 from gatewayd.daemon.link_health import LinkHealth, LinkReport
@@ -144,6 +145,7 @@ class Daemon:
         return policy, text, True
 
     def run(self) -> int:
+        limit_arenas()  # before the builder and metrics threads exist
         loaded = self._initial_policy()
         if loaded is None:
             return 1
@@ -171,6 +173,7 @@ class Daemon:
         self.metrics.up_since.set(self.started_at)
         self._install_signals()
         settle_garbage_collector(collect=True)  # before "started": nothing heavy may follow the ready signal
+        release_freed_heap()  # what the first build and apply freed
         log_kernel_features(self.applier.kernel_features())  # once: the first apply has settled the leaf kind
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
                  "leaf_qdisc=%s metrics=http://%s/metrics", self.policy_path, self.generation,
@@ -282,6 +285,7 @@ class Daemon:
             return
         self.record_policy_in_force(self.policy_path, result.text, degraded=False)
         settle_garbage_collector(collect=False)
+        release_freed_heap()  # the build's parse trees and texts, freed in the worker's arena
         clock = result.clock or StepClock()
         log.info("event=reloaded generation=%d seconds=%.3f %s", self.generation, clock.total(), clock)
         self.systemd.ready(self._status_line())

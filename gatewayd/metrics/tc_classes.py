@@ -1,7 +1,8 @@
 """Per-class and per-group bytes, packets, drops, backlog and current rate of the HTB trees, from tc.
 
 Labels are bounded: interface, direction, group (a policy group or "shared")
-and class (a policy class name, or "total" for the link). Per-host classes
+and class (a policy class name, "total" for the link, or "control" for the
+leaf of small control packets every class shares; both with group ""). Per-host classes
 never become labels; they are summed into their group, and the number of
 hosts whose queue is not empty right now is exported as a count.
 """
@@ -43,8 +44,10 @@ class TcClassCollector(PlanCollector):
                 htb_class = by_minor.get(stats.minor)
                 if htb_class is None:
                     continue
-                if htb_class.role in ("link", "class"):
+                if htb_class.role in ("link", "control", "class"):
                     families.add(self._class_labels(tree, htb_class), stats)
+                if htb_class.role == "control":
+                    continue  # every group's packets: in no group's sum
                 if htb_class.role == "group":
                     group_rates[htb_class.group] = stats
                 elif htb_class.leaf:
@@ -64,6 +67,8 @@ class TcClassCollector(PlanCollector):
     def _class_labels(tree: InterfaceTree, htb_class: HtbClass) -> list[str]:
         if htb_class.role == "link":
             return [tree.interface, tree.direction, "", "total"]
+        if htb_class.role == "control":
+            return [tree.interface, tree.direction, "", "control"]
         return [tree.interface, tree.direction, htb_class.group or SHARED_GROUP, htb_class.qos_class]
 
 

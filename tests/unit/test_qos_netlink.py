@@ -7,14 +7,40 @@ import struct
 from gatewayd.apply.tc import fifo_limit_bytes
 from gatewayd.apply.tc_netlink import (
     HEADER,
+    RTM_DELQDISC,
     RTM_DELTCLASS,
+    RTM_NEWQDISC,
     RTM_NEWTCLASS,
+    TC_H_ROOT,
     TCMSG,
     HtbParams,
     _acknowledgements,
     class_request,
+    delete_root_request,
     htb_options,
+    root_htb_request,
 )
+
+
+def test_the_htb_root_packs_as_tc_htb_glob_with_its_default_class() -> None:
+    request = root_htb_request(7, 0x10000, 0x12)
+    assert request.message_type == RTM_NEWQDISC
+    _family, _p1, _p2, ifindex, handle, parent, _info = TCMSG.unpack_from(request.body)
+    assert (ifindex, handle, parent) == (7, 0x10000, TC_H_ROOT)
+    offset = TCMSG.size
+    kind_length, _ = struct.unpack_from("=HH", request.body, offset)
+    assert request.body[offset + 4:offset + kind_length] == b"htb\0"
+    offset += (kind_length + 3) & ~3
+    _options_length, options_kind = struct.unpack_from("=HH", request.body, offset)
+    init_length, init_kind = struct.unpack_from("=HH", request.body, offset + 4)
+    assert (options_kind, init_kind, init_length) == (2, 2, 4 + 20)  # TCA_OPTIONS { TCA_HTB_INIT: tc_htb_glob }
+    assert struct.unpack_from("=IIIII", request.body, offset + 8) == (3, 10, 0x12, 0, 0)  # version, r2q, default
+
+
+def test_deleting_the_root_names_no_handle() -> None:
+    request = delete_root_request(7)
+    assert request.message_type == RTM_DELQDISC
+    assert TCMSG.unpack_from(request.body)[3:6] == (7, 0, TC_H_ROOT)
 
 
 def test_htb_parameters_pack_as_tc_htb_opt() -> None:

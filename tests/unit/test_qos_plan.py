@@ -7,7 +7,8 @@ import textwrap
 
 from gatewayd.compile.host_limits import HOST_MINOR_BASE
 from gatewayd.compile.plan import Plan, compile_plan
-from gatewayd.compile.tc_tree import OTHERS_MINOR, ROOT_MINOR, group_leaf_minor, group_minor
+from gatewayd.compile.qos_rules import CONTROL_PACKET_BYTES
+from gatewayd.compile.tc_tree import CONTROL_MINOR, OTHERS_MINOR, ROOT_MINOR, group_leaf_minor, group_minor
 from gatewayd.policy.loader import load_policy_text
 
 BASE = """\
@@ -82,6 +83,37 @@ def test_host_lookup_is_one_map_per_direction_not_a_rule_per_host() -> None:
         next(i for i, s in enumerate(enforce) if "map @class_priority" in s)  # hosts override the class
     down = next(s for s in table.sets if s.name == "host_down_v4")
     assert len(down.elements) == 6 and down.elements[0] == f"192.0.2.193 : 1:{HOST_MINOR_BASE:x}"
+
+
+def test_every_tree_has_a_control_leaf_behind_realtime_and_ahead_of_default() -> None:
+    for tree in plan_of().tc_trees:
+        classes = tree.by_minor()
+        control = classes[CONTROL_MINOR]
+        assert (control.parent_minor, control.leaf, control.role) == (ROOT_MINOR, True, "control")
+        assert control.rate_bps == tree.link_bps * 5 // 100 and control.ceil_bps == tree.link_bps // 4
+        realtime, default = classes[0x11], classes[0x12]
+        assert realtime.priority < control.priority < default.priority
+
+
+def test_with_one_priority_the_control_leaf_shares_it() -> None:
+    one = BASE.replace("priority: 0", "priority: 3").replace("priority: 7", "priority: 3")
+    for tree in plan_of(one).tc_trees:
+        assert tree.by_minor()[CONTROL_MINOR].priority == 3
+
+
+def test_small_tcp_and_dns_go_to_the_control_leaf_after_every_other_class_choice() -> None:
+    plan = plan_of()
+    enforce = [r.statement for r in plan.ruleset.table.chain("enforce").rules]
+    realtime = f"0x{plan.numbering.classes['realtime'] << 8:08x}"
+    keep_realtime = f"ct mark & 0x00001f00 != {{ {realtime} }}"
+    control = [i for i, s in enumerate(enforce) if s.endswith(f"meta priority set 1:{CONTROL_MINOR:x}")]
+    assert [enforce[i] for i in control] == [
+        f"meta l4proto tcp meta length < {CONTROL_PACKET_BYTES} {keep_realtime} meta priority set 1:3",
+        f"meta l4proto udp th sport 53 {keep_realtime} meta priority set 1:3",
+        f"meta l4proto udp th dport 53 {keep_realtime} meta priority set 1:3",
+    ]
+    host_maps = [i for i, s in enumerate(enforce) if "map @host_" in s or "map @class_priority" in s]
+    assert min(control) > max(host_maps)  # overrides the class and the host limits
 
 
 def test_class_priority_keys_on_group_and_class_when_groups_are_shaped() -> None:
