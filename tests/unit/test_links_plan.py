@@ -138,7 +138,7 @@ def test_a_bad_line_in_a_destination_file_is_reported_in_that_file(tmp_path: Pat
 def test_each_link_has_its_own_upload_tree_at_its_rate_with_the_same_classes() -> None:
     trees = compile_plan(links_policy()).tc_trees
     uploads = [(t.interface, t.link_bps, [c.name for c in t.classes]) for t in trees if t.direction == "upload"]
-    assert uploads == [("wan1", 20_000_000, ["link", "default"]), ("wan2", 10_000_000, ["link", "default"])]
+    assert uploads == [("wan1", 20_000_000, ["link", "control packets", "default"]), ("wan2", 10_000_000, ["link", "control packets", "default"])]
     (download,) = [t for t in trees if t.direction == "download"]
     assert (download.interface, download.link_bps) == ("lan0", 150_000_000)
 
@@ -169,7 +169,7 @@ def test_a_tunnel_is_shaped_on_its_device_at_its_share_of_its_link() -> None:
     plan = compile_plan(links_policy(extra=TUNNEL))
     (tree,) = [t for t in plan.tc_trees if t.interface == "wg0"]
     assert (tree.direction, tree.link_bps) == ("upload", 4_000_000)  # 40% of link b's 10 Mbit/s
-    assert [c.name for c in tree.classes] == ["link", "default"]
+    assert [c.name for c in tree.classes] == ["link", "control packets", "default"]
 
 
 def test_a_tunnels_inner_flows_are_office_flows_and_its_outer_flow_gets_its_class_on_its_link() -> None:
