@@ -29,6 +29,7 @@ from gatewayd.policy.classifier import read_classifier, with_tcp_only
 from gatewayd.policy.dns import read_dns
 from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.groups import read_groups
+from gatewayd.policy.ha import read_ha
 from gatewayd.policy.health import read_health
 from gatewayd.policy.interfaces import link_of, read_interfaces
 from gatewayd.policy.limits import MAX_APPLICATION_ADDRESSES, MAX_GROUP_MEMBERS
@@ -50,7 +51,7 @@ from gatewayd.policy.yamltree import (
 
 TOP_LEVEL_KEYS = (
     "version", "interfaces", "metrics", "classifier", "schedules",
-    "groups", "applications", "classes", "default", "rules", "security", "health", "dns",
+    "groups", "applications", "classes", "default", "rules", "security", "health", "dns", "ha",
 )
 REQUIRED_TOP_LEVEL_KEYS = ("version", "interfaces", "classes")
 SUPPORTED_VERSION = 1
@@ -156,6 +157,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
     security = read_security(known["security"], checker) if "security" in known else None
     health = read_health(known["health"], checker) if "health" in known else None
     dns = read_dns(known["dns"], checker) if "dns" in known else DnsSettings()
+    ha = read_ha(known["ha"], checker, interfaces) if "ha" in known else None
     if checker.issues or interfaces is None:
         return None
     return Policy(
@@ -173,6 +175,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
         security=security,
         health=health,
         dns=dns,
+        ha=ha,
     )
 
 

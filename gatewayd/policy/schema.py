@@ -17,6 +17,7 @@ from gatewayd.policy.classes import MAX_CLASSES, class_schema
 from gatewayd.policy.classifier import classifier_schema
 from gatewayd.policy.dns import dns_schema
 from gatewayd.policy.groups import MAX_GROUPS, group_schema
+from gatewayd.policy.ha import ha_schema
 from gatewayd.policy.health import health_schema
 from gatewayd.policy.interfaces import interfaces_schema
 from gatewayd.policy.metrics import metrics_schema
@@ -53,6 +54,7 @@ def policy_schema() -> Schema:
             "security": security_schema(),
             "health": health_schema(),
             "dns": dns_schema(),
+            "ha": ha_schema(),
         },
     }
 
