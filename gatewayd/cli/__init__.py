@@ -19,6 +19,8 @@ from gatewayd.cli import (
     classify,
     confirm,
     explain,
+    ha_config,
+    ha_notify,
     render,
     replay,
     run,
@@ -31,7 +33,8 @@ class Subcommand(Protocol):
 
 
 # In the order `gatewayd --help` lists them.
-SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, classify, status, apply, confirm)
+SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, classify, status, apply, confirm,
+                                       ha_config, ha_notify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gatewayd.compile.guard import CompiledGuard, compile_guard
+from gatewayd.compile.ha import CompiledHa, compile_ha
 from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.queue_rule import QueueRule
@@ -28,6 +29,7 @@ class Plan:
     # would be the same dict in every plan.
     guard: CompiledGuard = field(default_factory=lambda: CompiledGuard(None, ()))
     host_slots: HostSlots = field(default_factory=HostSlots)  # per-host HTB classes, stable across reloads
+    ha: CompiledHa | None = None  # the pair's keepalived/conntrackd configs and takeover hold; see compile/ha.py
 
     def render(self) -> str:
         parts = [f"# gatewayd plan for {self.policy.source}",
@@ -37,6 +39,8 @@ class Plan:
                  *([self.guard.render()] if self.guard.tables else []),
                  "# --- tc: HTB trees (pyroute2) ---"]
         parts.extend(tree.render() + "\n" for tree in self.tc_trees)
+        if self.ha is not None:
+            parts.append(self.ha.render())
         if self.ruleset.warnings:
             parts.append("# warnings:")
             parts.extend(f"#   {w}" for w in self.ruleset.warnings)
@@ -54,4 +58,5 @@ def compile_plan(policy: Policy, previous: Plan | None = None) -> Plan:
         queue=QueueRule(policy.classifier.queue_num, bypass=policy.classifier.fail_mode == "open"),
         guard=compile_guard(policy.security, policy.interfaces.lan, policy.interfaces.wan),
         host_slots=host_slots,
+        ha=compile_ha(policy.ha, policy.interfaces) if policy.ha is not None else None,
     )
