@@ -20,6 +20,8 @@ from gatewayd.cli import (
     classify,
     confirm,
     explain,
+    ha_config,
+    ha_notify,
     render,
     replay,
     report,
@@ -33,7 +35,8 @@ class Subcommand(Protocol):
 
 
 # In the order `gatewayd --help` lists them.
-SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, classify, status, apply, confirm, report)
+SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, classify, status, apply, confirm, report,
+                                       ha_config, ha_notify)
 
 
 def installed_version() -> str:

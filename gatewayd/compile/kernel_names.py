@@ -134,3 +134,9 @@ QUEUE_IPTABLES_CHAIN = "GATEWAYD_QUEUE"  # in iptables-nft's `filter` table, jum
 # --- created and deleted in one transaction to ask the kernel about a feature (apply/features.py) ---
 
 PROBE_TABLE_NAME = "gatewayd_probe"
+
+# --- `inet gatewayd_ha`: the HA takeover hold (compile/ha.py), filled by `gatewayd ha-notify` ---
+
+HA_TABLE_NAME = "gatewayd_ha"
+HA_HOLD_SET = "hold"  # the ports (ifname) whose unsynced segments are dropped during a takeover
+HA_HOLD_CHAIN = "hold_unsynced"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gatewayd.compile.guard import CompiledGuard, compile_guard
+from gatewayd.compile.ha import CompiledHa, compile_ha
 from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.links import LinkRoute, link_routes
 from gatewayd.compile.numbering import Numbering
@@ -30,6 +31,7 @@ class Plan:
     guard: CompiledGuard = field(default_factory=lambda: CompiledGuard(None, ()))
     host_slots: HostSlots = field(default_factory=HostSlots)  # per-host HTB classes, stable across reloads
     link_routes: tuple[LinkRoute, ...] = ()  # several WAN links: one routing table each
+    ha: CompiledHa | None = None  # the pair's keepalived/conntrackd configs and takeover hold; see compile/ha.py
 
     def render(self) -> str:
         parts = [f"# gatewayd plan for {self.policy.source}",
@@ -42,6 +44,8 @@ class Plan:
         if self.link_routes:
             parts.append("# --- policy routing: one table per WAN link (pyroute2) ---")
             parts.extend(route.render() for route in self.link_routes)
+        if self.ha is not None:
+            parts.append(self.ha.render())
         if self.ruleset.warnings:
             parts.append("# warnings:")
             parts.extend(f"#   {w}" for w in self.ruleset.warnings)
@@ -60,4 +64,5 @@ def compile_plan(policy: Policy, previous: Plan | None = None) -> Plan:
         guard=compile_guard(policy.security, policy.interfaces.lan, policy.interfaces.wan),
         host_slots=host_slots,
         link_routes=link_routes(policy, numbering),
+        ha=compile_ha(policy.ha, policy.interfaces) if policy.ha is not None else None,
     )

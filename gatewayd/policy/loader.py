@@ -29,6 +29,7 @@ from gatewayd.policy.classifier import read_classifier, with_tcp_only
 from gatewayd.policy.dns import read_dns
 from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.groups import read_groups
+from gatewayd.policy.ha import read_ha
 from gatewayd.policy.health import read_health
 from gatewayd.policy.interfaces import link_of, links_in_interfaces, read_interfaces
 from gatewayd.policy.limits import MAX_APPLICATION_ADDRESSES, MAX_GROUP_MEMBERS
@@ -62,7 +63,7 @@ from gatewayd.policy.yamltree import (
 TOP_LEVEL_KEYS = (
     "version", "interfaces", "metrics", "classifier", "schedules",
     "groups", "applications", "classes", "default", "rules", "security", "health", "dns",
-    "links", "link_pins", "tunnels",
+    "links", "link_pins", "tunnels", "ha",
 )
 REQUIRED_TOP_LEVEL_KEYS = ("version", "interfaces", "classes")
 SUPPORTED_VERSION = 1
@@ -178,6 +179,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
                                _declared(known, "links", {link.name: link for link in links})) \
         if "link_pins" in known and "links" in known else []
     tunnels = _read_tunnels(known, checker, interfaces, links, classes)
+    ha = read_ha(known["ha"], checker, interfaces) if "ha" in known else None
     if checker.issues or interfaces is None or ("links" in known and not links):
         return None
     return Policy(
@@ -198,6 +200,7 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
         links=links,
         link_pins=tuple(link_pins),
         tunnels=tunnels,
+        ha=ha,
     )
 
 

@@ -17,6 +17,7 @@ from gatewayd.policy.app_tree import children_index, with_descendants
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface  # an address with its prefix length
 
 # Fixed so metrics labels stay bounded and policies stay portable.
 CATEGORIES: tuple[str, ...] = (
@@ -365,6 +366,7 @@ class Policy:
     links: tuple[WanLink, ...] = ()  # WAN lines in file order; () = only interfaces.wan (see wan_links)
     link_pins: tuple[LinkPin, ...] = ()
     tunnels: tuple[Tunnel, ...] = ()
+    ha: HaPair | None = None  # two gateways, one office (keepalived + conntrackd); see policy/ha.py
 
     def office_ports(self) -> tuple[str, ...]:
         """Interfaces whose traffic is the office's own: the LAN ports and the tunnels to branches."""
@@ -386,12 +388,11 @@ class Policy:
         wanted = set(pin.apps)
         if pin.categories:
             wanted.update(a.id for a in self.applications.values() if a.category in pin.categories)
-        return with_descendants(wanted, self.applications)
+        return with_descendants(wanted, self.applications, self._app_children)
 
     @property
     def metrics_listen(self) -> str:
         return self.metrics.listen
-
     def apps_of_rule(self, rule: Rule) -> frozenset[str]:
         """The app ids a rule names, its categories expanded, with every sub-app of those (app_tree)."""
         wanted = set(rule.apps)
@@ -491,3 +492,34 @@ class HealthChecks:
     dns_server: str | None = None
     dns_name: str | None = None
     probes: tuple[tuple[str, int], ...] = ()  # (address, port)
+
+
+# --- the high-availability pair (`ha` section; parsed by policy/ha.py) ---
+
+
+@dataclass(frozen=True)
+class HaNode:
+    """One gateway of the pair. Both run the same policy; each finds itself by name."""
+
+    name: str
+    priority: int  # VRRP priority, 1..254: the higher one is master when both start
+    sync_address: IPAddress  # its own address on the sync link (conntrackd and gatewayd talk there)
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class HaPair:
+    nodes: tuple[HaNode, HaNode]  # in file order
+    sync_interface: str  # the dedicated link between the two boxes
+    lan_addresses: tuple[IPInterface, ...]  # the office's default gateway, moved to the master
+    wan_addresses: tuple[IPInterface, ...]  # the WAN side's addresses, moved with them
+    router_id: int  # VRRP virtual router id of the LAN instance; the WAN instance uses router_id + 1
+    advert_centiseconds: int  # VRRP advertisement interval; the backup takes over after ~3 of them
+    preempt_delay_seconds: int | None = None  # None = a returning node never takes over by itself
+    location: Location | None = None
+
+    def node(self, name: str) -> HaNode | None:
+        return next((node for node in self.nodes if node.name == name), None)
+
+    def peer_of(self, name: str) -> HaNode:
+        return next(node for node in self.nodes if node.name != name)

@@ -17,6 +17,7 @@ from gatewayd.policy.classes import MAX_CLASSES, class_schema
 from gatewayd.policy.classifier import classifier_schema
 from gatewayd.policy.dns import dns_schema
 from gatewayd.policy.groups import MAX_GROUPS, group_schema
+from gatewayd.policy.ha import ha_schema
 from gatewayd.policy.health import health_schema
 from gatewayd.policy.interfaces import interfaces_schema
 from gatewayd.policy.link_pins import link_pin_schema
@@ -59,6 +60,7 @@ def policy_schema() -> Schema:
             "links": link_schema(),
             "link_pins": link_pin_schema(),
             "tunnels": tunnel_schema(),
+            "ha": ha_schema(),
         },
     }
 

@@ -67,11 +67,12 @@ def test_every_subcommand_is_one_module_of_the_cli_package() -> None:
                       if isinstance(action, argparse._SubParsersAction))
     names = list(subparsers.choices)
     assert names == ["check", "render", "explain", "replay", "run", "classify", "status", "apply", "confirm",
-                     "report"]
-    assert [module.__name__ for module in SUBCOMMANDS] == [f"gatewayd.cli.{name}" for name in names]  # type: ignore[attr-defined]
+                     "report", "ha-config", "ha-notify"]
+    modules = [name.replace("-", "_") for name in names]  # `ha-notify` lives in ha_notify.py
+    assert [module.__name__ for module in SUBCOMMANDS] == [f"gatewayd.cli.{name}" for name in modules]  # type: ignore[attr-defined]
     helpers = {"__init__", "control_client", "guard_blocklist"}
     package = Path(cli_package.__file__).parent
-    assert {path.stem for path in package.glob("*.py")} - helpers == set(names)
+    assert {path.stem for path in package.glob("*.py")} - helpers == set(modules)
 
 
 def test_a_reader_that_closes_the_pipe_early_gets_no_traceback() -> None:

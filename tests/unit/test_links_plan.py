@@ -138,7 +138,8 @@ def test_a_bad_line_in_a_destination_file_is_reported_in_that_file(tmp_path: Pat
 def test_each_link_has_its_own_upload_tree_at_its_rate_with_the_same_classes() -> None:
     trees = compile_plan(links_policy()).tc_trees
     uploads = [(t.interface, t.link_bps, [c.name for c in t.classes]) for t in trees if t.direction == "upload"]
-    assert uploads == [("wan1", 20_000_000, ["link", "control packets", "default"]), ("wan2", 10_000_000, ["link", "control packets", "default"])]
+    classes = ["link", "control packets", "default"]
+    assert uploads == [("wan1", 20_000_000, classes), ("wan2", 10_000_000, classes)]
     (download,) = [t for t in trees if t.direction == "download"]
     assert (download.interface, download.link_bps) == ("lan0", 150_000_000)
 

@@ -21,7 +21,7 @@ from gatewayd.policy.model import HourRange, Schedule
 
 HERE = Path(__file__).parent / "plan"
 REPO = Path(__file__).resolve().parents[2]
-GOLDEN_POLICIES = ("small", "connection_caps", "links")  # plan/NAME.yaml renders to plan/NAME.render
+GOLDEN_POLICIES = ("small", "connection_caps", "links", "ha_pair")  # plan/NAME.yaml renders to plan/NAME.render
 
 
 def small_plan(text: str | None = None, previous: Plan | None = None, name: str = "small") -> Plan:
