@@ -23,6 +23,7 @@ from gatewayd.apply.links import LinkError, LinkKernel
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
 from gatewayd.apply.tc import TcError, TcKernel
+from gatewayd.compile.guard import ALL_TABLES as GUARD_TABLES
 from gatewayd.compile.guard import teardown_script
 from gatewayd.compile.kernel_names import set_app_chain
 from gatewayd.compile.plan import Plan
@@ -94,7 +95,8 @@ class Applier:
         """The LAN guard's tables and their runtime elements, for the same transaction."""
         elements = runtime_elements(plan.guard, previous.guard if previous else None, self.nft,
                                     plan.policy.interfaces.lan)
-        return plan.guard.script(elements)
+        present = {family: self.nft.present_objects(family, name) for family, name in GUARD_TABLES}
+        return plan.guard.script(present, elements)
 
     def _restore(self, previous: Plan | None) -> None:
         if previous is None:

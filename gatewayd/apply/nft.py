@@ -27,7 +27,7 @@ from gatewayd.compile.kernel_names import (
     TABLE_FAMILY,
     TABLE_NAME,
 )
-from gatewayd.compile.nftables_model import NftTable
+from gatewayd.compile.nftables_model import BaseHook, KernelObjects, NftTable
 
 
 class NftError(RuntimeError):
@@ -105,6 +105,16 @@ def blocked_flows(listing: list[dict[str, Any]]) -> list[BlockedFlow]:
     return flows
 
 
+def base_hook_of(listed_chain: dict[str, Any]) -> BaseHook | None:
+    """The hook of a chain as `nft -j list chains` shows it; None for a regular chain."""
+    if "hook" not in listed_chain:
+        return None
+    devices = listed_chain.get("dev", ())
+    return BaseHook(str(listed_chain["hook"]), int(listed_chain.get("prio", 0)),
+                    str(listed_chain.get("policy", "accept")),
+                    (devices,) if isinstance(devices, str) else tuple(devices))
+
+
 class NftKernel:
     def __init__(self) -> None:
         self._nft = nftables.Nftables()
@@ -133,8 +143,34 @@ class NftKernel:
             return False
 
     def replace_table(self, table: NftTable, carried_state: Iterable[str] = (), companion_script: str = "") -> None:
-        """`companion_script` (the guard's tables) rides in the same all-or-nothing transaction."""
-        self.run(table.replace_script(tuple(carried_state)) + companion_script)
+        """Swap `table` in, keeping its base chains and so the packets waiting in NFQUEUE (see
+        NftTable.swap_script). `companion_script` (the guard's tables) rides in the same all-or-nothing
+        transaction."""
+        present = self.present_objects(table.family, table.name)
+        self.run(table.swap_script(present, tuple(carried_state)) + companion_script)
+
+    def present_objects(self, family: str, table: str) -> KernelObjects:
+        """The sets, maps, counters and chains of a table, without their elements or rules (terse)."""
+        sets: dict[str, str] = {}
+        chains: dict[str, BaseHook | None] = {}
+        self._nft.set_terse_output(True)  # a listing without elements: the learned map can be large
+        try:
+            listings = [self.query(f"list {kind} {family}") for kind in ("sets", "maps", "chains")]
+        finally:
+            self._nft.set_terse_output(False)
+        for item in (entry for listing in listings for entry in listing):
+            kind, body = next(iter(item.items()))
+            if not isinstance(body, dict) or body.get("table") != table:
+                continue
+            if kind in ("set", "map"):
+                sets[body["name"]] = kind
+            elif kind == "chain":
+                chains[body["name"]] = base_hook_of(body)
+        if not sets and not chains:  # no such table (a first start): nothing to delete
+            return KernelObjects()
+        counters = tuple(item["counter"]["name"] for item in self.query(f"list counters table {family} {table}")
+                         if "counter" in item)
+        return KernelObjects(sets, counters, chains)
 
     def delete_table(self) -> None:
         # Declaring first makes the delete idempotent (no error if it is gone).

@@ -24,6 +24,7 @@ reload) are added in that transaction by apply/guard_state.py.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gatewayd.compile.kernel_names import (
@@ -39,6 +40,7 @@ from gatewayd.compile.kernel_names import (
 )
 from gatewayd.compile.nftables_model import (
     BaseHook,
+    KernelObjects,
     NftChain,
     NftRule,
     NftSet,
@@ -111,10 +113,22 @@ class CompiledGuard:
             return "# --- LAN guard: none (no security section) ---\n"
         return "# --- LAN guard: same transaction ---\n" + "".join(t.render() for t in self.tables)
 
-    def script(self, runtime_elements: tuple[str, ...] = ()) -> str:
-        """Replace the guard tables (or remove them when the policy has no guard)."""
-        parts = [teardown_script()]
-        parts.extend(t.render() for t in self.tables)
+    def script(self, present: Mapping[str, KernelObjects], runtime_elements: tuple[str, ...] = ()) -> str:
+        """Swap the guard tables in, or remove those the policy no longer has.
+
+        `present`: the objects each guard table (by family) has in the kernel now. A table that
+        stays keeps its base chains (NftTable.swap_script): unregistering any hook makes the
+        kernel drop every packet waiting in NFQUEUE, the classifier's too. Removing the guard
+        (a policy that drops the security section) does unregister its hooks, once.
+        """
+        wanted = {table.family: table for table in self.tables}
+        parts = []
+        for family, name in ALL_TABLES:
+            table = wanted.get(family)
+            if table is None:
+                parts.append(f"table {family} {name}\ndelete table {family} {name}\n")
+            else:
+                parts.append(table.swap_script(present.get(family, KernelObjects())))
         parts.extend(line + "\n" for line in runtime_elements)
         return "".join(parts)
 

@@ -93,6 +93,22 @@ class NftChain:
         return lines
 
 
+def same_hook(present: BaseHook, wanted: BaseHook | None) -> bool:
+    """Whether a base chain in the kernel can stay for `wanted`: same hook, priority and devices
+    (a chain's policy can be changed in place, its hook cannot)."""
+    return wanted is not None and (present.hook, present.priority, set(present.devices)) == (
+        wanted.hook, wanted.priority, set(wanted.devices))
+
+
+@dataclass(frozen=True)
+class KernelObjects:
+    """The named objects of one table the kernel holds now (read by apply/nft.py), for `swap_script`."""
+
+    sets: dict[str, str] = field(default_factory=dict)  # name -> "set" or "map"
+    counters: tuple[str, ...] = ()
+    chains: dict[str, BaseHook | None] = field(default_factory=dict)  # None: a regular chain
+
+
 @dataclass(frozen=True)
 class NftTable:
     family: str
@@ -124,6 +140,28 @@ class NftTable:
         """
         head = f"table {self.family} {self.name}\ndelete table {self.family} {self.name}\n"
         return head + self.render() + "".join(line + "\n" for line in extra_elements)
+
+    def swap_script(self, present: KernelObjects, extra_elements: tuple[str, ...] = ()) -> str:
+        """The one transaction that swaps this table in while keeping its hooks: flush, delete, define.
+
+        Deleting the table unregisters its base chains' hooks, and the kernel
+        drops every packet still waiting in NFQUEUE for a verdict from one of
+        them (a DNS answer, a first packet: lost on every reload). So the table
+        and its base chains stay: `flush table` removes every rule, the sets,
+        maps, counters and regular chains the kernel holds (`present`) are
+        deleted, then the table is defined again; a base chain whose hook and
+        priority did not change is only refilled. Packets see the old rules or
+        the new ones, never none. The table's comment stays the first one's:
+        the kernel cannot update it.
+        """
+        family, name = self.family, self.name
+        lines = [f"table {family} {name}", f"flush table {family} {name}"]
+        lines += [f"delete {kind} {family} {name} {set_name}" for set_name, kind in sorted(present.sets.items())]
+        lines += [f"delete counter {family} {name} {counter}" for counter in sorted(present.counters)]
+        wanted_hooks = {chain.name: chain.base for chain in self.chains if chain.base}
+        lines += [f"delete chain {family} {name} {chain}" for chain, hook in sorted(present.chains.items())
+                  if hook is None or not same_hook(hook, wanted_hooks.get(chain))]
+        return "\n".join(lines) + "\n" + self.render() + "".join(line + "\n" for line in extra_elements)
 
     def chain(self, name: str) -> NftChain:
         for chain in self.chains:

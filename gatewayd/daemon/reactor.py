@@ -306,8 +306,8 @@ class Daemon:
             # Cannot happen while every change goes through the one builder; kept as a guard.
             return SwitchResult(None, apply_error="the running policy changed while this one was built")
         clock = outcome.clock
-        # Verdicts first: replacing the table unregisters its hooks, and the kernel then drops
-        # whatever still waits in the queue. This leaves only packets queued during the transaction.
+        # Verdicts first, so few packets wait through the transaction (the swap keeps the tables'
+        # hooks, so those still get theirs: NftTable.swap_script).
         self._drain_queue()
         try:
             self.applier.apply(outcome.plan, self.plan)

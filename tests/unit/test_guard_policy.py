@@ -85,7 +85,7 @@ def test_missing_bindings_file_is_reported_at_the_reference() -> None:
 def test_no_security_section_means_no_guard_tables() -> None:
     plan = compile_plan(load(BASE))
     assert plan.guard.tables == ()
-    assert "delete table netdev gatewayd_guard" in plan.guard.script()  # a reload that drops the section
+    assert "delete table netdev gatewayd_guard" in plan.guard.script({})  # a reload that drops the section
 
 
 def test_guard_tables_bind_every_lan_interface_and_drop_spoofs() -> None:

@@ -1,0 +1,62 @@
+"""The transaction that swaps the gatewayd table in on a reload keeps its base chains (and so the
+packets waiting in NFQUEUE): checked on the script, without root."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from gatewayd.apply.nft import base_hook_of
+from gatewayd.compile.nftables_model import BaseHook, KernelObjects, NftChain, NftRule, NftSet, NftTable
+from gatewayd.compile.plan import compile_plan
+from gatewayd.policy.loader import load_policy_text
+
+PLAN = Path(__file__).parent / "plan"
+
+FORWARD = BaseHook("forward", 0)
+TABLE = NftTable("inet", "gatewayd", ("hits",),
+                 (NftSet("servers", "ipv4_addr", flags=("interval",), elements=("192.0.2.0/24",)),),
+                 (NftChain("count", (NftRule("counter name hits"),)),
+                  NftChain("classify", (NftRule("ip daddr @servers jump count"),), FORWARD)))
+
+
+def test_a_first_start_only_declares_and_defines() -> None:
+    script = TABLE.swap_script(KernelObjects())
+    assert script.startswith("table inet gatewayd\nflush table inet gatewayd\ntable inet gatewayd {")
+    assert "delete" not in script
+
+
+def test_base_chains_with_the_same_hook_stay_and_everything_else_is_redefined() -> None:
+    present = KernelObjects(sets={"servers": "set", "learned": "map"}, counters=("hits", "old_rule"),
+                            chains={"classify": BaseHook("forward", 0), "count": None, "gone": None,
+                                    "moved": BaseHook("prerouting", 0)})
+    lines = TABLE.swap_script(present, ("add element inet gatewayd servers { 198.51.100.1 }",)).splitlines()
+    deletes = [line for line in lines if line.startswith("delete")]
+    assert deletes == ["delete map inet gatewayd learned", "delete set inet gatewayd servers",
+                       "delete counter inet gatewayd hits", "delete counter inet gatewayd old_rule",
+                       "delete chain inet gatewayd count", "delete chain inet gatewayd gone",
+                       "delete chain inet gatewayd moved"]
+    assert "delete table" not in "\n".join(lines)  # the hooks, and the packets in the queue, stay
+    assert lines.index("flush table inet gatewayd") < lines.index(deletes[0])  # rules go before what they use
+    assert lines[-1] == "add element inet gatewayd servers { 198.51.100.1 }"  # carried state after the table
+
+
+def test_a_base_chain_whose_priority_changed_is_made_again() -> None:
+    present = KernelObjects(chains={"classify": BaseHook("forward", 10)})
+    assert "delete chain inet gatewayd classify" in TABLE.swap_script(present)
+
+
+def test_chains_are_read_back_as_nft_lists_them() -> None:
+    assert base_hook_of({"name": "count", "table": "gatewayd"}) is None
+    assert base_hook_of({"name": "enforce", "hook": "forward", "prio": -140, "policy": "accept",
+                         "type": "filter"}) == BaseHook("forward", -140)
+    assert base_hook_of({"name": "lan", "hook": "ingress", "prio": -500, "dev": "lan0"}) == BaseHook(
+        "ingress", -500, devices=("lan0",))
+
+
+def test_the_swap_of_a_real_plan_passes_nft_check_on_a_first_start() -> None:
+    policy = load_policy_text((PLAN / "connection_caps.yaml").read_text(), "connection_caps.yaml",
+                              catalog_path=str(PLAN / "catalog.yaml"))
+    script = compile_plan(policy).ruleset.table.swap_script(KernelObjects())
+    checked = subprocess.run(["nft", "-c", "-f", "-"], input=script, text=True, capture_output=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
