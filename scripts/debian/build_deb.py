@@ -140,10 +140,12 @@ def install_files(root: Path, version: str) -> None:
 
     copy(root, f"{SHARE}/catalog.yaml", REPO / "policies" / "catalog.yaml")
     copy(root, f"{SHARE}/schema/policy.schema.json", REPO / "schema" / "policy.schema.json")
-    for example in sorted((REPO / "policies").glob("*.yaml")):
+    examples = REPO / "policies"
+    for example in sorted(path for path in examples.rglob("*") if path.is_file()):
         if example.name != "catalog.yaml":
-            # The examples keep their `$schema=../schema/...` line: it resolves inside /usr/share/gatewayd.
-            copy(root, f"{SHARE}/examples/{example.name}", example)
+            # The examples keep their `$schema=../schema/...` line: it resolves inside /usr/share/gatewayd;
+            # the files they name (isp/telecom.txt, a network list) keep their place beside them.
+            copy(root, f"{SHARE}/examples/{example.relative_to(examples)}", example)
     place(root, POLICY).write_text(etc_policy((REPO / "policies" / "office.yaml").read_text()))
     (root / STATE.lstrip("/")).mkdir(parents=True)
 
