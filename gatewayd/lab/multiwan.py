@@ -27,6 +27,7 @@ when an ISP's network fails behind a working modem).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -35,8 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gatewayd.compile import marks
 from gatewayd.lab import link_echo
 from gatewayd.lab import services as lab_services
+from gatewayd.lab.gateway import GatewayDaemon
 from gatewayd.lab.topology import (
     GATEWAY,
     GW_LAN_MAC,
@@ -226,6 +229,27 @@ class MultiWanLab(Lab):
         proc = self.popen(host, [sys.executable, str(LINK_ECHO_SCRIPT), "hold", address, str(ECHO_PORT),
                                  str(connections), str(seconds)], stdout=subprocess.PIPE)
         return HeldConnections(proc, seconds)
+
+    def links_on_wire(self, family: str = "ipv4", port: int = ECHO_PORT) -> list[int]:
+        """The link numbers in the ct marks of the gateway's established `family` connections to `port`."""
+        out = self.run(GATEWAY, ["conntrack", "-L", "-f", family, "-p", "tcp", "--dport", str(port),
+                                 "--state", "ESTABLISHED"], check=False).stdout
+        return [marks.link_number_of(int(m)) for m in re.findall(r"mark=(\d+)", out)]
+
+    def hold_across_reweighting(self, daemon: GatewayDaemon, host: str, address: str,
+                                family: str = "ipv4") -> tuple[HeldConnections, dict[str, Any], list[int]]:
+        """Connections held while a reload rewrites the balance (weights 1:1, then back): the held
+        connections, their result, and the sorted link numbers their conntrack entries carry meanwhile."""
+        held = self.hold_connections(host, 12, seconds=4, address=address)
+        self.write_policy(one_weight=1)
+        daemon.reload()
+        try:
+            on_wire = sorted(self.links_on_wire(family))
+            result = held.result()
+        finally:
+            self.write_policy()
+            daemon.reload()
+        return held, result, on_wire
 
     def wait_for_peer(self, host: str, peer: str, seconds: float,
                       address: str = PINNED_ECHO_ADDRESS) -> PeerWatch:

@@ -10,15 +10,13 @@ failover test puts the line back, the stop test is last.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from gatewayd.compile import marks
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
-from gatewayd.lab.multiwan import ECHO_ADDRESS_V6, ECHO_PORT, LINKS, MultiWanLab
+from gatewayd.lab.multiwan import ECHO_ADDRESS_V6, LINKS, MultiWanLab
 from gatewayd.lab.topology import GATEWAY
 
 ONE, TWO = (link.gateway_address6 for link in LINKS)
@@ -35,13 +33,6 @@ def office() -> Iterator[tuple[MultiWanLab, GatewayDaemon]]:
             yield lab, daemon
         finally:
             daemon.stop()
-
-
-def ipv6_link_marks(lab: MultiWanLab) -> list[int]:
-    """The link numbers in the ct marks of the gateway's established IPv6 connections to the echo port."""
-    out = lab.run(GATEWAY, ["conntrack", "-L", "-f", "ipv6", "-p", "tcp", "--dport", str(ECHO_PORT),
-                            "--state", "ESTABLISHED"], check=False).stdout
-    return [marks.link_number_of(int(m)) for m in re.findall(r"mark=(\d+)", out)]
 
 
 def test_each_line_has_an_ipv6_rule_and_default_route_in_its_table(
@@ -67,16 +58,8 @@ def test_new_ipv6_connections_are_balanced_by_weight(office: tuple[MultiWanLab, 
 def test_an_ipv6_connection_stays_on_its_link_while_the_choice_changes(
         office: tuple[MultiWanLab, GatewayDaemon]) -> None:
     lab, daemon = office
-    held = lab.hold_connections("sales2", 12, seconds=4, address=ECHO_ADDRESS_V6)
+    held, result, on_wire = lab.hold_across_reweighting(daemon, "sales2", ECHO_ADDRESS_V6, family="ipv6")
     assert set(held.opened) == {ONE, TWO}, held.opened
-    lab.write_policy(one_weight=1)  # a reload rewrites the balance; open connections keep their line
-    daemon.reload()
-    try:
-        on_wire = sorted(ipv6_link_marks(lab))
-        result = held.result()
-    finally:
-        lab.write_policy()
-        daemon.reload()
     assert result["dead"] == {}, result
     assert on_wire == sorted(1 if peer == ONE else 2 for peer in held.opened)
 
