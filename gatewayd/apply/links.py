@@ -1,8 +1,7 @@
 """Several WAN links in the kernel: routing tables and rules, the link choice, ending connections.
 
 Owns routing tables and `ip rule` priorities LINK_ROUTE_TABLE_BASE+1.. (compile/
-kernel_names.py) and nothing else. IPv4 only for now: an IPv6 packet with a
-link mark finds no rule of ours and follows the main table.
+kernel_names.py), in IPv4 and in IPv6 (links with `gateway6`), and nothing else.
 """
 
 from __future__ import annotations
@@ -49,10 +48,10 @@ class LinkKernel:
             with IPRoute() as ipr:
                 for route in wanted:
                     self._install(ipr, route)
-                kept = {route.table for route in wanted}
+                kept = {(route.table, route.version) for route in wanted}
                 for route in previous:
-                    if route.table not in kept:
-                        self._remove(ipr, route.table, route.priority)
+                    if (route.table, route.version) not in kept:
+                        self._remove(ipr, route)
         except (NetlinkError, OSError) as exc:
             raise LinkError(f"could not install the links' routing: {exc}") from exc
 
@@ -66,7 +65,7 @@ class LinkKernel:
         try:
             with IPRoute() as ipr:
                 for route in routes:
-                    self._remove(ipr, route.table, route.priority)
+                    self._remove(ipr, route)
         except (NetlinkError, OSError) as exc:
             log.warning("event=link_routes_remove_failed error=%r", str(exc))
 
@@ -75,19 +74,21 @@ class LinkKernel:
         index = ipr.link_lookup(ifname=route.interface)
         if not index:
             raise LinkError(f"interface {route.interface} of link {route.link} does not exist")
-        _delete_rule(ipr, route.priority)  # a rule from an earlier run: replace, never duplicate
-        ipr.rule("add", family=socket.AF_INET, priority=route.priority, table=route.table,
+        family = _family(route)
+        _delete_rule(ipr, route.priority, family)  # a rule from an earlier run: replace, never duplicate
+        ipr.rule("add", family=family, priority=route.priority, table=route.table,
                  fwmark=route.mark, fwmask=route.mask)
-        gateway = {"gateway": str(route.gateway)} if route.gateway and route.gateway.version == 4 else {}
-        ipr.route("replace", dst="0.0.0.0/0", oif=index[0], table=route.table, **gateway)
+        gateway = {"gateway": str(route.gateway)} if route.gateway else {}
+        default = "0.0.0.0/0" if route.version == 4 else "::/0"
+        ipr.route("replace", dst=default, family=family, oif=index[0], table=route.table, **gateway)
 
     @staticmethod
-    def _remove(ipr: IPRoute, table: int, priority: int) -> None:
+    def _remove(ipr: IPRoute, route: LinkRoute) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
-        _delete_rule(ipr, priority)
+        _delete_rule(ipr, route.priority, _family(route))
         try:
-            ipr.flush_routes(table=table, family=socket.AF_INET)
+            ipr.flush_routes(table=route.table, family=_family(route))
         except NetlinkError as exc:
             if exc.code not in (ENOENT, ESRCH):
                 raise
@@ -119,11 +120,15 @@ class LinkKernel:
         return deleted
 
 
-def _delete_rule(ipr: IPRoute, priority: int) -> None:
+def _family(route: LinkRoute) -> int:
+    return socket.AF_INET if route.version == 4 else socket.AF_INET6
+
+
+def _delete_rule(ipr: IPRoute, priority: int, family: int) -> None:
     from pyroute2.netlink.exceptions import NetlinkError
 
     try:
-        ipr.rule("del", family=socket.AF_INET, priority=priority)
+        ipr.rule("del", family=family, priority=priority)
     except NetlinkError as exc:
         if exc.code not in (ENOENT, ESRCH):
             raise

@@ -81,6 +81,7 @@ def waiting_set_name(version: int) -> str:
 # Several WAN links, in the same table (compile/links.py).
 LINK_CHOOSE_CHAIN = "link_choose"
 LINK_BALANCE_CHAIN = "link_balance"
+LINK_BALANCE_V6_CHAIN = "link_balance_v6"
 LINK_LOOKUP_CHAIN = "link_app_lookup"
 LINK_CONNECTIONS_COUNTER_PREFIX = "link_connections_"
 TUNNEL_OUTER_CHAIN = "tunnel_outer"  # compile/tunnels.py

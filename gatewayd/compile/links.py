@@ -19,7 +19,18 @@ Packet path (chains of `inet gatewayd`):
          link in its packet mark; `ip rule fwmark` sends it to the link's
          routing table (LinkRoute below, applied by apply/links.py).
   link_nat (postrouting, srcnat): office connections are masqueraded on the
-      link they leave by.
+      link they leave by, IPv4 and IPv6 alike (the inet table's masquerade
+      takes the link's own address of the packet's family).
+
+IPv6: a link with `gateway6` gets an `ip -6 rule` and an IPv6 default route in
+the same table number; IPv6 connections are balanced over those links only
+(link_balance_v6), and a pin's IPv6 connections skip its links without one.
+Masquerade rather than NPTv6: an office with two ISPs has two delegated
+prefixes, and NPTv6 would need every office host numbered from a prefix of
+its own that gatewayd maps 1:1 onto each ISP's; masquerade needs nothing of
+the LAN's addressing, keeps the same conntrack-based stickiness and failover
+as IPv4, and is what small multi-WAN routers do. Its cost (no inbound
+connections to office hosts through the lines' IPv6) is the same as IPv4's.
 
 link_balance and link_pin_N are the only chains whose contents depend on
 which links are up: failover and failback replace exactly these chains in one
@@ -36,6 +47,7 @@ from gatewayd.compile.addresses import SourceSets
 from gatewayd.compile.app_lookup import app_lookup_rules
 from gatewayd.compile.kernel_names import (
     LINK_BALANCE_CHAIN,
+    LINK_BALANCE_V6_CHAIN,
     LINK_CHOOSE_CHAIN,
     LINK_LOOKUP_CHAIN,
     TABLE_FAMILY,
@@ -61,8 +73,10 @@ def hexmark(value: int) -> str:
 
 @dataclass(frozen=True)
 class LinkRoute:
-    """One link's policy routing: packets marked `mark`/`mask` use table `table`, whose default
-    route leaves by `interface` (via `gateway`, or directly on a point-to-point link)."""
+    """One link's policy routing for one address family: packets marked `mark`/`mask` use table
+    `table`, whose default route leaves by `interface` (via `gateway`, or directly on a
+    point-to-point link). IPv4 and IPv6 share the table number and rule priority: the
+    kernel keeps the two families' rules and routes apart."""
 
     link: str
     interface: str
@@ -71,11 +85,13 @@ class LinkRoute:
     mask: int
     table: int
     priority: int
+    version: int = 4
 
     def render(self) -> str:
         via = f"via {self.gateway} " if self.gateway else ""
-        return (f"ip rule add fwmark {hexmark(self.mark)}/{hexmark(self.mask)} table {self.table} "
-                f"priority {self.priority}\nip route replace default {via}dev {self.interface} table {self.table}")
+        ip = "ip" if self.version == 4 else "ip -6"
+        return (f"{ip} rule add fwmark {hexmark(self.mark)}/{hexmark(self.mask)} table {self.table} "
+                f"priority {self.priority}\n{ip} route replace default {via}dev {self.interface} table {self.table}")
 
 
 @dataclass(frozen=True)
@@ -90,10 +106,14 @@ def link_routes(policy: Policy, numbering: Numbering) -> tuple[LinkRoute, ...]:
     if not policy.multi_link:
         return ()
     numbers = numbering.links.numbers
-    return tuple(LinkRoute(link.name, link.interface, link.gateway, marks.link_bits(numbers[link.name]),
-                           marks.LINK_MASK, link_route_table(numbers[link.name]),
-                           link_rule_priority(numbers[link.name]))
-                 for link in policy.links)
+    routes: list[LinkRoute] = []
+    for link in policy.links:
+        number = numbers[link.name]
+        families = [(4, link.gateway), *([(6, link.gateway6)] if link.carries_ipv6 else [])]
+        routes.extend(LinkRoute(link.name, link.interface, gateway, marks.link_bits(number), marks.LINK_MASK,
+                                link_route_table(number), link_rule_priority(number), version)
+                      for version, gateway in families)
+    return tuple(routes)
 
 
 def compile_links(policy: Policy, numbering: Numbering) -> CompiledLinks:
@@ -127,7 +147,12 @@ def compile_links(policy: Policy, numbering: Numbering) -> CompiledLinks:
     if needs_apps:
         chains.append(NftChain(LINK_LOOKUP_CHAIN, tuple(app_lookup_rules()),
                                comment="catalog and DNS-learned addresses, for app pins on the first packet"))
-    chains.append(NftChain(LINK_CHOOSE_CHAIN, (*lookup, *pin_rules, NftRule(f"goto {LINK_BALANCE_CHAIN}")),
+    if any(link.carries_ipv6 for link in policy.links):
+        choose = [*lookup, *pin_rules, NftRule(f"meta nfproto ipv6 goto {LINK_BALANCE_V6_CHAIN}",
+                                               comment="over the links with gateway6")]
+    else:  # no link routes IPv6: its connections get no link (the main table routes them, failover spares them)
+        choose = [NftRule("meta nfproto ipv6 return", comment="no link has gateway6"), *lookup, *pin_rules]
+    chains.append(NftChain(LINK_CHOOSE_CHAIN, (*choose, NftRule(f"goto {LINK_BALANCE_CHAIN}")),
                            comment="a new office connection: pins first (file order), else the balance"))
     chains.extend(choice_chains(policy, numbers, frozenset(link.name for link in policy.links)))
     restore = ", ".join(f"{hexmark(marks.link_bits(numbers[link.name]))} : goto {link_mark_chain(numbers[link.name])}"
@@ -197,16 +222,27 @@ def _pin_rules(policy: Policy, numbering: Numbering, index: int, pin: LinkPin, s
 
 
 def choice_chains(policy: Policy, numbers: dict[str, int], up: frozenset[str]) -> tuple[NftChain, ...]:
-    """link_balance and link_pin_N for the links in `up` (all of them when none is up: with no
-    line working, the weights still decide, and the first link back takes over); `numbers`:
-    Numbering.links."""
+    """link_balance, link_balance_v6 (if a link has gateway6) and link_pin_N for the links in `up`
+    (all of them when none is up: with no line working, the weights still decide, and the first
+    link back takes over); `numbers`: Numbering.links."""
     usable = [link for link in policy.links if link.name in up] or list(policy.links)
     chains = [NftChain(LINK_BALANCE_CHAIN, (_balance_rule(usable, numbers),),
                        comment="new connections by weight over the up links; rewritten on failover")]
+    ipv6_links = [link for link in policy.links if link.carries_ipv6]
+    if ipv6_links:
+        usable6 = [link for link in ipv6_links if link.name in up] or ipv6_links
+        chains.append(NftChain(LINK_BALANCE_V6_CHAIN, (_balance_rule(usable6, numbers),),
+                               comment="new IPv6 connections by weight over the up links with gateway6"))
+    ipv6_names = {link.name for link in ipv6_links}
     for index, pin in enumerate(policy.link_pins, start=1):
         first_up = next((name for name in pin.links if name in up), None)
         target = f"goto {link_set_chain(numbers[first_up])}" if first_up else f"goto {LINK_BALANCE_CHAIN}"
-        chains.append(NftChain(link_pin_chain(index), (NftRule(target, comment=first_up or "none up: balance"),),
+        rules = [NftRule(target, comment=first_up or "none up: balance")]
+        first_up6 = next((name for name in pin.links if name in up and name in ipv6_names), None)
+        if ipv6_names and first_up6 != first_up:  # IPv6 skips the pin's links without gateway6
+            target6 = f"goto {link_set_chain(numbers[first_up6])}" if first_up6 else f"goto {LINK_BALANCE_V6_CHAIN}"
+            rules.insert(0, NftRule(f"meta nfproto ipv6 {target6}", comment=first_up6 or "no IPv6 link up: balance"))
+        chains.append(NftChain(link_pin_chain(index), tuple(rules),
                                comment=f"pin {pin.name}: first up of {', '.join(pin.links)}"))
     return tuple(chains)
 

@@ -40,8 +40,12 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def serve(pairs: list[tuple[str, int]]) -> None:
-    servers = [_Server((address, port), _Echo) for address, port in pairs]
+    servers = [(_Server6 if ":" in address else _Server)((address, port), _Echo) for address, port in pairs]
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     servers[0].serve_forever()

@@ -3,7 +3,8 @@
     links:
       fibre:                         # names are what metrics, status and pins use
         interface: wan1
-        gateway: 198.51.100.2        # next hop; leave out for point-to-point links (PPPoE)
+        gateway: 198.51.100.2        # IPv4 next hop; leave out for point-to-point links (PPPoE)
+        gateway6: fe80::1            # IPv6 next hop (link-local is fine); without it IPv6 does not use this line
         upload: 20mbit
         download: 100mbit
         weight: 3                    # new connections: 3 of every 4 while both lines are up
@@ -21,7 +22,9 @@
 
 A policy without this section keeps `interfaces: {wan, upload, download}`: one
 implicit link, no routing or probing by gatewayd. With it, `interfaces` names
-only the LAN ports.
+only the LAN ports. IPv6 connections are balanced over the links with a
+`gateway6` only (an office whose second ISP gives no IPv6 still works), and
+IPv6 probe targets need one.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from gatewayd.policy.yamltree import (
 )
 
 MAX_LINKS = 7  # the ct mark's 3-bit link field (compile/marks.py), less "no link"
-LINK_KEYS = ("interface", "gateway", "upload", "download", "weight", "probe")
+LINK_KEYS = ("interface", "gateway", "gateway6", "upload", "download", "weight", "probe")
 REQUIRED_LINK_KEYS = ("interface", "upload", "download")
 PROBE_TARGET_KEYS = ("icmp", "tcp", "dns")
 PROBE_KEYS = (*PROBE_TARGET_KEYS, "interval", "timeout", "fall", "rise", "max_loss", "max_latency")
@@ -93,14 +96,26 @@ def _read_link(entry: Entry, checker: Checker, interfaces: list[tuple[str, str, 
     if interface is not None:
         interfaces.append((entry.name, interface, known["interface"].value))
     gateway = _field(known, "gateway", checker, what, _parse_gateway)
+    gateway6 = _field(known, "gateway6", checker, what, _parse_gateway6)
     upload = _field(known, "upload", checker, what, parse_rate)
     download = _field(known, "download", checker, what, parse_rate)
     weight = (integer_of(known["weight"].value, checker, f"'weight' of {what}", 1, MAX_WEIGHT)
               if "weight" in known else 1)
     probe = _read_probe(known["probe"], checker, what) if "probe" in known else None
+    if probe is not None and gateway6 is None and "gateway6" not in known:
+        _report_ipv6_targets(known["probe"], probe, checker, what)
     if len(checker.issues) > issues_before or interface is None or upload is None or download is None or weight is None:
         return None
-    return WanLink(entry.name, interface, upload, download, weight, gateway, probe, checker.location(entry.key))
+    return WanLink(entry.name, interface, upload, download, weight, gateway, probe, checker.location(entry.key),
+                   gateway6=gateway6)
+
+
+def _report_ipv6_targets(entry: Entry, probe: LinkProbe, checker: Checker, what: str) -> None:
+    """An IPv6 probe target on a link without `gateway6` could never answer: the link has no IPv6 route."""
+    v6 = [str(a) for a in (*probe.icmp, *(address for address, _ in probe.tcp), *probe.dns) if a.version == 6]
+    if v6:
+        checker.report(entry.key, f"'probe' of {what} has IPv6 target {v6[0]} but the link has no 'gateway6' "
+                                  f"(give the link's IPv6 next hop, or probe IPv4 targets only)")
 
 
 def _field(known: dict[str, Entry], key: str, checker: Checker, what: str, parse: Parser) -> Any:
@@ -113,9 +128,24 @@ def _field(known: dict[str, Entry], key: str, checker: Checker, what: str, parse
 
 def _parse_gateway(text: str) -> IPAddress:
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
-        raise FieldError(f"gateway '{text}' is not an IPv4/IPv6 address (the next hop on the link)") from None
+        raise FieldError(f"gateway '{text}' is not an IPv4 address (the next hop on the link)") from None
+    if address.version == 6:
+        raise FieldError(f"gateway '{text}' is an IPv6 address: put the IPv6 next hop in 'gateway6'")
+    return address
+
+
+def _parse_gateway6(text: str) -> IPAddress:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise FieldError(f"gateway6 '{text}' is not an IPv6 address (the IPv6 next hop on the link)") from None
+    if address.version == 4:
+        raise FieldError(f"gateway6 '{text}' is an IPv4 address: put the IPv4 next hop in 'gateway'")
+    if address.is_multicast or address.is_unspecified:
+        raise FieldError(f"gateway6 '{text}' cannot be a next hop (multicast or unspecified)")
+    return address
 
 
 def _parse_address(text: str) -> IPAddress:
@@ -192,7 +222,8 @@ def link_schema() -> Schema:
     })
     link = object_schema("One Internet line.", {
         "interface": string_schema("Its WAN interface.", pattern=INTERFACE_PATTERN),
-        "gateway": string_schema("Next hop address (leave out for point-to-point links)."),
+        "gateway": string_schema("IPv4 next hop address (leave out for point-to-point links)."),
+        "gateway6": string_schema("IPv6 next hop address, link-local allowed (leave out: no IPv6 over this link)."),
         "upload": rate | {"description": "Line egress rate."},
         "download": rate | {"description": "Line ingress rate."},
         "weight": {"type": "integer", "minimum": 1, "maximum": MAX_WEIGHT,

@@ -114,10 +114,15 @@ class WanLink:
     upload_bps: int
     download_bps: int
     weight: int = 1  # share of new connections: weight / sum of the up links' weights
-    gateway: IPAddress | None = None  # next hop; None for a point-to-point link (PPPoE)
+    gateway: IPAddress | None = None  # IPv4 next hop; None for a point-to-point link (PPPoE)
     probe: LinkProbe | None = None  # None: never probed, always counted up
     location: Location | None = None
     implicit: bool = False
+    gateway6: IPAddress | None = None  # IPv6 next hop (link-local allowed); None: IPv6 is not routed over this link
+
+    @property
+    def carries_ipv6(self) -> bool:
+        return self.gateway6 is not None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from gatewayd.compile import marks
 from gatewayd.lab.gateway import GatewayDaemon, metric_value, promtool_problems
 from gatewayd.lab.multiwan import (
     APP_ECHO_ADDRESS,
+    ECHO_ADDRESS,
     ECHO_PORT,
     LINKS,
     LISTED_ECHO_ADDRESS,
@@ -46,13 +47,6 @@ def office() -> Iterator[tuple[MultiWanLab, GatewayDaemon]]:
             daemon.stop()
 
 
-def link_marks(lab: MultiWanLab, port: int = ECHO_PORT) -> list[int]:
-    """The link numbers in the ct marks of the gateway's established connections to `port`."""
-    out = lab.run(GATEWAY, ["conntrack", "-L", "-p", "tcp", "--dport", str(port), "--state", "ESTABLISHED"],
-                  check=False).stdout
-    return [marks.link_number_of(int(m)) for m in re.findall(r"mark=(\d+)", out)]
-
-
 def test_new_connections_are_balanced_by_weight(office: tuple[MultiWanLab, GatewayDaemon]) -> None:
     lab, _ = office
     counts = lab.count_links("sales1", BALANCE_CONNECTIONS, timeout=180)
@@ -64,16 +58,8 @@ def test_new_connections_are_balanced_by_weight(office: tuple[MultiWanLab, Gatew
 
 def test_a_connection_stays_on_its_link_while_the_choice_changes(office: tuple[MultiWanLab, GatewayDaemon]) -> None:
     lab, daemon = office
-    held = lab.hold_connections("sales2", 12, seconds=4)
+    held, result, on_wire = lab.hold_across_reweighting(daemon, "sales2", ECHO_ADDRESS)
     assert set(held.opened) == {ONE, TWO}, held.opened
-    lab.write_policy(one_weight=1)  # a reload rewrites the balance; open connections keep their line
-    daemon.reload()
-    try:
-        on_wire = sorted(link_marks(lab))
-        result = held.result()
-    finally:
-        lab.write_policy()
-        daemon.reload()
     assert result["dead"] == {}, result
     assert on_wire == sorted(1 if peer == ONE else 2 for peer in held.opened)
 
@@ -167,7 +153,7 @@ def test_conntrack_tool_filters_by_mark_and_mask(office: tuple[MultiWanLab, Gate
     """Failover relies on `conntrack -D --mark VALUE/MASK` touching only matching entries."""
     lab, _ = office
     held = lab.hold_connections("sales2", 20, seconds=2)
-    before = link_marks(lab)
+    before = lab.links_on_wire()
     assert 1 in before and 2 in before, before
     listed = subprocess.run(["ip", "netns", "exec", lab.ns_name(GATEWAY), "conntrack", "-L", "--mark",
                              f"{marks.link_bits(2):#x}/{marks.LINK_MASK:#x}", "-p", "tcp", "--dport", str(ECHO_PORT),
