@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,7 +53,7 @@ class KeptLab:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         # cleanup_stale removes by this prefix: only ever a lab's own.
-        return kept if kept.prefix.startswith(PREFIX_ROOT) and kept.prefix.endswith("-") else None
+        return kept if re.fullmatch(rf"{PREFIX_ROOT}\d+-", kept.prefix) else None
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
