@@ -1,20 +1,21 @@
 """The lab demo: an office in network namespaces behind the real gatewayd, real traffic, a short report.
 
 Run as root: `python -m gatewayd.lab.demo` (scripts/demo sets up and runs it).
-Everything it creates is removed at the end, also on Ctrl-C or error.
+Everything it creates is removed at the end, also on Ctrl-C or error; with --keep the
+lab stays up, scraped by Prometheus, until `--down` (kept_demo.py, demo_keep.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from gatewayd.compile.plan import Plan, compile_plan
-from gatewayd.lab import traffic
+from gatewayd.lab import demo_keep, kept_demo, traffic
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.lab.kernel_view import decode_mark, flow_mark, learned_app
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
@@ -90,13 +91,7 @@ def contended_download(lab: Lab, daemon: GatewayDaemon, seconds: float) -> list[
     downloads = [("service", DEFAULT_SITES["bilibili"].hostname), ("finance", DEFAULT_SITES["erp"].hostname)]
     before = class_bytes(daemon, "lan0")
     started = time.monotonic()
-    processes = [lab.popen(host, ["curl", "-s", "-o", "/dev/null", "--max-time", str(seconds),
-                                  f"http://{name}/bytes/50000000"]) for host, name in downloads]
-    for process in processes:
-        try:
-            process.wait(seconds + 10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    traffic.concurrent_downloads(lab, downloads, seconds)
     elapsed = time.monotonic() - started
     after = class_bytes(daemon, "lan0")
     lines = []
@@ -106,40 +101,72 @@ def contended_download(lab: Lab, daemon: GatewayDaemon, seconds: float) -> list[
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def show_office(lab: Lab, daemon: GatewayDaemon, plan: Plan, seconds: float) -> None:
+    """The demo proper: each visit's verdict from the kernel, the classes' rates under contention, counters."""
+    print("\nFlows (the app and class are read back from the kernel's conntrack mark):")
+    for item in VISITS:
+        print(visit(lab, plan, item))
+    print(f"\nRate each class got on the LAN side while video and ERP download at once "
+          f"({seconds:g} s, link 50 Mbit/s, bulk capped at 30%):")
+    for line in contended_download(lab, daemon, seconds):
+        print(line)
+    exposition = daemon.metrics()
+    print("\nCounters (Prometheus, from the daemon's /metrics):")
+    resets = metric_value(exposition, 'gatewayd_blocked_packets_total', protocol='tcp')
+    print(f"  blocked TCP resets: {resets:.0f}, "
+          f"flows decided: {metric_value(exposition, 'gatewayd_flows_total'):.0f}, "
+          f"packets queued to the classifier: {metric_value(exposition, 'gatewayd_queued_packets_total'):.0f}, "
+          f"addresses learned from DNS: {metric_value(exposition, 'gatewayd_dns_learned_addresses'):.0f}")
+    methods = {m: metric_value(exposition, "gatewayd_classifier_decisions_total", method=m)
+               for m in ("tls-sni", "http-host", "dns-learned", "signature", "address", "dns")}
+    print("  decided by: " + ", ".join(f"{m} {v:.0f}" for m, v in methods.items() if v))
+
+
+def start_gateway(lab: Lab) -> GatewayDaemon:
+    hosts = ", ".join(f"{k} {v.ipv4}" for k, v in OFFICE_HOSTS.items())
+    print(f"  lab up: namespaces {lab.prefix}*; office hosts: {hosts}")
+    daemon = GatewayDaemon(lab, OFFICE_POLICY).start()
+    started = daemon.log_text()
+    backend = re.search(r"queue_backend=(\S+)", started)
+    leaf = re.search(r"leaf_qdisc=(\S+)", started)
+    print(f"  gatewayd up: nft table inet gatewayd, HTB on wan0 (upload) and lan0 (download), "
+          f"NFQUEUE via {backend.group(1) if backend else '?'}, leaf queues {leaf.group(1) if leaf else '?'}")
+    return daemon
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="length of the contended download")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--keep", action="store_true", help="leave the lab running with Prometheus scraping "
+                      "gatewayd, write a report and print the commands to look at it")
+    mode.add_argument("--down", action="store_true", help="tear down the lab --keep left running")
+    parser.add_argument("--traffic-seconds", type=float, default=kept_demo.TRAFFIC_SECONDS,
+                        help="with --keep: how long the office's traffic runs before the report")
+    parser.add_argument("--state-file", type=Path, default=demo_keep.DEFAULT_STATE_FILE,
+                        help="with --keep and --down: where the kept lab is recorded")
+    parser.add_argument(demo_keep.KEEPER_FLAG, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not 0 < args.traffic_seconds <= kept_demo.MAX_TRAFFIC_SECONDS:
+        parser.error(f"--traffic-seconds: between 0 and {kept_demo.MAX_TRAFFIC_SECONDS:g}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    if args.down:
+        return demo_keep.tear_down(args.state_file)
+    if args.keep and not args.keeper:
+        return demo_keep.launch_keeper(sys.argv[1:] if argv is None else argv, args.state_file)
     policy = load_policy(str(OFFICE_POLICY))
     plan = compile_plan(policy)
     print(f"gatewayd lab demo: an office behind gatewayd running {OFFICE_POLICY.name}")
+    if args.keep:
+        return kept_demo.run_kept(args, plan, start_gateway, show_office)
     with Lab(hosts=OFFICE_HOSTS) as lab:
-        hosts = ", ".join(f"{k} {v.ipv4}" for k, v in OFFICE_HOSTS.items())
-        print(f"  lab up: namespaces {lab.prefix}*; office hosts: {hosts}")
-        daemon = GatewayDaemon(lab, OFFICE_POLICY).start()
-        started = daemon.log_text()
-        backend = re.search(r"queue_backend=(\S+)", started)
-        leaf = re.search(r"leaf_qdisc=(\S+)", started)
-        print(f"  gatewayd up: nft table inet gatewayd, HTB on wan0 (upload) and lan0 (download), "
-              f"NFQUEUE via {backend.group(1) if backend else '?'}, leaf queues {leaf.group(1) if leaf else '?'}")
+        daemon = start_gateway(lab)
         try:
-            print("\nFlows (the app and class are read back from the kernel's conntrack mark):")
-            for item in VISITS:
-                print(visit(lab, plan, item))
-            print(f"\nRate each class got on the LAN side while video and ERP download at once "
-                  f"({args.seconds:g} s, link 50 Mbit/s, bulk capped at 30%):")
-            for line in contended_download(lab, daemon, args.seconds):
-                print(line)
-            exposition = daemon.metrics()
-            print("\nCounters (Prometheus, from the daemon's /metrics):")
-            resets = metric_value(exposition, 'gatewayd_blocked_packets_total', protocol='tcp')
-            print(f"  blocked TCP resets: {resets:.0f}, "
-                  f"flows decided: {metric_value(exposition, 'gatewayd_flows_total'):.0f}, "
-                  f"packets queued to the classifier: {metric_value(exposition, 'gatewayd_queued_packets_total'):.0f}, "
-                  f"addresses learned from DNS: {metric_value(exposition, 'gatewayd_dns_learned_addresses'):.0f}")
-            methods = {m: metric_value(exposition, "gatewayd_classifier_decisions_total", method=m)
-                       for m in ("tls-sni", "http-host", "dns-learned", "signature", "address", "dns")}
-            print("  decided by: " + ", ".join(f"{m} {v:.0f}" for m, v in methods.items() if v))
+            show_office(lab, daemon, plan, args.seconds)
             # No command to scrape /metrics yourself: its namespace is removed below, before anyone could run it.
         finally:
             code = daemon.stop()

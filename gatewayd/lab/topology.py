@@ -149,12 +149,20 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie is dead, merely not yet reaped by its parent
 
 
-def _process_start_time(pid: int) -> str | None:
+def process_start_time(pid: int) -> str | None:
     try:
         # Field 22 (starttime); fields after the ")" of comm start at field 3.
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (FileNotFoundError, IndexError):
         return None
+
+
+def process_alive(pid: int, start_time: str | None) -> bool:
+    """Whether the process that started at `start_time` (process_start_time) still runs as `pid`.
+
+    The start time guards against pid reuse; a zombie is as dead as a missing process.
+    """
+    return _alive(pid) and process_start_time(pid) == start_time
 
 
 def _remove_namespace(namespace: str) -> list[str]:
@@ -211,9 +219,7 @@ def cleanup_dead_labs() -> list[str]:
             owner = json.loads(owner_file.read_text())
         except (OSError, ValueError):
             continue
-        pid = int(owner["pid"])
-        # Start time guards against pid reuse; a zombie owner is as dead as a missing one.
-        if not _alive(pid) or _process_start_time(pid) != owner["start_time"]:
+        if not process_alive(int(owner["pid"]), owner["start_time"]):
             cleanup_stale(owner["prefix"])
             removed.append(owner["prefix"])
     return removed
@@ -301,7 +307,7 @@ class Lab:
         (self.workdir / "owner.json").write_text(json.dumps({
             "prefix": self.prefix,
             "pid": os.getpid(),
-            "start_time": _process_start_time(os.getpid()),
+            "start_time": process_start_time(os.getpid()),
         }))
         for key in (*INFRA_KEYS, *self.hosts):
             self._add_namespace(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -92,6 +93,21 @@ def https_get(lab: NamespaceRunner, host: str, url_or_name: str, timeout: float 
 def http_get(lab: NamespaceRunner, host: str, url_or_name: str, timeout: float = 5.0,
              ip_version: int | None = None, path: str = "/") -> HttpResult:
     return _curl(lab, host, _url("http", url_or_name, path), timeout, ip_version)
+
+
+def concurrent_downloads(lab: NamespaceRunner, downloads: Sequence[tuple[str, str]], seconds: float,
+                         rate_limit: str | None = None, ip_version: int | None = None) -> None:
+    """Each (host, host name) pair downloads over HTTP at once for `seconds` (curl's --max-time), at most
+    50 MB each (the lab server's cap), each at most `rate_limit` bytes a second (curl's syntax: 500K)."""
+    options = (["--limit-rate", rate_limit] if rate_limit else []) + ([f"-{ip_version}"] if ip_version else [])
+    processes = [lab.popen(host, ["curl", "-s", "-o", "/dev/null", "--max-time", f"{seconds:g}", *options,
+                                  f"http://{name}/bytes/50000000"]) for host, name in downloads]
+    for process in processes:
+        try:
+            process.wait(seconds + _SPAWN_SLACK_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(_SPAWN_SLACK_SECONDS)
 
 
 def _url(scheme: str, url_or_name: str, path: str) -> str:
