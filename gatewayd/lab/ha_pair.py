@@ -25,6 +25,7 @@ its namespace, then its links down.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from gatewayd.lab import services as lab_services
 from gatewayd.lab.gateway import GatewayDaemon
+from gatewayd.lab.long_flows import LongDownloads
 from gatewayd.lab.topology import (
     BRIDGE,
     GATEWAY,
@@ -246,11 +248,12 @@ class HaPairLab(Lab):
     def start_node(self, name: str, policy: Path) -> GatewayDaemon:
         """gatewayd, then conntrackd and keepalived with `gatewayd ha-config`'s files."""
         node = self.node(name)
-        daemon = GatewayDaemon(self, policy, log_name=f"{node.ns_key}-gatewayd.log", ns_key=node.ns_key).start()
-        self.daemons[name] = daemon
         into = self.ha_dir(name)
         self.run(node.ns_key, [sys.executable, "-m", "gatewayd", "ha-config", str(policy), "--node", name,
                                "--into", str(into), "--gatewayd-command", str(self._notify_wrapper())], timeout=30)
+        daemon = GatewayDaemon(self, policy, log_name=f"{node.ns_key}-gatewayd.log", ns_key=node.ns_key)
+        daemon.start(extra_args=("--ha-dir", str(into)))
+        self.daemons[name] = daemon
         self.popen(node.ns_key, ["conntrackd", "-C", str(into / "conntrackd.conf")],
                    log_name=f"{node.ns_key}-conntrackd.log")
         self._wait_for(lambda: (into / "conntrackd.ctl").exists(), f"conntrackd of {name} did not start")
@@ -297,12 +300,15 @@ class HaPairLab(Lab):
         self._wait_for(held, f"{name} did not become backup", timeout, name)
 
     def kill_node(self, name: str) -> None:
-        """The box dies: SIGKILL to its daemons (every process in its namespace), links down."""
+        """The box dies: links down, then SIGKILL to its daemons (every process in its namespace).
+
+        Links first: keepalived's VRRP child gets SIGTERM when its parent is killed and would
+        say goodbye (priority 0), a quicker handover than a dead box gives."""
         node = self.node(name)
-        for pid in _namespace_pids(self.ns_name(node.ns_key)):
-            _signal(pid, 9)
         for device in ("lan0", "wan0", "sync0"):
             self._ip(node.ns_key, "link", "set", device, "down")
+        for pid in _namespace_pids(self.ns_name(node.ns_key)):
+            _signal(pid, signal.SIGKILL)
 
     def conntrackd(self, name: str, *flags: str) -> str:
         """`conntrackd -C <node's config> FLAGS` on a node (e.g. -e: the states synced from the peer)."""
@@ -339,3 +345,45 @@ class HaPairLab(Lab):
                 return
             time.sleep(0.1)
         raise LabError(message + (f"\n{self.node_logs(node)}" if node else ""))
+
+
+@dataclass(frozen=True)
+class FailoverResult:
+    outcomes: list[str]  # per download: "completed", "reset", "stalled", ...
+    probe: ProbeResult
+    marks_before: dict[str, int]  # office flows on the old master: tuple -> ct mark
+    marks_after: dict[str, int]  # the same flows on the new master
+
+    @property
+    def resets(self) -> int:
+        return self.outcomes.count("reset")
+
+    @property
+    def verdicts_changed(self) -> int:
+        """Flows whose mark (app, group, block flag, class) differs or is missing on the new master."""
+        return sum(1 for flow, mark in self.marks_before.items() if self.marks_after.get(flow) != mark)
+
+
+OFFICE_FLOWS = (("-p", "tcp", "--dport", "80"), ("-p", "udp", "--dport", str(CALL_PORT)))
+
+
+def office_marks(lab: HaPairLab, node: str) -> dict[str, int]:
+    return {flow: mark for selector in OFFICE_FLOWS for flow, mark in lab.conntrack_marks(node, *selector).items()}
+
+
+def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
+              before_kill: Callable[[], None] = lambda: None) -> FailoverResult:
+    """Downloads from sales1 and the call from sales2 through gw-a; gw-a dies `kill_after` seconds in.
+
+    `before_kill` runs just before (a test's checks of the running pair)."""
+    flows = LongDownloads(lab, "sales1", [("203.0.113.60", "news.lab.example")] * downloads, seconds,
+                          bytes_per_second=200_000, stall_seconds=seconds)
+    probe = UdpProbe(lab, "sales2", seconds)
+    time.sleep(kill_after)
+    marks_before = office_marks(lab, "gw-a")
+    before_kill()
+    lab.kill_node("gw-a")
+    lab.wait_for_master("gw-b")
+    outcomes = [flow.outcome for flow in flows.results()]
+    marks_after = office_marks(lab, "gw-b")
+    return FailoverResult(outcomes, probe.result(), marks_before, marks_after)
