@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from gatewayd.compile.ha import NOTIFY_STATES
 
 
 def run_notify(args: argparse.Namespace) -> int:
+    from gatewayd.apply.ha_state import write_state
     from gatewayd.apply.ha_takeover import Takeover
     from gatewayd.apply.nft import NftKernel
 
     held = tuple(name for name in args.hold.split(",") if name)
+    try:  # first, so `gatewayd status` tells the state even while the steps below run
+        write_state(Path(args.conntrackd_config).parent, args.state)
+    except OSError as error:
+        print(f"node={args.node} state={args.state} step=record_state ok=false error={error}", file=sys.stderr)
     results = Takeover(NftKernel(), args.conntrackd_config, held).notify(args.state)
     for result in results:
         print(f"node={args.node} state={args.state} step={result.step} ok={str(result.ok).lower()} "

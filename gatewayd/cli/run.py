@@ -11,7 +11,8 @@ def run(args: argparse.Namespace) -> int:
     from gatewayd.daemon.reactor import Daemon
 
     setup_logging(args.log_level)
-    return Daemon(args.policy, args.catalog, Path(args.state_dir), Path(args.control_socket)).run()
+    return Daemon(args.policy, args.catalog, Path(args.state_dir), Path(args.control_socket),
+                  Path(args.ha_dir)).run()
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,5 +22,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="where the last-known-good policy is kept (default: %(default)s)")
     daemon.add_argument("--control-socket", default="/run/gatewayd/control.sock",
                         help="where `gatewayd status/apply/confirm` reach the daemon (default: %(default)s)")
+    daemon.add_argument("--ha-dir", default="/run/gatewayd/ha",
+                        help="the HA pair's runtime directory (`gatewayd ha-config --into`), where "
+                             "`gatewayd ha-notify` records this node's state (default: %(default)s)")
     daemon.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     daemon.set_defaults(func=run)

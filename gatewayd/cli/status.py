@@ -39,6 +39,15 @@ def render_links(links: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def render_ha(ha: dict[str, Any] | None) -> list[str]:
+    """The HA pair: this node's and the peer's VRRP state, and whether they run the same policy."""
+    if not ha:
+        return []
+    same = {True: "same policy", False: "DIFFERENT POLICY", None: "policy not compared (peer not heard)"}
+    return [f"ha          node {ha['node']} {ha['state']}   peer {ha['peer']} {ha['peer_state']}   "
+            f"{same[ha['same_policy']]} (sha256 {ha['policy_hash'][:12]})"]
+
+
 def render_status(status: dict[str, Any]) -> str:
     lines = [
         f"policy      {status['policy_file']} (generation {status['generation']})"
@@ -56,6 +65,7 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"pending     {pending['policy']}: {pending['state']}"
                      + (f", reverts in {left:.0f} s unless confirmed" if left is not None else ""))
     lines.extend(render_links(status.get("links") or []))
+    lines.extend(render_ha(status.get("ha")))
     limited = status.get("limited_hosts")
     if limited and limited["configured"]:
         lines.append(f"per-host    {limited['with_classes']} of {limited['configured']} limited hosts have their "

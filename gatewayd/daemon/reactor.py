@@ -28,6 +28,7 @@ from gatewayd.apply.features import log_kernel_features
 from gatewayd.apply.nfqueue_config import QueueConfigError, set_fail_open
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
+from gatewayd.compile.ha import DEFAULT_RUNTIME_DIR as DEFAULT_HA_RUNTIME_DIR
 from gatewayd.compile.plan import Plan
 from gatewayd.control.protocol import DEFAULT_SOCKET
 from gatewayd.control.server import ControlServer
@@ -35,6 +36,7 @@ from gatewayd.control.status import DaemonFacts, build_status
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
+from gatewayd.daemon.ha_peer import HaPeer, policy_file_hash
 from gatewayd.daemon.heap import limit_arenas, release_freed_heap
 from gatewayd.daemon.host_classes import HostClassWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
@@ -88,7 +90,8 @@ def settle_garbage_collector(*, collect: bool) -> None:
 
 class Daemon:
     def __init__(self, policy_path: str, catalog_path: str | None = None,
-                 state_dir: Path = DEFAULT_STATE_DIR, control_socket: Path = DEFAULT_SOCKET) -> None:
+                 state_dir: Path = DEFAULT_STATE_DIR, control_socket: Path = DEFAULT_SOCKET,
+                 ha_dir: Path = Path(DEFAULT_HA_RUNTIME_DIR)) -> None:
         self.policy_path = policy_path
         self.catalog_path = catalog_path
         self.plan: Plan | None = None
@@ -107,6 +110,7 @@ class Daemon:
         self.blocklist_watch = BlocklistWatch(self.applier.nft)
         self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
         self.link_health = LinkHealth(self.applier.links)
+        self.ha_peer = HaPeer(ha_dir)
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
@@ -229,6 +233,7 @@ class Daemon:
                 if until is not None:
                     timeout = min(timeout, until)
             watched = [queue_fd, self._wake_read] + self.control.fds() + self.link_health.fds()
+            watched += self.ha_peer.fds()
             try:
                 readable, writable, _ = select.select(watched, self.control.write_fds(), [], timeout)
             except InterruptedError:
@@ -239,6 +244,8 @@ class Daemon:
                 os.read(self._wake_read, 512)
             self.control.serve_ready(readable, writable)
             self.link_health.poll()  # probe results: failover and failback (daemon/link_health.py)
+            if self.ha_peer.poll():  # the peer's state and policy hash, once a second (daemon/ha_peer.py)
+                self.metrics.set_ha(self.ha_peer.own_state(), self.ha_peer.peer_state(), self.ha_peer.same_policy())
             if self._want_reload:
                 self._start_reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
@@ -350,6 +357,7 @@ class Daemon:
             self._set_queue_fail_open(plan.policy.classifier.fail_mode)
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
         self.link_health.adopt(plan)
+        self.ha_peer.adopt(plan.policy.ha, policy_file_hash(self.policy_path))
 
     def _set_queue_fail_open(self, fail_mode: str) -> None:
         """fail_mode open: a packet the queue cannot take passes (counted) instead of being dropped."""
@@ -386,10 +394,11 @@ class Daemon:
         assert self.plan is not None and self.classifier is not None  # the socket opens after the first apply
         facts = DaemonFacts(self.generation, self.policy_path, self.degraded, self.started_at, self.changes.describe(),
                             tuple(dataclasses.asdict(report) for report in self.link_reports()))
-        return build_status(facts, self.plan, self.applier, self.classifier)
+        return {**build_status(facts, self.plan, self.applier, self.classifier), "ha": self.ha_peer.report()}
 
     def _shutdown(self) -> None:
         self.link_health.stop()
+        self.ha_peer.close()
         self.builder.close()
         self.control.close()
         if self.queue is not None:

@@ -24,24 +24,29 @@ class GatewayError(RuntimeError):
 class GatewayDaemon:
     """`gatewayd run` inside the lab's gateway namespace, with its log in the lab's workdir."""
 
-    def __init__(self, lab: NamespaceRunner, policy_path: str | Path, log_name: str = "gatewayd.log") -> None:
+    def __init__(self, lab: NamespaceRunner, policy_path: str | Path, log_name: str = "gatewayd.log",
+                 ns_key: str = GATEWAY) -> None:
+        """`ns_key`: the gateway namespace; another one (a second box of an HA pair) gets its
+        own state directory and control socket, named after it."""
         self.lab = lab
         self.policy_path = Path(policy_path)
         self.log_path = lab.workdir / log_name
         self._log_name = log_name
+        self.ns_key = ns_key
+        own = "" if ns_key == GATEWAY else f"{ns_key}-"
         # Kept across restarts of this runner, like /var/lib/gatewayd on a real box.
-        self.state_dir = lab.workdir / "gatewayd-state"
-        self.control_socket = lab.workdir / "control.sock"
+        self.state_dir = lab.workdir / f"{own}gatewayd-state"
+        self.control_socket = lab.workdir / f"{own}control.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS, log_level: str = "info",
-              env: dict[str, str] | None = None) -> GatewayDaemon:
+              env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> GatewayDaemon:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.process = self.lab.popen(GATEWAY, [sys.executable, "-m", "gatewayd", "run", "--policy",
+        self.process = self.lab.popen(self.ns_key, [sys.executable, "-m", "gatewayd", "run", "--policy",
                                                 str(self.policy_path), "--state-dir", str(self.state_dir),
                                                 "--control-socket", str(self.control_socket),
-                                                "--log-level", log_level],
+                                                "--log-level", log_level, *extra_args],
                                       log_name=self._log_name, env={**os.environ, **(env or {})})
         self.wait_for_log("event=started ", offset, timeout)
         return self
@@ -108,7 +113,7 @@ class GatewayDaemon:
 
     def metrics(self, listen: str = METRICS_LISTEN) -> str:
         url = f"http://{listen}/metrics"
-        result = self.lab.run(GATEWAY, ["curl", "-s", "--max-time", "5", url], timeout=10)
+        result = self.lab.run(self.ns_key, ["curl", "-s", "--max-time", "5", url], timeout=10)
         return result.stdout
 
     def control(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -117,7 +122,7 @@ class GatewayDaemon:
                               capture_output=True, text=True, timeout=timeout)
 
     def nft(self, *args: str) -> str:
-        return self.lab.run(GATEWAY, ["nft", *args], timeout=10).stdout
+        return self.lab.run(self.ns_key, ["nft", *args], timeout=10).stdout
 
 
 def metric_value(exposition: str, name: str, **labels: str) -> float:

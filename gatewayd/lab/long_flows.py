@@ -3,7 +3,7 @@
 Each flow is a plain HTTP GET of a large body, read at a capped pace for a
 fixed time through a small receive buffer; the script then closes cleanly and reports, per flow, how it
 ended: "completed", "reset" (RST from anywhere), "closed" (FIN before time),
-"stalled" (no byte for 2 s), with the wall-clock time of its last byte.
+"stalled" (no byte for `stall_seconds`, 2 s unless told), with the wall-clock time of its last byte.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from gatewayd.lab.runner import NamespaceRunner
 SCRIPT = r"""
 import json, socket, sys, threading, time
 targets, seconds, rate = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+stall = float(sys.argv[4])
 results = [None] * len(targets)
 def one(index, address, host):
     started = time.time()
@@ -29,7 +30,7 @@ def one(index, address, host):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
         sock.settimeout(5)
         sock.connect((address, 80))
-        sock.settimeout(2.0)
+        sock.settimeout(stall)
         sock.sendall(f"GET /bytes/50000000 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         while time.time() - started < seconds:
             try:
@@ -71,11 +72,12 @@ class FlowResult:
 
 class LongDownloads:
     def __init__(self, lab: NamespaceRunner, client: str, targets: list[tuple[str, str]], seconds: float,
-                 bytes_per_second: float = 300_000) -> None:
+                 bytes_per_second: float = 300_000, stall_seconds: float = 2.0) -> None:
         """targets: (server address, HTTP Host) pairs, one flow each."""
         self.seconds = seconds
         self.process = lab.popen(client, [sys.executable, "-c", SCRIPT, json.dumps(targets), str(seconds),
-                                          str(bytes_per_second)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                          str(bytes_per_second), str(stall_seconds)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.process.stdout is not None
         first = self.process.stdout.readline().decode().strip()
         if first != "started":

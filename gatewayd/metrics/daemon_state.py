@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+HA_STATES = ("master", "backup", "fault", "unknown")  # apply/ha_state.py's states and its UNKNOWN
 METHODS = ("dns-learned", "tls-sni", "http-host", "address", "signature", "port", "give-up", "dns")
 
 
@@ -43,7 +44,21 @@ class DaemonMetrics:
                                     "Packets queued for the classifier that never reached it (socket buffer full, "
                                     "seen as gaps in packet ids): passed without a verdict under fail_mode open, "
                                     "dropped under closed.", registry=registry)
+        self.ha_state = Gauge("gatewayd_ha_state", "This node's VRRP state in the HA pair (1 for the current one; "
+                              "absent without an ha section).", ["state"], registry=registry)
+        self.ha_peer_state = Gauge("gatewayd_ha_peer_state", "The peer's VRRP state as it last told us over the "
+                                   "sync link (1 for the current one; unknown after 3.5 s of silence).", ["state"],
+                                   registry=registry)
+        self.ha_policy_hash_match = Gauge("gatewayd_ha_policy_hash_match",
+                                          "1 while the peer runs a policy file with the same content, 0 while it "
+                                          "runs another or is not heard.", registry=registry)
         self.up_since = Gauge("gatewayd_start_time_seconds", "When the daemon started (Unix time).", registry=registry)
+
+    def set_ha(self, state: str, peer_state: str, same_policy: bool | None) -> None:
+        for candidate in HA_STATES:
+            self.ha_state.labels(candidate).set(1 if candidate == state else 0)
+            self.ha_peer_state.labels(candidate).set(1 if candidate == peer_state else 0)
+        self.ha_policy_hash_match.set(1 if same_policy else 0)
 
     def set_fail_mode(self, mode: str) -> None:
         for candidate in ("open", "closed"):

@@ -1,0 +1,93 @@
+"""Two gateways, one office: the master dies, the backup carries on (real keepalived and conntrackd).
+
+The office hosts use the LAN virtual address as their default gateway. Long TCP
+downloads and a steady UDP call run through gw-a; gw-a's daemons get SIGKILL and
+its links go down; the downloads must finish on gw-b without a reset, the call's
+flow must keep its mark (its class) and the time without forwarding is measured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from gatewayd.lab.gateway import metric_value
+from gatewayd.lab.ha_pair import CALL_PORT, HaPairLab, fail_over
+from gatewayd.lab.topology import DEFAULT_HOSTS
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+    pytest.mark.skipif(not (shutil.which("keepalived") and shutil.which("conntrackd") and shutil.which("conntrack")),
+                       reason="needs keepalived, conntrackd and conntrack (scripts/setup installs them)"),
+]
+
+DOWNLOAD_SECONDS = 30.0
+FAILOVER_AT_SECONDS = 8.0  # into the downloads: every flow is established and synced by then
+# advert 1 s: the backup declares the master dead after 3 adverts plus skew (about 3.6 s),
+# then the takeover (hold, conntrackd commit, release); generous for a loaded 2-core box.
+MAX_GAP_SECONDS = 10.0
+DOWNLOADS = 3
+
+
+@pytest.fixture
+def pair() -> Iterator[HaPairLab]:
+    hosts = {key: DEFAULT_HOSTS[key] for key in ("sales1", "sales2")}
+    lab = HaPairLab(hosts=hosts)
+    with lab:
+        policy = lab.write_policy(advert_interval="1s")
+        lab.start_node("gw-a", policy)
+        lab.wait_for_master("gw-a")
+        lab.start_node("gw-b", policy)
+        lab.wait_for_backup_hold("gw-b")
+        yield lab
+
+
+def test_killing_the_master_resets_no_connection_and_keeps_the_calls_class(pair: HaPairLab) -> None:
+    lab = pair
+
+    def running_pair_is_reported_and_synced() -> None:
+        assert lab.holds_virtual_address("gw-a") and not lab.holds_virtual_address("gw-b")
+        status = lab.daemons["gw-a"].control("status").stdout
+        assert "node gw-a master   peer gw-b backup   same policy" in status, status
+        metrics = lab.daemons["gw-b"].metrics()
+        assert metric_value(metrics, "gatewayd_ha_state", state="backup") == 1
+        assert metric_value(metrics, "gatewayd_ha_peer_state", state="master") == 1
+        assert metric_value(metrics, "gatewayd_ha_policy_hash_match") == 1
+        synced_on_backup = lab.conntrackd("gw-b", "-e")  # the external cache: states synced from the master
+        assert f"dport={CALL_PORT}" in synced_on_backup, synced_on_backup[-2000:]
+
+    result = fail_over(lab, DOWNLOADS, DOWNLOAD_SECONDS, FAILOVER_AT_SECONDS, running_pair_is_reported_and_synced)
+    assert result.outcomes == ["completed"] * DOWNLOADS, result.outcomes
+    calls = {flow: mark for flow, mark in result.marks_before.items() if f"dport={CALL_PORT}" in flow}
+    assert calls and all(calls.values()), result.marks_before  # decided, with a class
+    assert len(result.marks_before) == DOWNLOADS + 1
+    assert result.verdicts_changed == 0, (result.marks_before, result.marks_after)  # verdicts and classes kept
+    probe = result.probe
+    assert probe.received > 0 and 0 < probe.longest_gap <= MAX_GAP_SECONDS, probe
+    print(f"failover gap {probe.longest_gap:.2f}s, {probe.sent - probe.received} of {probe.sent} datagrams lost")
+    status = lab.daemons["gw-b"].control("status").stdout
+    assert "node gw-b master   peer gw-a unknown" in status, status
+
+
+def test_a_node_running_another_policy_is_reported() -> None:
+    hosts = {"sales1": DEFAULT_HOSTS["sales1"]}
+    lab = HaPairLab(hosts=hosts, start_services=False)
+    with lab:
+        policy = lab.write_policy()
+        changed = lab.workdir / "ha-changed.yaml"
+        changed.write_text(policy.read_text() + "# edited on gw-b only\n")
+        lab.start_node("gw-a", policy)
+        lab.wait_for_master("gw-a")
+        lab.start_node("gw-b", changed)
+        lab.wait_for_backup_hold("gw-b")
+        deadline = time.monotonic() + 10
+        status = ""
+        while time.monotonic() < deadline and "DIFFERENT POLICY" not in status:
+            time.sleep(0.5)
+            status = lab.daemons["gw-a"].control("status").stdout
+        assert "peer gw-b backup   DIFFERENT POLICY" in status, status
+        assert metric_value(lab.daemons["gw-b"].metrics(), "gatewayd_ha_policy_hash_match") == 0
