@@ -51,6 +51,7 @@ from gatewayd.daemon.policy_builder import (
 )
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
+from gatewayd.metrics.nfqueue import read_queue_line
 from gatewayd.metrics.server import build_registry, serve
 from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy_with_text
@@ -65,6 +66,9 @@ log = logging.getLogger("gatewayd.daemon")
 # VerdictHandler counts. A packet passed because the queue itself is full is counted nowhere.
 QUEUE_MAX_LEN = 16384
 LOOP_TICK_SECONDS = 1.0
+# How long the queue stays silent before the ids the kernel numbered but never delivered are
+# counted (VerdictHandler.account_undelivered): one /proc read per lull, none per packet burst.
+QUEUE_LULL_SECONDS = 0.05
 CHANGE_POLL_SECONDS = 0.1  # how soon a finished health check or a passed deadline is acted on
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation passes (CPython's default: 700)
 
@@ -111,6 +115,7 @@ class Daemon:
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
         self._want_reload = False
+        self._undelivered_check_due = False  # the queue was read since the last count of undelivered ids
         self._want_stop = False
 
     def current_plan(self) -> Plan | None:
@@ -224,6 +229,8 @@ class Daemon:
             timeout = LOOP_TICK_SECONDS if until_ping is None else min(LOOP_TICK_SECONDS, until_ping)
             if self.changes.busy:
                 timeout = min(timeout, CHANGE_POLL_SECONDS)
+            if self._undelivered_check_due:
+                timeout = min(timeout, QUEUE_LULL_SECONDS)
             for until in (self.host_classes.seconds_to_next_poll(self.plan),
                           self.control.seconds_to_next_deadline(now)):
                 if until is not None:
@@ -235,6 +242,10 @@ class Daemon:
                 readable, writable = [], []
             if queue_fd in readable:
                 self._drain_queue()
+                self._undelivered_check_due = True
+            elif self._undelivered_check_due:
+                self._undelivered_check_due = False
+                self._account_undelivered()
             if self._wake_read in readable:
                 os.read(self._wake_read, 512)
             self.control.serve_ready(readable, writable)
@@ -257,6 +268,17 @@ class Daemon:
             # ENOBUFS: the kernel dropped queued packets for lack of socket buffer;
             # they are counted in the nfqueue metrics, and the loop goes on.
             log.warning("event=queue_read_failed error=%r", str(exc))
+
+    def _account_undelivered(self) -> None:
+        """Once the queue is quiet and the kernel holds nothing for us, count what it numbered and
+        never delivered: after a backlog, the last packets the full socket refused (fail-open
+        passes them) leave a gap no later packet may come to reveal."""
+        if self.handler is None or self.plan is None:
+            return
+        stats = read_queue_line(self.plan.policy.classifier.queue_num)
+        if stats is None or stats["backlog"] or not stats["sequence"]:
+            return  # packets on their way carry ids of their own; the next lull counts the rest
+        self.handler.account_undelivered(stats["sequence"])
 
     def _start_reload(self) -> None:
         """Start re-reading the policy file; the result is handled by `_reload_done` on the loop."""
