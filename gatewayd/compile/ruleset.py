@@ -505,6 +505,7 @@ class RulesetCompiler:
         self.table.sets.extend(qos.sets)
         self.table.chains.extend(qos.chains)
         self.table.counters.extend(qos.counters)
+        self.table.kept.extend(qos.kept)
         rules = (
             NftRule(f"ct mark & {hexmark(marks.GROUP_MASK)} == 0 return", comment="not an office flow"),
             NftRule(f"meta mark & {hexmark(marks.APP_MASK)} != 0 ct mark & {hexmark(marks.APP_MASK)} == 0 "
