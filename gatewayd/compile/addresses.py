@@ -12,12 +12,16 @@ def networks_of_range(address_range: AddressRange) -> list[IPNetwork]:
     return list(ipaddress.summarize_address_range(address_range.first, address_range.last))
 
 
+def collapsed(networks: Iterable[IPNetwork]) -> list[str]:
+    """Networks of one family as the fewest disjoint blocks: an interval set refuses overlaps, and
+    a set only means its union."""
+    return [str(n) for n in ipaddress.collapse_addresses(networks)]  # type: ignore[type-var]  # one family, as said
+
+
 def split_by_family(networks: Iterable[IPNetwork]) -> tuple[list[str], list[str]]:
     """Collapse overlapping networks (nft interval sets refuse overlaps) and split v4/v6."""
-    v4 = [n for n in networks if n.version == 4]
-    v6 = [n for n in networks if n.version == 6]
-    return ([str(n) for n in ipaddress.collapse_addresses(v4)],
-            [str(n) for n in ipaddress.collapse_addresses(v6)])
+    networks = list(networks)
+    return collapsed(n for n in networks if n.version == 4), collapsed(n for n in networks if n.version == 6)
 
 
 def group_networks(group: Group) -> list[IPNetwork]:

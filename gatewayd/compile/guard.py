@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gatewayd.compile.addresses import collapsed
 from gatewayd.compile.kernel_names import (
     BINDINGS,
     BLOCKLIST,
@@ -295,7 +296,7 @@ class GuardCompiler:
         for version in (4, 6):
             match, key_type, protocol = FAMILY[version]
             exempt = f"scan_exempt_v{version}"
-            elements = tuple(str(n) for n in scan.allow if n.version == version)
+            elements = tuple(collapsed([n for n in scan.allow if n.version == version]))  # overlaps refused by nft
             self.netdev_sets.append(NftSet(exempt, key_type, flags=("interval",), elements=elements,
                                            comment="admin allow-list: never blocklisted"))
             rules.append(NftRule(f"{match} saddr @{exempt} return"))

@@ -56,8 +56,16 @@ REFUSED_PROTOCOLS: tuple[RefusedProtocol, ...] = ("tcp", "udp", "other")
 CONNECTION_CAPS_CHAIN = "connection_caps"  # what a cap does not count returns from it
 
 
-def refused_counter(group_number: int, protocol: RefusedProtocol) -> str:
-    return f"{REFUSED_COUNTER_PREFIX}{group_number}_{protocol}"
+# Both are named by the group's name (not its number, which the next policy may give another
+# group), and the set by its cap too: the table swap keeps them, counts and elements included,
+# while the name stays the same (NftTable.kept), and a changed cap is a new set, counted afresh.
+# Group names are [a-z0-9_-] (policy/fields.py NAME_PATTERN): nft takes them as they are.
+def refused_counter(group_name: str, protocol: RefusedProtocol) -> str:
+    return f"{REFUSED_COUNTER_PREFIX}{group_name}_{protocol}"
+
+
+def connlimit_set_name(group_name: str, cap: int, version: int) -> str:
+    return f"connlimit_{group_name}_{cap}_v{version}"
 
 
 def resolver_set_name(version: int) -> str:

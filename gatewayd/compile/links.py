@@ -43,7 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gatewayd.compile import marks
-from gatewayd.compile.addresses import SourceSets
+from gatewayd.compile.addresses import SourceSets, collapsed
 from gatewayd.compile.app_lookup import app_lookup_rules
 from gatewayd.compile.kernel_names import (
     LINK_BALANCE_CHAIN,
@@ -201,7 +201,7 @@ def _pin_rules(policy: Policy, numbering: Numbering, index: int, pin: LinkPin, s
     destinations: dict[int, str | None] = {4: "", 6: ""}
     if pin.destinations:
         for version, key_type in ((4, "ipv4_addr"), (6, "ipv6_addr")):
-            networks = [str(n) for n in pin.destinations if n.version == version]
+            networks = collapsed([n for n in pin.destinations if n.version == version])  # overlaps refused by nft
             if not networks:
                 destinations[version] = None  # the pin names no network of this family: it cannot match
                 continue

@@ -117,6 +117,9 @@ class NftTable:
     sets: tuple[NftSet, ...] = ()
     chains: tuple[NftChain, ...] = ()
     comment: str = ""
+    # Sets and counters whose kernel state a swap keeps when the kernel holds them: their names
+    # carry everything their definition depends on, so the same name is the same object.
+    kept: tuple[str, ...] = ()
 
     def render(self) -> str:
         lines = [f"table {self.family} {self.name} {{"]
@@ -150,14 +153,20 @@ class NftTable:
         and its base chains stay: `flush table` removes every rule, the sets,
         maps, counters and regular chains the kernel holds (`present`) are
         deleted, then the table is defined again; a base chain whose hook and
-        priority did not change is only refilled. Packets see the old rules or
+        priority did not change is only refilled. The sets and counters in
+        `kept` are not deleted: declaring them again keeps their elements and
+        values (a connection cap's ct counts, which no `add element` can
+        recreate, and its refusals). Packets see the old rules or
         the new ones, never none. The table's comment stays the first one's:
         the kernel cannot update it.
         """
         family, name = self.family, self.name
+        kept = set(self.kept)
         lines = [f"table {family} {name}", f"flush table {family} {name}"]
-        lines += [f"delete {kind} {family} {name} {set_name}" for set_name, kind in sorted(present.sets.items())]
-        lines += [f"delete counter {family} {name} {counter}" for counter in sorted(present.counters)]
+        lines += [f"delete {kind} {family} {name} {set_name}" for set_name, kind in sorted(present.sets.items())
+                  if set_name not in kept]
+        lines += [f"delete counter {family} {name} {counter}" for counter in sorted(present.counters)
+                  if counter not in kept]
         wanted_hooks = {chain.name: chain.base for chain in self.chains if chain.base}
         lines += [f"delete chain {family} {name} {chain}" for chain, hook in sorted(present.chains.items())
                   if hook is None or not same_hook(hook, wanted_hooks.get(chain))]
@@ -179,7 +188,8 @@ class TableBuilder:
     counters: list[str] = field(default_factory=list)
     sets: list[NftSet] = field(default_factory=list)
     chains: list[NftChain] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
 
     def build(self, comment: str = "") -> NftTable:
         return NftTable(self.family, self.name, tuple(self.counters), tuple(self.sets),
-                        tuple(self.chains), comment)
+                        tuple(self.chains), comment, tuple(self.kept))

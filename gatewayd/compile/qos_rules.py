@@ -25,9 +25,10 @@ class creation, the host's packets keep the class its group and app give
 them (step 1): its group's ceiling holds, its own limits do not yet.
 
 Connection caps: a new flow of a group with `max_connections` passes
-`add @connlimit_G_v4 { ip saddr ct count over N }`, a dynamic set that keeps
-one conntrack count per source address; flow N+1 is refused (TCP reset, else
-dropped) and counted in the named counter `connections_refused_G_PROTO`
+`add @connlimit_G_N_v4 { ip saddr ct count over N }`, a dynamic set that keeps
+one conntrack count per source address (named by group and cap, kept across
+reloads: see kernel_names.refused_counter); flow N+1 is refused (TCP reset, else
+dropped) and counted in the named counter `connections_refused_G_PROTO` (G: the group's name)
 (tcp, udp, other). The cap means "N connections to the outside world", so
 the chain `connection_caps` lets these pass uncounted:
   - DNS (UDP and TCP port 53) to the policy's dns.resolvers: a UDP lookup
@@ -50,6 +51,7 @@ from gatewayd.compile.kernel_names import (
     CONNECTION_CAPS_CHAIN,
     REFUSED_PROTOCOLS,
     classless_set_name,
+    connlimit_set_name,
     host_map_name,
     refused_counter,
     resolver_set_name,
@@ -76,6 +78,7 @@ class QosRules:
     sets: list[NftSet] = field(default_factory=list)
     chains: list[NftChain] = field(default_factory=list)
     counters: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # sets and counters a reload keeps (NftTable.kept)
     after_policy: list[NftRule] = field(default_factory=list)  # new flows the rules allowed
     priority: list[NftRule] = field(default_factory=list)  # pick the HTB class
 
@@ -160,16 +163,19 @@ def _connection_limits(policy: Policy, numbering: Numbering, qos: QosRules) -> N
         if cap is None:
             continue
         number = numbering.groups.numbers[name]
-        qos.counters.extend(refused_counter(number, protocol) for protocol in REFUSED_PROTOCOLS)
+        counters = [refused_counter(name, protocol) for protocol in REFUSED_PROTOCOLS]
+        qos.counters.extend(counters)
+        qos.kept.extend(counters)
         refuse = f"refuse_connection_{number}"
         qos.chains.append(NftChain(refuse, (
-            NftRule(f"meta l4proto tcp counter name {refused_counter(number, 'tcp')} reject with tcp reset"),
-            NftRule(f"meta l4proto udp counter name {refused_counter(number, 'udp')} drop"),
-            NftRule(f"counter name {refused_counter(number, 'other')} drop"),
+            NftRule(f"meta l4proto tcp counter name {refused_counter(name, 'tcp')} reject with tcp reset"),
+            NftRule(f"meta l4proto udp counter name {refused_counter(name, 'udp')} drop"),
+            NftRule(f"counter name {refused_counter(name, 'other')} drop"),
         ), comment=f"group {name}: over {cap} connections per host"))
         rules = []
         for version, family, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
-            set_name = f"connlimit_{number}_v{version}"
+            set_name = connlimit_set_name(name, cap, version)
+            qos.kept.append(set_name)  # its ct counts cannot be written back: a reload must not drop them
             qos.sets.append(NftSet(set_name, key_type, flags=("dynamic",), size=CONNLIMIT_SET_SIZE,
                                    comment=f"group {name}: connections per host"))
             rules.append(NftRule(f"meta nfproto ipv{version} add @{set_name} {{ {family} saddr ct count over {cap} }} "

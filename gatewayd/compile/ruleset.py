@@ -27,8 +27,6 @@ All per-flow state lives in the ct mark; see compile/marks.py for the bits.
 
 from __future__ import annotations
 
-import bisect
-import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from gatewayd.compile.addresses import SourceSets
 from gatewayd.compile.app_lookup import app_lookup_rules
 from gatewayd.compile.dns_rules import compile_dns_rules
 from gatewayd.compile.host_limits import HostSlots
+from gatewayd.compile.intervals import AddressPort, disjoint_address_ports, disjoint_networks, disjoint_port_ranges
 from gatewayd.compile.kernel_names import (
     COUNTER_BLOCKED_OTHER,
     COUNTER_BLOCKED_REPLIES,
@@ -115,60 +114,6 @@ class CompiledRuleset:
     warnings: tuple[str, ...]
 
 
-class TakenIntervals:
-    """Whole-number intervals already given to someone, kept sorted and merged.
-
-    `take` hands out the parts of a new interval nobody has yet, at the cost of a
-    bisect plus the intervals it swallows: cutting each new interval against every
-    earlier one was quadratic (an app with 100,000 ports or addresses never rendered).
-    """
-
-    def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.ends: list[int] = []
-
-    def take(self, first: int, last: int) -> list[tuple[int, int]]:
-        starts, ends = self.starts, self.ends
-        low = bisect.bisect_left(ends, first)  # the first taken interval that ends at or after `first`
-        high = low
-        cursor = first
-        free: list[tuple[int, int]] = []
-        while high < len(starts) and starts[high] <= last:
-            if starts[high] > cursor:
-                free.append((cursor, starts[high] - 1))
-            cursor = max(cursor, ends[high] + 1)
-            high += 1
-        if cursor <= last:
-            free.append((cursor, last))
-        # The swallowed intervals and the new one become one taken interval.
-        starts[low:high] = [min(first, starts[low]) if high > low else first]
-        ends[low:high] = [max(last, ends[high - 1]) if high > low else last]
-        return free
-
-
-def disjoint_networks(pairs: list[tuple[IPNetwork, str]]) -> list[tuple[IPNetwork, str]]:
-    """Make (network, app) pairs non-overlapping; the most specific network wins.
-
-    nft interval maps refuse overlapping elements, and an admin's 203.0.113.20/32
-    for ERP inside a cloud provider's /16 must still mean ERP. Each network keeps the
-    addresses no more specific one took, as the fewest CIDR blocks.
-    """
-    by_specificity = sorted(pairs, key=lambda p: (p[0].version, -p[0].prefixlen))
-    taken = {4: TakenIntervals(), 6: TakenIntervals()}
-    result: list[tuple[IPNetwork, str]] = []
-    for network, app in by_specificity:
-        first, last = int(network.network_address), int(network.broadcast_address)
-        free = taken[network.version].take(first, last)
-        if free == [(first, last)]:  # nothing more specific inside: the usual case, kept as it is
-            result.append((network, app))
-            continue
-        address = type(network.network_address)
-        for low, high in free:
-            blocks = ipaddress.summarize_address_range(address(low), address(high))
-            result.extend((block, app) for block in blocks)
-    return sorted(result, key=lambda p: (p[0].version, int(p[0].network_address)))
-
-
 def _outside(piece: IPNetwork, inner: IPNetwork) -> Iterable[IPNetwork]:
     """What of `piece` lies outside `inner`: pieces of it, nothing, or all of it."""
     if isinstance(piece, IPv4Network) and isinstance(inner, IPv4Network):
@@ -189,15 +134,6 @@ def _outside_same_family(piece: SameFamilyNetwork, inner: SameFamilyNetwork) -> 
     return (piece,)
 
 
-def disjoint_port_ranges(entries: list[tuple[str, int, int, str]]) -> list[tuple[str, int, int, str]]:
-    """Make (proto, first, last, target) port ranges non-overlapping, as the classifier's port
-    table reads them: the narrower range wins a port, then the earlier entry (catalog order)."""
-    taken: dict[str, TakenIntervals] = {}
-    result: list[tuple[str, int, int, str]] = []
-    for proto, first, last, target in sorted(entries, key=lambda e: e[2] - e[1]):
-        free = taken.setdefault(proto, TakenIntervals()).take(first, last)
-        result.extend((proto, low, high, target) for low, high in free)
-    return sorted(result)
 
 
 class RulesetCompiler:
@@ -306,21 +242,20 @@ class RulesetCompiler:
     # --- catalog evidence the kernel can use on a flow's first packet ---
     def _catalog_maps(self) -> None:
         address_only: list[tuple[IPNetwork, str]] = []
-        address_port: dict[int, list[str]] = {4: [], 6: []}
+        address_port: list[AddressPort] = []
         port_only: list[tuple[str, int, int, str]] = []
         for app in self.policy.applications.values():
             number = self.numbering.apps.numbers[app.id]
             verdict = f"goto {set_app_chain(number)}"
             if app.networks and app.ports:
-                for network in app.networks:
-                    for port in app.ports:
-                        address_port[network.version].append(
-                            f"{network} . {port.protocol} . {self._port_text(port.first, port.last)} : {verdict}")
+                address_port.extend(AddressPort(network, port.protocol, port.first, port.last, verdict)
+                                    for network in app.networks for port in app.ports)
             elif app.networks:
                 address_only.extend((network, app.id) for network in app.networks)
             elif app.ports:  # ports without addresses: last-resort evidence, as in classify/tables.py
                 port_only.extend((p.protocol, p.first, p.last, verdict) for p in app.ports)
         disjoint = disjoint_networks(address_only)
+        with_ports = disjoint_address_ports(address_port)
         for version, key_type in ((4, "ipv4_addr"), (6, "ipv6_addr")):
             elements = tuple(f"{net} : goto {set_app_chain(self.numbering.apps.numbers[app])}"
                              for net, app in disjoint if net.version == version)
@@ -328,7 +263,9 @@ class RulesetCompiler:
                                           elements=elements, comment="catalog: server address -> app"))
             self.table.sets.append(NftSet(
                 f"app_address_ports_v{version}", f"{key_type} . inet_proto . inet_service", "verdict",
-                ("interval",), elements=tuple(sorted(set(address_port[version]))),
+                ("interval",), elements=tuple(sorted(
+                    f"{e.network} . {e.protocol} . {self._port_text(e.first, e.last)} : {e.target}"
+                    for e in with_ports if e.network.version == version)),
                 comment="catalog: server address and port -> app"))
         self.table.sets.append(NftSet("app_ports", "inet_proto . inet_service", "verdict", ("interval",),
                                       elements=tuple(
@@ -505,6 +442,7 @@ class RulesetCompiler:
         self.table.sets.extend(qos.sets)
         self.table.chains.extend(qos.chains)
         self.table.counters.extend(qos.counters)
+        self.table.kept.extend(qos.kept)
         rules = (
             NftRule(f"ct mark & {hexmark(marks.GROUP_MASK)} == 0 return", comment="not an office flow"),
             NftRule(f"meta mark & {hexmark(marks.APP_MASK)} != 0 ct mark & {hexmark(marks.APP_MASK)} == 0 "

@@ -53,6 +53,7 @@ from gatewayd.daemon.policy_builder import (
 )
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
+from gatewayd.metrics.nfqueue import read_queue_line
 from gatewayd.metrics.server import build_registry, serve
 from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy_with_text
@@ -67,6 +68,10 @@ log = logging.getLogger("gatewayd.daemon")
 # VerdictHandler counts. A packet passed because the queue itself is full is counted nowhere.
 QUEUE_MAX_LEN = 16384
 LOOP_TICK_SECONDS = 1.0
+# How often, at most, the loop reads /proc after draining the queue to count the ids the kernel
+# numbered but never delivered (VerdictHandler.account_undelivered); a drain within this time of
+# the last count is counted once the queue stays silent as long. One /proc read costs ~30 us.
+UNDELIVERED_CHECK_SECONDS = 0.05
 CHANGE_POLL_SECONDS = 0.1  # how soon a finished health check or a passed deadline is acted on
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation passes (CPython's default: 700)
 
@@ -115,6 +120,8 @@ class Daemon:
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
         self._want_reload = False
+        self._undelivered_check_due = False  # the queue was read since the last count of undelivered ids
+        self._undelivered_checked_at = 0.0
         self._want_stop = False
 
     def current_plan(self) -> Plan | None:
@@ -228,6 +235,8 @@ class Daemon:
             timeout = LOOP_TICK_SECONDS if until_ping is None else min(LOOP_TICK_SECONDS, until_ping)
             if self.changes.busy:
                 timeout = min(timeout, CHANGE_POLL_SECONDS)
+            if self._undelivered_check_due:
+                timeout = min(timeout, UNDELIVERED_CHECK_SECONDS)
             for until in (self.host_classes.seconds_to_next_poll(self.plan),
                           self.control.seconds_to_next_deadline(now)):
                 if until is not None:
@@ -240,6 +249,9 @@ class Daemon:
                 readable, writable = [], []
             if queue_fd in readable:
                 self._drain_queue()
+                self._undelivered_check_due = True
+            if self._undelivered_check_due:
+                self._account_undelivered_if_due(quiet=queue_fd not in readable)
             if self._wake_read in readable:
                 os.read(self._wake_read, 512)
             self.control.serve_ready(readable, writable)
@@ -264,6 +276,25 @@ class Daemon:
             # ENOBUFS: the kernel dropped queued packets for lack of socket buffer;
             # they are counted in the nfqueue metrics, and the loop goes on.
             log.warning("event=queue_read_failed error=%r", str(exc))
+
+    def _account_undelivered_if_due(self, *, quiet: bool) -> None:
+        drained_at = time.monotonic()
+        if quiet or drained_at - self._undelivered_checked_at >= UNDELIVERED_CHECK_SECONDS:
+            self._undelivered_check_due = False
+            self._undelivered_checked_at = drained_at
+            self._account_undelivered()
+
+    def _account_undelivered(self) -> None:
+        """Right after a drain (or once the queue is quiet), while the kernel holds nothing for us,
+        count what it numbered and never delivered: after a backlog, the last packets the full
+        socket refused (fail-open passes them) leave a gap no later packet may come to reveal,
+        and a scrape right after the backlog must see them."""
+        if self.handler is None or self.plan is None:
+            return
+        stats = read_queue_line(self.plan.policy.classifier.queue_num)
+        if stats is None or stats["backlog"] or not stats["sequence"]:
+            return  # packets on their way carry ids of their own; the next lull counts the rest
+        self.handler.account_undelivered(stats["sequence"])
 
     def _start_reload(self) -> None:
         """Start re-reading the policy file; the result is handled by `_reload_done` on the loop."""

@@ -112,9 +112,22 @@ class VerdictHandler:
         refused (passed by fail-open, or dropped): a gap in the ids is that many packets."""
         last, self._last_packet_id = self._last_packet_id, packet_id
         if last is not None:
-            gap = (packet_id - last - 1) & 0xFFFFFFFF  # ids are u32 and wrap
-            if 0 < gap < 0x80000000:  # a "gap" of billions is an id going back (a re-bind), not a loss
-                self.metrics.queue_unread.inc(gap)
+            self._count_ids_between(last, packet_id)
+
+    def account_undelivered(self, kernel_sequence: int) -> None:
+        """Count the ids the kernel numbered after our last packet, called while the kernel holds
+        no packet for us (backlog 0): each was refused by the full socket, none is on its way.
+
+        Without this a gap is only seen when a later packet arrives, and the packets passed
+        while the daemon was behind stay uncounted until the next flow, perhaps for ever."""
+        last = 0 if self._last_packet_id is None else self._last_packet_id  # a fresh queue numbers from 1
+        self._last_packet_id = kernel_sequence
+        self._count_ids_between(last, kernel_sequence + 1)
+
+    def _count_ids_between(self, last_id: int, next_id: int) -> None:
+        gap = (next_id - last_id - 1) & 0xFFFFFFFF  # ids are u32 and wrap
+        if 0 < gap < 0x80000000:  # a "gap" of billions is an id going back (a re-bind), not a loss
+            self.metrics.queue_unread.inc(gap)
 
     def _learn(self, learned: list[LearnedAddress]) -> None:
         now = time.monotonic()

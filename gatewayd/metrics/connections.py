@@ -27,8 +27,7 @@ class ConnectionCapCollector(PlanCollector):
             self._kernel = self._kernel or NftKernel()
             counters = self._kernel.named_counters()
             for name in capped:
-                number = plan.numbering.groups.numbers[name]
                 for protocol in REFUSED_PROTOCOLS:
-                    counter = counters.get(refused_counter(number, protocol))
+                    counter = counters.get(refused_counter(name, protocol))
                     refused.add_metric([name, protocol], counter.packets if counter else 0)
         yield refused

@@ -15,13 +15,14 @@ PROC_QUEUE = Path("/proc/net/netfilter/nfnetlink_queue")
 
 def read_queue_line(queue_num: int, path: Path = PROC_QUEUE) -> dict[str, int] | None:
     """Fields per the kernel's nfnetlink_queue seq_show: queue, portid, total, mode, range, dropped,
-    user_dropped, seq."""
+    user_dropped, sequence (the id of the last packet the kernel numbered; 0 on kernels without it)."""
     if not path.exists():
         return None
     for line in path.read_text().splitlines():
         fields = line.split()
         if len(fields) >= 7 and int(fields[0]) == queue_num:
-            return {"backlog": int(fields[2]), "queue_dropped": int(fields[5]), "user_dropped": int(fields[6])}
+            return {"backlog": int(fields[2]), "queue_dropped": int(fields[5]), "user_dropped": int(fields[6]),
+                    "sequence": int(fields[7]) if len(fields) >= 8 else 0}
     return None
 
 

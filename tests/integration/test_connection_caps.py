@@ -54,6 +54,7 @@ HOSTS = {
     # one guest per family, so one test's connections never count in the other's
     "guest4": HostSpec("192.0.2.193", "2001:db8:1::193", "02:00:00:00:01:93"),
     "guest6": HostSpec("192.0.2.194", "2001:db8:1::194", "02:00:00:00:01:94"),
+    "guest_reload": HostSpec("192.0.2.195", "2001:db8:1::195", "02:00:00:00:01:95"),  # for the SIGHUP test
 }
 
 FAMILIES = {  # version -> (guest, server to connect to, resolver, the router's LAN address, rrtype)
@@ -167,3 +168,22 @@ def test_a_host_of_a_group_without_a_cap_opens_as_many_as_it_likes(capped: tuple
     lab, _ = capped
     with holding(lab, "staff", IPERF_SERVER_V4, MAX_CONNECTIONS + 2) as outcomes:
         assert outcomes == ["ok"] * (MAX_CONNECTIONS + 2)
+
+
+def test_a_host_at_its_cap_stays_at_its_cap_across_a_reload_and_its_refusals_stay_counted(
+        capped: tuple[Lab, GatewayDaemon]) -> None:
+    lab, daemon = capped
+    with holding(lab, "guest_reload", IPERF_SERVER_V4, MAX_CONNECTIONS) as outcomes:
+        assert outcomes == ["ok"] * MAX_CONNECTIONS
+        assert tcp_connect(lab, "guest_reload", IPERF_SERVER_V4, HOLD_PORT).outcome in (Outcome.RESET,
+                                                                                         Outcome.REFUSED)
+        refused_before = refused(daemon, "tcp")
+        assert refused_before >= 1
+
+        daemon.reload()  # the same policy: the table is swapped, the cap's counts must survive it
+
+        assert refused(daemon, "tcp") == refused_before  # the named counter kept its value
+        # Still at the cap: before the fix, the swap emptied the set and the host had MAX_CONNECTIONS more.
+        assert tcp_connect(lab, "guest_reload", IPERF_SERVER_V4, HOLD_PORT).outcome in (Outcome.RESET,
+                                                                                         Outcome.REFUSED)
+        assert refused(daemon, "tcp") == refused_before + 1

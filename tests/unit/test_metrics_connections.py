@@ -41,11 +41,10 @@ class FixedCounters:
 
 def test_refused_connections_are_reported_by_group_and_protocol() -> None:
     plan = compile_plan(load_policy_text(POLICY, "p.yaml"))
-    guest = plan.numbering.groups.numbers["guest"]
     collector = ConnectionCapCollector(FixedPlan(plan))
     collector._kernel = FixedCounters({  # type: ignore[assignment]
-        f"connections_refused_{guest}_tcp": Counter(packets=4, bytes=240),
-        f"connections_refused_{guest}_udp": Counter(packets=7, bytes=700),
+        "connections_refused_guest_tcp": Counter(packets=4, bytes=240),
+        "connections_refused_guest_udp": Counter(packets=7, bytes=700),
     })
     registry = CollectorRegistry()
     registry.register(CollectorSet([collector]))

@@ -14,8 +14,10 @@ def test_nfqueue_proc_line_is_read_by_queue_number(tmp_path: Path) -> None:
     # queue portid total mode range dropped user_dropped id_sequence 1
     proc.write_text("    0  12345     3 2 65531     7     9      100  1\n"
                     "    1  12346     0 2 65531     0     0        0  1\n")
-    assert read_queue_line(0, proc) == {"backlog": 3, "queue_dropped": 7, "user_dropped": 9}
-    assert read_queue_line(1, proc) == {"backlog": 0, "queue_dropped": 0, "user_dropped": 0}
+    assert read_queue_line(0, proc) == {"backlog": 3, "queue_dropped": 7, "user_dropped": 9,
+                                        "sequence": 100}
+    assert read_queue_line(1, proc) == {"backlog": 0, "queue_dropped": 0, "user_dropped": 0,
+                                        "sequence": 0}
     assert read_queue_line(5, proc) is None
     assert read_queue_line(0, tmp_path / "absent") is None
 

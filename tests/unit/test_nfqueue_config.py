@@ -86,3 +86,23 @@ def test_gaps_in_the_queues_packet_ids_are_counted_as_unread() -> None:
     assert ids_through_handler([1, 2, 3, 7, 8, 10]) == 3 + 1
     assert ids_through_handler([0xFFFFFFFD, 0xFFFFFFFF, 1]) == 1 + 1  # u32 ids wrap: 0 came between
     assert ids_through_handler([5, 6, 1, 2]) == 0  # an id going back is a new binding, not a loss
+
+
+def test_ids_numbered_after_the_last_packet_are_counted_once_the_kernel_holds_none() -> None:
+    metrics = DaemonMetrics(CollectorRegistry())
+    handler = VerdictHandler(QuietClassifier(), None, None, metrics)  # type: ignore[arg-type]
+    for number in (1, 2, 3):
+        handler(QueuedPacket(number))
+    # The socket filled up: ids 4..9 were passed by fail-open, and no packet came after them.
+    handler.account_undelivered(9)
+    assert metrics.queue_unread._value.get() == 6
+    handler.account_undelivered(9)  # the same lull seen again counts nothing more
+    handler(QueuedPacket(10))  # the next packet continues from the kernel's sequence: no gap
+    assert metrics.queue_unread._value.get() == 6
+
+
+def test_a_queue_that_never_delivered_counts_every_numbered_id() -> None:
+    metrics = DaemonMetrics(CollectorRegistry())
+    handler = VerdictHandler(QuietClassifier(), None, None, metrics)  # type: ignore[arg-type]
+    handler.account_undelivered(5)
+    assert metrics.queue_unread._value.get() == 5

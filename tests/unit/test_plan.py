@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from gatewayd.compile import marks
+from gatewayd.compile.intervals import disjoint_networks
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.plan import Plan, compile_plan
-from gatewayd.compile.ruleset import disjoint_networks
 from gatewayd.compile.schedule import NFT_DAYS, schedule_matches
 from gatewayd.explain.rules import schedule_covers
 from gatewayd.policy.loader import load_policy, load_policy_text
@@ -21,7 +21,8 @@ from gatewayd.policy.model import HourRange, Schedule
 
 HERE = Path(__file__).parent / "plan"
 REPO = Path(__file__).resolve().parents[2]
-GOLDEN_POLICIES = ("small", "connection_caps", "links", "ha_pair")  # plan/NAME.yaml renders to plan/NAME.render
+# plan/NAME.yaml renders to plan/NAME.render
+GOLDEN_POLICIES = ("small", "connection_caps", "links", "ha_pair", "overlaps")
 
 
 def small_plan(text: str | None = None, previous: Plan | None = None, name: str = "small") -> Plan:
@@ -205,7 +206,7 @@ def test_office_policy_compiles() -> None:
 
 
 def test_port_ranges_are_made_disjoint_narrow_first_then_catalog_order() -> None:
-    from gatewayd.compile.ruleset import disjoint_port_ranges
+    from gatewayd.compile.intervals import disjoint_port_ranges
 
     entries = [("tcp", 3000, 4000, "wide"), ("tcp", 3389, 3389, "rdp"), ("tcp", 3389, 3389, "later"),
                ("udp", 3389, 3389, "udp-app")]

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatewayd import cli
-from gatewayd.compile.ruleset import disjoint_networks, disjoint_port_ranges
+from gatewayd.compile.intervals import disjoint_networks, disjoint_port_ranges
 from gatewayd.control.confirm_window import confirm_window_seconds
 from gatewayd.daemon.control_commands import control_commands
 from gatewayd.daemon.last_good import LastGoodStore

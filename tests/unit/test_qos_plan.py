@@ -6,6 +6,7 @@ import ipaddress
 import textwrap
 
 from gatewayd.compile.host_limits import HOST_MINOR_BASE
+from gatewayd.compile.nftables_model import KernelObjects
 from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.compile.qos_rules import CONTROL_PACKET_BYTES
 from gatewayd.compile.tc_tree import CONTROL_MINOR, OTHERS_MINOR, ROOT_MINOR, group_leaf_minor, group_minor
@@ -131,10 +132,10 @@ def test_connection_cap_is_a_ct_count_set_and_a_named_counter_per_protocol() -> 
     plan = plan_of()
     finance = plan.numbering.groups.numbers["finance"]
     table = plan.ruleset.table
-    counters = [f"connections_refused_{finance}_{protocol}" for protocol in ("tcp", "udp", "other")]
+    counters = [f"connections_refused_finance_{protocol}" for protocol in ("tcp", "udp", "other")]
     assert set(counters) <= set(table.counters)
     limit = [r.statement for r in table.chain(f"connection_limit_{finance}").rules]
-    assert limit[0] == (f"meta nfproto ipv4 add @connlimit_{finance}_v4 {{ ip saddr ct count over 40 }} "
+    assert limit[0] == ("meta nfproto ipv4 add @connlimit_finance_40_v4 { ip saddr ct count over 40 } "
                         f"goto refuse_connection_{finance}")
     refuse = [r.statement for r in table.chain(f"refuse_connection_{finance}").rules]
     assert refuse == [f"meta l4proto tcp counter name {counters[0]} reject with tcp reset",
@@ -204,3 +205,24 @@ def test_without_group_settings_the_tree_stays_flat() -> None:
         assert {c.parent_minor for c in tree.classes if c.leaf} == {ROOT_MINOR}
     statements = [r.statement for r in flat.ruleset.table.chain("enforce").rules]
     assert "meta priority set ct mark & 0x00001f00 map @class_priority" in statements
+
+
+def test_a_reload_keeps_a_caps_counts_and_refusals_unless_its_cap_changed() -> None:
+    """The ct counts of a cap cannot be written back: the swap must not delete the set while the
+    group and cap stay, nor the refused counters while the group stays."""
+    table = plan_of().ruleset.table
+    assert {"connlimit_finance_40_v4", "connlimit_finance_40_v6", "connections_refused_finance_tcp",
+            "connections_refused_finance_udp", "connections_refused_finance_other"} <= set(table.kept)
+    held = KernelObjects(sets={"connlimit_finance_40_v4": "set", "connlimit_finance_20_v4": "set",
+                               "class_priority": "map"},
+                         counters=("connections_refused_finance_tcp", "connections_refused_gone_tcp"))
+    deletes = [line for line in table.swap_script(held).splitlines() if line.startswith("delete")]
+    assert deletes == ["delete map inet gatewayd class_priority",
+                       "delete set inet gatewayd connlimit_finance_20_v4",  # the cap was 20: counted afresh
+                       "delete counter inet gatewayd connections_refused_gone_tcp"]
+
+
+def test_a_changed_cap_names_a_new_set() -> None:
+    plan = plan_of(BASE.replace("max_connections: 40", "max_connections: 41"))
+    names = {s.name for s in plan.ruleset.table.sets}
+    assert "connlimit_finance_41_v4" in names and "connlimit_finance_40_v4" not in names
