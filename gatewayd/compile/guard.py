@@ -214,12 +214,16 @@ class GuardCompiler:
             chains.append(self._arp_chain())
             rules.insert(0, NftRule("ether type arp jump arp_guard"))
             rules.extend(self._binding_rules())
-        rules.extend(self._flood_rules())
-        if security.scan is not None:
-            # Scans and sweeps open something new; skipping their lookups for segments of
-            # connections under way keeps a bulk transfer's per-packet cost low.
+        flood_rules = self._flood_rules()
+        if flood_rules or security.scan is not None:
+            # Floods (SYN, UDP, ICMP echo), scans and sweeps open something new; a segment of a
+            # connection under way matches none of them, so it skips their tests and lookups:
+            # that keeps a bulk transfer's per-packet cost low. The checks above (blocklist,
+            # spoofed source, bindings) still see every frame.
             rules.append(NftRule(f"meta l4proto tcp {ESTABLISHED_TCP} accept",
                                  comment="established TCP: nothing left to check"))
+        rules.extend(flood_rules)
+        if security.scan is not None:
             rules.extend(self._scan_rules(security.scan))
         if not rules:
             return None

@@ -36,7 +36,7 @@ from typing import TypeVar
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
 from gatewayd.compile.app_lookup import app_lookup_rules
-from gatewayd.compile.dns_rules import compile_dns_rules
+from gatewayd.compile.dns_rules import DNS_MAX_PACKETS, compile_dns_rules
 from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.intervals import AddressPort, disjoint_address_ports, disjoint_networks, disjoint_port_ranges
 from gatewayd.compile.kernel_names import (
@@ -72,6 +72,7 @@ from gatewayd.compile.nftables_model import (
 )
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.qos_rules import compile_qos_rules
+from gatewayd.compile.rule_dispatch import PolicyRule, compile_rule_dispatch
 from gatewayd.compile.schedule import schedule_matches
 from gatewayd.compile.tunnels import compile_tunnels
 from gatewayd.policy.model import IPNetwork, Policy, Rule
@@ -288,6 +289,7 @@ class RulesetCompiler:
             NftRule(f"{no_group} ct direction original {self.lan_match} jump assign_group",
                     comment="new office flow: which group"),
             NftRule(f"{no_group} return", comment="not an office flow: not ours to classify"),
+            *self._skip_dns_rules_when_decided(),
             *self.dns.classify,
             NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 return", comment="decided: kernel only"),
             *app_lookup_rules(),
@@ -303,6 +305,15 @@ class RulesetCompiler:
         self.table.chains.append(self._empty_tcp_chain())
         self.table.chains.append(NftChain("classify", tuple(rules),
                                           BaseHook("forward", CLASSIFY_PRIORITY)))
+
+    def _skip_dns_rules_when_decided(self) -> list[NftRule]:
+        """Every packet of a decided bulk flow would otherwise test each DNS rule (protocol set,
+        packet count, port, resolver set) on its way to "decided: return"; past the packets those
+        rules look at, none can match, so one cheap test ends the chain for it."""
+        if not self.dns.classify:
+            return []
+        return [NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 ct packets > {DNS_MAX_PACKETS} return",
+                        comment="decided, past the lookups' first packets: kernel only")]
 
     @staticmethod
     def _empty_tcp_chain() -> NftChain:
@@ -325,34 +336,33 @@ class RulesetCompiler:
 
     # --- the policy itself ---
     def _policy_chain(self) -> None:
-        rules: list[NftRule] = self._tcp_only_rules()
+        policy_rules: list[PolicyRule] = self._tcp_only_rules()
         for index, rule in enumerate(self.policy.rules, start=1):
-            rules.extend(self._compile_rule(index, rule))
+            policy_rules.extend(self._compile_rule(index, rule))
         default_counter = f"counter name {COUNTER_DEFAULT}"
         if self.policy.default_action == "block":
-            rules.append(NftRule(f"{default_counter} goto do_block", comment="default"))
+            default = NftRule(f"{default_counter} goto do_block", comment="default")
         else:
-            rules.append(NftRule(f"{default_counter} {self._set_class(self.policy.default_class)}",
-                                 comment="default"))
-        self.table.chains.append(NftChain("rules", tuple(rules),
-                                          comment="first match wins; runs on original-direction packets"))
+            default = NftRule(f"{default_counter} {self._set_class(self.policy.default_class)}", comment="default")
+        policy_rules.append(PolicyRule(None, default))
+        dispatch = compile_rule_dispatch(policy_rules)
+        self.table.sets.extend(dispatch.sets)
+        self.table.chains.extend(dispatch.chains)
 
-    def _tcp_only_rules(self) -> list[NftRule]:
+    def _tcp_only_rules(self) -> list[PolicyRule]:
         """classifier.tcp_only: UDP (QUIC) of these apps is blocked before any policy rule,
         so browsers fall back to TLS over TCP, where the SNI is visible."""
         names = self.policy.classifier.tcp_only
         if not names:
             return []
         apps = tcp_only_apps(names, self.policy.applications)
-        numbers = sorted(self.numbering.apps.numbers[a] for a in apps if a in self.numbering.apps.numbers)
+        numbers = frozenset(self.numbering.apps.numbers[a] for a in apps if a in self.numbering.apps.numbers)
         if not numbers:
             return []
         self.table.counters.append(COUNTER_TCP_ONLY)
         self.rule_counters[COUNTER_TCP_ONLY] = TCP_ONLY_RULE_NAME
-        values = ", ".join(hexmark(marks.app_bits(n)) for n in numbers)
-        return [NftRule(f"meta l4proto udp ct mark & {hexmark(marks.APP_MASK)} {{ {values} }} "
-                        f"counter name {COUNTER_TCP_ONLY} goto do_block",
-                        comment="classifier.tcp_only: " + ", ".join(names))]
+        return [PolicyRule(numbers, NftRule(f"meta l4proto udp counter name {COUNTER_TCP_ONLY} goto do_block",
+                                            comment="classifier.tcp_only: " + ", ".join(names)))]
 
     def _set_class(self, class_name: str | None) -> str:
         class_name = class_name or self.policy.default_class
@@ -360,31 +370,29 @@ class RulesetCompiler:
         bits = marks.class_bits(self.numbering.classes[class_name])
         return f"ct mark set ct mark & {hexmark(keep)} | {hexmark(bits)} return"
 
-    def _compile_rule(self, index: int, rule: Rule) -> list[NftRule]:
+    def _compile_rule(self, index: int, rule: Rule) -> list[PolicyRule]:
         counter = rule_counter_name(index, rule)
         self.table.counters.append(counter)
         self.rule_counters[counter] = rule.name
         where = f"{rule.name} ({rule.location})" if rule.location else rule.name
 
-        app_match = ""
+        apps: frozenset[int] | None = None
         if rule.apps or rule.categories:
-            app_ids = sorted(self.policy.apps_of_rule(rule))
-            numbers = sorted(self.numbering.apps.numbers[a] for a in app_ids if a in self.numbering.apps.numbers)
-            if not numbers:
+            app_ids = self.policy.apps_of_rule(rule)
+            apps = frozenset(self.numbering.apps.numbers[a] for a in app_ids if a in self.numbering.apps.numbers)
+            if not apps:
                 self.warnings.append(f"rule '{rule.name}' names no app the catalog has; it matches nothing")
                 return []
-            values = ", ".join(hexmark(marks.app_bits(n)) for n in numbers)
-            app_match = f"ct mark & {hexmark(marks.APP_MASK)} {{ {values} }}"
 
         action = "goto do_block" if rule.action == "block" else self._set_class(rule.qos_class)
         time_matches = schedule_matches(self.policy.schedules[rule.schedule]) if rule.schedule else [""]
         source_matches = self._source_matches(index, rule)
-        nft_rules = []
+        policy_rules = []
         for source in source_matches:
             for when in time_matches:
-                parts = [p for p in (source, app_match, when, f"counter name {counter}", action) if p]
-                nft_rules.append(NftRule(" ".join(parts), comment=where))
-        return nft_rules
+                parts = [p for p in (source, when, f"counter name {counter}", action) if p]
+                policy_rules.append(PolicyRule(apps, NftRule(" ".join(parts), comment=where)))
+        return policy_rules
 
     def _source_matches(self, index: int, rule: Rule) -> list[str]:
         """Alternatives (one nft rule each) that together mean: source in groups, not in except_groups."""

@@ -126,6 +126,20 @@ def test_floods_and_scans_become_meters_and_a_timed_blocklist() -> None:
     assert "sweepers_v4" not in scan
 
 
+def test_segments_of_established_tcp_skip_the_flood_and_scan_tests_but_not_the_address_checks() -> None:
+    """The per-packet cost of a bulk transfer: its segments leave the chain before the meters,
+    which only SYNs, UDP and pings can trip; blocklist, spoof and binding checks still see them."""
+    plan = compile_plan(load(FULL))
+    netdev = next(t for t in plan.guard.tables if t.family == NETDEV)
+    statements = [r.statement for r in netdev.chain("lan_ingress").rules]
+    established = statements.index("meta l4proto tcp tcp flags & (syn | rst | ack) == ack accept")
+    first_meter = min(i for i, s in enumerate(statements) if "_flood_v" in s or "@seen_" in s)
+    assert established < first_meter
+    for check in ("ip saddr @blocklist_v4 counter name blocklisted drop",
+                  "ip saddr @bound_v4 ip saddr . ether saddr != @bindings_v4 counter name ip_mac_mismatch drop"):
+        assert statements.index(check) < established
+
+
 def test_the_guard_tables_pass_nft_syntax_check() -> None:
     plan = compile_plan(load(FULL))
     script = "".join(table.replace_script(()) for table in plan.guard.tables)

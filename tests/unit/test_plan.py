@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from gatewayd.compile import marks
+from gatewayd.compile.dns_rules import DNS_MAX_PACKETS
 from gatewayd.compile.intervals import disjoint_networks
+from gatewayd.compile.nftables_model import NftRule
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.compile.rule_dispatch import RULES_BY_APP_MAP, RULES_CHAIN, RULES_FOR_APPS_CHAIN_PREFIX
 from gatewayd.compile.schedule import NFT_DAYS, schedule_matches
 from gatewayd.explain.rules import schedule_covers
 from gatewayd.policy.loader import load_policy, load_policy_text
@@ -31,6 +34,10 @@ def small_plan(text: str | None = None, previous: Plan | None = None, name: str 
     return compile_plan(policy, previous)
 
 
+def office_plan() -> Plan:
+    return compile_plan(load_policy(str(REPO / "policies" / "office.yaml")))
+
+
 @pytest.mark.parametrize("name", GOLDEN_POLICIES)
 def test_render_matches_golden_file(name: str) -> None:
     rendered = small_plan(name=name).render()
@@ -40,12 +47,62 @@ def test_render_matches_golden_file(name: str) -> None:
     assert rendered == golden.read_text(), "run with GATEWAYD_UPDATE_GOLDEN=1 to accept a deliberate change"
 
 
+def kernel_rules_for_app(plan: Plan, app_number: int) -> list[NftRule]:
+    """The policy rules the kernel runs for a flow of this app, following the rules chain's app map."""
+    table = plan.ruleset.table
+    rules = list(table.chain(RULES_CHAIN).rules)
+    if rules and "vmap @rules_by_app" in rules[0].statement:
+        vmap = next(s for s in table.sets if s.name == RULES_BY_APP_MAP)
+        targets = dict(e.split(" : goto ") for e in vmap.elements)
+        target = targets.get(f"0x{marks.app_bits(app_number):08x}")
+        rules = list(table.chain(target).rules) if target else rules[1:]
+    return rules
+
+
+def all_policy_rules(plan: Plan) -> list[NftRule]:
+    table = plan.ruleset.table
+    chains = [c for c in table.chains if c.name == RULES_CHAIN or c.name.startswith(RULES_FOR_APPS_CHAIN_PREFIX)]
+    return list(dict.fromkeys(r for c in chains for r in c.rules))
+
+
+def app_number(plan: Plan, app_id: str) -> int:
+    return plan.numbering.apps.numbers[app_id]
+
+
 def test_rules_keep_policy_order_and_point_back_at_their_lines() -> None:
-    rules = small_plan().ruleset.table.chain("rules").rules
-    names = [r.comment.split(" (")[0] for r in rules]
-    order = list(dict.fromkeys(names))
-    assert order == ["favour dingtalk", "no-p2p", "video-at-work", "night-bulk", "guests", "default"]
-    assert rules[0].comment == "favour dingtalk (small.yaml:18:5)"
+    plan = small_plan()
+    for app, expected in (("dingtalk", ["favour dingtalk", "night-bulk", "guests", "default"]),
+                          ("youku", ["video-at-work", "night-bulk", "guests", "default"])):
+        names = [r.comment.split(" (")[0] for r in kernel_rules_for_app(plan, app_number(plan, app))]
+        assert list(dict.fromkeys(names)) == expected
+    assert kernel_rules_for_app(plan, app_number(plan, "dingtalk"))[0].comment == "favour dingtalk (small.yaml:18:5)"
+
+
+@pytest.mark.parametrize("name", ["small", "office"])
+def test_each_app_runs_exactly_the_rules_that_can_match_it_in_policy_order(name: str) -> None:
+    """The kernel's app map must not change which rule decides: for every app (and an undecided
+    flow, app 0) the rules it runs are those naming it or no app, in policy order, and none of
+    them tests the app again (that test is the per-packet cost the map saves)."""
+    plan = office_plan() if name == "office" else small_plan()
+    policy = plan.policy
+    for number in [0, *sorted(set(plan.numbering.apps.numbers.values()))]:
+        wanted = [rule.name for rule in policy.rules
+                  if not (rule.apps or rule.categories)
+                  or number in {plan.numbering.apps.numbers.get(a) for a in policy.apps_of_rule(rule)}]
+        ran = kernel_rules_for_app(plan, number)
+        assert list(dict.fromkeys(r.comment.split(" (")[0] for r in ran)) == [*wanted, "default"], number
+        assert not any(f"ct mark & 0x{marks.APP_MASK:08x} {{" in r.statement for r in ran)
+    assert len(kernel_rules_for_app(plan, marks.APP_UNKNOWN)) < len(all_policy_rules(plan))
+
+
+def test_decided_flows_past_the_dns_window_skip_the_dns_rules() -> None:
+    classify = [r.statement for r in small_plan(name="connection_caps").ruleset.table.chain("classify").rules]
+    skip = classify.index(f"ct mark & 0x{marks.APP_MASK:08x} != 0 ct packets > {DNS_MAX_PACKETS} return")
+    dns_rules = [i for i, s in enumerate(classify) if "@dns_resolvers_" in s]
+    assert dns_rules and skip < min(dns_rules)
+    assert all(f"ct packets <= {DNS_MAX_PACKETS}" in classify[i] for i in dns_rules)  # what makes the skip safe
+    no_resolvers = [r.statement for r in small_plan().ruleset.table.chain("classify").rules]
+    assert not any("@dns_resolvers_" in s or f"ct packets > {DNS_MAX_PACKETS}" in s for s in no_resolvers)
 
 
 def test_block_rule_resets_tcp_and_drops_the_rest() -> None:
@@ -57,7 +114,7 @@ def test_block_rule_resets_tcp_and_drops_the_rest() -> None:
 
 def test_except_groups_become_negated_sets_per_family() -> None:
     plan = small_plan()
-    rules = [r.statement for r in plan.ruleset.table.chain("rules").rules if r.comment.startswith("no-p2p")]
+    rules = [r.statement for r in all_policy_rules(plan) if r.comment.startswith("no-p2p")]
     assert rules[0].startswith("meta nfproto ipv4 ip saddr != @rule_2_except_v4")
     assert rules[1].startswith("meta nfproto ipv6 ")  # managers have no v6 member: v6 flows are not excepted
     except_set = next(s for s in plan.ruleset.table.sets if s.name == "rule_2_except_v4")
@@ -65,14 +122,13 @@ def test_except_groups_become_negated_sets_per_family() -> None:
 
 
 def test_mac_members_match_both_families() -> None:
-    rules = [r.statement for r in small_plan().ruleset.table.chain("rules").rules
-             if r.comment.startswith("video-at-work")]
+    rules = [r.statement for r in all_policy_rules(small_plan()) if r.comment.startswith("video-at-work")]
     assert any(s.startswith("meta nfproto ipv4 ether saddr @rule_3_groups_mac") for s in rules)
     assert any(s.startswith("meta nfproto ipv6 ether saddr @rule_3_groups_mac") for s in rules)
 
 
 def test_schedule_compiles_to_kernel_time_matches() -> None:
-    rules = [r.statement for r in small_plan().ruleset.table.chain("rules").rules]
+    rules = [r.statement for r in all_policy_rules(small_plan())]
     work = next(s for s in rules if "rule_3_" in s)
     assert 'meta day { "Monday", "Tuesday", "Wednesday", "Thursday", "Friday" }' in work
     assert 'meta hour "09:00"-"17:59:59"' in work
@@ -199,7 +255,7 @@ def test_number_allocation_reuses_freed_numbers_only_for_new_names() -> None:
 
 
 def test_office_policy_compiles() -> None:
-    plan = compile_plan(load_policy(str(REPO / "policies" / "office.yaml")))
+    plan = office_plan()
     assert not plan.ruleset.warnings
     assert "table inet gatewayd {" in plan.render()
     assert isinstance(plan.numbering, Numbering)
