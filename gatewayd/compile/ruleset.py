@@ -28,10 +28,7 @@ All per-flow state lives in the ct mark; see compile/marks.py for the bits.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network
-from typing import TypeVar
 
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
@@ -113,28 +110,6 @@ class CompiledRuleset:
     table: NftTable
     rule_counters: dict[str, str]  # counter name -> rule name ("default" for the default)
     warnings: tuple[str, ...]
-
-
-def _outside(piece: IPNetwork, inner: IPNetwork) -> Iterable[IPNetwork]:
-    """What of `piece` lies outside `inner`: pieces of it, nothing, or all of it."""
-    if isinstance(piece, IPv4Network) and isinstance(inner, IPv4Network):
-        return _outside_same_family(piece, inner)
-    if isinstance(piece, IPv6Network) and isinstance(inner, IPv6Network):
-        return _outside_same_family(piece, inner)
-    return (piece,)  # different families share nothing
-
-
-SameFamilyNetwork = TypeVar("SameFamilyNetwork", IPv4Network, IPv6Network)
-
-
-def _outside_same_family(piece: SameFamilyNetwork, inner: SameFamilyNetwork) -> Iterable[SameFamilyNetwork]:
-    if inner.subnet_of(piece):
-        return piece.address_exclude(inner)
-    if piece.subnet_of(inner):
-        return ()
-    return (piece,)
-
-
 
 
 class RulesetCompiler:
