@@ -62,9 +62,14 @@ def _utp_syn(payload: bytes) -> bool:
     return False
 
 
+# RFC 4253 section 5: "SSH-2.0-", "SSH-1.99-" (a server speaking both), and the
+# identification strings of SSH protocol 1 (1.3 and 1.5), which old servers still send.
+_SSH_VERSIONS = (b"SSH-2.0-", b"SSH-1.99-", b"SSH-1.5-", b"SSH-1.3-")
+
+
 def ssh(payload: bytes, direction_is_client: bool) -> bool:
-    # RFC 4253: the identification string; either side may send it first.
-    return payload.startswith(b"SSH-2.0-") or payload.startswith(b"SSH-1.99-")
+    # The identification string; either side may send it first.
+    return payload.startswith(_SSH_VERSIONS)
 
 
 _EDONKEY_MARKERS = (0xE3, 0xC5, 0xD4)  # eDonkey, eMule extensions, eMule zlib-packed

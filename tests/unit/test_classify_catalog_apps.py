@@ -7,6 +7,7 @@ fails here.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 import sys
 from pathlib import Path
@@ -72,11 +73,27 @@ def decide(classifier: Classifier, packets: list[bytes]) -> Decision:
     ("basic.10jqka.com.cn", "tonghuashun"), ("quote.eastmoney.com", "eastmoney"), ("www.pptv.com", "pplive"),
     ("www.xunlei.com", "thunder"), ("web.wechat.com", "wechat"), ("v.qq.com", "tencentvideo"),
     ("www.iqiyi.com", "iqiyi"), ("dns.google", "doh_dot"), ("www.futunn.com", "futu"),
+    # public resolvers by their exact published names; the operator's other hosts stay what they were
+    ("doh.ffmuc.net", "doh_dot"), ("dns10.quad9.net", "doh_dot"), ("odvr.nic.cz", "doh_dot"),
+    ("www.nic.cz", None), ("ffmuc.net", None), ("x.doh.ffmuc.net", None),
+    ("vpn-api.proton.me", "protonvpn"), ("mail.proton.me", None),
+    ("media.fmct2-1.fna.whatsapp.net", "whatsappfiles"),
 ])
 def test_tls_sni_of_catalog_apps(classifier: Classifier, name: str, app: str | None) -> None:
     decision = decide(classifier, tls_flow(name, 40000))
     assert (decision.app, decision.method, decision.evidence) == (app or "unknown", "tls-sni", name)
     assert "alpn=h2,http/1.1" in decision.details
+
+
+def test_google_meet_media_networks_name_a_call_on_its_ports_only() -> None:
+    tables = ClassifierTables.build(builtin_apps())
+    relay = ipaddress.ip_address("142.250.82.99").packed
+    for proto, port in ((17, 3478), (17, 19302), (17, 19309)):
+        match = tables.addresses.lookup(relay, proto, port)
+        assert match is not None and match.app == "googlecall", (proto, port)
+    assert tables.addresses.lookup(relay, 6, 443) is None  # the same network's web traffic is not a call
+    assert tables.addresses.lookup(relay, 17, 19310) is None
+    assert tables.addresses.lookup(ipaddress.ip_address("2001:4860:4864:5::9").packed, 17, 19305) is not None
 
 
 def test_quic_douyin_then_tcp_only_marks_the_same_app(classifier: Classifier) -> None:
