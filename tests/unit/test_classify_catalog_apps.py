@@ -165,6 +165,11 @@ def test_http_url_rule_beats_host_and_keyword(classifier: Classifier) -> None:
     assert (decision.app, decision.method, decision.evidence) == ("bittorrent", "http-url", "info_hash=")
     decision = decide(classifier, http_flow("www.taobao.com", "/index.html", 40022))
     assert (decision.app, decision.method) == ("taobao", "http-host")
+    # Windows Update from a cache server addressed by IP: only the path says what it is.
+    decision = decide(classifier, http_flow("198.51.100.7", "/filestreamingservice/files/0f1e?P1=1&P2=404", 40023))
+    assert (decision.app, decision.method) == ("windowsupdate", "http-url")
+    decision = decide(classifier, http_flow("198.51.100.7", "/files/0f1e", 40024))
+    assert decision.app == "unknown"
 
 
 def test_unanswered_dns_query_still_names_its_app() -> None:
