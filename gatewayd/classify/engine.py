@@ -63,6 +63,7 @@ from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, Pac
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
     CARRIER_SIGNATURES,
+    HELLO_SIGNATURES,
     SIGNATURE_PROTOCOLS,
     SIGNATURES,
     TWO_WAY_SIGNATURES,
@@ -240,6 +241,10 @@ class Classifier:
         self._signatures = tuple(
             (name, SIGNATURES[name], SIGNATURE_PROTOCOLS[name], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in SIGNATURES
+        )
+        self._hello_signatures = tuple(
+            (name, HELLO_SIGNATURES[name], app_ids[0])
+            for name, app_ids in tables.signature_apps.items() if app_ids and name in HELLO_SIGNATURES
         )
         self._call_apps = frozenset(app for name in CALL_SIGNATURES for app in tables.signature_apps.get(name, ()))
         self._two_way = tuple(
@@ -636,7 +641,24 @@ class Classifier:
                 return Decision(fallback.app, fallback.method, fallback.evidence,
                                 details=f"ech outer={hello.sni} {details}".strip())
         if hello.sni:
+            if method == "tls-sni" and self._hello_signatures:
+                signed = self._hello_signature_decision(flow, hello, now, details)
+                if signed is not None:
+                    return signed
             return self._name_decision(hello.sni, method, flow, proto, now, details)
+        return None
+
+    def _hello_signature_decision(self, flow: _Flow, hello: tls_parser.TlsClientHello, now: float,
+                                  details: str) -> Decision | None:
+        """A ClientHello of a shape of its own (Tor), when neither its name nor its address names an app."""
+        tables = self._tables
+        if hello.sni is None or tables.domains.lookup(hello.sni) is not None:
+            return None
+        if tables.addresses.lookup(flow.server_addr) is not None or self._learned.recall(flow.server_addr, now):
+            return None  # an address the catalog lists or DNS taught is that app's, whatever the name
+        for name, match, app in self._hello_signatures:
+            if match(hello):
+                return Decision(app, "signature", name, details=f"sni={hello.sni} {details}".strip())
         return None
 
     def _http_decision(self, flow: _Flow, request: http_parser.HttpRequest, now: float) -> Decision | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from struct import Struct
 
-from gatewayd.classify import sig_calls, sig_im, sig_p2p, sig_services
+from gatewayd.classify import sig_calls, sig_im, sig_p2p, sig_services, sig_tls
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 from gatewayd.policy.model import SIGNATURE_NAMES
 
@@ -224,7 +224,12 @@ CARRIER_SIGNATURES = frozenset(("stun",))
 # from the same endpoint (ICE checks to peers: plain STUN only) take that app too.
 CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp", "stun_zoom", "stun_googlecall"))
 
-KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES)
+# Signatures on a parsed TLS ClientHello whose server name no app claims (sig_tls.py).
+HELLO_SIGNATURES: dict[str, sig_tls.HelloSignature] = {
+    "tor": sig_tls.tor_link,
+}
+
+KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES) | frozenset(HELLO_SIGNATURES)
 
 
 def check_registry_matches(implemented: frozenset[str], vocabulary: Iterable[str]) -> None:
