@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
 from gatewayd.classify import quic as quic_parser
-from gatewayd.classify import sig_calls
+from gatewayd.classify import sig_calls, sig_services
 from gatewayd.classify import tls as tls_parser
 from gatewayd.classify.dns_learning import (
     CATALOG_ADDRESS,
@@ -246,6 +246,9 @@ class Classifier:
             (name, HELLO_SIGNATURES[name], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in HELLO_SIGNATURES
         )
+        # Mail signatures whose TLS variant the catalog has: their sessions are watched for STARTTLS.
+        self._mail_upgrades = {name: variant for name, variant in sig_services.MAIL_TLS_VARIANTS.items()
+                               if name in tables.signature_apps and variant in tables.categories}
         self._call_apps = frozenset(app for name in CALL_SIGNATURES for app in tables.signature_apps.get(name, ()))
         self._two_way = tuple(
             (name, TWO_WAY_SIGNATURES[name][0], TWO_WAY_SIGNATURES[name][1], app_ids[0])
@@ -702,12 +705,31 @@ class Classifier:
     def _signature_decision(self, flow: _Flow, info: PacketInfo, proto: int, from_client: bool,
                             now: float) -> Decision | None:
         payload = info.payload
+        pending = flow.tentative
+        if pending is not None and pending.evidence in self._mail_upgrades:
+            return self._mail_decision(flow, pending, payload, from_client)
         for name, match, protocols, app in self._signatures:
             if proto in protocols and match(payload, from_client):
                 if name in CARRIER_SIGNATURES:
                     return self._carrier_decision(flow, payload, name, app, now)
+                if name in self._mail_upgrades and flow.packets < self.max_packets:
+                    # A mail session may yet upgrade with STARTTLS: wait for the client's
+                    # next commands (within the flow's packet budget: plaintext at its end).
+                    flow.tentative = Decision(app, "signature", name)
+                    return None
                 return Decision(app, "signature", name)
         return None
+
+    def _mail_decision(self, flow: _Flow, pending: Decision, payload: bytes, from_client: bool) -> Decision | None:
+        """A plaintext mail session seen: the client's STARTTLS names the TLS variant, another command the plain one."""
+        if not from_client:
+            return None
+        upgrade = sig_services.starttls_command(pending.evidence, payload)
+        if upgrade is None:
+            return None
+        if upgrade:
+            return Decision(self._mail_upgrades[pending.evidence], "signature", f"{pending.evidence}+starttls")
+        return pending
 
     def _carrier_decision(self, flow: _Flow, payload: bytes, name: str, generic_app: str,
                           now: float) -> Decision | None:
