@@ -117,15 +117,21 @@ def test_dns_answer_with_cname_chain_teaches_bilibili(classifier: Classifier) ->
     assert first == Decision("bilibili", "dns-learned", "www.bilibili.com")
 
 
+def teach_youku_address(classifier: Classifier, sport: int, query_id: int) -> None:
+    """A query for www.youku.com at 9.9 and its answer (SERVER) at 10.0, from the resolver."""
+    query = IP(src=CLIENT, dst=RESOLVER) / UDP(sport=sport, dport=53) / DNS(id=query_id,
+                                                                          qd=DNSQR(qname="www.youku.com"))
+    classifier.on_packet(bytes(query), 9.9)
+    answer = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=sport)
+              / DNS(id=query_id, qr=1, qd=DNSQR(qname="www.youku.com"),
+                    an=DNSRR(rrname="www.youku.com", rdata=SERVER, ttl=300)))
+    classifier.on_packet(bytes(answer), 10.0)
+
+
 def test_ech_falls_back_to_what_dns_taught(classifier: Classifier) -> None:
     syn = tls_flow("unused", 40002)[0]
     assert classifier.on_packet(syn, 9.0).decision is None  # address not known yet: queued
-    query = IP(src=CLIENT, dst=RESOLVER) / UDP(sport=33334, dport=53) / DNS(id=8, qd=DNSQR(qname="www.youku.com"))
-    classifier.on_packet(bytes(query), 9.9)
-    answer = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=33334)
-              / DNS(id=8, qr=1, qd=DNSQR(qname="www.youku.com"),
-                    an=DNSRR(rrname="www.youku.com", rdata=SERVER, ttl=300)))
-    classifier.on_packet(bytes(answer), 10.0)  # the answer arrives while the flow is still open
+    teach_youku_address(classifier, 33334, 8)  # the answer arrives while the flow is still open
     hello = quic_initial.client_hello("cloudflare-ech.com")
     ech = struct.pack("!HHB", 0xFE0D, 1, 0)  # an (outer) encrypted_client_hello extension
     body = hello[4:]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from scapy.all import DNS, DNSQR, DNSRR, IP, TCP, UDP, Raw
+from scapy.all import IP, TCP, Raw
 
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.sig_tls import tor_link
@@ -16,7 +16,7 @@ from gatewayd.classify.tls import TlsClientHello
 from gatewayd.lab import quic_initial
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_classify_catalog_apps import CLIENT, RESOLVER, SERVER, builtin_apps, decide
+from test_classify_catalog_apps import CLIENT, SERVER, builtin_apps, decide, teach_youku_address
 
 
 def tor_hello(name: str, alpn: tuple[str, ...] = ()) -> TlsClientHello:
@@ -65,11 +65,6 @@ def test_an_address_dns_taught_beats_the_shape() -> None:
     engine = classifier()
     syn, hello = tls_flow_without_alpn("www.e6r5p57kbafwrxj3plz.com", 41002)
     assert engine.on_packet(syn, 9.0).decision is None  # address not known yet: queued
-    query = IP(src=CLIENT, dst=RESOLVER) / UDP(sport=33335, dport=53) / DNS(id=9, qd=DNSQR(qname="www.youku.com"))
-    engine.on_packet(bytes(query), 9.9)
-    answer = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=33335)
-              / DNS(id=9, qr=1, qd=DNSQR(qname="www.youku.com"),
-                    an=DNSRR(rrname="www.youku.com", rdata=SERVER, ttl=300)))
-    engine.on_packet(bytes(answer), 10.0)
+    teach_youku_address(engine, 33335, 9)
     decision = engine.on_packet(hello, 11.0).decision
     assert decision is not None and (decision.app, decision.method) == ("youku", "dns-learned")
