@@ -99,7 +99,24 @@ def read_ip_packets(path: str | Path) -> Iterator[tuple[float, bytes]]:
     for timestamp, linktype, frame in read_frames(path):
         packet = ip_of_frame(linktype, frame)
         if packet:
-            yield timestamp, innermost_packet(packet, _ip_of_ethernet)
+            yield timestamp, without_link_padding(innermost_packet(packet, _ip_of_ethernet))
+
+
+def without_link_padding(packet: bytes) -> bytes:
+    """The packet cut to the length its IP header states.
+
+    Ethernet pads frames to 60 bytes, so a bare TCP ACK arrives with zero bytes after it
+    that are no payload; taken for data they put the flow's sequence numbers off by their
+    length, and the request that follows no longer parses. A stated length of 0 (captures
+    of segmentation offload) or beyond the frame leaves the packet as captured."""
+    if len(packet) >= 20 and packet[0] >> 4 == 4:
+        stated = struct.unpack_from("!H", packet, 2)[0]
+    elif len(packet) >= 40 and packet[0] >> 4 == 6:
+        payload_length = struct.unpack_from("!H", packet, 4)[0]
+        stated = 40 + payload_length if payload_length else 0  # 0: a jumbogram, or offload
+    else:
+        return packet
+    return packet[:stated] if 20 <= stated < len(packet) else packet
 
 
 def _ip_of_ethernet(frame: bytes) -> bytes | None:

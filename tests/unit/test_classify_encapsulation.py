@@ -51,3 +51,15 @@ def test_capture_reader_yields_the_inner_flows(tmp_path: Path) -> None:
     capture = tmp_path / "6in4.pcap"
     wrpcap(str(capture), [Ether() / OUTER_V4 / INNER_V6, Ether() / INNER_V4])
     assert [packet for _, packet in read_ip_packets(capture)] == [bytes(INNER_V6), bytes(INNER_V4)]
+
+
+def test_capture_reader_drops_ethernet_padding(tmp_path: Path) -> None:
+    ack = IP(src="192.0.2.10", dst="203.0.113.80") / TCP(sport=40000, dport=80, flags="A")
+    padded = Ether(type=0x0800) / Raw(bytes(ack) + b"\x00" * 6)  # a 54-byte frame padded to Ethernet's 60
+    offload = bytearray(bytes(ack))
+    offload[2:4] = b"\x00\x00"  # segmentation offload captures state no length: keep all
+    capture = tmp_path / "padded.pcap"
+    wrpcap(str(capture), [padded, Ether(type=0x0800) / Raw(bytes(offload) + b"\x00" * 6)])
+    packets = [packet for _, packet in read_ip_packets(capture)]
+    assert packets[0] == bytes(ack)
+    assert len(packets[1]) == len(ack) + 6
