@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ipaddress
 import json
 import sys
 import time
@@ -82,7 +83,16 @@ class CaptureOutcome:
 
 
 def flow_key(proto: str, a: str, a_port: int, b: str, b_port: int) -> FlowKey:
-    return proto, frozenset({(a, a_port), (b, b_port)})
+    # Addresses in one canonical spelling: nDPI writes a lone zero group of IPv6 as "::"
+    # ("face:b00c::3"), Python keeps it ("face:b00c:0:3"); as text such flows never matched.
+    return proto, frozenset({(canonical_address(a), a_port), (canonical_address(b), b_port)})
+
+
+def canonical_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
 
 
 def load_labels(directory: Path) -> list[Label]:

@@ -5,6 +5,7 @@ offline `classify` command then needs nothing the daemon does not, and the
 formats are small and stable. Link layers: Ethernet (with VLAN, QinQ, PPPoE,
 MPLS), Linux cooked v1/v2, raw IP, BSD loopback. Frames of any other kind are
 skipped; a truncated or corrupt file ends the iteration with CaptureError.
+Tunnelled packets are unwrapped to the flows inside (encapsulation.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from gatewayd.classify.encapsulation import innermost_packet
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -92,11 +95,32 @@ def read_frames(path: str | Path) -> Iterator[tuple[float, int, bytes]]:
 
 
 def read_ip_packets(path: str | Path) -> Iterator[tuple[float, bytes]]:
-    """(timestamp, IP packet) for every IP frame in the capture."""
+    """(timestamp, IP packet) for every IP frame in the capture, tunnels (6in4, GRE, VXLAN) unwrapped."""
     for timestamp, linktype, frame in read_frames(path):
         packet = ip_of_frame(linktype, frame)
         if packet:
-            yield timestamp, packet
+            yield timestamp, without_link_padding(innermost_packet(packet, _ip_of_ethernet))
+
+
+def without_link_padding(packet: bytes) -> bytes:
+    """The packet cut to the length its IP header states.
+
+    Ethernet pads frames to 60 bytes, so a bare TCP ACK arrives with zero bytes after it
+    that are no payload; taken for data they put the flow's sequence numbers off by their
+    length, and the request that follows no longer parses. A stated length of 0 (captures
+    of segmentation offload) or beyond the frame leaves the packet as captured."""
+    if len(packet) >= 20 and packet[0] >> 4 == 4:
+        stated = struct.unpack_from("!H", packet, 2)[0]
+    elif len(packet) >= 40 and packet[0] >> 4 == 6:
+        payload_length = struct.unpack_from("!H", packet, 4)[0]
+        stated = 40 + payload_length if payload_length else 0  # 0: a jumbogram, or offload
+    else:
+        return packet
+    return packet[:stated] if 20 <= stated < len(packet) else packet
+
+
+def _ip_of_ethernet(frame: bytes) -> bytes | None:
+    return ip_of_frame(LINKTYPE_ETHERNET, frame)
 
 
 def _pcap_frames(handle: BinaryIO, head: bytes) -> Iterator[tuple[float, int, bytes]]:

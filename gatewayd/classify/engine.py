@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
 from gatewayd.classify import quic as quic_parser
-from gatewayd.classify import sig_calls
+from gatewayd.classify import sig_calls, sig_services
 from gatewayd.classify import tls as tls_parser
 from gatewayd.classify.dns_learning import (
     CATALOG_ADDRESS,
@@ -63,6 +63,7 @@ from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, Pac
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
     CARRIER_SIGNATURES,
+    HELLO_SIGNATURES,
     SIGNATURE_PROTOCOLS,
     SIGNATURES,
     TWO_WAY_SIGNATURES,
@@ -241,6 +242,13 @@ class Classifier:
             (name, SIGNATURES[name], SIGNATURE_PROTOCOLS[name], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in SIGNATURES
         )
+        self._hello_signatures = tuple(
+            (name, HELLO_SIGNATURES[name], app_ids[0])
+            for name, app_ids in tables.signature_apps.items() if app_ids and name in HELLO_SIGNATURES
+        )
+        # Mail signatures whose TLS variant the catalog has: their sessions are watched for STARTTLS.
+        self._mail_upgrades = {name: variant for name, variant in sig_services.MAIL_TLS_VARIANTS.items()
+                               if name in tables.signature_apps and variant in tables.categories}
         self._call_apps = frozenset(app for name in CALL_SIGNATURES for app in tables.signature_apps.get(name, ()))
         self._two_way = tuple(
             (name, TWO_WAY_SIGNATURES[name][0], TWO_WAY_SIGNATURES[name][1], app_ids[0])
@@ -636,7 +644,24 @@ class Classifier:
                 return Decision(fallback.app, fallback.method, fallback.evidence,
                                 details=f"ech outer={hello.sni} {details}".strip())
         if hello.sni:
+            if method == "tls-sni" and self._hello_signatures:
+                signed = self._hello_signature_decision(flow, hello, now, details)
+                if signed is not None:
+                    return signed
             return self._name_decision(hello.sni, method, flow, proto, now, details)
+        return None
+
+    def _hello_signature_decision(self, flow: _Flow, hello: tls_parser.TlsClientHello, now: float,
+                                  details: str) -> Decision | None:
+        """A ClientHello of a shape of its own (Tor), when neither its name nor its address names an app."""
+        tables = self._tables
+        if hello.sni is None or tables.domains.lookup(hello.sni) is not None:
+            return None
+        if tables.addresses.lookup(flow.server_addr) is not None or self._learned.recall(flow.server_addr, now):
+            return None  # an address the catalog lists or DNS taught is that app's, whatever the name
+        for name, match, app in self._hello_signatures:
+            if match(hello):
+                return Decision(app, "signature", name, details=f"sni={hello.sni} {details}".strip())
         return None
 
     def _http_decision(self, flow: _Flow, request: http_parser.HttpRequest, now: float) -> Decision | None:
@@ -680,12 +705,31 @@ class Classifier:
     def _signature_decision(self, flow: _Flow, info: PacketInfo, proto: int, from_client: bool,
                             now: float) -> Decision | None:
         payload = info.payload
+        pending = flow.tentative
+        if pending is not None and pending.evidence in self._mail_upgrades:
+            return self._mail_decision(flow, pending, payload, from_client)
         for name, match, protocols, app in self._signatures:
             if proto in protocols and match(payload, from_client):
                 if name in CARRIER_SIGNATURES:
                     return self._carrier_decision(flow, payload, name, app, now)
+                if name in self._mail_upgrades and flow.packets < self.max_packets:
+                    # A mail session may yet upgrade with STARTTLS: wait for the client's
+                    # next commands (within the flow's packet budget: plaintext at its end).
+                    flow.tentative = Decision(app, "signature", name)
+                    return None
                 return Decision(app, "signature", name)
         return None
+
+    def _mail_decision(self, flow: _Flow, pending: Decision, payload: bytes, from_client: bool) -> Decision | None:
+        """A plaintext mail session seen: the client's STARTTLS names the TLS variant, another command the plain one."""
+        if not from_client:
+            return None
+        upgrade = sig_services.starttls_command(pending.evidence, payload)
+        if upgrade is None:
+            return None
+        if upgrade:
+            return Decision(self._mail_upgrades[pending.evidence], "signature", f"{pending.evidence}+starttls")
+        return pending
 
     def _carrier_decision(self, flow: _Flow, payload: bytes, name: str, generic_app: str,
                           now: float) -> Decision | None:

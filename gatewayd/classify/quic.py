@@ -37,6 +37,7 @@ _SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
 _SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
 _SALT_DRAFT_29 = bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")
 _SALT_DRAFT_23 = bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502")
+_SALT_DRAFT_22 = bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a")
 _SALT_T050 = bytes.fromhex("7ff579e5acd072915580304c43a2367c60488310")
 _SALT_T051 = bytes.fromhex("7a4edef4e7ccee5fa4506c19124fc8ccda6e033d")
 
@@ -71,6 +72,12 @@ def _version_params(version: int) -> _VersionParams | None:
         return _VersionParams(_SALT_DRAFT_29, b"quic ", 0)
     if 0xFF000017 <= version <= 0xFF00001C:  # drafts 23-28
         return _VersionParams(_SALT_DRAFT_23, b"quic ", 0)
+    # Facebook's mvfst: 0xfaceb001 follows draft 22, 0xfaceb002 and its experimental alias
+    # 0xfaceb00e draft 27 (mvfst's QuicVersion; Wireshark reads them the same way).
+    if version in (0xFACEB002, 0xFACEB00E):
+        return _VersionParams(_SALT_DRAFT_23, b"quic ", 0)
+    if version in (0xFACEB001, 0xFF000016):  # mvfst's draft-22 version, draft 22 itself
+        return _VersionParams(_SALT_DRAFT_22, b"quic ", 0)
     if version == 0x54303530:  # "T050": Google QUIC with TLS
         return _VersionParams(_SALT_T050, b"quic ", 0, 0x08)
     if version == 0x54303531:  # "T051"

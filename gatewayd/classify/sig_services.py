@@ -158,3 +158,28 @@ def source_engine(payload: bytes, direction_is_client: bool) -> bool:
     """Valve Source engine connectionless queries (A2S_INFO, A2S_PLAYER, challenge replies)."""
     return payload.startswith(b"\xff\xff\xff\xffTSource Engine Query") or (
         len(payload) >= 5 and payload[:4] == b"\xff\xff\xff\xff" and payload[4] in b"UVWAIDE")
+
+
+# --- STARTTLS (the client upgrades a plaintext mail session) ----------------------------------
+
+# The plaintext mail signature -> the app id of the same service over TLS (catalog ids).
+MAIL_TLS_VARIANTS = {"smtp": "smtps", "imap": "imaps", "pop3": "pops"}
+
+
+def starttls_command(signature: str, payload: bytes) -> bool | None:
+    """A client's next command in a mail session: True for the upgrade (SMTP STARTTLS, RFC 3207;
+    IMAP "<tag> STARTTLS", RFC 3501; POP3 STLS, RFC 2595), None for the commands that may come
+    before it (EHLO/HELO, CAPABILITY, CAPA), False for any other: the session stays plaintext."""
+    if not payload.endswith(b"\r\n"):
+        return None  # a command cut in two segments: wait for the rest
+    line = payload[:-2].upper()
+    if signature == "smtp":
+        return True if line == b"STARTTLS" else (None if line[:5] in (b"EHLO ", b"HELO ") else False)
+    if signature == "imap":
+        words = line.split(b" ")
+        if len(words) == 2 and words[0]:
+            return True if words[1] == b"STARTTLS" else (None if words[1] == b"CAPABILITY" else False)
+        return False
+    if signature == "pop3":
+        return True if line == b"STLS" else (None if line == b"CAPA" else False)
+    return False

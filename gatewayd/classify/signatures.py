@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from struct import Struct
 
-from gatewayd.classify import sig_calls, sig_im, sig_p2p, sig_services
+from gatewayd.classify import sig_calls, sig_im, sig_p2p, sig_services, sig_tls
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 from gatewayd.policy.model import SIGNATURE_NAMES
 
@@ -62,9 +62,14 @@ def _utp_syn(payload: bytes) -> bool:
     return False
 
 
+# RFC 4253 section 5: "SSH-2.0-", "SSH-1.99-" (a server speaking both), and the
+# identification strings of SSH protocol 1 (1.3 and 1.5), which old servers still send.
+_SSH_VERSIONS = (b"SSH-2.0-", b"SSH-1.99-", b"SSH-1.5-", b"SSH-1.3-")
+
+
 def ssh(payload: bytes, direction_is_client: bool) -> bool:
-    # RFC 4253: the identification string; either side may send it first.
-    return payload.startswith(b"SSH-2.0-") or payload.startswith(b"SSH-1.99-")
+    # The identification string; either side may send it first.
+    return payload.startswith(_SSH_VERSIONS)
 
 
 _EDONKEY_MARKERS = (0xE3, 0xC5, 0xD4)  # eDonkey, eMule extensions, eMule zlib-packed
@@ -219,7 +224,12 @@ CARRIER_SIGNATURES = frozenset(("stun",))
 # from the same endpoint (ICE checks to peers: plain STUN only) take that app too.
 CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp", "stun_zoom", "stun_googlecall"))
 
-KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES)
+# Signatures on a parsed TLS ClientHello whose server name no app claims (sig_tls.py).
+HELLO_SIGNATURES: dict[str, sig_tls.HelloSignature] = {
+    "tor": sig_tls.tor_link,
+}
+
+KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES) | frozenset(HELLO_SIGNATURES)
 
 
 def check_registry_matches(implemented: frozenset[str], vocabulary: Iterable[str]) -> None:

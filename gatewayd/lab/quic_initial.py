@@ -19,12 +19,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 VERSION_1 = 0x00000001
 VERSION_2 = 0x6B3343CF
+# Facebook's mvfst (Facebook's apps): draft-22 and draft-27 keys, v1's packet layout.
+VERSION_MVFST_22 = 0xFACEB001
+VERSION_MVFST_27 = 0xFACEB002
 _SALTS = {
     VERSION_1: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),
     VERSION_2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),
+    VERSION_MVFST_22: bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a"),  # draft-ietf-quic-tls-22 5.2
+    VERSION_MVFST_27: bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502"),  # drafts 23-28
 }
-_LABEL_PREFIX = {VERSION_1: b"quic ", VERSION_2: b"quicv2 "}
-_INITIAL_TYPE = {VERSION_1: 0, VERSION_2: 1}
+_LABEL_PREFIX = {VERSION_1: b"quic ", VERSION_2: b"quicv2 ", VERSION_MVFST_22: b"quic ", VERSION_MVFST_27: b"quic "}
+_INITIAL_TYPE = {VERSION_1: 0, VERSION_2: 1, VERSION_MVFST_22: 0, VERSION_MVFST_27: 0}
 _MIN_DATAGRAM = 1200
 
 

@@ -7,6 +7,7 @@ fails here.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 import sys
 from pathlib import Path
@@ -72,11 +73,28 @@ def decide(classifier: Classifier, packets: list[bytes]) -> Decision:
     ("basic.10jqka.com.cn", "tonghuashun"), ("quote.eastmoney.com", "eastmoney"), ("www.pptv.com", "pplive"),
     ("www.xunlei.com", "thunder"), ("web.wechat.com", "wechat"), ("v.qq.com", "tencentvideo"),
     ("www.iqiyi.com", "iqiyi"), ("dns.google", "doh_dot"), ("www.futunn.com", "futu"),
+    # public resolvers by their exact published names; the operator's other hosts stay what they were
+    ("doh.ffmuc.net", "doh_dot"), ("dns10.quad9.net", "doh_dot"), ("odvr.nic.cz", "doh_dot"),
+    ("www.nic.cz", None), ("ffmuc.net", None), ("x.doh.ffmuc.net", None),
+    ("vpn-api.proton.me", "protonvpn"), ("mail.proton.me", None),
+    ("media.fmct2-1.fna.whatsapp.net", "whatsappfiles"),
+    ("blog.google", "google"), ("dns.google", "doh_dot"), ("ocsp.pki.goog", None), ("google.example.com", None),
 ])
 def test_tls_sni_of_catalog_apps(classifier: Classifier, name: str, app: str | None) -> None:
     decision = decide(classifier, tls_flow(name, 40000))
     assert (decision.app, decision.method, decision.evidence) == (app or "unknown", "tls-sni", name)
     assert "alpn=h2,http/1.1" in decision.details
+
+
+def test_google_meet_media_networks_name_a_call_on_its_ports_only() -> None:
+    tables = ClassifierTables.build(builtin_apps())
+    relay = ipaddress.ip_address("142.250.82.99").packed
+    for proto, port in ((17, 3478), (17, 19302), (17, 19309)):
+        match = tables.addresses.lookup(relay, proto, port)
+        assert match is not None and match.app == "googlecall", (proto, port)
+    assert tables.addresses.lookup(relay, 6, 443) is None  # the same network's web traffic is not a call
+    assert tables.addresses.lookup(relay, 17, 19310) is None
+    assert tables.addresses.lookup(ipaddress.ip_address("2001:4860:4864:5::9").packed, 17, 19305) is not None
 
 
 def test_quic_douyin_then_tcp_only_marks_the_same_app(classifier: Classifier) -> None:
@@ -100,15 +118,21 @@ def test_dns_answer_with_cname_chain_teaches_bilibili(classifier: Classifier) ->
     assert first == Decision("bilibili", "dns-learned", "www.bilibili.com")
 
 
+def teach_youku_address(classifier: Classifier, sport: int, query_id: int) -> None:
+    """A query for www.youku.com at 9.9 and its answer (SERVER) at 10.0, from the resolver."""
+    query = IP(src=CLIENT, dst=RESOLVER) / UDP(sport=sport, dport=53) / DNS(id=query_id,
+                                                                          qd=DNSQR(qname="www.youku.com"))
+    classifier.on_packet(bytes(query), 9.9)
+    answer = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=sport)
+              / DNS(id=query_id, qr=1, qd=DNSQR(qname="www.youku.com"),
+                    an=DNSRR(rrname="www.youku.com", rdata=SERVER, ttl=300)))
+    classifier.on_packet(bytes(answer), 10.0)
+
+
 def test_ech_falls_back_to_what_dns_taught(classifier: Classifier) -> None:
     syn = tls_flow("unused", 40002)[0]
     assert classifier.on_packet(syn, 9.0).decision is None  # address not known yet: queued
-    query = IP(src=CLIENT, dst=RESOLVER) / UDP(sport=33334, dport=53) / DNS(id=8, qd=DNSQR(qname="www.youku.com"))
-    classifier.on_packet(bytes(query), 9.9)
-    answer = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=33334)
-              / DNS(id=8, qr=1, qd=DNSQR(qname="www.youku.com"),
-                    an=DNSRR(rrname="www.youku.com", rdata=SERVER, ttl=300)))
-    classifier.on_packet(bytes(answer), 10.0)  # the answer arrives while the flow is still open
+    teach_youku_address(classifier, 33334, 8)  # the answer arrives while the flow is still open
     hello = quic_initial.client_hello("cloudflare-ech.com")
     ech = struct.pack("!HHB", 0xFE0D, 1, 0)  # an (outer) encrypted_client_hello extension
     body = hello[4:]
@@ -148,6 +172,11 @@ def test_http_url_rule_beats_host_and_keyword(classifier: Classifier) -> None:
     assert (decision.app, decision.method, decision.evidence) == ("bittorrent", "http-url", "info_hash=")
     decision = decide(classifier, http_flow("www.taobao.com", "/index.html", 40022))
     assert (decision.app, decision.method) == ("taobao", "http-host")
+    # Windows Update from a cache server addressed by IP: only the path says what it is.
+    decision = decide(classifier, http_flow("198.51.100.7", "/filestreamingservice/files/0f1e?P1=1&P2=404", 40023))
+    assert (decision.app, decision.method) == ("windowsupdate", "http-url")
+    decision = decide(classifier, http_flow("198.51.100.7", "/files/0f1e", 40024))
+    assert decision.app == "unknown"
 
 
 def test_unanswered_dns_query_still_names_its_app() -> None:

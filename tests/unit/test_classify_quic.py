@@ -36,7 +36,8 @@ def test_initial_keys_match_rfc_9001_and_9369_vectors() -> None:
     assert keys.iv == bytes.fromhex("91f73e2351d8fa91660e909f")
 
 
-@pytest.mark.parametrize("version", [quic_initial.VERSION_1, quic_initial.VERSION_2])
+@pytest.mark.parametrize("version", [quic_initial.VERSION_1, quic_initial.VERSION_2,
+                                     quic_initial.VERSION_MVFST_22, quic_initial.VERSION_MVFST_27])
 @pytest.mark.parametrize("split", [False, True])
 def test_parser_reads_sni_from_one_or_two_initials(version: int, split: bool) -> None:
     datagrams = quic_initial.client_initials("www.youtube.com", version=version, split=split)
@@ -54,7 +55,8 @@ def catalog() -> list[Application]:
             Application(id="google", name="Google", category="web", domains=("google.com", "google.it"))]
 
 
-@pytest.mark.parametrize("version", [quic_initial.VERSION_1, quic_initial.VERSION_2])
+@pytest.mark.parametrize("version", [quic_initial.VERSION_1, quic_initial.VERSION_2,
+                                     quic_initial.VERSION_MVFST_22, quic_initial.VERSION_MVFST_27])
 def test_engine_decides_quic_flow_on_its_initials(version: int) -> None:
     classifier = Classifier(ClassifierTables.build(catalog()))
     decisions = []
