@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gatewayd.lab.runner import NamespaceRunner
@@ -123,6 +125,16 @@ class GatewayDaemon:
 
     def nft(self, *args: str) -> str:
         return self.lab.run(self.ns_key, ["nft", *args], timeout=10).stdout
+
+
+@contextmanager
+def running_gatewayd(lab: NamespaceRunner, policy_path: str | Path) -> Iterator[GatewayDaemon]:
+    """The daemon started with `policy_path`, stopped (SIGTERM) when the block ends, however it ends."""
+    daemon = GatewayDaemon(lab, policy_path).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 def metric_value(exposition: str, name: str, **labels: str) -> float:

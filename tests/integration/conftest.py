@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.lab import Lab, cleanup_dead_labs
-from gatewayd.lab.gateway import GatewayDaemon
+from gatewayd.lab.gateway import GatewayDaemon, running_gatewayd
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
@@ -75,9 +75,5 @@ def office_daemon(tmp_path: Path) -> Iterator[tuple[Lab, GatewayDaemon, Path]]:
     """The office lab with gatewayd running policies/office.yaml, copied to tmp_path (free to change)."""
     policy = tmp_path / "office.yaml"
     policy.write_text(OFFICE_POLICY.read_text())
-    with Lab(hosts=OFFICE_HOSTS) as lab:
-        daemon = GatewayDaemon(lab, policy).start()
-        try:
-            yield lab, daemon, policy
-        finally:
-            daemon.stop()
+    with Lab(hosts=OFFICE_HOSTS) as lab, running_gatewayd(lab, policy) as daemon:
+        yield lab, daemon, policy

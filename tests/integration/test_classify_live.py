@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from gatewayd.lab import quic_initial, traffic
-from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.gateway import GatewayDaemon, metric_value, running_gatewayd
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
 from gatewayd.lab.services import DEFAULT_SITES, DNS_SERVER_V4
 from gatewayd.lab.topology import Lab
@@ -44,12 +44,8 @@ def tcp_only_office(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     text, replaced = re.subn(r"(?m)^classifier:\n", "classifier:\n  tcp_only: [video]\n", text, count=1)
     assert replaced == 1, "office.yaml has no classifier section to extend"
     policy.write_text(text)
-    with Lab(hosts=OFFICE_HOSTS) as lab:
-        daemon = GatewayDaemon(lab, policy).start()
-        try:
-            yield lab, daemon
-        finally:
-            daemon.stop()
+    with Lab(hosts=OFFICE_HOSTS) as lab, running_gatewayd(lab, policy) as daemon:
+        yield lab, daemon
 
 
 def test_quic_of_a_tcp_only_app_is_dropped_and_counted(tcp_only_office: tuple[Lab, GatewayDaemon]) -> None:

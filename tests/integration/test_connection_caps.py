@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.gateway import GatewayDaemon, metric_value, running_gatewayd
 from gatewayd.lab.services import (
     DEFAULT_SITES,
     DNS_SERVER_V4,
@@ -132,11 +132,8 @@ def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Gate
             log = f"hold-server-{namespace}.log"
             lab.popen(namespace, [sys.executable, "-c", HOLD_SERVER, str(HOLD_PORT)], log_name=log)
             assert last_line(lab.workdir / log, time.monotonic() + WAIT_SECONDS) == "ready"
-        daemon = GatewayDaemon(lab, policy).start()
-        try:
+        with running_gatewayd(lab, policy) as daemon:
             yield lab, daemon
-        finally:
-            daemon.stop()
 
 
 @pytest.mark.parametrize("version", sorted(FAMILIES))

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from gatewayd.compile import marks
-from gatewayd.lab.gateway import GatewayDaemon, metric_value, promtool_problems
+from gatewayd.lab.gateway import GatewayDaemon, metric_value, promtool_problems, running_gatewayd
 from gatewayd.lab.multiwan import (
     APP_ECHO_ADDRESS,
     ECHO_ADDRESS,
@@ -40,11 +40,8 @@ FAILOVER_LIMIT_SECONDS = 3.0
 def office() -> Iterator[tuple[MultiWanLab, GatewayDaemon]]:
     with MultiWanLab() as lab:
         lab.start_echo()
-        daemon = GatewayDaemon(lab, lab.write_policy()).start()
-        try:
+        with running_gatewayd(lab, lab.write_policy()) as daemon:
             yield lab, daemon
-        finally:
-            daemon.stop()
 
 
 def test_new_connections_are_balanced_by_weight(office: tuple[MultiWanLab, GatewayDaemon]) -> None:

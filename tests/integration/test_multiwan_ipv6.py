@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.gateway import GatewayDaemon, metric_value, running_gatewayd
 from gatewayd.lab.multiwan import ECHO_ADDRESS_V6, LINKS, MultiWanLab
 from gatewayd.lab.topology import GATEWAY
 
@@ -28,11 +28,8 @@ BALANCE_TOLERANCE = 0.05  # absolute share; about 3.7 standard deviations at 1,2
 def office() -> Iterator[tuple[MultiWanLab, GatewayDaemon]]:
     with MultiWanLab() as lab:
         lab.start_echo()
-        daemon = GatewayDaemon(lab, lab.write_policy()).start()
-        try:
+        with running_gatewayd(lab, lab.write_policy()) as daemon:
             yield lab, daemon
-        finally:
-            daemon.stop()
 
 
 def test_each_line_has_an_ipv6_rule_and_default_route_in_its_table(

@@ -17,7 +17,7 @@ import pytest
 
 from gatewayd.apply.tc import fifo_limit_bytes
 from gatewayd.compile.plan import compile_plan
-from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.gateway import GatewayDaemon, metric_value, running_gatewayd
 from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4
 from gatewayd.lab.shaping import (
     IperfJob,
@@ -85,12 +85,8 @@ HOSTS = {
 def shaped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, GatewayDaemon]]:
     policy = tmp_path_factory.mktemp("qos") / "qos.yaml"
     policy.write_text(POLICY)
-    with Lab(hosts=HOSTS) as lab:
-        daemon = GatewayDaemon(lab, policy).start()
-        try:
-            yield lab, daemon
-        finally:
-            daemon.stop()
+    with Lab(hosts=HOSTS) as lab, running_gatewayd(lab, policy) as daemon:
+        yield lab, daemon
 
 
 @pytest.mark.parametrize(("direction", "device", "ceiling"), [

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.gateway import GatewayDaemon, metric_value, running_gatewayd
 from gatewayd.lab.services import DEFAULT_SITES, IPERF_PORTS, IPERF_SERVER_V4
 from gatewayd.lab.shaping import IperfJob, RttResult, concurrent_rates, udp_rtt
 from gatewayd.lab.topology import HostSpec, Lab
@@ -54,12 +54,8 @@ HOSTS = {
 def shaped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, GatewayDaemon]]:
     policy = tmp_path_factory.mktemp("qos_both") / "qos.yaml"
     policy.write_text(POLICY)
-    with Lab(hosts=HOSTS) as lab:
-        daemon = GatewayDaemon(lab, policy).start()
-        try:
-            yield lab, daemon
-        finally:
-            daemon.stop()
+    with Lab(hosts=HOSTS) as lab, running_gatewayd(lab, policy) as daemon:
+        yield lab, daemon
 
 
 def saturate_both_directions(lab: Lab) -> tuple[float, float, RttResult]:
