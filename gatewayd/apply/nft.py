@@ -10,8 +10,9 @@ on purpose: an owned table dies with its process, and gatewayd must fail open
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nftables
@@ -115,6 +116,21 @@ def base_hook_of(listed_chain: dict[str, Any]) -> BaseHook | None:
                     (devices,) if isinstance(devices, str) else tuple(devices))
 
 
+# The hooks whose base chains are bound to devices (netdev ingress/egress, inet ingress).
+DEVICE_HOOKS = frozenset({"ingress", "egress"})
+_LISTED_DEVICES = re.compile(r'\bdevices = \{([^}]*)\}|\bdevice "?([^";\s]+)"?')
+
+
+def devices_in_listing(listing: str) -> tuple[str, ...]:
+    """The devices of a base chain in nft's text listing: `device "lan0"` or `devices = { "a", "b" }`."""
+    found = _LISTED_DEVICES.search(listing)
+    if found is None:
+        return ()
+    if found.group(2) is not None:
+        return (found.group(2),)
+    return tuple(part.strip().strip('"') for part in found.group(1).split(",") if part.strip())
+
+
 class NftKernel:
     def __init__(self) -> None:
         self._nft = nftables.Nftables()
@@ -170,7 +186,24 @@ class NftKernel:
             return KernelObjects()
         counters = tuple(item["counter"]["name"] for item in self.query(f"list counters table {family} {table}")
                          if "counter" in item)
+        for name, hook in chains.items():
+            if hook is not None and hook.hook in DEVICE_HOOKS and not hook.devices:
+                chains[name] = replace(hook, devices=self.chain_devices(family, table, name))
         return KernelObjects(sets, counters, chains)
+
+    def chain_devices(self, family: str, table: str, chain: str) -> tuple[str, ...]:
+        """A device-bound base chain's devices, from nft's text listing.
+
+        nft 1.0.6 leaves them out of its JSON listing (no `dev`; seen with kernel 6.18), and
+        without them every swap took the LAN guard's ingress chain for a changed one, deleted
+        it and made it again: unregistering its hook dropped every packet waiting in NFQUEUE
+        (nf_queue_nf_hook_drop), a few lookups lost on every few reloads.
+        """
+        self._nft.set_json_output(False)
+        rc, output, error = self._nft.cmd(f"list chain {family} {table} {chain}")
+        if rc != 0:
+            raise NftError(error.strip() or f"nft failed with code {rc}")
+        return devices_in_listing(output)
 
     def delete_table(self) -> None:
         # Declaring first makes the delete idempotent (no error if it is gone).

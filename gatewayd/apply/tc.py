@@ -77,7 +77,7 @@ class ClassStats:
     drops: int
     overlimits: int
     backlog_bytes: int
-    rate_bps: int = 0  # the kernel's rate estimate (classes other than per-host ones)
+    rate_bytes_per_second: int = 0  # the kernel's rate estimate (classes other than per-host ones)
 
 
 class TcKernel:
@@ -248,5 +248,5 @@ class TcKernel:
             if item.kind != "htb":
                 continue
             stats.append(ClassStats(interface, item.handle & 0xFFFF, item.bytes, item.packets, item.drops,
-                                    item.overlimits, item.backlog_bytes, item.rate_bytes_per_second * 8))
+                                    item.overlimits, item.backlog_bytes, item.rate_bytes_per_second))
         return stats

@@ -156,7 +156,8 @@ class _Flow:
     __slots__ = ("client_addr", "client_port", "server_addr", "server_port", "client_known",
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
                  "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
-                 "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries")
+                 "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries",
+                 "early_segments")
     key: FlowKey  # set by the engine when it files the flow
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
@@ -175,6 +176,8 @@ class _Flow:
         self.next_seq = (client_isn + 1) & _SEQ_MASK if client_isn >= 0 else -1
         # client->server bytes, only while a parser needs more (DNS over TCP: the queries)
         self.stream: bytearray | None = None
+        # client->server segments that came ahead of a gap, by sequence number, until it fills
+        self.early_segments: dict[int, bytes] | None = None
         self.want_tls = True
         self.want_http = True
         self.dns_stream: bytearray | None = None  # server->client bytes of DNS over TCP
@@ -187,12 +190,20 @@ class _Flow:
         self.verdict_unsent = False  # decided between its packets (given up): the next one carries the verdict
 
 
+def _unseen_part(next_seq: int, seq: int, payload: bytes) -> bytes:
+    """What of a segment starting at `seq` (at or before `next_seq`) the stream does not have yet."""
+    behind = (next_seq - seq) & _SEQ_MASK
+    return payload[behind:] if behind < len(payload) else b""
+
+
 def _buffered_bytes(flow: _Flow) -> int:
     held = 0
     if flow.stream is not None:
         held += len(flow.stream)
     if flow.dns_stream is not None:
         held += len(flow.dns_stream)
+    if flow.early_segments is not None:
+        held += sum(len(segment) for segment in flow.early_segments.values())
     if flow.quic is not None:
         held += flow.quic.total
     return held
@@ -574,18 +585,9 @@ class Classifier:
 
     def _stream_packet(self, flow: _Flow, info: PacketInfo, now: float) -> Decision | None:
         """Reassemble client->server bytes in order and try TLS, then HTTP."""
-        payload = info.payload
-        if flow.next_seq >= 0:
-            behind = (flow.next_seq - info.tcp_seq) & _SEQ_MASK
-            if behind >= _SEQ_HALF_SPACE:  # a gap: a segment is missing, the stream can't be rebuilt
-                flow.want_tls = flow.want_http = False
-                flow.stream = None
-                return None
-            if behind:
-                if behind >= len(payload):
-                    return None  # pure retransmission
-                payload = payload[behind:]
-        flow.next_seq = (info.tcp_seq + len(info.payload)) & _SEQ_MASK
+        payload = self._in_order_bytes(flow, info)
+        if payload is None:
+            return None
         if flow.stream is None:
             data: bytes | bytearray = payload  # common case: the whole hello in one segment, no copy
         else:
@@ -607,11 +609,59 @@ class Classifier:
                 flow.want_tls = flow.want_http = False
                 decision = self._http_decision(flow, request, now)
         if not (flow.want_tls or flow.want_http) or len(data) >= MAX_STREAM_BYTES:
-            flow.want_tls = flow.want_http = False
-            flow.stream = None
+            self._stop_reassembly(flow)
         elif flow.stream is None:
             flow.stream = bytearray(data)
         return decision
+
+    def _in_order_bytes(self, flow: _Flow, info: PacketInfo) -> bytes | None:
+        """The bytes this segment adds to the end of the client's stream, with any held
+        segments it lets follow; None when it adds nothing yet (a retransmission, or a
+        segment ahead of a gap, held until the gap fills)."""
+        seq = info.tcp_seq
+        if info.tcp_flags & TCP_SYN:
+            seq = (seq + 1) & _SEQ_MASK  # the SYN takes one sequence number: its data (Fast Open) follows it
+        if flow.next_seq < 0:  # no SYN seen (the kernel queues none without data): this segment starts it
+            flow.next_seq = seq
+        ahead = (seq - flow.next_seq) & _SEQ_MASK
+        if 0 < ahead < _SEQ_HALF_SPACE:
+            # Reordered, or an earlier segment was lost before it reached us and will be
+            # sent again: keep it (within the stream's cap) for when the gap fills.
+            self._hold_early_segment(flow, seq, info.payload)
+            return None
+        payload = _unseen_part(flow.next_seq, seq, info.payload)
+        if not payload:
+            return None  # a retransmission of bytes already in the stream
+        flow.next_seq = (flow.next_seq + len(payload)) & _SEQ_MASK
+        early = flow.early_segments
+        while early:
+            ready = [held_seq for held_seq in early if (held_seq - flow.next_seq) & _SEQ_MASK >= _SEQ_HALF_SPACE
+                     or held_seq == flow.next_seq]
+            if not ready:
+                break
+            for held_seq in ready:
+                following = _unseen_part(flow.next_seq, held_seq, early.pop(held_seq))
+                payload += following
+                flow.next_seq = (flow.next_seq + len(following)) & _SEQ_MASK
+        if early is not None and not early:
+            flow.early_segments = None
+        return payload
+
+    def _hold_early_segment(self, flow: _Flow, seq: int, payload: bytes) -> None:
+        early = flow.early_segments
+        if early is None:
+            early = flow.early_segments = {}
+        if len(payload) > len(early.get(seq, b"")):
+            early[seq] = payload
+        held = sum(len(segment) for segment in early.values())
+        if held + (len(flow.stream) if flow.stream is not None else 0) > MAX_STREAM_BYTES:
+            self._stop_reassembly(flow)  # a gap that never fills: no hello is this large anyway
+
+    @staticmethod
+    def _stop_reassembly(flow: _Flow) -> None:
+        flow.want_tls = flow.want_http = False
+        flow.stream = None
+        flow.early_segments = None
 
     def _quic_packet(self, flow: _Flow, info: PacketInfo, now: float) -> Decision | None:
         """Client Initials of QUIC (want_tls doubles as "still looking for a ClientHello" on UDP)."""
@@ -831,6 +881,7 @@ class Classifier:
 
     def _free_buffers(self, flow: _Flow) -> None:
         flow.stream = None
+        flow.early_segments = None
         flow.dns_stream = None
         flow.quic = None
         if flow.held:

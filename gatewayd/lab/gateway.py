@@ -154,28 +154,15 @@ def metric_value(exposition: str, name: str, **labels: str) -> float:
     return total
 
 
-# promtool's exit codes: 1 = the text does not parse, 3 = it parses but a name breaks a naming guideline.
-PROMTOOL_LINT_EXIT = 3
-# Names promtool's linter flags that gatewayd keeps on purpose: dashboards already use them (see README).
-KNOWN_LINT_FINDINGS = frozenset({
-    'gatewayd_class_rate_bits_per_second use base unit "bytes" instead of "bits"',
-    'gatewayd_group_rate_bits_per_second use base unit "bytes" instead of "bits"',
-})
-
-
 def promtool_problems(exposition: str, promtool: str = "promtool") -> list[str]:
-    """What `promtool check metrics` finds in an exposition, minus the known lint findings.
-
-    A parse error (a repeated HELP line, a bad sample line) is always a problem.
-    """
+    """What `promtool check metrics` finds in an exposition: parse errors (a repeated HELP
+    line, a bad sample line) and naming-guideline findings alike; none is accepted."""
     result = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, text=True,
                             timeout=30, check=False)
     if result.returncode == 0:
         return []
     findings = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    if result.returncode != PROMTOOL_LINT_EXIT:
-        return findings or [f"promtool exited with {result.returncode}"]
-    return [finding for finding in findings if finding not in KNOWN_LINT_FINDINGS]
+    return findings or [f"promtool exited with {result.returncode}"]
 
 
 def _split_labels(text: str) -> list[str]:

@@ -81,8 +81,11 @@ class ClassFamilies:
                                               labels=labels)
         self.backlog = GaugeMetricFamily("gatewayd_class_backlog_bytes", "Bytes queued in a QoS class now.",
                                          labels=labels)
-        self.rate = GaugeMetricFamily("gatewayd_class_rate_bits_per_second",
-                                      "A QoS class's current rate (the kernel's estimate, ~8 s average).",
+        # A gauge of the kernel's own estimate, in the unit it keeps (bytes/s, Prometheus' base
+        # unit too). Not a counter: gatewayd_class_bytes_total is that, and rate() over it is
+        # what dashboards and recording rules use; this is the instant view without a range.
+        self.rate = GaugeMetricFamily("gatewayd_class_rate_bytes_per_second",
+                                      "A QoS class's current rate in bytes/s (the kernel's estimate, ~8 s average).",
                                       labels=labels)
 
     def add(self, labels: list[str], stats: ClassStats) -> None:
@@ -91,7 +94,7 @@ class ClassFamilies:
         self.drops.add_metric(labels, stats.drops)
         self.overlimits.add_metric(labels, stats.overlimits)
         self.backlog.add_metric(labels, stats.backlog_bytes)
-        self.rate.add_metric(labels, stats.rate_bps)
+        self.rate.add_metric(labels, stats.rate_bytes_per_second)
 
     def all(self) -> tuple[Metric, ...]:
         return (self.bytes, self.packets, self.drops, self.overlimits, self.backlog, self.rate)
@@ -104,8 +107,9 @@ class GroupFamilies:
         self.drops = CounterMetricFamily("gatewayd_group_drops", "Packets a group's queues dropped.", labels=labels)
         self.backlog = GaugeMetricFamily("gatewayd_group_backlog_bytes", "Bytes queued in a group's queues now.",
                                          labels=labels)
-        self.rate = GaugeMetricFamily("gatewayd_group_rate_bits_per_second",
-                                      "A group's current rate (groups with bandwidth settings).", labels=labels)
+        self.rate = GaugeMetricFamily("gatewayd_group_rate_bytes_per_second",
+                                      "A group's current rate in bytes/s (groups with bandwidth settings; the "
+                                      "kernel's estimate, ~8 s average).", labels=labels)
         self.hosts = GaugeMetricFamily("gatewayd_group_limited_hosts", "Hosts of a group with per-host limits.",
                                        labels=labels)
         self.made = GaugeMetricFamily("gatewayd_group_host_classes",
@@ -121,7 +125,7 @@ class GroupFamilies:
         self.drops.add_metric(labels, sum(s.drops for s in leaves))
         self.backlog.add_metric(labels, sum(s.backlog_bytes for s in leaves))
         if group_class is not None:
-            self.rate.add_metric(labels, group_class.rate_bps)
+            self.rate.add_metric(labels, group_class.rate_bytes_per_second)
         if limited:
             self.hosts.add_metric(labels, limited)
             self.made.add_metric(labels, len(hosts))

@@ -2,9 +2,11 @@
 
 Unregistering any netfilter hook makes the kernel drop every packet queued in
 the namespace (nf_queue_nf_hook_drop), so the swap must keep the table's base
-chains. Here packets are held in a queue (iptables-nft, as on our kernels
-without native nft `queue`) while NftKernel.replace_table swaps the office
-plan's table in, then released: all of them must arrive.
+chains, the LAN guard's netdev ingress chain included (its devices must be
+read back right, or the swap deletes and remakes it). Here packets are held in
+a queue (iptables-nft, as on our kernels without native nft `queue`) while
+NftKernel.replace_table swaps the office plan's tables in, then released: all
+of them must arrive.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ SCRIPT = r"""
 import socket, subprocess, sys, time
 from netfilterqueue import NetfilterQueue
 from gatewayd.apply.nft import NftKernel
+from gatewayd.compile.guard import ALL_TABLES
 from gatewayd.compile.plan import compile_plan
 from gatewayd.policy.loader import load_policy
 
-table = compile_plan(load_policy(sys.argv[1])).ruleset.table
+plan = compile_plan(load_policy(sys.argv[1]))
+table = plan.ruleset.table
 kernel = NftKernel()
-kernel.replace_table(table)  # a first start: creates the table and its hooks
+def guard_script():
+    return plan.guard.script({family: kernel.present_objects(family, name) for family, name in ALL_TABLES})
+with_guard = sys.argv[3] == "guard"
+kernel.replace_table(table, companion_script=guard_script() if with_guard else "")  # a first start: hooks made
 subprocess.run(["iptables-nft", "-I", "OUTPUT", "-p", "udp", "--dport", "9999", "-j", "NFQUEUE", "--queue-num", "7"],
                check=True, timeout=30)
 held = []
@@ -48,7 +55,7 @@ deadline = time.monotonic() + 5
 while len(held) < int(sys.argv[2]) and time.monotonic() < deadline:
     queue.run(block=False)
     time.sleep(0.01)
-kernel.replace_table(table)  # the reload, while the packets wait for their verdicts
+kernel.replace_table(table, companion_script=guard_script() if with_guard else "")  # the reload, packets waiting
 for packet in held:
     packet.accept()
 arrived = 0
@@ -68,16 +75,20 @@ def namespace() -> Iterator[str]:
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     try:
         for command in (["link", "set", "lo", "up"], ["link", "add", "swap0", "type", "veth", "peer", "name", "swap1"],
-                        ["addr", "add", "192.0.2.1/24", "dev", "swap0"], ["link", "set", "swap0", "up"]):
+                        ["addr", "add", "192.0.2.1/24", "dev", "swap0"], ["link", "set", "swap0", "up"],
+                        # the office policy's LAN port, for the guard's netdev ingress chain
+                        ["link", "add", "lan0", "type", "veth", "peer", "name", "lan1"], ["link", "set", "lan0", "up"]):
             subprocess.run(["ip", "-n", name, *command], check=True, timeout=10)
         yield name
     finally:
         subprocess.run(["ip", "netns", "delete", name], timeout=10)
 
 
-def test_a_reload_swap_delivers_the_packets_waiting_in_the_queue(namespace: str) -> None:
+@pytest.mark.parametrize("tables", ["gatewayd", "guard"])
+def test_a_reload_swap_delivers_the_packets_waiting_in_the_queue(namespace: str, tables: str) -> None:
+    """`guard`: the LAN guard's tables ride in the same transaction, as in every apply."""
     result = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", SCRIPT, str(OFFICE_POLICY),
-                             str(HELD)], capture_output=True, text=True, timeout=60, cwd=REPO)
+                             str(HELD), tables], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     held, arrived = (int(value) for value in result.stdout.split())
     assert held == HELD, "the packets were not queued"

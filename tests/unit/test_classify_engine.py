@@ -91,6 +91,62 @@ def test_retransmitted_segment_does_not_corrupt_stream(classifier: Classifier) -
     assert feed(classifier, packets) == [Decision("youku", "tls-sni", "www.youku.com")]
 
 
+def test_hello_on_the_final_handshake_ack(classifier: Classifier) -> None:
+    """Data piggybacked on the handshake's last ACK starts at ISN + 1, like any first segment."""
+    hello = client_hello("www.youku.com")
+    packets = handshake(40020, 443)[:2] + [tcp(CLIENT, SERVER, 40020, 443, "A", 1001, hello)]
+    assert feed(classifier, packets) == [Decision("youku", "tls-sni", "www.youku.com")]
+
+
+def test_hello_in_a_fast_open_syn(classifier: Classifier) -> None:
+    """TCP Fast Open: the SYN itself carries the hello; the SYN's own sequence number comes before its data."""
+    hello = client_hello("www.youku.com")
+    whole = [tcp(CLIENT, SERVER, 40021, 443, "S", 5000, hello)]
+    assert feed(classifier, whole) == [Decision("youku", "tls-sni", "www.youku.com")]
+    split = [tcp(CLIENT, SERVER, 40022, 443, "S", 5000, hello[:40]),
+             tcp(SERVER, CLIENT, 443, 40022, "SA", 9000),
+             tcp(CLIENT, SERVER, 40022, 443, "PA", 5001 + 40, hello[40:])]
+    assert feed(classifier, split) == [Decision("youku", "tls-sni", "www.youku.com")]
+
+
+def test_fast_open_syn_sent_again_is_a_retransmission(classifier: Classifier) -> None:
+    hello = client_hello("www.youku.com")
+    packets = [tcp(CLIENT, SERVER, 40023, 443, "S", 5000, hello[:40]),
+               tcp(CLIENT, SERVER, 40023, 443, "S", 5000, hello[:40]),
+               tcp(CLIENT, SERVER, 40023, 443, "PA", 5001 + 40, hello[40:])]
+    assert feed(classifier, packets) == [Decision("youku", "tls-sni", "www.youku.com")]
+
+
+def test_segment_ahead_of_a_gap_waits_for_the_missing_one(classifier: Classifier) -> None:
+    hello = client_hello("www.youku.com")
+    packets = handshake(40024, 443)
+    outcomes = [classifier.on_packet(p, 1.0) for p in packets]
+    outcomes.append(classifier.on_packet(tcp(CLIENT, SERVER, 40024, 443, "PA", 1001 + 60, hello[60:]), 1.0))
+    assert outcomes[-1].decision is None
+    outcomes.append(classifier.on_packet(tcp(CLIENT, SERVER, 40024, 443, "PA", 1001, hello[:60]), 1.0))
+    assert outcomes[-1].decision == Decision("youku", "tls-sni", "www.youku.com")
+
+
+def test_segments_out_of_order_without_a_syn(classifier: Classifier) -> None:
+    """Live, the kernel queues no SYN: the first segment seen anchors the stream, later ones may come in any order."""
+    request = b"GET /v/123 HTTP/1.1\r\nHost: v.youku.com\r\nAccept: */*\r\nUser-Agent: test\r\n\r\n"
+    parts = [(7000, request[:10]), (7000 + 40, request[40:]), (7000 + 10, request[10:25]),
+             (7000 + 20, request[20:40])]  # the last one overlaps the one before it
+    decisions = []
+    for seq, part in parts:
+        outcome = classifier.on_packet(tcp(CLIENT, SERVER, 40025, 80, "PA", seq, part), 1.0, from_client=True)
+        decisions.append(outcome.decision)
+    assert decisions[:3] == [None, None, None]
+    assert decisions[3] == Decision("youku", "http-host", "v.youku.com")
+
+
+def test_held_segments_count_against_the_buffer_budget(classifier: Classifier) -> None:
+    hello = client_hello("www.youku.com")
+    packets = handshake(40026, 443) + [tcp(CLIENT, SERVER, 40026, 443, "PA", 1001 + 60, hello[60:])]
+    feed(classifier, packets)
+    assert classifier.buffered_bytes == len(hello) - 60
+
+
 def test_unmatched_sni_decides_unknown(classifier: Classifier) -> None:
     packets = handshake(40003, 443) + [tcp(CLIENT, SERVER, 40003, 443, "PA", 1001, client_hello("nobody.example"))]
     assert feed(classifier, packets) == [Decision("unknown", "tls-sni", "nobody.example")]

@@ -3,10 +3,11 @@ packets waiting in NFQUEUE): checked on the script, without root."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
-from gatewayd.apply.nft import base_hook_of
+from gatewayd.apply.nft import NftKernel, base_hook_of, devices_in_listing
 from gatewayd.compile.nftables_model import BaseHook, KernelObjects, NftChain, NftRule, NftSet, NftTable
 from gatewayd.compile.plan import compile_plan
 from gatewayd.policy.loader import load_policy_text
@@ -60,3 +61,59 @@ def test_the_swap_of_a_real_plan_passes_nft_check_on_a_first_start() -> None:
     script = compile_plan(policy).ruleset.table.swap_script(KernelObjects())
     checked = subprocess.run(["nft", "-c", "-f", "-"], input=script, text=True, capture_output=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
+
+
+# What nft 1.0.6 prints for the LAN guard's table on kernel 6.18: the JSON chain has no "dev".
+GUARD_CHAINS_JSON = {"nftables": [
+    {"metainfo": {"version": "1.0.6"}},
+    {"chain": {"family": "netdev", "table": "gatewayd_guard", "name": "lan_ingress", "handle": 1,
+               "type": "filter", "hook": "ingress", "prio": -500, "policy": "accept"}},
+    {"chain": {"family": "netdev", "table": "gatewayd_guard", "name": "arp_guard", "handle": 2}}]}
+GUARD_CHAIN_TEXT = """table netdev gatewayd_guard {
+\tchain lan_ingress {
+\t\tcomment "every frame the LAN sends, before the IP stack"
+\t\ttype filter hook ingress device "lan0" priority -500; policy accept;
+\t}
+}
+"""
+
+
+class ListingNft:
+    """libnftables answering `list` commands as nft 1.0.6 does for the guard table."""
+
+    def __init__(self) -> None:
+        self.json = False
+
+    def set_json_output(self, value: bool) -> None:
+        self.json = value
+
+    def set_terse_output(self, value: bool) -> None:
+        pass
+
+    def cmd(self, command: str) -> tuple[int, str, str]:
+        if command == "list chain netdev gatewayd_guard lan_ingress" and not self.json:
+            return 0, GUARD_CHAIN_TEXT, ""
+        if command == "list chains netdev" and self.json:
+            return 0, json.dumps(GUARD_CHAINS_JSON), ""
+        if command.startswith("list ") and self.json:
+            return 0, json.dumps({"nftables": []}), ""
+        return 1, "", f"unexpected: {command}"
+
+
+def test_devices_are_read_from_the_text_listing() -> None:
+    assert devices_in_listing(GUARD_CHAIN_TEXT) == ("lan0",)
+    assert devices_in_listing('type filter hook ingress devices = { "lan0", "lan1" } priority -500;') == (
+        "lan0", "lan1")
+    assert devices_in_listing("type filter hook forward priority 0; policy accept;") == ()
+
+
+def test_a_guard_ingress_chain_on_the_same_devices_is_kept_by_the_swap() -> None:
+    """Deleting it would unregister its hook, and the kernel would drop every packet waiting in NFQUEUE."""
+    kernel = NftKernel.__new__(NftKernel)
+    kernel._nft = ListingNft()
+    present = kernel.present_objects("netdev", "gatewayd_guard")
+    ingress = BaseHook("ingress", -500, devices=("lan0",))
+    assert present.chains == {"lan_ingress": ingress, "arp_guard": None}
+    guard = NftTable("netdev", "gatewayd_guard", chains=(NftChain("lan_ingress", (), ingress),
+                                                         NftChain("arp_guard", ())))
+    assert "delete chain netdev gatewayd_guard lan_ingress" not in guard.swap_script(present)
