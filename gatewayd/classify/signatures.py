@@ -203,6 +203,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "l2tp": (sig_services.l2tp, _UDP),
     "whatsapp": (sig_services.whatsapp, _TCP),
     "qq": (sig_im.qq, _TCP_UDP),
+    "wechat_mmtls": (sig_im.wechat_mmtls, _TCP),
     "dropbox_lansync": (sig_services.dropbox_lansync, _UDP),
     "spotify_discovery": (sig_services.spotify_discovery, _UDP),
     "steam": (sig_services.steam, _UDP),

@@ -1,5 +1,5 @@
-"""Chinese vendors' own protocols (Tencent games' TGCP, iQIYI's PPStream, Alibaba Cloud, Mi Push) and the
-Chinese portals' domains, on packets built from each format (never cut from a capture)."""
+"""Chinese vendors' own protocols (Tencent games' TGCP, iQIYI's PPStream, Alibaba Cloud, Mi Push,
+WeChat's mmtls) and the Chinese portals' domains, on packets built from each format (never cut from a capture)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,33 @@ def builtin_tables() -> ClassifierTables:
     return ClassifierTables.build(catalog.values())
 
 
+def mmtls_record(record_type: int, body: bytes, version: int = 0xF104) -> bytes:
+    return struct.pack("!BHH", record_type, version, len(body)) + body
+
+
+MMTLS_HANDSHAKE, MMTLS_APPLICATION_DATA, MMTLS_EARLY_DATA = 0x16, 0x17, 0x19
+
+
+def test_wechat_mmtls_records() -> None:
+    match = SIGNATURES["wechat_mmtls"]
+    client_hello = mmtls_record(MMTLS_HANDSHAKE, bytes(180))
+    assert match(client_hello, True)
+    assert match(client_hello + mmtls_record(MMTLS_EARLY_DATA, bytes(300)), True)  # two records in one segment
+    assert match(mmtls_record(MMTLS_APPLICATION_DATA, bytes(1400))[:900], False)  # the segment ends mid-record
+    assert match(mmtls_record(MMTLS_HANDSHAKE, bytes(90), version=0xF103), False)
+
+
+@pytest.mark.parametrize("payload", [
+    mmtls_record(MMTLS_HANDSHAKE, bytes(180), version=0x0303),  # that is TLS 1.2
+    mmtls_record(0x14, bytes(180)),  # not an mmtls record type
+    mmtls_record(MMTLS_HANDSHAKE, b""),  # an empty record
+    mmtls_record(MMTLS_HANDSHAKE, bytes(180)) + b"\x47\x45\x54 /",  # followed by something else
+    b"\x16\xf1\x04",  # not even a header
+])
+def test_wechat_mmtls_rejects_what_the_record_format_excludes(payload: bytes) -> None:
+    assert not SIGNATURES["wechat_mmtls"](payload, True)
+
+
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
     return Classifier(builtin_tables())
@@ -110,6 +137,8 @@ def test_vendor_protocols_name_their_apps_on_any_port(classifier: Classifier) ->
         Decision("alicloud", "signature", "alicloud")
     assert tcp_first_data(classifier, 40003, 5222, mi_push(bytes(90))) == \
         Decision("xiaomi", "signature", "xiaomi_push")
+    assert tcp_first_data(classifier, 40004, 8080, mmtls_record(MMTLS_HANDSHAKE, bytes(180))) == \
+        Decision("wechat", "signature", "wechat_mmtls")
     datagram = IP(src=CLIENT, dst=SERVER) / UDP(sport=50412, dport=16600) / Raw(pps_datagram())
     assert classifier.on_packet(bytes(datagram), 2.0).decision == Decision("iqiyi", "signature", "ppstream")
 
