@@ -149,6 +149,7 @@ def test_vendor_protocols_name_their_apps_on_any_port(classifier: Classifier) ->
     ("g.alicdn.com", "alibaba"), ("amos.alicdn.com", "aliwangwang"),  # the longer name wins
     ("ecs.aliyun.com", "alicloud"), ("www.aliyundrive.com", "aliyundrive"), ("dns.alidns.com", "doh_dot"),
     ("api.xiaomi.com", "xiaomi"), ("www.taobao.com", "taobao"),
+    ("pic.1kxun.com", "1kxun"), ("mangaweb.1kxun.mobi", "1kxun"),
 ])
 def test_chinese_portals_domains(host: str, app: str) -> None:
     match = builtin_tables().domains.lookup(host)
