@@ -11,6 +11,7 @@ from scapy.all import IP, TCP, UDP, Raw
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.signatures import SIGNATURES
 from gatewayd.classify.tables import ClassifierTables
+from gatewayd.lab.app_packets import ppstream_datagram
 from gatewayd.policy.applications import load_catalog
 from gatewayd.policy.errors import PolicyIssue
 
@@ -24,12 +25,6 @@ def tgcp(command: int, body: bytes, version: int = 11, base_version: int | None 
     """A TGCP header: magic 0x3366, version, base version, command, then the rest of the header and body."""
     base = version if base_version is None else base_version
     return struct.pack("!HHHH", 0x3366, version, base, command) + body
-
-
-def pps_datagram(header_before_name: int = 40, size: int = 135) -> bytes:
-    """A PPStream peer datagram: header fields, the NUL-terminated protocol name, then the message."""
-    head = bytes(index % 256 for index in range(header_before_name)) + b"PPStream\x00"
-    return head + bytes(size - len(head))
 
 
 def alicloud_frame(body: bytes) -> bytes:
@@ -62,8 +57,8 @@ def test_tencent_tgcp_rejects_what_the_header_excludes(payload: bytes) -> None:
 
 def test_ppstream_names_itself_in_its_header() -> None:
     match = SIGNATURES["ppstream"]
-    assert match(pps_datagram(), True) and match(pps_datagram(header_before_name=96, size=200), False)
-    assert not match(pps_datagram(header_before_name=300, size=400), True)  # the name is not in the header
+    assert match(ppstream_datagram(), True) and match(ppstream_datagram(header_before_name=96, size=200), False)
+    assert not match(ppstream_datagram(header_before_name=300, size=400), True)  # the name is not in the header
     assert not match(b"PPStream\x00" + bytes(8), True)  # too small for a peer message
     assert not match(bytes(40) + b"PPStreamer" + bytes(80), True)  # not the NUL-terminated field
 
@@ -139,7 +134,7 @@ def test_vendor_protocols_name_their_apps_on_any_port(classifier: Classifier) ->
         Decision("xiaomi", "signature", "xiaomi_push")
     assert tcp_first_data(classifier, 40004, 8080, mmtls_record(MMTLS_HANDSHAKE, bytes(180))) == \
         Decision("wechat", "signature", "wechat_mmtls")
-    datagram = IP(src=CLIENT, dst=SERVER) / UDP(sport=50412, dport=16600) / Raw(pps_datagram())
+    datagram = IP(src=CLIENT, dst=SERVER) / UDP(sport=50412, dport=16600) / Raw(ppstream_datagram())
     assert classifier.on_packet(bytes(datagram), 2.0).decision == Decision("iqiyi", "signature", "ppstream")
 
 
