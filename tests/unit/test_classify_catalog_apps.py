@@ -78,6 +78,8 @@ def decide(classifier: Classifier, packets: list[bytes]) -> Decision:
     ("www.nic.cz", None), ("ffmuc.net", None), ("x.doh.ffmuc.net", None),
     ("vpn-api.proton.me", "protonvpn"), ("mail.proton.me", None),
     ("media.fmct2-1.fna.whatsapp.net", "whatsappfiles"),
+    ("katalk.kakao.com", "kakaotalk"), ("uts-front.line-apps.com", "line"), ("obs.line-scdn.net", "line"),
+    ("dl-obs.official.line.naver.jp", "line"), ("www.naver.jp", None),
     ("blog.google", "google"), ("dns.google", "doh_dot"), ("ocsp.pki.goog", None), ("google.example.com", None),
 ])
 def test_tls_sni_of_catalog_apps(classifier: Classifier, name: str, app: str | None) -> None:
