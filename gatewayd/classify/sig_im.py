@@ -1,4 +1,4 @@
-"""Payload signatures of instant-messaging apps' own binary protocols (QQ's OICQ).
+"""Payload signatures of instant-messaging apps' own binary protocols (QQ's OICQ, WeChat's mmtls).
 
 Same contract as signatures.py. Written from the protocols' published
 descriptions (Wireshark's OICQ dissector, the LumaQQ protocol notes), never
@@ -40,3 +40,27 @@ def _oicq_packet(packet: bytes) -> bool:
         return False
     version, command = _U16.unpack_from(packet, 1)[0], _U16.unpack_from(packet, 3)[0]
     return version != 0 and command in _OICQ_COMMANDS
+
+
+# --- WeChat (mmtls) ------------------------------------------------------------------------------
+# WeChat's own transport security on its long connection (tcp/80, 443, 8080): records shaped
+# like TLS's (type, version, 16-bit length) but with mmtls's version 0xF103/0xF104, which no
+# TLS or DTLS version uses. Types: alert 0x15, handshake 0x16, application data 0x17, early
+# data 0x19. Every whole record in the segment must have that shape.
+_MMTLS_TYPES = frozenset((0x15, 0x16, 0x17, 0x19))
+_MMTLS_VERSIONS = frozenset((0xF103, 0xF104))
+_MMTLS_HEADER_SIZE = 5
+_MMTLS_MAX_RECORD = 16384 + 2048
+
+
+def wechat_mmtls(payload: bytes, direction_is_client: bool) -> bool:
+    """One or more mmtls records; the segment may end inside the last record's body."""
+    position = 0
+    while position + _MMTLS_HEADER_SIZE <= len(payload):
+        if payload[position] not in _MMTLS_TYPES or _U16.unpack_from(payload, position + 1)[0] not in _MMTLS_VERSIONS:
+            return False
+        length = _U16.unpack_from(payload, position + 3)[0]
+        if not 0 < length <= _MMTLS_MAX_RECORD:
+            return False
+        position += _MMTLS_HEADER_SIZE + length
+    return position > 0 and position >= len(payload)

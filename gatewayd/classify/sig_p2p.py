@@ -96,6 +96,18 @@ def pplive(payload: bytes, direction_is_client: bool) -> bool:
             and payload[3] in (0x00, 0x01) and payload[4:8] == b"\x98\xab\x01\x02")
 
 
+# PPStream (PPS), the P2P video engine of iQIYI's clients: its UDP peer messages name the
+# protocol in a NUL-terminated field of their fixed header.
+_PPSTREAM_NAME = b"PPStream\x00"
+_PPSTREAM_HEADER_REACH = 256
+_PPSTREAM_MIN_SIZE = 64
+
+
+def ppstream(payload: bytes, direction_is_client: bool) -> bool:
+    """iQIYI/PPS peer datagram: the protocol name within its header, in a datagram of a peer message's size."""
+    return len(payload) >= _PPSTREAM_MIN_SIZE and _PPSTREAM_NAME in payload[:_PPSTREAM_HEADER_REACH]
+
+
 # --- eDonkey / eMule over UDP (Kad and server UDP) ---------------------------------------
 
 _KAD_PROTOCOLS = (0xE4, 0xE5)  # Kademlia, Kademlia packed

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from struct import Struct
 
-from gatewayd.classify import sig_calls, sig_im, sig_p2p, sig_services, sig_tls
+from gatewayd.classify import sig_calls, sig_im, sig_p2p, sig_services, sig_tls, sig_vendor
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 from gatewayd.policy.model import SIGNATURE_NAMES
 
@@ -183,6 +183,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "gnutella_udp": (sig_p2p.gnutella_udp, _UDP),
     "thunder": (sig_p2p.thunder, _TCP),
     "pplive": (sig_p2p.pplive, _UDP),
+    "ppstream": (sig_p2p.ppstream, _UDP),
     "openvpn": (openvpn, _TCP_UDP),
     "wireguard": (wireguard, _UDP),
     "stun": (stun, _TCP_UDP),
@@ -202,10 +203,14 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "l2tp": (sig_services.l2tp, _UDP),
     "whatsapp": (sig_services.whatsapp, _TCP),
     "qq": (sig_im.qq, _TCP_UDP),
+    "wechat_mmtls": (sig_im.wechat_mmtls, _TCP),
     "dropbox_lansync": (sig_services.dropbox_lansync, _UDP),
     "spotify_discovery": (sig_services.spotify_discovery, _UDP),
     "steam": (sig_services.steam, _UDP),
     "source_engine": (sig_services.source_engine, _UDP),
+    "tencent_tgcp": (sig_vendor.tencent_tgcp, _TCP),
+    "alicloud": (sig_vendor.alicloud, _TCP),
+    "xiaomi_push": (sig_vendor.xiaomi_push, _TCP),
 }
 
 SIGNATURES: dict[str, Signature] = {name: entry[0] for name, entry in _REGISTRY.items()}

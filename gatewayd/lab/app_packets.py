@@ -8,7 +8,9 @@ through the gateway:
     number (client to server only), the encrypted body, ETX 0x03;
   * STUN/TURN messages (RFC 8489 / RFC 8656): type, length of the
     attributes, magic cookie, 96-bit transaction id, then type-length-value
-    attributes padded to 4 bytes.
+    attributes padded to 4 bytes;
+  * iQIYI's PPStream peer datagram: fixed header fields, the NUL-terminated
+    protocol name "PPStream", then the message.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def oicq(command: int, sequence: int, body: bytes, qq_number: int | None = 12345
     """One OICQ packet; `qq_number=None` for the server's direction, which carries none."""
     number = struct.pack("!I", qq_number) if qq_number is not None else b""
     return b"\x02" + struct.pack("!HHH", version, command, sequence) + number + body + b"\x03"
+
+
+def ppstream_datagram(header_before_name: int = 40, size: int = 135) -> bytes:
+    """A PPStream peer datagram of `size` bytes whose protocol name starts `header_before_name` bytes in."""
+    head = bytes(index % 256 for index in range(header_before_name)) + b"PPStream\x00"
+    return head + bytes(size - len(head))
 
 
 def stun_message(message_type: int, attributes: Sequence[StunAttribute] = (),

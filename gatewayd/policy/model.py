@@ -34,7 +34,8 @@ SIGNATURE_NAMES: tuple[str, ...] = (
     "openvpn", "wireguard", "stun", "stun_msteams", "stun_whatsapp", "rdp", "teamviewer",
     "smtp", "imap", "pop3", "pptp", "ipsec", "esp", "l2tp", "whatsapp", "dropbox_lansync",
     "spotify_discovery", "steam", "source_engine", "gnutella_udp", "qq", "stun_zoom", "stun_googlecall",
-    "sd_rtn", "tor",
+    "sd_rtn", "tor", "ppstream", "tencent_tgcp", "alicloud", "xiaomi_push",
+    "wechat_mmtls",
 )
 
 Action = Literal["allow", "block"]

@@ -1,4 +1,4 @@
-"""Apps' own protocols through the real daemon: QQ's OICQ over UDP, calls over STUN/TURN.
+"""Apps' own protocols through the real daemon: QQ's OICQ and iQIYI's PPStream over UDP, calls over STUN/TURN.
 
 The payloads are built from each protocol's format (gatewayd/lab/app_packets.py).
 office.yaml blocks IM outside the front desk (finance may not use QQ, sales may)
@@ -31,6 +31,8 @@ QQ_PORT, STUN_PORT = 8000, 3478
 RELAY_V4 = "203.0.113.80"
 RELAY = Site("zoom-relay", "turnrelay.zoom.us", RELAY_V4, "2001:db8:100::80")
 UNNAMED_SERVER = str(DEFAULT_SITES["news"].ipv4)  # an address no app owns and nobody looked up here
+# Another such address, for a flow no earlier test's call or QQ traffic went to.
+UNTOUCHED_SERVER = str(DEFAULT_SITES["erp"].ipv4)
 UNATTRIBUTED_CALLS_RULE = """\
   - name: unattributed-calls
     apps: [stun]
@@ -133,3 +135,13 @@ def test_call_named_by_its_turn_realm_is_realtime(office: tuple[Lab, GatewayDaem
     assert (verdict.app, verdict.qos_class) == ("signalvoip", "realtime")
     # The first packet waits in the queue for its verdict, so every one of them is in realtime.
     assert realtime_upload_bytes(daemon) - before >= 5 * (28 + len(allocate))
+
+
+def test_iqiyi_peer_datagrams_are_video_in_the_bulk_class(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    """PPStream on a port and address that say nothing: the signature alone names iQIYI (video -> bulk)."""
+    lab, _daemon, plan = office
+    datagram = app_packets.ppstream_datagram()
+    peer = traffic.udp_send(lab, "finance", UNTOUCHED_SERVER, QQ_PORT, payload=datagram, count=3, expect_reply=True)
+    assert peer.replies == 3, peer
+    verdict = kernel_verdict(lab, plan, "finance", UNTOUCHED_SERVER, QQ_PORT)
+    assert (verdict.app, verdict.qos_class, verdict.blocked) == ("iqiyi", "bulk", False)

@@ -69,7 +69,7 @@ def decide(classifier: Classifier, packets: list[bytes]) -> Decision:
 @pytest.mark.parametrize("name,app", [
     ("www.youku.com", "youku"), ("upos-sz-mirrorcos.bilivideo.com", "bilibili"), ("api.bilibili.com", "bilibili"),
     ("www.douyin.com", "douyin"), ("v26-web.douyinvod.com", "douyin"), ("work.weixin.qq.com", "wecom"),
-    ("wangwang.taobao.com", "aliwangwang"), ("g.alicdn.com", None), ("www.taobao.com", "taobao"),
+    ("wangwang.taobao.com", "aliwangwang"), ("g.alicdn.com", "alibaba"), ("www.taobao.com", "taobao"),
     ("basic.10jqka.com.cn", "tonghuashun"), ("quote.eastmoney.com", "eastmoney"), ("www.pptv.com", "pplive"),
     ("www.xunlei.com", "thunder"), ("web.wechat.com", "wechat"), ("v.qq.com", "tencentvideo"),
     ("www.iqiyi.com", "iqiyi"), ("dns.google", "doh_dot"), ("www.futunn.com", "futu"),
@@ -78,6 +78,8 @@ def decide(classifier: Classifier, packets: list[bytes]) -> Decision:
     ("www.nic.cz", None), ("ffmuc.net", None), ("x.doh.ffmuc.net", None),
     ("vpn-api.proton.me", "protonvpn"), ("mail.proton.me", None),
     ("media.fmct2-1.fna.whatsapp.net", "whatsappfiles"),
+    ("katalk.kakao.com", "kakaotalk"), ("uts-front.line-apps.com", "line"), ("obs.line-scdn.net", "line"),
+    ("dl-obs.official.line.naver.jp", "line"), ("www.naver.jp", None),
     ("blog.google", "google"), ("dns.google", "doh_dot"), ("ocsp.pki.goog", None), ("google.example.com", None),
 ])
 def test_tls_sni_of_catalog_apps(classifier: Classifier, name: str, app: str | None) -> None:
