@@ -60,6 +60,7 @@ WAN_BRIDGE = "br1"
 SECOND_GATEWAY = "gw2"
 SYNC_PREFIX = "30"
 HA_STATE_TIMEOUT_SECONDS = 30.0
+NOTIFY_LOG = "ha-notify.log"
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,13 @@ class HaNodeSpec:
     mac_suffix: int  # lan0 02:00:00:00:01:NN, wan0 02:00:00:00:02:NN
 
 
+# Priorities at the top of the range: a backup declares the master dead after 3 adverts plus a
+# skew of (256 - its priority)/256 of an advert (RFC 5798), 0.01 s at 253 against 0.61 s at 100.
 NODES = (
     HaNodeSpec("gw-a", GATEWAY, "192.0.2.2", "2001:db8:1::2", "198.51.100.3", "2001:db8:ff::3",
-               "203.0.113.241", 150, 0x0A),
+               "203.0.113.241", 254, 0x0A),
     HaNodeSpec("gw-b", SECOND_GATEWAY, "192.0.2.3", "2001:db8:1::3", "198.51.100.4", "2001:db8:ff::4",
-               "203.0.113.242", 100, 0x0B),
+               "203.0.113.242", 253, 0x0B),
 )
 CALL_SERVER, CALL_PORT = "203.0.113.70", 3478  # the lab internet echoes UDP there
 
@@ -120,7 +123,7 @@ sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.connect((address, port))
 sock.setblocking(False)
 sent, received, last_echo, longest_gap = 0, 0, None, 0.0
-first_echo = None
+first_echo, longest_gap_end = None, None
 started = time.monotonic()
 print(json.dumps({"source_port": sock.getsockname()[1]}), flush=True)
 next_send = started
@@ -137,8 +140,8 @@ while time.monotonic() - started < seconds:
         while sock.recv(2048):
             now = time.monotonic()
             received += 1
-            if last_echo is not None:
-                longest_gap = max(longest_gap, now - last_echo)
+            if last_echo is not None and now - last_echo > longest_gap:
+                longest_gap, longest_gap_end = now - last_echo, time.time()
             else:
                 first_echo = now
             last_echo = now
@@ -146,7 +149,8 @@ while time.monotonic() - started < seconds:
         pass
     time.sleep(min(0.002, max(0.0, next_send - time.monotonic())))
 print(json.dumps({"sent": sent, "received": received, "longest_gap": longest_gap,
-                  "first_echo": first_echo, "last_echo": last_echo}), flush=True)
+                  "first_echo": first_echo, "last_echo": last_echo,
+                  "longest_gap_end": longest_gap_end}), flush=True)
 """
 
 
@@ -157,6 +161,7 @@ class ProbeResult:
     longest_gap: float  # seconds without an echo: the time without forwarding
     first_echo: float | None
     last_echo: float | None
+    longest_gap_end: float | None = None  # wall clock (time.time()) of the echo that ended the longest gap
 
 
 class UdpProbe:
@@ -267,7 +272,10 @@ class HaPairLab(Lab):
         """A shell script keepalived runs as `gatewayd`: keepalived 2.2.7 silently never ran a notify
         whose program was this venv's python (a symlink into /root/.pyenv), while a script runs."""
         wrapper = self.workdir / "gatewayd-for-keepalived"
-        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m gatewayd "$@"\n')
+        # Its steps (with wall-clock times) go to ha-notify.log: the failover breakdown reads them.
+        log = self.workdir / NOTIFY_LOG
+        wrapper.write_text(f'#!/bin/sh\necho "notify_started at=$(date +%s.%N) $*" >>{log}\n'
+                           f'exec {sys.executable} -m gatewayd "$@" 2>>{log}\n')
         wrapper.chmod(0o755)
         return wrapper
 
@@ -353,6 +361,7 @@ class FailoverResult:
     probe: ProbeResult
     marks_before: dict[str, int]  # office flows on the old master: tuple -> ct mark
     marks_after: dict[str, int]  # the same flows on the new master
+    killed_at: float = 0.0  # wall clock (time.time()) when the old master began to die
 
     @property
     def resets(self) -> int:
@@ -382,8 +391,9 @@ def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
     time.sleep(kill_after)
     marks_before = office_marks(lab, "gw-a")
     before_kill()
+    killed_at = time.time()
     lab.kill_node("gw-a")
     lab.wait_for_master("gw-b")
     outcomes = [flow.outcome for flow in flows.results()]
     marks_after = office_marks(lab, "gw-b")
-    return FailoverResult(outcomes, probe.result(), marks_before, marks_after)
+    return FailoverResult(outcomes, probe.result(), marks_before, marks_after, killed_at)
