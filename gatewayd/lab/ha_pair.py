@@ -61,6 +61,7 @@ SECOND_GATEWAY = "gw2"
 SYNC_PREFIX = "30"
 HA_STATE_TIMEOUT_SECONDS = 30.0
 NOTIFY_LOG = "ha-notify.log"
+VIRTUAL_ADDRESSES = {"lan": (f"{GW_LAN_V4}/24", f"{GW_LAN_V6}/64"), "wan": (f"{GW_WAN_V4}/24", f"{GW_WAN_V6}/64")}
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ sock.connect((address, port))
 sock.setblocking(False)
 sent, received, last_echo, longest_gap = 0, 0, None, 0.0
 first_echo, longest_gap_end = None, None
+gaps = []  # [wall-clock end, seconds] of every gap over 0.05 s, the first 200
 started = time.monotonic()
 print(json.dumps({"source_port": sock.getsockname()[1]}), flush=True)
 next_send = started
@@ -140,17 +142,19 @@ while time.monotonic() - started < seconds:
         while sock.recv(2048):
             now = time.monotonic()
             received += 1
-            if last_echo is not None and now - last_echo > longest_gap:
-                longest_gap, longest_gap_end = now - last_echo, time.time()
-            else:
+            if last_echo is None:
                 first_echo = now
+            elif now - last_echo > longest_gap:
+                longest_gap, longest_gap_end = now - last_echo, time.time()
+            if last_echo is not None and now - last_echo > 0.05 and len(gaps) < 200:
+                gaps.append([time.time(), now - last_echo])
             last_echo = now
     except (BlockingIOError, ConnectionRefusedError):
         pass
     time.sleep(min(0.002, max(0.0, next_send - time.monotonic())))
 print(json.dumps({"sent": sent, "received": received, "longest_gap": longest_gap,
                   "first_echo": first_echo, "last_echo": last_echo,
-                  "longest_gap_end": longest_gap_end}), flush=True)
+                  "longest_gap_end": longest_gap_end, "gaps": gaps}), flush=True)
 """
 
 
@@ -162,6 +166,11 @@ class ProbeResult:
     first_echo: float | None
     last_echo: float | None
     longest_gap_end: float | None = None  # wall clock (time.time()) of the echo that ended the longest gap
+    gaps: tuple[tuple[float, float], ...] = ()  # (wall-clock end, seconds) of each gap over 0.05 s
+
+    def longest_gap_after(self, wall_clock: float) -> float:
+        """The longest gap that ended after `wall_clock` (0.0 if none did)."""
+        return max((seconds for end, seconds in self.gaps if end > wall_clock), default=0.0)
 
 
 class UdpProbe:
@@ -177,7 +186,9 @@ class UdpProbe:
 
     def result(self) -> ProbeResult:
         out, _ = self.process.communicate(timeout=self.seconds + 30)
-        return ProbeResult(**json.loads(out.decode().strip().splitlines()[-1]))
+        fields = json.loads(out.decode().strip().splitlines()[-1])
+        fields["gaps"] = tuple((end, seconds) for end, seconds in fields["gaps"])
+        return ProbeResult(**fields)
 
 
 class HaPairLab(Lab):
@@ -318,6 +329,27 @@ class HaPairLab(Lab):
         for pid in _namespace_pids(self.ns_name(node.ns_key)):
             _signal(pid, signal.SIGKILL)
 
+    def restart_node(self, name: str, policy: Path) -> GatewayDaemon:
+        """The dead box boots again: what a reboot clears is cleared (the virtual addresses keepalived
+        held when it was killed, the kernel's tables and states, stale pid files, lock and socket: the
+        killed daemons are unreaped children of the lab, so keepalived would see its old pid alive),
+        its links come up with its own addresses, then its daemons start as in `start_node`."""
+        node = self.node(name)
+        for device, side in (("lan0", "lan"), ("wan0", "wan")):
+            for address in VIRTUAL_ADDRESSES[side]:
+                self.run(node.ns_key, ["ip", "addr", "del", address, "dev", device], check=False)
+        self.run(node.ns_key, ["nft", "flush", "ruleset"])
+        self.run(node.ns_key, ["conntrack", "-F"], check=False)
+        for stale in ("conntrackd.lock", "conntrackd.ctl", "keepalived.pid", "vrrp.pid"):
+            (self.ha_dir(name) / stale).unlink(missing_ok=True)
+        for device, v6 in (("lan0", node.lan_v6), ("wan0", node.wan_v6), ("sync0", None)):
+            self._ip(node.ns_key, "link", "set", device, "up")
+            if v6 is not None:  # IPv6 addresses went with the link (keep_addr_on_down is 0)
+                self._ip(node.ns_key, "-6", "addr", "replace", f"{v6}/64", "dev", device, "nodad")
+        self._ip(node.ns_key, "route", "replace", "default", "via", INET_WAN_V4, "dev", "wan0")
+        self._ip(node.ns_key, "-6", "route", "replace", "default", "via", INET_WAN_V6, "dev", "wan0")
+        return self.start_node(name, policy)
+
     def conntrackd(self, name: str, *flags: str) -> str:
         """`conntrackd -C <node's config> FLAGS` on a node (e.g. -e: the states synced from the peer)."""
         return self.run(self.node(name).ns_key, ["conntrackd", "-C", str(self.ha_dir(name) / "conntrackd.conf"),
@@ -362,6 +394,13 @@ class FailoverResult:
     marks_before: dict[str, int]  # office flows on the old master: tuple -> ct mark
     marks_after: dict[str, int]  # the same flows on the new master
     killed_at: float = 0.0  # wall clock (time.time()) when the old master began to die
+    returned_at: float | None = None  # wall clock when the old master began to boot again (None: it stayed dead)
+    marks_after_return: dict[str, int] | None = None  # the flows on the master once the old one is backup again
+
+    @property
+    def failback_gap(self) -> float | None:
+        """The longest time without forwarding after the old master began to return."""
+        return None if self.returned_at is None else self.probe.longest_gap_after(self.returned_at)
 
     @property
     def resets(self) -> int:
@@ -381,10 +420,11 @@ def office_marks(lab: HaPairLab, node: str) -> dict[str, int]:
 
 
 def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
-              before_kill: Callable[[], None] = lambda: None) -> FailoverResult:
+              before_kill: Callable[[], None] = lambda: None, bring_back: Path | None = None) -> FailoverResult:
     """Downloads from sales1 and the call from sales2 through gw-a; gw-a dies `kill_after` seconds in.
 
-    `before_kill` runs just before (a test's checks of the running pair)."""
+    `before_kill` runs just before (a test's checks of the running pair). With `bring_back` (its
+    policy), gw-a boots again once gw-b is master and the downloads go on until gw-a is backup."""
     flows = LongDownloads(lab, "sales1", [("203.0.113.60", "news.lab.example")] * downloads, seconds,
                           bytes_per_second=200_000, stall_seconds=seconds)
     probe = UdpProbe(lab, "sales2", seconds)
@@ -394,6 +434,13 @@ def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
     killed_at = time.time()
     lab.kill_node("gw-a")
     lab.wait_for_master("gw-b")
-    outcomes = [flow.outcome for flow in flows.results()]
     marks_after = office_marks(lab, "gw-b")
-    return FailoverResult(outcomes, probe.result(), marks_before, marks_after, killed_at)
+    returned_at, marks_after_return = None, None
+    if bring_back is not None:
+        returned_at = time.time()
+        lab.restart_node("gw-a", bring_back)
+        lab.wait_for_backup_hold("gw-a")
+        marks_after_return = office_marks(lab, "gw-b")
+    outcomes = [flow.outcome for flow in flows.results()]
+    return FailoverResult(outcomes, probe.result(), marks_before, marks_after, killed_at, returned_at,
+                          marks_after_return)

@@ -91,3 +91,32 @@ def test_a_node_running_another_policy_is_reported() -> None:
             status = lab.daemons["gw-a"].control("status").stdout
         assert "peer gw-b backup   DIFFERENT POLICY" in status, status
         assert metric_value(lab.daemons["gw-b"].metrics(), "gatewayd_ha_policy_hash_match") == 0
+
+
+FAILBACK_DOWNLOAD_SECONDS = 45.0  # the old master's boot (gatewayd, conntrackd, keepalived) happens inside
+# Without preemption the returning node stays backup and nothing moves: any gap after its return is
+# scheduling noise on a loaded box, far below a takeover's (3 adverts, about 3 s).
+MAX_FAILBACK_GAP_SECONDS = 1.0
+
+
+def test_the_old_master_returns_as_backup_without_a_second_outage(pair: HaPairLab) -> None:
+    lab = pair
+    policy = lab.workdir / "ha.yaml"
+    result = fail_over(lab, DOWNLOADS, FAILBACK_DOWNLOAD_SECONDS, FAILOVER_AT_SECONDS, bring_back=policy)
+    assert result.outcomes == ["completed"] * DOWNLOADS, result.outcomes  # 0 resets over both moves
+    assert result.returned_at is not None and result.marks_after_return is not None
+    # No preemption (the default): gw-a, priority 254 against gw-b's 253, came back as backup.
+    assert lab.holds_virtual_address("gw-b") and not lab.holds_virtual_address("gw-a")
+    status = lab.daemons["gw-a"].control("status").stdout
+    assert "node gw-a backup   peer gw-b master   same policy" in status, status
+    calls = {flow: mark for flow, mark in result.marks_after.items() if f"dport={CALL_PORT}" in flow}
+    assert calls and all(calls.values()), result.marks_after
+    assert {flow: result.marks_after_return.get(flow) for flow in calls} == calls  # the call kept its class
+    assert f"dport={CALL_PORT}" in lab.conntrackd("gw-a", "-e")  # a real backup again: the states reach it
+    probe = result.probe
+    assert 0 < probe.longest_gap <= MAX_GAP_SECONDS, probe  # the failover itself
+    failback_gap = result.failback_gap
+    assert failback_gap is not None and failback_gap <= MAX_FAILBACK_GAP_SECONDS, probe.gaps
+    assert probe.first_echo is not None and probe.last_echo is not None
+    assert probe.last_echo - probe.first_echo > FAILBACK_DOWNLOAD_SECONDS - 2  # the call ran to the end
+    print(f"failover gap {probe.longest_gap:.2f}s, after the old master's return {failback_gap:.2f}s")
