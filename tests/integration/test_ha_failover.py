@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gatewayd.lab.gateway import metric_value
-from gatewayd.lab.ha_pair import CALL_PORT, HaPairLab, fail_over
+from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.ha_pair import CALL_PORT, HaPairLab, UdpProbe, fail_over, office_marks
+from gatewayd.lab.long_flows import LongDownloads
 from gatewayd.lab.topology import DEFAULT_HOSTS
 
 pytestmark = [
@@ -44,6 +45,17 @@ def pair() -> Iterator[HaPairLab]:
         lab.start_node("gw-b", policy)
         lab.wait_for_backup_hold("gw-b")
         yield lab
+
+
+def wait_for_status(daemon: GatewayDaemon, text: str, timeout: float = 10.0) -> str:
+    """`gatewayd status` once it shows `text` (the peers tell each other once a second), or as it is
+    at the deadline."""
+    deadline = time.monotonic() + timeout
+    status = daemon.control("status").stdout
+    while text not in status and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = daemon.control("status").stdout
+    return status
 
 
 def test_killing_the_master_resets_no_connection_and_keeps_the_calls_class(pair: HaPairLab) -> None:
@@ -84,11 +96,7 @@ def test_a_node_running_another_policy_is_reported() -> None:
         lab.wait_for_master("gw-a")
         lab.start_node("gw-b", changed)
         lab.wait_for_backup_hold("gw-b")
-        deadline = time.monotonic() + 10
-        status = ""
-        while time.monotonic() < deadline and "DIFFERENT POLICY" not in status:
-            time.sleep(0.5)
-            status = lab.daemons["gw-a"].control("status").stdout
+        status = wait_for_status(lab.daemons["gw-a"], "peer gw-b backup   DIFFERENT POLICY")
         assert "peer gw-b backup   DIFFERENT POLICY" in status, status
         assert metric_value(lab.daemons["gw-b"].metrics(), "gatewayd_ha_policy_hash_match") == 0
 
@@ -120,3 +128,44 @@ def test_the_old_master_returns_as_backup_without_a_second_outage(pair: HaPairLa
     assert probe.first_echo is not None and probe.last_echo is not None
     assert probe.last_echo - probe.first_echo > FAILBACK_DOWNLOAD_SECONDS - 2  # the call ran to the end
     print(f"failover gap {probe.longest_gap:.2f}s, after the old master's return {failback_gap:.2f}s")
+
+
+RELOAD_DOWNLOAD_SECONDS = 25.0
+RELOAD_AT_SECONDS = 6.0
+# A reload swaps gatewayd's table in one transaction and moves no address: nothing should stop.
+MAX_RELOAD_GAP_SECONDS = 1.0
+NEW_APP_SERVER = "203.0.113.90"  # the reloaded policy blocks an app there; no flow of the test goes to it
+
+
+def test_a_policy_reload_on_both_nodes_changes_nothing_for_open_flows(pair: HaPairLab) -> None:
+    lab = pair
+    policy = lab.workdir / "ha.yaml"
+    flows = LongDownloads(lab, "sales1", [("203.0.113.60", "news.lab.example")] * DOWNLOADS, RELOAD_DOWNLOAD_SECONDS,
+                          bytes_per_second=200_000, stall_seconds=RELOAD_DOWNLOAD_SECONDS)
+    probe = UdpProbe(lab, "sales2", RELOAD_DOWNLOAD_SECONDS)
+    time.sleep(RELOAD_AT_SECONDS)
+    marks_before = office_marks(lab, "gw-a")
+    reloaded_at = time.time()
+    policy.write_text(policy.read_text()
+                      .replace("applications:\n", "applications:\n  video: { name: Video, category: video, "
+                                                  f"addresses: [{NEW_APP_SERVER}/32], ports: [tcp/443] }}\n")
+                      .replace("rules:\n", "rules:\n  - name: no video\n    apps: [video]\n    action: block\n"))
+    lab.daemons["gw-a"].reload()
+    # For a moment the two nodes run different policies, and they say so.
+    between = wait_for_status(lab.daemons["gw-a"], "peer gw-b backup   DIFFERENT POLICY")
+    assert "node gw-a master   peer gw-b backup   DIFFERENT POLICY" in between, between
+    lab.daemons["gw-b"].reload()
+    for name in ("gw-a", "gw-b"):
+        status = wait_for_status(lab.daemons[name], "   same policy")
+        assert "   same policy" in status, status
+        assert NEW_APP_SERVER in lab.daemons[name].nft("list", "table", "inet", "gatewayd")  # the new policy
+    marks_after = office_marks(lab, "gw-a")
+    outcomes = [flow.outcome for flow in flows.results()]
+    result = probe.result()
+    assert outcomes == ["completed"] * DOWNLOADS, outcomes
+    assert len(marks_before) == DOWNLOADS + 1 and all(marks_before.values()), marks_before
+    assert marks_after == marks_before  # every open flow keeps its verdict and class
+    assert lab.holds_virtual_address("gw-a") and not lab.holds_virtual_address("gw-b")
+    reload_gap = result.longest_gap_after(reloaded_at)
+    assert result.received > 0 and reload_gap <= MAX_RELOAD_GAP_SECONDS, result.gaps
+    print(f"longest gap across the reloads {reload_gap:.2f}s")
