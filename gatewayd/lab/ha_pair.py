@@ -25,6 +25,7 @@ its namespace, then its links down.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -168,9 +169,14 @@ class ProbeResult:
     longest_gap_end: float | None = None  # wall clock (time.time()) of the echo that ended the longest gap
     gaps: tuple[tuple[float, float], ...] = ()  # (wall-clock end, seconds) of each gap over 0.05 s
 
+    def longest_gap_in(self, after: float = 0.0, before: float = math.inf) -> tuple[float, float]:
+        """(wall-clock end, seconds) of the longest gap that ended between the two times ((0.0, 0.0): none)."""
+        return max(((end, seconds) for end, seconds in self.gaps if after < end <= before),
+                   key=lambda gap: gap[1], default=(0.0, 0.0))
+
     def longest_gap_after(self, wall_clock: float) -> float:
         """The longest gap that ended after `wall_clock` (0.0 if none did)."""
-        return max((seconds for end, seconds in self.gaps if end > wall_clock), default=0.0)
+        return self.longest_gap_in(after=wall_clock)[1]
 
 
 class UdpProbe:
@@ -377,6 +383,19 @@ class HaPairLab(Lab):
             parts.append(f"--- {daemon} of {name}:\n{text[-tail_chars:]}")
         return "\n".join(parts)
 
+    def notify_times(self, name: str, state: str) -> dict[str, float]:
+        """When the node's last `ha-notify STATE` started and ended each step (wall clock), from
+        ha-notify.log: {"started": ..., "hold": ..., "commit": ..., "release": ...}."""
+        path = self.workdir / NOTIFY_LOG
+        times: dict[str, float] = {}
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
+            fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+            if line.startswith("notify_started") and f"ha-notify {state} --node {name} " in line:
+                times = {"started": float(fields["at"])}
+            elif fields.get("node") == name and fields.get("state") == state and times and "step" in fields:
+                times[fields["step"]] = float(fields["at"])
+        return times
+
     def _wait_for(self, condition: Callable[[], bool], message: str, timeout: float = 10.0,
                   node: str | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -396,6 +415,12 @@ class FailoverResult:
     killed_at: float = 0.0  # wall clock (time.time()) when the old master began to die
     returned_at: float | None = None  # wall clock when the old master began to boot again (None: it stayed dead)
     marks_after_return: dict[str, int] | None = None  # the flows on the master once the old one is backup again
+
+    @property
+    def failover_gap(self) -> tuple[float, float]:
+        """(wall-clock end, seconds) of the longest gap from the kill to the old master's return."""
+        return self.probe.longest_gap_in(after=self.killed_at,
+                                          before=math.inf if self.returned_at is None else self.returned_at)
 
     @property
     def failback_gap(self) -> float | None:
