@@ -257,12 +257,15 @@ class HaPairLab(Lab):
 
     # -- the pair ----------------------------------------------------------------------------
 
-    def write_policy(self, advert_interval: str = "1s", name: str = "ha.yaml") -> Path:
+    def write_policy(self, advert_interval: str = "1s", name: str = "ha.yaml", preempt: str | None = None) -> Path:
+        """The pair's policy; `preempt` as the ha section takes it (None: left out, i.e. off)."""
         nodes = "\n    ".join(f"{node.name}: {{ priority: {node.priority}, sync_address: {node.sync_address} }}"
                                for node in NODES)
         text = (HA_POLICY.replace("NODES", nodes).replace("CALL", CALL_SERVER).replace("ADVERT", advert_interval)
                 .replace("VLAN4", GW_LAN_V4).replace("VLAN6", GW_LAN_V6)
                 .replace("VWAN4", GW_WAN_V4).replace("VWAN6", GW_WAN_V6))
+        if preempt is not None:
+            text += f"  preempt: {preempt}\n"
         path = self.workdir / name
         path.write_text(text)
         return path
@@ -414,7 +417,7 @@ class FailoverResult:
     marks_after: dict[str, int]  # the same flows on the new master
     killed_at: float = 0.0  # wall clock (time.time()) when the old master began to die
     returned_at: float | None = None  # wall clock when the old master began to boot again (None: it stayed dead)
-    marks_after_return: dict[str, int] | None = None  # the flows on the master once the old one is backup again
+    marks_after_return: dict[str, int] | None = None  # the flows on the master once gw-a is back
 
     @property
     def failover_gap(self) -> tuple[float, float]:
@@ -445,11 +448,13 @@ def office_marks(lab: HaPairLab, node: str) -> dict[str, int]:
 
 
 def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
-              before_kill: Callable[[], None] = lambda: None, bring_back: Path | None = None) -> FailoverResult:
+              before_kill: Callable[[], None] = lambda: None, bring_back: Path | None = None,
+              after_return: Callable[[], None] = lambda: None) -> FailoverResult:
     """Downloads from sales1 and the call from sales2 through gw-a; gw-a dies `kill_after` seconds in.
 
     `before_kill` runs just before (a test's checks of the running pair). With `bring_back` (its
-    policy), gw-a boots again once gw-b is master and the downloads go on until gw-a is backup."""
+    policy), gw-a boots again once gw-b is master and the downloads go on; once gw-a is backup,
+    `after_return` runs (e.g. waiting for a preemption), then the master's marks are read."""
     flows = LongDownloads(lab, "sales1", [("203.0.113.60", "news.lab.example")] * downloads, seconds,
                           bytes_per_second=200_000, stall_seconds=seconds)
     probe = UdpProbe(lab, "sales2", seconds)
@@ -465,7 +470,8 @@ def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
         returned_at = time.time()
         lab.restart_node("gw-a", bring_back)
         lab.wait_for_backup_hold("gw-a")
-        marks_after_return = office_marks(lab, "gw-b")
+        after_return()
+        marks_after_return = office_marks(lab, "gw-a" if lab.holds_virtual_address("gw-a") else "gw-b")
     outcomes = [flow.outcome for flow in flows.results()]
     return FailoverResult(outcomes, probe.result(), marks_before, marks_after, killed_at, returned_at,
                           marks_after_return)

@@ -169,3 +169,35 @@ def test_a_policy_reload_on_both_nodes_changes_nothing_for_open_flows(pair: HaPa
     reload_gap = result.longest_gap_after(reloaded_at)
     assert result.received > 0 and reload_gap <= MAX_RELOAD_GAP_SECONDS, result.gaps
     print(f"longest gap across the reloads {reload_gap:.2f}s")
+
+
+PREEMPT_DELAY_SECONDS = 5
+PREEMPT_DOWNLOAD_SECONDS = 50.0  # kill, boot, the delay, the handover and some seconds after it
+# A handover between two live nodes waits for no missed adverts (seen: 0.06 s); a takeover's 3 s would fail it.
+MAX_HANDOVER_GAP_SECONDS = 2.0
+
+
+def test_with_a_preempt_delay_the_old_master_takes_the_office_back_after_it_without_a_reset() -> None:
+    lab = HaPairLab(hosts={key: DEFAULT_HOSTS[key] for key in ("sales1", "sales2")})
+    with lab:
+        policy = lab.write_policy(preempt=f"{PREEMPT_DELAY_SECONDS}s")
+        lab.start_node("gw-a", policy)
+        lab.wait_for_master("gw-a")
+        lab.start_node("gw-b", policy)
+        lab.wait_for_backup_hold("gw-b")
+        result = fail_over(lab, DOWNLOADS, PREEMPT_DOWNLOAD_SECONDS, FAILOVER_AT_SECONDS, bring_back=policy,
+                           after_return=lambda: lab.wait_for_master("gw-a", PREEMPT_DELAY_SECONDS + 30))
+        assert lab.holds_virtual_address("gw-a") and not lab.holds_virtual_address("gw-b")
+        # gw-a came back as backup and took over only after the delay (keepalived's preempt_delay).
+        waited = lab.notify_times("gw-a", "master")["started"] - lab.notify_times("gw-a", "backup")["started"]
+        assert waited >= PREEMPT_DELAY_SECONDS - 0.5, waited
+    assert result.outcomes == ["completed"] * DOWNLOADS, result.outcomes  # 0 resets over both moves
+    assert result.marks_after_return is not None
+    calls = {flow: mark for flow, mark in result.marks_before.items() if f"dport={CALL_PORT}" in flow}
+    assert calls and all(calls.values()), result.marks_before
+    # The call decided on gw-a before it died, carried by gw-b, is back on gw-a with the same class.
+    assert {flow: result.marks_after_return.get(flow) for flow in calls} == calls, result.marks_after_return
+    failback_gap = result.failback_gap
+    assert failback_gap is not None and failback_gap <= MAX_HANDOVER_GAP_SECONDS, result.probe.gaps
+    print(f"failover gap {result.failover_gap[1]:.2f}s, handover back to gw-a {failback_gap:.2f}s "
+          f"after {waited:.1f}s as backup")
