@@ -32,7 +32,9 @@ know and is no opening SYN, and UDP that would start a new flow. `gatewayd ha-no
 fills the set when the node becomes backup (nothing flows through a backup), and on
 becoming master refreshes it with a timeout (so a stuck commit cannot hold the office
 for long), commits conntrackd's states, checks that gatewayd's own table is in
-force, and empties it.
+force, and empties it. Flows conntrackd synced do not wait for that Python process
+to start: keepalived runs `conntrackd -c` itself from the LAN instance's own
+notify_master (early_commit_command), and a committed flow is no longer held.
 """
 
 from __future__ import annotations
