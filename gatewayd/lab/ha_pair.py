@@ -387,17 +387,9 @@ class HaPairLab(Lab):
         return "\n".join(parts)
 
     def notify_times(self, name: str, state: str) -> dict[str, float]:
-        """When the node's last `ha-notify STATE` started and ended each step (wall clock), from
-        ha-notify.log: {"started": ..., "hold": ..., "commit": ..., "release": ...}."""
+        """When the node's last `ha-notify STATE` started and ended each step (wall clock)."""
         path = self.workdir / NOTIFY_LOG
-        times: dict[str, float] = {}
-        for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
-            fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
-            if line.startswith("notify_started") and f"ha-notify {state} --node {name} " in line:
-                times = {"started": float(fields["at"])}
-            elif fields.get("node") == name and fields.get("state") == state and times and "step" in fields:
-                times[fields["step"]] = float(fields["at"])
-        return times
+        return notify_times(path.read_text(errors="replace") if path.exists() else "", name, state)
 
     def _wait_for(self, condition: Callable[[], bool], message: str, timeout: float = 10.0,
                   node: str | None = None) -> None:
@@ -407,6 +399,19 @@ class HaPairLab(Lab):
                 return
             time.sleep(0.1)
         raise LabError(message + (f"\n{self.node_logs(node)}" if node else ""))
+
+
+def notify_times(log_text: str, node: str, state: str) -> dict[str, float]:
+    """From ha-notify.log (the lab's notify wrapper and ha-notify's step lines), the node's last
+    `ha-notify STATE`: {"started": ..., "hold": ..., "commit": ..., "release": ...} in wall-clock time."""
+    times: dict[str, float] = {}
+    for line in log_text.splitlines():
+        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        if line.startswith("notify_started") and f"ha-notify {state} --node {node} " in line:
+            times = {"started": float(fields["at"])}
+        elif fields.get("node") == node and fields.get("state") == state and times and "step" in fields:
+            times[fields["step"]] = float(fields["at"])
+    return times
 
 
 @dataclass(frozen=True)
