@@ -11,11 +11,12 @@ primary-backup.sh runs; around it, the takeover hold of compile/ha.py:
                  on backup also `-n`, asking the master for all its states.
   master         refresh the hold with a timeout (a stuck step cannot hold the office
                  for more than HOLD_TIMEOUT_SECONDS), `conntrackd -c` (commit the synced
-                 states into the kernel), `-f` (flush the caches), `-R` (reload the
-                 internal cache from the kernel), `-B` (send it all to the peer); then,
-                 if gatewayd's own table is in force, release the hold. Without the
-                 table the hold runs out by itself: forwarding without gatewayd's
-                 policy beats no forwarding.
+                 states into the kernel); then, if gatewayd's own table is in force,
+                 release the hold. Without the table the hold runs out by itself:
+                 forwarding without gatewayd's policy beats no forwarding. Only after
+                 the release (the office waits for none of it): `-f` (flush the
+                 caches), `-R` (reload the internal cache from the kernel), `-B` (send
+                 it all to the peer).
 
 Every command has a time limit; a failed step is logged and the sequence goes on
 (as primary-backup.sh does), so the release always comes.
@@ -31,13 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from gatewayd.compile.ha import HOLD_TIMEOUT_SECONDS, hold_elements, hold_table
+from gatewayd.compile.ha import CONNTRACKD_PROGRAM, HOLD_TIMEOUT_SECONDS, hold_elements, hold_table
 from gatewayd.compile.kernel_names import HA_HOLD_SET, HA_TABLE_NAME, TABLE_FAMILY, TABLE_NAME
 
 log = logging.getLogger("gatewayd.ha")
 
 NotifyState = Literal["master", "backup", "fault"]
-CONNTRACKD = "/usr/sbin/conntrackd"
 CONNTRACKD_TIMEOUT_SECONDS = 5.0  # each client command; a commit of 100,000 states takes about a second
 
 
@@ -63,6 +63,7 @@ class StepResult:
     step: str
     ok: bool
     seconds: float
+    ended_at: float  # wall clock (time.time()): lines up with the kill and the probe in a failover breakdown
 
 
 def hold_script(held: tuple[str, ...], timeout_seconds: int | None) -> str:
@@ -87,13 +88,16 @@ class Takeover:
     def notify(self, state: NotifyState) -> list[StepResult]:
         if state == "master":
             self._step("hold", lambda: self._nft(hold_script(self.held, HOLD_TIMEOUT_SECONDS)))
-            for flag, step in (("-c", "commit"), ("-f", "flush"), ("-R", "resync"), ("-B", "bulk_send")):
-                self._step(step, functools.partial(self._conntrackd, flag))
+            self._step("commit", lambda: self._conntrackd("-c"))
             if self._step("table_in_force", self._gatewayd_table_exists):
                 self._step("release", lambda: self._nft(release_script()))
             else:
                 log.warning("event=ha_hold_left_to_expire seconds=%d reason=gatewayd_table_missing",
                             HOLD_TIMEOUT_SECONDS)
+            # The office waits only for the commit: the kernel has the states then. The cache
+            # housekeeping of primary-backup.sh comes after the release.
+            for flag, step in (("-f", "flush"), ("-R", "resync"), ("-B", "bulk_send")):
+                self._step(step, functools.partial(self._conntrackd, flag))
         else:
             self._step("hold", lambda: self._nft(hold_script(self.held, None)))
             self._step("expire_old_states", lambda: self._conntrackd("-t"))
@@ -105,7 +109,7 @@ class Takeover:
         started = time.monotonic()
         ok = action()
         seconds = time.monotonic() - started
-        self.results.append(StepResult(name, ok, seconds))
+        self.results.append(StepResult(name, ok, seconds, time.time()))
         log.log(logging.INFO if ok else logging.WARNING, "event=ha_step step=%s ok=%s seconds=%.3f",
                 name, str(ok).lower(), seconds)
         return ok
@@ -119,7 +123,7 @@ class Takeover:
             return False
 
     def _conntrackd(self, flag: str) -> bool:
-        return self.command([CONNTRACKD, "-C", self.conntrackd_config, flag], CONNTRACKD_TIMEOUT_SECONDS) == 0
+        return self.command([CONNTRACKD_PROGRAM, "-C", self.conntrackd_config, flag], CONNTRACKD_TIMEOUT_SECONDS) == 0
 
     def _gatewayd_table_exists(self) -> bool:
         try:

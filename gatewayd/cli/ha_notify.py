@@ -26,7 +26,7 @@ def run_notify(args: argparse.Namespace) -> int:
     results = Takeover(NftKernel(), args.conntrackd_config, held).notify(args.state)
     for result in results:
         print(f"node={args.node} state={args.state} step={result.step} ok={str(result.ok).lower()} "
-              f"seconds={result.seconds:.3f}", file=sys.stderr)
+              f"seconds={result.seconds:.3f} at={result.ended_at:.3f}", file=sys.stderr)
     return 0 if all(result.ok for result in results) else 1
 
 

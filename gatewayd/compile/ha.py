@@ -32,7 +32,9 @@ know and is no opening SYN, and UDP that would start a new flow. `gatewayd ha-no
 fills the set when the node becomes backup (nothing flows through a backup), and on
 becoming master refreshes it with a timeout (so a stuck commit cannot hold the office
 for long), commits conntrackd's states, checks that gatewayd's own table is in
-force, and empties it.
+force, and empties it. Flows conntrackd synced do not wait for that Python process
+to start: keepalived runs `conntrackd -c` itself from the LAN instance's own
+notify_master (early_commit_command), and a committed flow is no longer held.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from gatewayd.policy.model import HaNode, HaPair, Interfaces, IPInterface
 DEFAULT_RUNTIME_DIR = "/run/gatewayd/ha"
 DEFAULT_GATEWAYD_COMMAND = "/usr/bin/gatewayd"
 SYNC_PORT = 3780  # conntrackd's usual port on the sync link
+CONNTRACKD_PROGRAM = "/usr/sbin/conntrackd"
 # After conntrack (-200), before destination NAT (-100): the state lookup is done, nothing rewritten yet.
 HOLD_PRIORITY = -150
 HOLD_TIMEOUT_SECONDS = 10  # the longest a takeover may hold the office, whatever happens to the commit
@@ -161,8 +164,16 @@ def _address_lines(addresses: tuple[IPInterface, ...], device: str) -> tuple[lis
     return advertised, moved
 
 
+def early_commit_command(paths: HaPaths) -> str:
+    """The LAN instance's own notify_master: `conntrackd -c` at once, a C program started in
+    milliseconds, while the group's `gatewayd ha-notify master` is still starting Python (about
+    0.4 s on a loaded box). Synced flows are forwarded from the commit on; ha-notify's own commit
+    after it only finds the states already there."""
+    return " ".join(shlex.quote(word) for word in (CONNTRACKD_PROGRAM, "-C", paths.conntrackd_config, "-c"))
+
+
 def _instance(name: str, device: str, router_id: int, pair: HaPair, node: HaNode,
-              addresses: tuple[IPInterface, ...]) -> list[str]:
+              addresses: tuple[IPInterface, ...], notify_master: str | None = None) -> list[str]:
     advertised, moved = _address_lines(addresses, device)
     preempt = ["    nopreempt"] if pair.preempt_delay_seconds is None else (
         [f"    preempt_delay {pair.preempt_delay_seconds}"] if pair.preempt_delay_seconds else [])
@@ -174,6 +185,7 @@ def _instance(name: str, device: str, router_id: int, pair: HaPair, node: HaNode
         f"    priority {node.priority}",
         f"    advert_int {_advert_seconds(pair.advert_centiseconds)}",
         *preempt,
+        *([f'    notify_master "{notify_master}"'] if notify_master else []),
         "    virtual_ipaddress {",
         *(f"        {line}" for line in advertised),
         "    }",
@@ -203,7 +215,8 @@ def keepalived_conf(pair: HaPair, node: HaNode, interfaces: Interfaces, held: tu
         *(f'    notify_{state} "{notify_command(paths, node.name, state, held)}"' for state in NOTIFY_STATES),
         "}",
         "",
-        *_instance(instances[0], interfaces.lan[0], pair.router_id, pair, node, pair.lan_addresses),
+        *_instance(instances[0], interfaces.lan[0], pair.router_id, pair, node, pair.lan_addresses,
+                   early_commit_command(paths)),
     ]
     if pair.wan_addresses:
         lines += ["", *_instance(instances[1], interfaces.wan, pair.router_id + 1, pair, node, pair.wan_addresses)]

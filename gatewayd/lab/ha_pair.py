@@ -25,6 +25,7 @@ its namespace, then its links down.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -60,6 +61,8 @@ WAN_BRIDGE = "br1"
 SECOND_GATEWAY = "gw2"
 SYNC_PREFIX = "30"
 HA_STATE_TIMEOUT_SECONDS = 30.0
+NOTIFY_LOG = "ha-notify.log"
+VIRTUAL_ADDRESSES = {"lan": (f"{GW_LAN_V4}/24", f"{GW_LAN_V6}/64"), "wan": (f"{GW_WAN_V4}/24", f"{GW_WAN_V6}/64")}
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,13 @@ class HaNodeSpec:
     mac_suffix: int  # lan0 02:00:00:00:01:NN, wan0 02:00:00:00:02:NN
 
 
+# Priorities at the top of the range: a backup declares the master dead after 3 adverts plus a
+# skew of (256 - its priority)/256 of an advert (RFC 5798), 0.01 s at 253 against 0.61 s at 100.
 NODES = (
     HaNodeSpec("gw-a", GATEWAY, "192.0.2.2", "2001:db8:1::2", "198.51.100.3", "2001:db8:ff::3",
-               "203.0.113.241", 150, 0x0A),
+               "203.0.113.241", 254, 0x0A),
     HaNodeSpec("gw-b", SECOND_GATEWAY, "192.0.2.3", "2001:db8:1::3", "198.51.100.4", "2001:db8:ff::4",
-               "203.0.113.242", 100, 0x0B),
+               "203.0.113.242", 253, 0x0B),
 )
 CALL_SERVER, CALL_PORT = "203.0.113.70", 3478  # the lab internet echoes UDP there
 
@@ -120,7 +125,8 @@ sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.connect((address, port))
 sock.setblocking(False)
 sent, received, last_echo, longest_gap = 0, 0, None, 0.0
-first_echo = None
+first_echo, longest_gap_end = None, None
+gaps = []  # [wall-clock end, seconds] of every gap over 0.05 s, the first 200
 started = time.monotonic()
 print(json.dumps({"source_port": sock.getsockname()[1]}), flush=True)
 next_send = started
@@ -137,16 +143,19 @@ while time.monotonic() - started < seconds:
         while sock.recv(2048):
             now = time.monotonic()
             received += 1
-            if last_echo is not None:
-                longest_gap = max(longest_gap, now - last_echo)
-            else:
+            if last_echo is None:
                 first_echo = now
+            elif now - last_echo > longest_gap:
+                longest_gap, longest_gap_end = now - last_echo, time.time()
+            if last_echo is not None and now - last_echo > 0.05 and len(gaps) < 200:
+                gaps.append([time.time(), now - last_echo])
             last_echo = now
     except (BlockingIOError, ConnectionRefusedError):
         pass
     time.sleep(min(0.002, max(0.0, next_send - time.monotonic())))
 print(json.dumps({"sent": sent, "received": received, "longest_gap": longest_gap,
-                  "first_echo": first_echo, "last_echo": last_echo}), flush=True)
+                  "first_echo": first_echo, "last_echo": last_echo,
+                  "longest_gap_end": longest_gap_end, "gaps": gaps}), flush=True)
 """
 
 
@@ -157,6 +166,17 @@ class ProbeResult:
     longest_gap: float  # seconds without an echo: the time without forwarding
     first_echo: float | None
     last_echo: float | None
+    longest_gap_end: float | None = None  # wall clock (time.time()) of the echo that ended the longest gap
+    gaps: tuple[tuple[float, float], ...] = ()  # (wall-clock end, seconds) of each gap over 0.05 s
+
+    def longest_gap_in(self, after: float = 0.0, before: float = math.inf) -> tuple[float, float]:
+        """(wall-clock end, seconds) of the longest gap that ended between the two times ((0.0, 0.0): none)."""
+        return max(((end, seconds) for end, seconds in self.gaps if after < end <= before),
+                   key=lambda gap: gap[1], default=(0.0, 0.0))
+
+    def longest_gap_after(self, wall_clock: float) -> float:
+        """The longest gap that ended after `wall_clock` (0.0 if none did)."""
+        return self.longest_gap_in(after=wall_clock)[1]
 
 
 class UdpProbe:
@@ -172,7 +192,9 @@ class UdpProbe:
 
     def result(self) -> ProbeResult:
         out, _ = self.process.communicate(timeout=self.seconds + 30)
-        return ProbeResult(**json.loads(out.decode().strip().splitlines()[-1]))
+        fields = json.loads(out.decode().strip().splitlines()[-1])
+        fields["gaps"] = tuple((end, seconds) for end, seconds in fields["gaps"])
+        return ProbeResult(**fields)
 
 
 class HaPairLab(Lab):
@@ -235,12 +257,15 @@ class HaPairLab(Lab):
 
     # -- the pair ----------------------------------------------------------------------------
 
-    def write_policy(self, advert_interval: str = "1s", name: str = "ha.yaml") -> Path:
+    def write_policy(self, advert_interval: str = "1s", name: str = "ha.yaml", preempt: str | None = None) -> Path:
+        """The pair's policy; `preempt` as the ha section takes it (None: left out, i.e. off)."""
         nodes = "\n    ".join(f"{node.name}: {{ priority: {node.priority}, sync_address: {node.sync_address} }}"
                                for node in NODES)
         text = (HA_POLICY.replace("NODES", nodes).replace("CALL", CALL_SERVER).replace("ADVERT", advert_interval)
                 .replace("VLAN4", GW_LAN_V4).replace("VLAN6", GW_LAN_V6)
                 .replace("VWAN4", GW_WAN_V4).replace("VWAN6", GW_WAN_V6))
+        if preempt is not None:
+            text += f"  preempt: {preempt}\n"
         path = self.workdir / name
         path.write_text(text)
         return path
@@ -267,7 +292,10 @@ class HaPairLab(Lab):
         """A shell script keepalived runs as `gatewayd`: keepalived 2.2.7 silently never ran a notify
         whose program was this venv's python (a symlink into /root/.pyenv), while a script runs."""
         wrapper = self.workdir / "gatewayd-for-keepalived"
-        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m gatewayd "$@"\n')
+        # Its steps (with wall-clock times) go to ha-notify.log: the failover breakdown reads them.
+        log = self.workdir / NOTIFY_LOG
+        wrapper.write_text(f'#!/bin/sh\necho "notify_started at=$(date +%s.%N) $*" >>{log}\n'
+                           f'exec {sys.executable} -m gatewayd "$@" 2>>{log}\n')
         wrapper.chmod(0o755)
         return wrapper
 
@@ -310,6 +338,27 @@ class HaPairLab(Lab):
         for pid in _namespace_pids(self.ns_name(node.ns_key)):
             _signal(pid, signal.SIGKILL)
 
+    def restart_node(self, name: str, policy: Path) -> GatewayDaemon:
+        """The dead box boots again: what a reboot clears is cleared (the virtual addresses keepalived
+        held when it was killed, the kernel's tables and states, stale pid files, lock and socket: the
+        killed daemons are unreaped children of the lab, so keepalived would see its old pid alive),
+        its links come up with its own addresses, then its daemons start as in `start_node`."""
+        node = self.node(name)
+        for device, side in (("lan0", "lan"), ("wan0", "wan")):
+            for address in VIRTUAL_ADDRESSES[side]:
+                self.run(node.ns_key, ["ip", "addr", "del", address, "dev", device], check=False)
+        self.run(node.ns_key, ["nft", "flush", "ruleset"])
+        self.run(node.ns_key, ["conntrack", "-F"], check=False)
+        for stale in ("conntrackd.lock", "conntrackd.ctl", "keepalived.pid", "vrrp.pid"):
+            (self.ha_dir(name) / stale).unlink(missing_ok=True)
+        for device, v6 in (("lan0", node.lan_v6), ("wan0", node.wan_v6), ("sync0", None)):
+            self._ip(node.ns_key, "link", "set", device, "up")
+            if v6 is not None:  # IPv6 addresses went with the link (keep_addr_on_down is 0)
+                self._ip(node.ns_key, "-6", "addr", "replace", f"{v6}/64", "dev", device, "nodad")
+        self._ip(node.ns_key, "route", "replace", "default", "via", INET_WAN_V4, "dev", "wan0")
+        self._ip(node.ns_key, "-6", "route", "replace", "default", "via", INET_WAN_V6, "dev", "wan0")
+        return self.start_node(name, policy)
+
     def conntrackd(self, name: str, *flags: str) -> str:
         """`conntrackd -C <node's config> FLAGS` on a node (e.g. -e: the states synced from the peer)."""
         return self.run(self.node(name).ns_key, ["conntrackd", "-C", str(self.ha_dir(name) / "conntrackd.conf"),
@@ -337,6 +386,11 @@ class HaPairLab(Lab):
             parts.append(f"--- {daemon} of {name}:\n{text[-tail_chars:]}")
         return "\n".join(parts)
 
+    def notify_times(self, name: str, state: str) -> dict[str, float]:
+        """When the node's last `ha-notify STATE` started and ended each step (wall clock)."""
+        path = self.workdir / NOTIFY_LOG
+        return notify_times(path.read_text(errors="replace") if path.exists() else "", name, state)
+
     def _wait_for(self, condition: Callable[[], bool], message: str, timeout: float = 10.0,
                   node: str | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -347,12 +401,39 @@ class HaPairLab(Lab):
         raise LabError(message + (f"\n{self.node_logs(node)}" if node else ""))
 
 
+def notify_times(log_text: str, node: str, state: str) -> dict[str, float]:
+    """From ha-notify.log (the lab's notify wrapper and ha-notify's step lines), the node's last
+    `ha-notify STATE`: {"started": ..., "hold": ..., "commit": ..., "release": ...} in wall-clock time."""
+    times: dict[str, float] = {}
+    for line in log_text.splitlines():
+        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        if line.startswith("notify_started") and f"ha-notify {state} --node {node} " in line:
+            times = {"started": float(fields["at"])}
+        elif fields.get("node") == node and fields.get("state") == state and times and "step" in fields:
+            times[fields["step"]] = float(fields["at"])
+    return times
+
+
 @dataclass(frozen=True)
 class FailoverResult:
     outcomes: list[str]  # per download: "completed", "reset", "stalled", ...
     probe: ProbeResult
     marks_before: dict[str, int]  # office flows on the old master: tuple -> ct mark
     marks_after: dict[str, int]  # the same flows on the new master
+    killed_at: float = 0.0  # wall clock (time.time()) when the old master began to die
+    returned_at: float | None = None  # wall clock when the old master began to boot again (None: it stayed dead)
+    marks_after_return: dict[str, int] | None = None  # the flows on the master once gw-a is back
+
+    @property
+    def failover_gap(self) -> tuple[float, float]:
+        """(wall-clock end, seconds) of the longest gap from the kill to the old master's return."""
+        return self.probe.longest_gap_in(after=self.killed_at,
+                                          before=math.inf if self.returned_at is None else self.returned_at)
+
+    @property
+    def failback_gap(self) -> float | None:
+        """The longest time without forwarding after the old master began to return."""
+        return None if self.returned_at is None else self.probe.longest_gap_after(self.returned_at)
 
     @property
     def resets(self) -> int:
@@ -372,18 +453,30 @@ def office_marks(lab: HaPairLab, node: str) -> dict[str, int]:
 
 
 def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
-              before_kill: Callable[[], None] = lambda: None) -> FailoverResult:
+              before_kill: Callable[[], None] = lambda: None, bring_back: Path | None = None,
+              after_return: Callable[[], None] = lambda: None) -> FailoverResult:
     """Downloads from sales1 and the call from sales2 through gw-a; gw-a dies `kill_after` seconds in.
 
-    `before_kill` runs just before (a test's checks of the running pair)."""
+    `before_kill` runs just before (a test's checks of the running pair). With `bring_back` (its
+    policy), gw-a boots again once gw-b is master and the downloads go on; once gw-a is backup,
+    `after_return` runs (e.g. waiting for a preemption), then the master's marks are read."""
     flows = LongDownloads(lab, "sales1", [("203.0.113.60", "news.lab.example")] * downloads, seconds,
                           bytes_per_second=200_000, stall_seconds=seconds)
     probe = UdpProbe(lab, "sales2", seconds)
     time.sleep(kill_after)
     marks_before = office_marks(lab, "gw-a")
     before_kill()
+    killed_at = time.time()
     lab.kill_node("gw-a")
     lab.wait_for_master("gw-b")
-    outcomes = [flow.outcome for flow in flows.results()]
     marks_after = office_marks(lab, "gw-b")
-    return FailoverResult(outcomes, probe.result(), marks_before, marks_after)
+    returned_at, marks_after_return = None, None
+    if bring_back is not None:
+        returned_at = time.time()
+        lab.restart_node("gw-a", bring_back)
+        lab.wait_for_backup_hold("gw-a")
+        after_return()
+        marks_after_return = office_marks(lab, "gw-a" if lab.holds_virtual_address("gw-a") else "gw-b")
+    outcomes = [flow.outcome for flow in flows.results()]
+    return FailoverResult(outcomes, probe.result(), marks_before, marks_after, killed_at, returned_at,
+                          marks_after_return)
