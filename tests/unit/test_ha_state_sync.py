@@ -1,0 +1,251 @@
+"""The HA state sync: what the master sends the backup beside conntrackd, its datagrams and its limits."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gatewayd.apply.guard_state import BlockedHost
+from gatewayd.apply.ha_sync_sets import synced_state_script
+from gatewayd.apply.nft import BlockedFlow, LearnedElement, NftKernel
+from gatewayd.daemon import ha_state_sync
+from gatewayd.daemon.ha_state_sync import GTSM_TTL, SYNC_PORT, HaStateSync
+from gatewayd.daemon.ha_sync_wire import (
+    MAX_DATAGRAM_BYTES,
+    BlockedEntry,
+    GuardEntry,
+    LearnedEntry,
+    SyncEntry,
+    decode,
+    encode,
+)
+from gatewayd.metrics.ha_sync import HaSyncMetrics
+from gatewayd.policy.model import HaNode
+
+# --- the datagrams ---
+
+
+def test_entries_of_every_kind_survive_the_round_trip() -> None:
+    entries: list[SyncEntry] = [LearnedEntry("203.0.113.7", "wechat", 290), LearnedEntry("2001:db8::7", "youku", 30),
+               BlockedEntry("192.0.2.10", "203.0.113.9", "tcp", 443, 0x210000, 580),
+               BlockedEntry("2001:db8:1::10", "2001:db8::9", 132, 5000, 7, 10),
+               GuardEntry("192.0.2.66", 240, "host_sweep"), GuardEntry("192.0.2.67", 20)]
+    datagrams = encode("gw-a", entries)
+    assert len(datagrams) == 1
+    decoded = decode(datagrams[0])
+    assert decoded is not None and decoded.node == "gw-a"
+    assert sorted(map(repr, decoded.entries)) == sorted(map(repr, entries))
+    assert sum(decoded.refused.values()) == 0
+
+
+def test_many_entries_are_split_into_bounded_datagrams_each_entry_once() -> None:
+    entries = [LearnedEntry(str(ipaddress.ip_address("2001:db8::") + n), "some-long-app-name", 86400 + n)
+               for n in range(2000)]
+    datagrams = encode("gw-a", entries)
+    assert len(datagrams) > 10
+    assert all(len(datagram) <= MAX_DATAGRAM_BYTES for datagram in datagrams)
+    back = [entry for datagram in datagrams for entry in (decode(datagram) or pytest.fail("undecodable")).entries]
+    assert back == entries
+
+
+def test_malformed_entries_are_refused_one_by_one_and_the_rest_taken() -> None:
+    message = {"node": "gw-a",
+               "learned": [["203.0.113.7", "wechat", 290],  # good
+                           ["203.0.113.8", "WeChat; flush ruleset", 290],  # not an app name
+                           ["not-an-address", "wechat", 290], ["224.0.0.1", "wechat", 290],
+                           ["203.0.113.9", "wechat", 0], ["203.0.113.9", "wechat", 10 ** 9],
+                           ["203.0.113.9", "wechat", True], ["203.0.113.9", "wechat"]],
+               "blocked": [["192.0.2.10", "203.0.113.9", "tcp", 443, 1, 60],  # good
+                           ["192.0.2.10", "2001:db8::9", "tcp", 443, 1, 60],  # families differ
+                           ["192.0.2.10", "203.0.113.9", "icmp", 0, 1, 60],
+                           ["192.0.2.10", "203.0.113.9", "tcp", 70000, 1, 60],
+                           ["192.0.2.10", "203.0.113.9", "tcp", 443, -1, 60]],
+               "guard": [["192.0.2.66", 240, "port_scan"], ["192.0.2.66", 240, "because"], "192.0.2.67"]}
+    decoded = decode(json.dumps(message).encode())
+    assert decoded is not None
+    assert decoded.entries == (LearnedEntry("203.0.113.7", "wechat", 290),
+                               BlockedEntry("192.0.2.10", "203.0.113.9", "tcp", 443, 1, 60),
+                               GuardEntry("192.0.2.66", 240, "port_scan"))
+    assert decoded.refused == {"learned": 7, "blocked": 4, "guard": 2}
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff\xfe", b"[1, 2]", b'{"learned": []}', b'{"node": 7}',
+                                  json.dumps({"node": "gw-a", "pad": "x" * MAX_DATAGRAM_BYTES}).encode()])
+def test_what_is_not_a_sync_datagram_is_ignored_whole(data: bytes) -> None:
+    assert decode(data) is None
+
+
+# --- the nft script the backup runs ---
+
+
+def test_one_batch_is_one_script_that_sets_the_masters_time_left_on_each_element() -> None:
+    script = synced_state_script(
+        [LearnedElement("203.0.113.7", "set_app_12", 290), LearnedElement("2001:db8::7", "set_app_3", 30)],
+        [BlockedFlow("192.0.2.10", "203.0.113.9", "tcp", 443, 0x210000, 580, 0)],
+        [BlockedHost("192.0.2.66", 240, "host_sweep"), BlockedHost("192.0.2.67", 20, "port_scan")])
+    lines = script.splitlines()
+    learned_v4 = [line for line in lines if " learned_v4 " in line]
+    assert learned_v4 == ["add element inet gatewayd learned_v4 { 203.0.113.7 timeout 290s : goto set_app_12 }",
+                          "delete element inet gatewayd learned_v4 { 203.0.113.7 }",
+                          "add element inet gatewayd learned_v4 { 203.0.113.7 timeout 290s : goto set_app_12 }"]
+    assert "add element inet gatewayd learned_v6 { 2001:db8::7 timeout 30s : goto set_app_3 }" in lines
+    assert ("add element inet gatewayd recent_blocked_v4 { 192.0.2.10 . 203.0.113.9 . tcp . 443 . 0x00210000 "
+            "timeout 580s }") in lines
+    assert "add element netdev gatewayd_guard blocklist_v4 { 192.0.2.66 timeout 240s, 192.0.2.67 timeout 20s }" \
+        in lines
+    assert "add element netdev gatewayd_guard sweepers_v4 { 192.0.2.66 timeout 240s }" in lines
+    assert not any("_v6" in line for line in lines if "blocked" in line or "blocklist" in line)
+    assert synced_state_script([], [], []) == ""
+
+
+# --- the channel, over loopback (stands for the sync link) ---
+
+NODE_A = HaNode("gw-a", 150, ipaddress.ip_address("127.0.0.1"))
+NODE_B = HaNode("gw-b", 100, ipaddress.ip_address("127.0.0.2"))
+
+
+class FakeKernel:
+    """The few NftKernel calls the sync makes; `run` records the scripts instead of running them."""
+
+    def __init__(self) -> None:
+        self.learned: dict[str, list[LearnedElement]] = {"learned_v4": [], "learned_v6": []}
+        self.blocked: dict[str, list[BlockedFlow]] = {"recent_blocked_v4": [], "recent_blocked_v6": []}
+        self.scripts: list[str] = []
+
+    def learned_elements(self, map_name: str) -> list[LearnedElement]:
+        return self.learned[map_name]
+
+    def recent_blocked_flows(self, set_name: str) -> list[BlockedFlow]:
+        return self.blocked[set_name]
+
+    def query(self, command: str) -> list[dict[str, Any]]:
+        return []  # the guard's sets: empty
+
+    def run(self, script: str) -> None:
+        self.scripts.append(script)
+
+
+class Node:
+    def __init__(self, node: HaNode, peer: HaNode, apps: dict[str, int]) -> None:
+        self.kernel = FakeKernel()
+        self.registry = CollectorRegistry()
+        self.sync = HaStateSync(cast(NftKernel, self.kernel), HaSyncMetrics(self.registry))
+        self.sync.adopt(node, peer, "lo", apps, guard_blocklist=False)
+
+    def count(self, direction: str, kind: str) -> float:
+        return self.registry.get_sample_value("gatewayd_ha_sync_entries_total",
+                                              {"direction": direction, "kind": kind}) or 0.0
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Node, Node]]:
+    # The same apps numbered differently on the two nodes: names travel, numbers do not.
+    a = Node(NODE_A, NODE_B, {"wechat": 12, "youku": 13})
+    b = Node(NODE_B, NODE_A, {"wechat": 40, "youku": 41})
+    try:
+        yield a, b
+    finally:
+        a.sync.close()
+        b.sync.close()
+
+
+def settle(a: Node, b: Node, now: float, a_state: str = "master", b_state: str = "backup") -> None:
+    """The master sends, then the backup reads (bounded: a few rounds of 10 ms)."""
+    a.sync.poll(a_state, b_state, now)
+    for _ in range(20):
+        time.sleep(0.01)
+        b.sync.poll(b_state, a_state, now)
+
+
+def test_the_backup_writes_the_masters_learned_and_blocked_entries_under_its_own_numbers(
+        pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.7", "set_app_12", 290),
+                                      LearnedElement("203.0.113.8", "set_app_99", 290)]  # not an app: not sent
+    a.kernel.blocked["recent_blocked_v4"] = [BlockedFlow("192.0.2.10", "203.0.113.9", "udp", 53, 5, 580, 20)]
+    settle(a, b, 1000.0)
+    assert len(b.kernel.scripts) == 1, b.kernel.scripts  # one transaction for the batch
+    assert "203.0.113.7 timeout 290s : goto set_app_40" in b.kernel.scripts[0]
+    assert "203.0.113.8" not in b.kernel.scripts[0]
+    assert "192.0.2.10 . 203.0.113.9 . udp . 53 . 0x00000005 timeout 580s" in b.kernel.scripts[0]
+    assert a.count("sent", "learned") == 1 and a.count("sent", "blocked") == 1
+    assert b.count("received", "learned") == 1 and b.count("received", "blocked") == 1
+
+
+def test_unchanged_entries_are_not_sent_again_but_extended_ones_and_a_returning_peer_get_them(
+        pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.7", "set_app_12", 290)]
+    settle(a, b, 1000.0)
+    settle(a, b, 1001.0)  # one second later, one second less left: nothing new
+    assert len(b.kernel.scripts) == 1
+    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.7", "set_app_12", 300)]  # a new DNS answer
+    settle(a, b, 1002.0)
+    assert len(b.kernel.scripts) == 2
+    a.sync.poll("master", "unknown", 1003.0)  # the peer went silent: it may have lost everything
+    settle(a, b, 1004.0)
+    assert len(b.kernel.scripts) == 3 and "203.0.113.7" in b.kernel.scripts[2]
+
+
+def test_an_app_the_backup_does_not_know_is_refused_and_a_master_takes_nothing(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    b.sync.adopt(NODE_B, NODE_A, "lo", {"wechat": 40}, guard_blocklist=False)  # no youku on this node
+    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.7", "set_app_13", 290)]
+    settle(a, b, 1000.0)
+    assert b.kernel.scripts == [] and b.count("refused", "learned") == 1
+    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.8", "set_app_12", 290)]
+    settle(a, b, 1001.0, b_state="master")  # both think they are master: each keeps its own
+    assert b.kernel.scripts == [] and b.count("refused", "learned") == 2
+
+
+def inject(source: str, ttl: int, message: dict[str, Any]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        sock.bind((source, 0))
+        sock.sendto(json.dumps(message).encode(), (str(NODE_B.sync_address), SYNC_PORT))
+
+
+@pytest.mark.parametrize(("source", "ttl", "node"), [("127.0.0.3", GTSM_TTL, "gw-a"),  # not the peer's address
+                                                     ("127.0.0.1", 64, "gw-a"),  # routed to us: TTL below 255
+                                                     ("127.0.0.1", GTSM_TTL, "gw-x")])  # not naming the peer
+def test_only_the_peer_on_the_link_itself_can_write_entries(pair: tuple[Node, Node], source: str, ttl: int,
+                                                            node: str) -> None:
+    _a, b = pair
+    inject(source, ttl, {"node": node, "learned": [["203.0.113.66", "wechat", 300]]})
+    for _ in range(10):
+        time.sleep(0.01)
+        b.sync.poll("backup", "master", 1000.0)
+    assert b.kernel.scripts == []
+    inject("127.0.0.1", GTSM_TTL, {"node": "gw-a", "learned": [["203.0.113.66", "wechat", 300]]})  # the control
+    for _ in range(20):
+        time.sleep(0.01)
+        b.sync.poll("backup", "master", 1000.0)
+    assert len(b.kernel.scripts) == 1
+
+
+def test_what_the_backup_writes_per_second_is_bounded(pair: tuple[Node, Node],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = pair
+    monkeypatch.setattr(ha_state_sync, "MAX_RECEIVED_ENTRIES_PER_SECOND", 30)
+    a.kernel.learned["learned_v4"] = [LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 101)]
+    settle(a, b, 1000.0)
+    assert b.count("received", "learned") == 30 and b.count("refused", "learned") == 70
+    assert a.count("sent", "learned") == 100
+
+
+def test_the_master_sends_at_most_its_budget_per_round_and_the_rest_next_round(
+        pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = pair
+    monkeypatch.setattr(ha_state_sync, "MAX_SENT_ENTRIES_PER_SECOND", 100)  # 50 per half-second round
+    a.kernel.learned["learned_v4"] = [LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 81)]
+    settle(a, b, 1000.0)
+    assert a.count("sent", "learned") == 50
+    settle(a, b, 1000.5)
+    assert a.count("sent", "learned") == 80 and b.count("received", "learned") == 80
