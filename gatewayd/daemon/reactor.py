@@ -385,6 +385,7 @@ class Daemon:
             self.classifier = Classifier(tables, max_packets=plan.policy.classifier.max_packets,
                                          dns_flow_takes_queried_app=False)
             self.handler = VerdictHandler(self.classifier, plan.numbering, self.applier.nft, self.metrics)
+            self.handler.on_learned = self.ha_sync.note_learned
         elif tables is not None:
             self.classifier.replace_tables(tables)
         self.handler.numbering = plan.numbering

@@ -16,7 +16,7 @@ from gatewayd.apply.guard_state import BlockedHost
 from gatewayd.apply.ha_sync_sets import synced_state_script
 from gatewayd.apply.nft import BlockedFlow, LearnedElement, NftKernel
 from gatewayd.daemon import ha_state_sync
-from gatewayd.daemon.ha_state_sync import GTSM_TTL, SYNC_PORT, HaStateSync
+from gatewayd.daemon.ha_state_sync import GTSM_TTL, SEND_INTERVAL_SECONDS, SYNC_PORT, HaStateSync
 from gatewayd.daemon.ha_sync_wire import (
     MAX_DATAGRAM_BYTES,
     BlockedEntry,
@@ -136,12 +136,16 @@ class Node:
     def __init__(self, node: HaNode, peer: HaNode, apps: dict[str, int]) -> None:
         self.kernel = FakeKernel()
         self.registry = CollectorRegistry()
-        self.sync = HaStateSync(cast(NftKernel, self.kernel), HaSyncMetrics(self.registry))
+        self.sync = HaStateSync(cast(NftKernel, self.kernel), HaSyncMetrics(self.registry),
+                                read_all_learned=lambda: [e for m in self.kernel.learned.values() for e in m])
         self.sync.adopt(node, peer, "lo", apps, guard_blocklist=False)
 
     def count(self, direction: str, kind: str) -> float:
         return self.registry.get_sample_value("gatewayd_ha_sync_entries_total",
                                               {"direction": direction, "kind": kind}) or 0.0
+
+    def written(self) -> str:
+        return "".join(self.kernel.scripts)
 
 
 @pytest.fixture
@@ -156,53 +160,67 @@ def pair() -> Iterator[tuple[Node, Node]]:
         b.sync.close()
 
 
-def settle(a: Node, b: Node, now: float, a_state: str = "master", b_state: str = "backup") -> None:
-    """The master sends, then the backup reads (bounded: a few rounds of 10 ms)."""
-    a.sync.poll(a_state, b_state, now)
-    for _ in range(20):
-        time.sleep(0.01)
-        b.sync.poll(b_state, a_state, now)
+def settle(a: Node, b: Node, now: float, rounds: int = 1, a_state: str = "master", b_state: str = "backup") -> None:
+    """`rounds` send rounds of the master (0.5 s apart on its clock), each read by the backup (bounded)."""
+    for round_number in range(rounds):
+        for _ in range(20):  # the full-sync thread is quick, but a thread
+            a.sync.poll(a_state, b_state, now + round_number * SEND_INTERVAL_SECONDS)
+            time.sleep(0.005)
+            b.sync.poll(b_state, a_state, now)
 
 
-def test_the_backup_writes_the_masters_learned_and_blocked_entries_under_its_own_numbers(
-        pair: tuple[Node, Node]) -> None:
+def test_the_backup_gets_everything_once_then_what_the_classifier_learns(pair: tuple[Node, Node]) -> None:
     a, b = pair
     a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.7", "set_app_12", 290),
                                       LearnedElement("203.0.113.8", "set_app_99", 290)]  # not an app: not sent
     a.kernel.blocked["recent_blocked_v4"] = [BlockedFlow("192.0.2.10", "203.0.113.9", "udp", 53, 5, 580, 20)]
-    settle(a, b, 1000.0)
-    assert len(b.kernel.scripts) == 1, b.kernel.scripts  # one transaction for the batch
-    assert "203.0.113.7 timeout 290s : goto set_app_40" in b.kernel.scripts[0]
-    assert "203.0.113.8" not in b.kernel.scripts[0]
-    assert "192.0.2.10 . 203.0.113.9 . udp . 53 . 0x00000005 timeout 580s" in b.kernel.scripts[0]
+    settle(a, b, 1000.0, rounds=2)
+    assert "203.0.113.7 timeout 290s : goto set_app_40" in b.written()  # the backup's own number for wechat
+    assert "203.0.113.8" not in b.written()
+    assert "192.0.2.10 . 203.0.113.9 . udp . 53 . 0x00000005 timeout 580s" in b.written()
     assert a.count("sent", "learned") == 1 and a.count("sent", "blocked") == 1
     assert b.count("received", "learned") == 1 and b.count("received", "blocked") == 1
+    written_before = len(b.kernel.scripts)
+    a.sync.note_learned([LearnedElement("2001:db8::5", "set_app_13", 60)])  # a DNS answer on the master
+    settle(a, b, 1001.0)
+    assert len(b.kernel.scripts) == written_before + 1  # one datagram, one transaction
+    assert "2001:db8::5 timeout 60s : goto set_app_41" in b.kernel.scripts[-1]
 
 
-def test_unchanged_entries_are_not_sent_again_but_extended_ones_and_a_returning_peer_get_them(
-        pair: tuple[Node, Node]) -> None:
+def test_kernel_set_entries_are_sent_again_only_when_extended_or_the_peer_returns(pair: tuple[Node, Node]) -> None:
     a, b = pair
-    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.7", "set_app_12", 290)]
-    settle(a, b, 1000.0)
-    settle(a, b, 1001.0)  # one second later, one second less left: nothing new
-    assert len(b.kernel.scripts) == 1
-    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.7", "set_app_12", 300)]  # a new DNS answer
-    settle(a, b, 1002.0)
-    assert len(b.kernel.scripts) == 2
-    a.sync.poll("master", "unknown", 1003.0)  # the peer went silent: it may have lost everything
-    settle(a, b, 1004.0)
-    assert len(b.kernel.scripts) == 3 and "203.0.113.7" in b.kernel.scripts[2]
+    a.kernel.blocked["recent_blocked_v4"] = [BlockedFlow("192.0.2.10", "203.0.113.9", "tcp", 443, 5, 580, 20)]
+    settle(a, b, 1000.0, rounds=2)
+    assert a.count("sent", "blocked") == 1
+    a.kernel.blocked["recent_blocked_v4"] = [BlockedFlow("192.0.2.10", "203.0.113.9", "tcp", 443, 5, 578, 22)]
+    settle(a, b, 1002.0, rounds=2)  # two seconds later, two seconds less left: nothing new
+    assert a.count("sent", "blocked") == 1
+    a.kernel.blocked["recent_blocked_v4"] = [BlockedFlow("192.0.2.10", "203.0.113.9", "tcp", 443, 5, 600, 0)]
+    settle(a, b, 1004.0, rounds=2)  # blocked again: its time restarted
+    assert a.count("sent", "blocked") == 2
+    a.sync.poll("master", "unknown", 1006.0)  # the peer went silent: it may come back empty
+    settle(a, b, 1007.0, rounds=2)
+    assert a.count("sent", "blocked") == 3 and b.count("received", "blocked") == 3
 
 
 def test_an_app_the_backup_does_not_know_is_refused_and_a_master_takes_nothing(pair: tuple[Node, Node]) -> None:
     a, b = pair
     b.sync.adopt(NODE_B, NODE_A, "lo", {"wechat": 40}, guard_blocklist=False)  # no youku on this node
-    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.7", "set_app_13", 290)]
-    settle(a, b, 1000.0)
+    settle(a, b, 1000.0)  # the (empty) full sync
+    a.sync.note_learned([LearnedElement("203.0.113.7", "set_app_13", 290)])
+    settle(a, b, 1001.0)
     assert b.kernel.scripts == [] and b.count("refused", "learned") == 1
-    a.kernel.learned["learned_v4"] = [LearnedElement("203.0.113.8", "set_app_12", 290)]
-    settle(a, b, 1001.0, b_state="master")  # both think they are master: each keeps its own
+    a.sync.note_learned([LearnedElement("203.0.113.8", "set_app_12", 290)])
+    settle(a, b, 1002.0, b_state="master")  # both think they are master: each keeps its own
     assert b.kernel.scripts == [] and b.count("refused", "learned") == 2
+
+
+def test_a_backup_sends_nothing(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    a.kernel.blocked["recent_blocked_v4"] = [BlockedFlow("192.0.2.10", "203.0.113.9", "tcp", 443, 5, 580, 20)]
+    a.sync.note_learned([LearnedElement("203.0.113.8", "set_app_12", 290)])
+    settle(a, b, 1000.0, rounds=2, a_state="backup", b_state="master")
+    assert a.count("sent", "learned") == 0 and a.count("sent", "blocked") == 0
 
 
 def inject(source: str, ttl: int, message: dict[str, Any]) -> None:
@@ -212,6 +230,12 @@ def inject(source: str, ttl: int, message: dict[str, Any]) -> None:
         sock.sendto(json.dumps(message).encode(), (str(NODE_B.sync_address), SYNC_PORT))
 
 
+def read_for_a_while(node: Node) -> None:
+    for _ in range(20):
+        time.sleep(0.005)
+        node.sync.poll("backup", "master", 1000.0)
+
+
 @pytest.mark.parametrize(("source", "ttl", "node"), [("127.0.0.3", GTSM_TTL, "gw-a"),  # not the peer's address
                                                      ("127.0.0.1", 64, "gw-a"),  # routed to us: TTL below 255
                                                      ("127.0.0.1", GTSM_TTL, "gw-x")])  # not naming the peer
@@ -219,14 +243,10 @@ def test_only_the_peer_on_the_link_itself_can_write_entries(pair: tuple[Node, No
                                                             node: str) -> None:
     _a, b = pair
     inject(source, ttl, {"node": node, "learned": [["203.0.113.66", "wechat", 300]]})
-    for _ in range(10):
-        time.sleep(0.01)
-        b.sync.poll("backup", "master", 1000.0)
+    read_for_a_while(b)
     assert b.kernel.scripts == []
     inject("127.0.0.1", GTSM_TTL, {"node": "gw-a", "learned": [["203.0.113.66", "wechat", 300]]})  # the control
-    for _ in range(20):
-        time.sleep(0.01)
-        b.sync.poll("backup", "master", 1000.0)
+    read_for_a_while(b)
     assert len(b.kernel.scripts) == 1
 
 
@@ -234,18 +254,27 @@ def test_what_the_backup_writes_per_second_is_bounded(pair: tuple[Node, Node],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = pair
     monkeypatch.setattr(ha_state_sync, "MAX_RECEIVED_ENTRIES_PER_SECOND", 30)
-    a.kernel.learned["learned_v4"] = [LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 101)]
     settle(a, b, 1000.0)
-    assert b.count("received", "learned") == 30 and b.count("refused", "learned") == 70
+    a.sync.note_learned([LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 101)])
+    settle(a, b, 1001.0)
     assert a.count("sent", "learned") == 100
+    assert b.count("received", "learned") == 30 and b.count("refused", "learned") == 70
 
 
 def test_the_master_sends_at_most_its_budget_per_round_and_the_rest_next_round(
         pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = pair
     monkeypatch.setattr(ha_state_sync, "MAX_SENT_ENTRIES_PER_SECOND", 100)  # 50 per half-second round
-    a.kernel.learned["learned_v4"] = [LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 81)]
     settle(a, b, 1000.0)
+    a.sync.note_learned([LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 81)])
+    settle(a, b, 1001.0)
     assert a.count("sent", "learned") == 50
-    settle(a, b, 1000.5)
+    settle(a, b, 1001.5)
     assert a.count("sent", "learned") == 80 and b.count("received", "learned") == 80
+
+
+def test_what_waits_to_be_sent_is_bounded(pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _b = pair
+    monkeypatch.setattr(ha_state_sync, "MAX_PENDING_ENTRIES", 10)
+    a.sync.note_learned([LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 26)])
+    assert a.count("refused", "learned") == 15
