@@ -27,6 +27,7 @@ import pytest
 
 from gatewayd.lab.gateway import metric_value
 from gatewayd.lab.ha_pair import HaPairLab
+from gatewayd.lab.ha_sync_load import ALLOWED_SITE, BLOCK_SECONDS, BLOCKED_SITE, SCAN_PORTS, write_sync_policy
 from gatewayd.lab.services import DEFAULT_SITES, HTTP_PORT, HTTPS_PORT
 from gatewayd.lab.topology import DEFAULT_HOSTS
 from gatewayd.lab.traffic import Outcome, dns_query, tcp_connect
@@ -37,24 +38,11 @@ pytestmark = [
                        reason="needs keepalived, conntrackd and dig (scripts/setup installs them)"),
 ]
 
-BLOCKED_SITE, ALLOWED_SITE = DEFAULT_SITES["bilibili"], DEFAULT_SITES["crm"]
 BLOCKED_ADDRESS, ALLOWED_ADDRESS = BLOCKED_SITE.ipv4 or "", ALLOWED_SITE.ipv4 or ""
 SCAN_TARGET = DEFAULT_SITES["news"].ipv4 or ""
-SCAN_PORTS = 20  # the guard's threshold; the scanner tries twice as many
-BLOCK_SECONDS = 600
 # The design bound is about 1 s (sent every 0.5 s, kernel sets read every 1 s); generous for a
 # loaded 2-core box shared with other tests.
 MAX_SYNC_SECONDS = 5.0
-
-POLICY_APPS = "  crm: { name: Company CRM, category: erp-crm-oa, domains: [crm.example.com] }\n"
-POLICY_RULES = "  - name: no video\n    apps: [bilibili]\n    action: block\n"
-POLICY_SECURITY = f"""security:
-  port_scan:
-    ports: {SCAN_PORTS}
-    hosts: 200
-    window: 10s
-    block_for: {BLOCK_SECONDS}s
-"""
 
 # Nonblocking connects to many ports of one server in a moment: a port scan to the guard.
 SCAN_SCRIPT = r"""
@@ -98,9 +86,7 @@ def synced(lab: HaPairLab) -> bool:
 def pair() -> Iterator[HaPairLab]:
     lab = HaPairLab(hosts={key: DEFAULT_HOSTS[key] for key in ("sales1", "sales2")})
     with lab:
-        policy = lab.write_policy(advert_interval="1s")
-        text = policy.read_text().replace("applications:\n", "applications:\n" + POLICY_APPS, 1)
-        policy.write_text(text.replace("rules:\n", "rules:\n" + POLICY_RULES, 1) + POLICY_SECURITY)
+        policy = write_sync_policy(lab)
         lab.start_node("gw-a", policy)
         lab.wait_for_master("gw-a")
         lab.start_node("gw-b", policy)
