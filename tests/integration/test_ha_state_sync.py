@@ -16,15 +16,19 @@ app's, and the scanner is free.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from gatewayd.compile import marks
+from gatewayd.lab import quic_initial
 from gatewayd.lab.gateway import metric_value
 from gatewayd.lab.ha_pair import HaPairLab
 from gatewayd.lab.ha_sync_load import ALLOWED_SITE, BLOCK_SECONDS, BLOCKED_SITE, SCAN_PORTS, write_sync_policy
@@ -54,6 +58,35 @@ for port in range(int(sys.argv[2]), int(sys.argv[2]) + int(sys.argv[3])):
     s.connect_ex((sys.argv[1], port))
     sockets.append(s)
 time.sleep(0.5)
+"""
+
+
+# One UDP flow to a server's echo port: a first datagram the classifier cannot decide (passed, so the
+# flow is in conntrack), then a QUIC Initial naming the blocked app (blocked: the ct mark says so),
+# then one datagram every 50 ms until time is up; prints when each echo came (CLOCK_MONOTONIC).
+OPEN_FLOW_SCRIPT = r"""
+import json, socket, sys, time
+address, seconds, initial = sys.argv[1], float(sys.argv[2]), bytes.fromhex(sys.argv[3])
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.connect((address, 443))
+sock.settimeout(0.05)
+echoes, sent_initial = [], None
+started = time.monotonic()
+sock.send(b"hello")
+while time.monotonic() - started < seconds:
+    try:
+        sock.recv(4096)
+        echoes.append(time.monotonic())
+    except (TimeoutError, ConnectionRefusedError):
+        pass
+    if sent_initial is None and echoes:
+        sock.send(initial)
+        sent_initial = time.monotonic()
+    elif sent_initial is not None:
+        sock.send(b"still here")
+    if sent_initial is None and time.monotonic() - started > 3:
+        break
+print(json.dumps({"echoes": echoes, "sent_initial": sent_initial, "port": sock.getsockname()[1]}), flush=True)
 """
 
 
@@ -142,3 +175,33 @@ def test_the_backup_decides_new_flows_in_the_kernel_after_failover(pair: HaPairL
     assert scanned.outcome == Outcome.TIMEOUT, scanned  # still on the blocklist: dropped
     status = lab.daemons["gw-b"].control("status").stdout
     assert "node gw-b master" in status, status
+
+
+# Found while writing this test, not fixed here: conntrackd never hears of a block verdict given
+# after a flow was confirmed. The kernel delivers a conntrack's cached events (the mark change
+# included) when a packet of it is confirmed at postrouting; the packet carrying the block verdict
+# and every later one are dropped in forward, so the event stays in the cache. `conntrackd -i` on
+# gw-a shows the flow's old mark (undecided) while the kernel has the block bit; gw-b gets the old
+# mark, queues the flow's next datagram to its classifier, which cannot name it (no SNI): allowed.
+@pytest.mark.xfail(strict=True, reason="a block verdict on an open flow never reaches conntrackd (see above)")
+def test_an_open_flow_of_a_blocked_app_stays_blocked_after_failover(pair: HaPairLab) -> None:
+    """conntrackd carries the flow with its ct mark (block bit included): no datagram of it gets
+    through gw-b after the failover, and gw-b's conntrack shows the mark."""
+    lab = pair
+    initial = quic_initial.client_initials(BLOCKED_SITE.hostname)[0]
+    seconds = 20.0
+    flow = lab.popen("sales1", [sys.executable, "-c", OPEN_FLOW_SCRIPT, SCAN_TARGET, str(seconds), initial.hex()],
+                     stdout=subprocess.PIPE)
+    time.sleep(6)  # the flow is decided, blocked and synced by then
+    marks_before = lab.conntrack_marks("gw-a", "-s", DEFAULT_HOSTS["sales1"].ipv4, "-d", SCAN_TARGET, "-p", "udp")
+    lab.kill_node("gw-a")
+    killed_at = time.monotonic()
+    lab.wait_for_master("gw-b")
+    marks_after = lab.conntrack_marks("gw-b", "-s", DEFAULT_HOSTS["sales1"].ipv4, "-d", SCAN_TARGET, "-p", "udp")
+    out, _ = flow.communicate(timeout=seconds + 30)
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["sent_initial"] is not None, result  # the first datagram was echoed: the flow was open
+    assert len(marks_before) == 1 and all(mark & marks.BLOCK_BIT for mark in marks_before.values()), marks_before
+    assert marks_after == marks_before, (marks_before, marks_after)
+    late = [echo for echo in result["echoes"] if echo > result["sent_initial"] + 0.5]
+    assert late == [], f"{len(late)} echoes after the block, {sum(e > killed_at for e in late)} after the failover"
