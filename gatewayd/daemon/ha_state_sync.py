@@ -150,10 +150,15 @@ class HaStateSync:
     def fds(self) -> list[int]:
         return [self._socket.fileno()] if self._socket is not None else []
 
-    def seconds_to_next_send(self, now: float, own_state: str) -> float | None:
-        if self._socket is None or own_state != MASTER:
+    def seconds_to_next_round(self, now: float) -> float | None:
+        """When poll has work besides reading (a send round), for the loop's select timeout."""
+        if self._socket is None:
             return None
         return max(0.0, self._next_send - now)
+
+    def wants_poll(self, readable: list[int], now: float) -> bool:
+        """Datagrams wait or a round is due: the loop need not read the VRRP state file otherwise."""
+        return self._socket is not None and (self._socket.fileno() in readable or now >= self._next_send)
 
     def note_learned(self, elements: list[LearnedElement]) -> None:
         """The classifier wrote these to the learned maps (VerdictHandler.on_learned)."""
@@ -166,6 +171,9 @@ class HaStateSync:
             return
         now = time.monotonic() if now is None else now
         self._receive(own_state, now)
+        if now < self._next_send:
+            return
+        self._next_send = now + SEND_INTERVAL_SECONDS
         if peer_state == UNKNOWN or own_state != MASTER:
             self._forget_peer()  # when it is heard again (it may have restarted empty), it gets everything
             return
@@ -174,9 +182,7 @@ class HaStateSync:
         if now >= self._next_kernel_read:
             self._next_kernel_read = now + KERNEL_SETS_SECONDS
             self._queue_kernel_sets(now)
-        if now >= self._next_send:
-            self._next_send = now + SEND_INTERVAL_SECONDS
-            self._send(now)
+        self._send()
 
     # --- master ---
     def _forget_peer(self) -> None:
@@ -242,7 +248,7 @@ class HaStateSync:
                         for h in read_blocklist(self.kernel) if h.expires_seconds > 0]
         return entries
 
-    def _send(self, now: float) -> None:
+    def _send(self) -> None:
         assert self._socket is not None and self.peers is not None
         budget = int(MAX_SENT_ENTRIES_PER_SECOND * SEND_INTERVAL_SECONDS)
         due = list(itertools.islice(self._pending.values(), budget))

@@ -242,7 +242,7 @@ class Daemon:
                 timeout = min(timeout, UNDELIVERED_CHECK_SECONDS)
             for until in (self.host_classes.seconds_to_next_poll(self.plan),
                           self.control.seconds_to_next_deadline(now),
-                          self.ha_sync.seconds_to_next_send(now, self.ha_peer.own_state())):
+                          self.ha_sync.seconds_to_next_round(now)):
                 if until is not None:
                     timeout = min(timeout, until)
             watched = [queue_fd, self._wake_read] + self.control.fds() + self.link_health.fds()
@@ -262,8 +262,8 @@ class Daemon:
             self.link_health.poll()  # probe results: failover and failback (daemon/link_health.py)
             if self.ha_peer.poll():  # the peer's state and policy hash, once a second (daemon/ha_peer.py)
                 self.metrics.set_ha(self.ha_peer.own_state(), self.ha_peer.peer_state(), self.ha_peer.same_policy())
-            if self.ha_sync.fds():  # learned, blocked and blocklist sets, master to backup (daemon/ha_state_sync.py)
-                self.ha_sync.poll(self.ha_peer.own_state(), self.ha_peer.peer_state())
+            if self.ha_sync.wants_poll(readable, time.monotonic()):  # learned, blocked, blocklist sets to the backup
+                self.ha_sync.poll(self.ha_peer.own_state(), self.ha_peer.peer_state())  # (daemon/ha_state_sync.py)
             if self._want_reload:
                 self._start_reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())

@@ -278,3 +278,11 @@ def test_what_waits_to_be_sent_is_bounded(pair: tuple[Node, Node], monkeypatch: 
     monkeypatch.setattr(ha_state_sync, "MAX_PENDING_ENTRIES", 10)
     a.sync.note_learned([LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 26)])
     assert a.count("refused", "learned") == 15
+
+
+def test_the_loop_polls_only_when_a_datagram_waits_or_a_round_is_due(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    a.sync.poll("master", "backup", 1000.0)
+    assert not a.sync.wants_poll([], 1000.2) and a.sync.seconds_to_next_round(1000.2) == pytest.approx(0.3)
+    assert a.sync.wants_poll([], 1000.5)
+    assert b.sync.wants_poll(b.sync.fds(), 0.0)
