@@ -16,9 +16,16 @@ Where the gap goes, from the same run (wall-clock times from the kill): VRRP det
 (256 - priority)/256 of an advert, minus the time since gw-a's last advert), forwarding
 back (the probe's first echo: conntrackd's early commit from the LAN instance's notify,
 gratuitous ARP), and `gatewayd ha-notify master` (Python) releasing the hold for new
-flows. Not measured here: the state-sync cost at 1,000 new flows per second.
+flows.
 
-    python bench/ha.py [--adverts 1s,200ms] [--downloads 5]
+Then the state-sync cost (gatewayd/lab/ha_sync_load.py): new UDP flows at --sync-rate a second
+through the master for --sync-seconds (one in ten to a blocked, DNS-learned app on a port of its
+own: a new recently-blocked entry each), and the bytes per second the master sends on the sync
+link, conntrackd's (UDP 3780) and gatewayd's state sync (UDP 3782), IP and UDP headers included.
+The port-scan guard is left out there: the load itself would look like a scan.
+
+    python bench/ha.py [--adverts 1s,200ms] [--downloads 5] [--sync-rate 1000] [--sync-seconds 10]
+                       [--sync-only]
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatewayd.lab.ha_pair import NODES, HaPairLab, fail_over
+from gatewayd.lab.ha_sync_load import BLOCKED_SITE, measure_sync_cost, write_sync_policy
 from gatewayd.lab.topology import DEFAULT_HOSTS
+from gatewayd.lab.traffic import dns_query
 from gatewayd.policy.ha import parse_advert_interval
 
 SECONDS = 45.0  # long enough for gw-a to boot again and rejoin as backup while the flows run
@@ -71,13 +80,33 @@ def one_interval(advert: str, downloads: int) -> str:
             f"hold released {since_kill(takeover.get('release'))}")
 
 
+def sync_cost(rate: int, seconds: float) -> str:
+    lab = HaPairLab(hosts={key: DEFAULT_HOSTS[key] for key in ("sales1", "sales2")})
+    with lab:
+        policy = write_sync_policy(lab, scan_guard=False)
+        lab.start_node("gw-a", policy)
+        lab.wait_for_master("gw-a")
+        lab.start_node("gw-b", policy)
+        lab.wait_for_backup_hold("gw-b")
+        dns_query(lab, "sales1", BLOCKED_SITE.hostname)  # the blocked app's address is learned
+        cost = measure_sync_cost(lab, "sales1", rate, seconds)
+    return (f"state sync at {cost.flows_per_second:.0f} new flows/s ({cost.flows} flows in {cost.seconds:.1f} s): "
+            f"conntrackd {cost.conntrackd_bytes_per_second / 1000:.1f} kB/s, "
+            f"gatewayd {cost.gatewayd_bytes_per_second / 1000:.1f} kB/s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adverts", default="1s,200ms", help="VRRP advert intervals to try, comma-separated")
     parser.add_argument("--downloads", type=int, default=5)
+    parser.add_argument("--sync-rate", type=int, default=1000, help="new flows per second for the sync cost")
+    parser.add_argument("--sync-seconds", type=float, default=10.0)
+    parser.add_argument("--sync-only", action="store_true", help="measure the state-sync cost only")
     args = parser.parse_args()
-    for advert in args.adverts.split(","):
-        print(one_interval(advert.strip(), args.downloads), flush=True)
+    if not args.sync_only:
+        for advert in args.adverts.split(","):
+            print(one_interval(advert.strip(), args.downloads), flush=True)
+    print(sync_cost(args.sync_rate, args.sync_seconds), flush=True)
     return 0
 
 

@@ -37,6 +37,7 @@ from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
 from gatewayd.daemon.ha_peer import HaPeer, policy_file_hash
+from gatewayd.daemon.ha_state_sync import HaStateSync
 from gatewayd.daemon.heap import limit_arenas, release_freed_heap
 from gatewayd.daemon.host_classes import HostClassWatch
 from gatewayd.daemon.last_good import DEFAULT_STATE_DIR, LastGoodStore
@@ -53,6 +54,7 @@ from gatewayd.daemon.policy_builder import (
 )
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
+from gatewayd.metrics.ha_sync import HaSyncMetrics
 from gatewayd.metrics.nfqueue import read_queue_line
 from gatewayd.metrics.server import build_registry, serve
 from gatewayd.policy.errors import PolicyError
@@ -116,6 +118,7 @@ class Daemon:
         self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
         self.link_health = LinkHealth(self.applier.links)
         self.ha_peer = HaPeer(ha_dir)
+        self.ha_sync = HaStateSync(self.applier.nft, HaSyncMetrics(self.registry))
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
@@ -238,11 +241,12 @@ class Daemon:
             if self._undelivered_check_due:
                 timeout = min(timeout, UNDELIVERED_CHECK_SECONDS)
             for until in (self.host_classes.seconds_to_next_poll(self.plan),
-                          self.control.seconds_to_next_deadline(now)):
+                          self.control.seconds_to_next_deadline(now),
+                          self.ha_sync.seconds_to_next_round(now)):
                 if until is not None:
                     timeout = min(timeout, until)
             watched = [queue_fd, self._wake_read] + self.control.fds() + self.link_health.fds()
-            watched += self.ha_peer.fds()
+            watched += self.ha_peer.fds() + self.ha_sync.fds()
             try:
                 readable, writable, _ = select.select(watched, self.control.write_fds(), [], timeout)
             except InterruptedError:
@@ -258,6 +262,8 @@ class Daemon:
             self.link_health.poll()  # probe results: failover and failback (daemon/link_health.py)
             if self.ha_peer.poll():  # the peer's state and policy hash, once a second (daemon/ha_peer.py)
                 self.metrics.set_ha(self.ha_peer.own_state(), self.ha_peer.peer_state(), self.ha_peer.same_policy())
+            if self.ha_sync.wants_poll(readable, time.monotonic()):  # learned, blocked, blocklist sets to the backup
+                self.ha_sync.poll(self.ha_peer.own_state(), self.ha_peer.peer_state())  # (daemon/ha_state_sync.py)
             if self._want_reload:
                 self._start_reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
@@ -379,6 +385,7 @@ class Daemon:
             self.classifier = Classifier(tables, max_packets=plan.policy.classifier.max_packets,
                                          dns_flow_takes_queried_app=False)
             self.handler = VerdictHandler(self.classifier, plan.numbering, self.applier.nft, self.metrics)
+            self.handler.on_learned = self.ha_sync.note_learned
         elif tables is not None:
             self.classifier.replace_tables(tables)
         self.handler.numbering = plan.numbering
@@ -389,6 +396,9 @@ class Daemon:
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
         self.link_health.adopt(plan)
         self.ha_peer.adopt(plan.policy.ha, policy_file_hash(self.policy_path))
+        self.ha_sync.adopt(self.ha_peer.node, self.ha_peer.peer,
+                           plan.policy.ha.sync_interface if plan.policy.ha else None,
+                           plan.numbering.apps.numbers, self._guard_has_blocklist())
 
     def _set_queue_fail_open(self, fail_mode: str) -> None:
         """fail_mode open: a packet the queue cannot take passes (counted) instead of being dropped."""
@@ -430,6 +440,7 @@ class Daemon:
     def _shutdown(self) -> None:
         self.link_health.stop()
         self.ha_peer.close()
+        self.ha_sync.close()
         self.builder.close()
         self.control.close()
         if self.queue is not None:

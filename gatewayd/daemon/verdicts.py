@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gatewayd.apply.nft import LearnedElement, NftError, NftKernel
@@ -78,6 +78,8 @@ class VerdictHandler:
         self.kernel = kernel
         self.metrics = metrics
         self.learned_book = LearnedAddressBook()
+        # Told each batch written to the learned maps: the HA master sends it to its backup (daemon/ha_state_sync.py).
+        self.on_learned: Callable[[list[LearnedElement]], None] | None = None
         self._last_packet_id: int | None = None
 
     def __call__(self, packet: Any) -> None:
@@ -147,3 +149,5 @@ class VerdictHandler:
                 continue
             self.learned_book.record(batch, now)
             self.metrics.learned.inc(len(batch))
+            if self.on_learned is not None:
+                self.on_learned(elements)

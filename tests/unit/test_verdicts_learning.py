@@ -102,6 +102,17 @@ def test_a_changed_app_replaces_the_kernels_entry_at_once() -> None:
     ]
 
 
+def test_each_batch_written_to_the_learned_maps_is_told_to_the_ha_sync() -> None:
+    verdicts, kernel, _ = handler()
+    told: list[list[LearnedElement]] = []
+    verdicts.on_learned = told.append
+    verdicts(QueuedPacket(query(FINANCE, 40005, 1, "crm.example.com"), marks.QUEUE_REQUEST))
+    verdicts(QueuedPacket(answer(FINANCE, 40005, 1, "crm.example.com", "203.0.113.78"),
+                          QUEUED_ANSWER | marks.RESOLVER_ANSWER))
+    verdicts(QueuedPacket(answer(GUEST, 40006, 2, "crm.example.com", "203.0.113.79"), QUEUED_ANSWER))  # not learned
+    assert told == [kernel.calls[0][1]] and told[0][0].address == "203.0.113.78"
+
+
 def test_learning_results_are_exported_with_bounded_labels() -> None:
     verdicts, _, classifier = handler()
     verdicts(QueuedPacket(answer(GUEST, 40003, 1, "www.youku.com", "203.0.113.30"), QUEUED_ANSWER))
