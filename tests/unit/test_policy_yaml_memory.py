@@ -17,6 +17,8 @@ import pytest
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from gatewayd.classify.domains import DomainMatcher
+from gatewayd.classify.tables import ClassifierTables
 from gatewayd.lab.big_policy import big_policy
 from gatewayd.policy.loader import load_policy_text
 from gatewayd.policy.yamlcompose import compose_counted
@@ -28,6 +30,8 @@ MAX_TREE_BYTES_PER_ENTRY = 120
 # Reading the big policy peaked at ~460 bytes a domain more than a small one (the tree, and a
 # (node, text) pair for every entry of the list at once); now ~90.
 MAX_READ_PEAK_BYTES_PER_DOMAIN = 150
+# Reading it again beside the running one, it reuses the running policy's domain strings: ~30.
+MAX_REREAD_PEAK_BYTES_PER_DOMAIN = 50
 
 MIXED = """\
 plain: value
@@ -130,3 +134,28 @@ def test_reading_a_big_blocklist_does_not_hold_extra_copies_of_it() -> None:
     baseline = peak_bytes(lambda: load_policy_text(big_policy(100, 1, 0), "small.yaml"))
     per_domain = (peak_bytes(lambda: load_policy_text(text, "big.yaml")) - baseline) / ENTRIES
     assert per_domain < MAX_READ_PEAK_BYTES_PER_DOMAIN, f"{per_domain:.0f} bytes a domain"
+
+
+def test_a_reload_reuses_the_running_policys_domain_strings() -> None:
+    running = load_policy_text(big_policy(100, ENTRIES, 0), "big.yaml")
+    held = ClassifierTables.build(running.applications.values()).domains
+    text = big_policy(100, ENTRIES, 1)
+    reloaded = load_policy_text(text, "big.yaml", held_domains=held)
+    old, new = running.applications["blocklist"].domains, reloaded.applications["blocklist"].domains
+    assert new == old
+    assert all(new_domain is old_domain for new_domain, old_domain in zip(new, old, strict=True))
+    baseline = peak_bytes(lambda: load_policy_text(big_policy(100, 1, 1), "small.yaml", held_domains=held))
+    per_domain = (peak_bytes(lambda: load_policy_text(text, "big.yaml", held_domains=held)) - baseline) / ENTRIES
+    assert per_domain < MAX_REREAD_PEAK_BYTES_PER_DOMAIN, f"{per_domain:.0f} bytes a domain"
+
+
+def test_held_gives_the_registered_string_of_the_same_pattern_only() -> None:
+    plain, below, exact = "example.com", "*.sub.example.org", "=only.example.net"
+    matcher = DomainMatcher([(plain, "a"), (below, "b"), (exact, "c")])
+    assert matcher.held("".join(["example", ".com"])) is plain
+    assert matcher.held("".join(["*.sub", ".example.org"])) is below
+    assert matcher.held("".join(["=only", ".example.net"])) is exact
+    assert matcher.held("=example.com") is None  # registered as "example.com": another pattern
+    assert matcher.held("*.example.com") is None
+    assert matcher.held("sub.example.org") is None
+    assert matcher.held("other.example.com") is None
