@@ -62,7 +62,7 @@ class CountingComposer(Composer):
             if event.anchor in self.anchors:  # an undefined alias is PyYAML's own error
                 self._count_alias(event)
             return super().compose_node(parent, index)
-        self._spend(1, event.start_mark, self._too_many())
+        self._spend_one(event.start_mark)
         before = self.nodes_composed
         node = super().compose_node(parent, index)
         if event.anchor is not None:
@@ -96,7 +96,7 @@ class CountingComposer(Composer):
             if isinstance(event, ScalarEvent) and event.tag in (None, "!") and event.implicit[0]:
                 tag = self.resolve(ScalarNode, event.value, event.implicit)  # type: ignore[attr-defined]
                 if items.keep_if_plain(event, tag):
-                    self._spend(1, event.start_mark, self._too_many())
+                    self._spend_one(event.start_mark)
                     self.get_event()  # type: ignore[attr-defined]
                     index += 1
                     continue
@@ -107,8 +107,12 @@ class CountingComposer(Composer):
         node.end_mark = self.get_event().end_mark  # type: ignore[attr-defined]
         return node
 
-    def _too_many(self) -> str:
-        return f"the file has more than {self.node_limit:,} YAML nodes; the limit is {self.node_limit:,}"
+    def _spend_one(self, mark: Any) -> None:
+        """_spend for one node, its message made only when it is needed (this runs for every node)."""
+        self.nodes_composed += 1
+        if self.nodes_composed > self.node_limit:
+            raise NodeLimitError(_line(mark), _column(mark), f"the file has more than {self.node_limit:,} YAML "
+                                                             f"nodes; the limit is {self.node_limit:,}")
 
     def _count_alias(self, event: AliasEvent) -> None:
         size = self.expanded_sizes.get(event.anchor or "")

@@ -39,10 +39,10 @@ class ScalarItems(Sequence[Node]):
 
     def keep_if_plain(self, event: ScalarEvent, tag: str) -> bool:
         """Keep the item as positions when that loses nothing; False when it needs a real node."""
+        if tag != STR_TAG or event.anchor is not None or event.style != self._plain_style:
+            return False
         start, end = event.start_mark, event.end_mark
-        if (start is None or end is None or tag != STR_TAG or event.anchor is not None
-                or event.style != self._plain_style or start.line != end.line
-                or self._source[start.index:end.index] != event.value):
+        if start is None or end is None or start.line != end.line or self._source[start.index:end.index] != event.value:
             return False
         self._kept_at.append(len(self._starts))
         self._nodes.append(None)

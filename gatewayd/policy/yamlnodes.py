@@ -14,14 +14,16 @@ from typing import Any
 from yaml.error import Mark
 from yaml.nodes import ScalarNode
 
-POSITION_BITS = 32  # a 0-based line or column; no file gets near 2**32 lines or columns
+POSITION_BITS = 32  # a 0-based line or column (a policy file is far below 4 GiB: limits.py)
 _POSITION_MASK = (1 << POSITION_BITS) - 1
 _MARK_NAME = "<unicode string>"  # what libyaml names the marks of a str it parsed
 
 
 def packed_position(mark: Any) -> int:
     """A mark's line and column in one integer below 2**64."""
-    return (min(int(mark.line), _POSITION_MASK) << POSITION_BITS) | min(int(mark.column), _POSITION_MASK)
+    line: int = mark.line
+    column: int = mark.column
+    return (line << POSITION_BITS) | column
 
 
 def _mark(packed: int) -> Mark:
