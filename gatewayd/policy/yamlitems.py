@@ -5,8 +5,8 @@ A 100,000-domain blocklist is one list of 100,000 plain scalars. As nodes
 about 220 bytes each while the policy is read, as many small objects mixed in
 with what the daemon keeps: freed, their memory could not all go back to the
 system. A plain single-line scalar whose text is exactly its source, and
-whose tag resolves to a string, is kept here as four integers in arrays (32
-bytes, no Python object of its own); its node is made each time the item is
+whose tag resolves to a string, is kept here as four integers in arrays and
+a None in a list (40 bytes, no Python object of its own); its node is made each time the item is
 read, with the same tag, value, style and marks PyYAML gives it. Every other
 item (quoted, numbers, anchored, aliases, mappings, ...) stays a real node.
 """
