@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gatewayd.classify.domains import DomainMatcher
@@ -102,6 +104,26 @@ def test_compact_scalars_say_what_pyyamls_own_nodes_say() -> None:
         theirs = [described(node) for node in scalars(yaml.compose(MIXED, Loader=loader))]
         assert ours == theirs
         assert len(ours) == 40  # 12 keys, 28 values (an alias is one too)
+
+
+# List items as an admin might write them: names, addresses, numbers, quotes, comments, non-ASCII.
+ITEM_TEXT = st.text(alphabet=st.sampled_from(list("abz09.-_*=:/ #'\"[]{},&!|>~天é") + ["\t"]), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ITEM_TEXT, max_size=6), st.booleans())
+def test_any_list_composes_to_what_pyyaml_composes(items: list[str], fast: bool) -> None:
+    text = "list:\n" + "".join(f"  - {item}\n" for item in items)
+    loader = yaml.CSafeLoader if fast else yaml.SafeLoader
+    try:
+        theirs: list[tuple[Any, ...]] | None = [described(n) for n in scalars(yaml.compose(text, Loader=loader))]
+    except yaml.YAMLError:
+        theirs = None
+    try:
+        ours: list[tuple[Any, ...]] | None = [described(n) for n in scalars(compose_counted(text, fast=fast))]
+    except yaml.YAMLError:
+        ours = None
+    assert ours == theirs
 
 
 def test_list_items_kept_as_positions_read_like_a_list() -> None:
