@@ -15,7 +15,9 @@
    first metrics scrape, as Prometheus does at once), and the classifier's flow
    table filled to max_flows (65,536 undecided flows of 16 hosts, one small
    first segment each), measured in a process of its own with the same policy:
-   RSS with the table full and bytes per tracked flow (RSS and Python heap).
+   RSS with the table full and bytes per tracked flow (RSS and Python heap);
+   and the daemon's peak RSS through one reload of 5,000 hosts + 100,000
+   domains (without traffic; bench/reload.py reloads it under traffic).
 
     python bench/gateway.py [--seconds 4] [--rounds 3] [--rate 3G] [--flows 6000] [--only memory|throughput]
 """
@@ -37,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatewayd.lab import traffic
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
+from gatewayd.lab.memory_figures import BIG_DOMAINS, BIG_HOSTS, big_reload_peak, flow_table_figures
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
 from gatewayd.lab.services import IPERF_SERVER_V4
 from gatewayd.lab.topology import GATEWAY, INTERNET, Lab
@@ -222,40 +225,6 @@ def measure_flows(lab: Lab, policy: Path, flows: int, parallel: int,
     return decided / float(elapsed), decided / max(cpu, 1e-6), int(decided)
 
 
-FLOW_TABLE = r"""
-import gc, ipaddress, struct, sys, tracemalloc
-sys.path.insert(0, sys.argv[1])
-from gatewayd.classify.engine import Classifier
-from gatewayd.classify.tables import ClassifierTables
-from gatewayd.lab.hello_flood import unfinished_hello
-from gatewayd.policy.loader import load_policy
-
-def rss_kib():
-    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0])
-
-policy = load_policy(sys.argv[2])
-classifier = Classifier(ClassifierTables.build(policy.applications.values()),
-                        max_packets=policy.classifier.max_packets, dns_flow_takes_queried_app=False)
-first_segment = unfinished_hello(1, 100)[0]  # a ClientHello's start: undecided, 100 bytes buffered
-server = ipaddress.IPv4Address("203.0.113.60").packed
-hosts, per_host = 16, classifier.max_flows // 16  # a host may hold 1/8 of the table
-gc.collect()
-traced = sys.argv[3] == "heap"  # tracemalloc's own records double the RSS: a separate run for the heap
-if traced:
-    tracemalloc.start()
-heap_before, rss_before = tracemalloc.get_traced_memory()[0], rss_kib()
-for host in range(hosts):
-    client = ipaddress.IPv4Address(f"192.0.2.{100 + host}").packed
-    for flow in range(per_host):
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 140, 1, 0, 64, 6, 0, client, server)
-        tcp = struct.pack("!HHIIBBHHH", 1024 + flow, 443, 1000, 1, 5 << 4, 0x18, 65535, 0, 0)
-        classifier.on_packet(ip + tcp + first_segment, 1.0, True)
-gc.collect()
-heap_after, rss_after = tracemalloc.get_traced_memory()[0], rss_kib()
-print(classifier.flow_count, classifier.max_flows, rss_before, rss_after, heap_after - heap_before)
-"""
-
-
 def measure_memory(lab: Lab) -> None:
     daemon = GatewayDaemon(lab, OFFICE_POLICY, log_name="bench-memory.log").start()
     try:
@@ -265,21 +234,20 @@ def measure_memory(lab: Lab) -> None:
         start_kib, peak_kib = daemon.memory_kib(), daemon.memory_kib("VmHWM")
     finally:
         daemon.stop()
-    figures = []
-    for what in ("rss", "heap"):
-        out = lab.exec_python(GATEWAY, FLOW_TABLE, args=[str(Path(__file__).resolve().parents[1]),
-                                                          str(OFFICE_POLICY), what], timeout=300).stdout.split()
-        figures.append([int(x) for x in out[-5:]])
-    flows, max_flows, rss_before, rss_after, _ = figures[0]
-    heap_bytes = figures[1][4]
-    table_kib = rss_after - rss_before
+    table = flow_table_figures(lab, OFFICE_POLICY)
+    reload = big_reload_peak(lab)
     print("memory (policies/office.yaml):")
     print(f"  daemon RSS after start: {start_kib / 1024:.1f} MiB (peak so far {peak_kib / 1024:.1f} MiB)  "
           f"(target <= 40 MiB)")
-    print(f"  classifier flow table full ({flows} of max_flows {max_flows}, in a process of its own): "
-          f"+{table_kib / 1024:.1f} MiB RSS, {table_kib * 1024 / flows:.0f} bytes per tracked flow "
-          f"({heap_bytes / flows:.0f} bytes of Python heap); daemon RSS with the table full ~ "
-          f"{(start_kib + table_kib) / 1024:.1f} MiB")
+    print(f"  classifier flow table full ({table.flows} of max_flows {table.max_flows}, in a process of its own): "
+          f"+{table.table_kib / 1024:.1f} MiB RSS, {table.bytes_per_flow():.0f} bytes per tracked flow "
+          f"({table.heap_bytes_per_flow():.0f} bytes of Python heap); daemon RSS with the table full ~ "
+          f"{(start_kib + table.table_kib) / 1024:.1f} MiB")
+    print(f"  section 3 in one line: RSS after start {start_kib / 1024:.1f} MiB, with the flow table full "
+          f"~{(start_kib + table.table_kib) / 1024:.1f} MiB, {table.bytes_per_flow():.0f} bytes per tracked flow; "
+          f"peak RSS through a reload of {BIG_HOSTS:,} hosts + {BIG_DOMAINS:,} domains "
+          f"{reload.peak_kib / 1024:.0f} MiB (started at {reload.start_kib / 1024:.0f} MiB, "
+          f"reloaded in {reload.seconds:.2f} s; bench/reload.py does it under traffic)  (target <= 100 MiB, < 2 s)")
 
 
 def main() -> int:

@@ -62,6 +62,17 @@ class DomainMatcher:
             self._exact.setdefault(pattern, match)
             self._below.setdefault(pattern, match)
 
+    def held(self, pattern: str) -> str | None:
+        """The string of the registered pattern equal to `pattern` (a normal one), or None: a reload
+        reuses it instead of holding a second copy of every domain (policy.applications.HeldDomains)."""
+        if pattern.startswith("="):
+            match = self._exact.get(pattern[1:])
+        elif pattern.startswith("*."):
+            match = self._below.get(pattern[2:])
+        else:
+            match = self._exact.get(pattern)
+        return match.pattern if match is not None and match.pattern == pattern else None
+
     def __len__(self) -> int:
         return len(self._exact) + len(self._below)
 

@@ -246,6 +246,10 @@ class Classifier:
 
     # ----------------------------------------------------------------- public
 
+    @property
+    def tables(self) -> ClassifierTables:
+        return self._tables
+
     def replace_tables(self, tables: ClassifierTables) -> None:
         """Switch to a new catalog (policy reload); flows in progress and learned addresses stay."""
         self._tables = tables

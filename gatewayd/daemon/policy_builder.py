@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.plan import Plan, compile_plan
+from gatewayd.policy.applications import HeldDomains
 from gatewayd.policy.errors import PolicyError, PolicyIssue
 from gatewayd.policy.loader import load_policy_with_text
 from gatewayd.policy.model import Location, Policy
@@ -119,15 +120,18 @@ def refuse_unless_regular_file(path: str) -> None:
 
 
 def build_policy(request: BuildRequest, running: Plan | None, running_generation: int,
-                 catalog_path: str | None) -> BuiltPolicy:
-    """The whole GIL-heavy part of a switch; raises PolicyError. Runs in the worker thread."""
+                 catalog_path: str | None, held_domains: HeldDomains | None = None) -> BuiltPolicy:
+    """The whole GIL-heavy part of a switch; raises PolicyError. Runs in the worker thread.
+
+    `held_domains` (the running classifier's domains) lets the new policy share the running one's
+    domain strings: read from the tables, never written, so the main loop may go on using them."""
     clock = StepClock()
     if request.policy is not None:
         policy, text = request.policy, None
     else:
         assert request.path is not None
         refuse_unless_regular_file(request.path)
-        policy, text = load_policy_with_text(request.path, catalog_path)
+        policy, text = load_policy_with_text(request.path, catalog_path, held_domains)
     clock.step_done("load")
     plan = compile_plan(policy, running)
     clock.step_done("compile")
@@ -156,7 +160,7 @@ class PolicyBuilder:
         return self._running is not None
 
     def start(self, request: BuildRequest, running: Plan | None, running_generation: int,
-              done: BuildDone) -> bool:
+              done: BuildDone, held_domains: HeldDomains | None = None) -> bool:
         """Start a build; False (nothing started) while another one runs."""
         if self._running is not None:
             return False
@@ -165,7 +169,8 @@ class PolicyBuilder:
         self._gc_was_enabled = gc.isenabled()
         gc.disable()
         sys.setswitchinterval(BUILD_SWITCH_INTERVAL)
-        future = self._workers.submit(build_policy, request, running, running_generation, self.catalog_path)
+        future = self._workers.submit(build_policy, request, running, running_generation, self.catalog_path,
+                                      held_domains)
         future.add_done_callback(lambda _future: self._wake())
         source = request.path or (request.policy.source if request.policy else "policy")
         self._running = (future, done, time.monotonic(), source)

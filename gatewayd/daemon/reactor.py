@@ -340,7 +340,8 @@ class Daemon:
 
         False (nothing started) while another change is being built: one at a time."""
         return self.builder.start(request, self.plan, self.generation,
-                                  lambda outcome: done(self._finish_switch(outcome)))
+                                  lambda outcome: done(self._finish_switch(outcome)),
+                                  held_domains=self.classifier.tables.domains if self.classifier else None)
 
     def _finish_switch(self, outcome: BuildOutcome) -> SwitchResult:
         """On the loop: apply a built plan (one nft transaction) and adopt it, or say why not."""

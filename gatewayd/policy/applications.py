@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from yaml.nodes import Node
 
@@ -91,9 +93,21 @@ def _catalog_from_root(root: Node | None, text: str, checker: Checker) -> dict[s
     return read_applications(known["applications"].value, checker, builtin=True)
 
 
+class HeldDomains(Protocol):
+    """The domain patterns the running policy holds (classify.domains.DomainMatcher has them)."""
+
+    def held(self, pattern: str) -> str | None:
+        """The running policy's own string equal to `pattern` (a parsed one), or None."""
+
+
 def read_applications(node: Node, checker: Checker, builtin: bool,
-                      known: dict[str, Application] | None = None) -> dict[str, Application]:
-    """The apps under `node`; their parents must be among them or in `known` (the catalog)."""
+                      known: dict[str, Application] | None = None,
+                      held_domains: HeldDomains | None = None) -> dict[str, Application]:
+    """The apps under `node`; their parents must be among them or in `known` (the catalog).
+
+    A domain the running policy also lists is kept as the running policy's string (`held_domains`):
+    on the reload of a 100,000-domain blocklist, the new policy then holds no second copy of it,
+    and no new strings are scattered among the memory the reload frees."""
     if is_null(node):
         return {}
     entries = mapping_entries(node, checker, "'applications'")
@@ -102,7 +116,8 @@ def read_applications(node: Node, checker: Checker, builtin: bool,
     for entry in entries or []:
         if field_at(checker, entry.key, lambda text: check_name(text, "application id"), entry.name) is None:
             continue
-        application = _read_application(entry.name, entry.key, entry.value, checker, builtin, parent_nodes)
+        application = _read_application(entry.name, entry.key, entry.value, checker, builtin, parent_nodes,
+                                         _domain_parser(held_domains))
         if application is not None:
             applications[entry.name] = application
     _check_parents(applications, {**(known or {}), **applications}, parent_nodes, checker)
@@ -129,8 +144,20 @@ def _check_parents(read: dict[str, Application], everything: dict[str, Applicati
             checker.report(node, f"application '{app_id}' is its own ancestor (its parents loop back to it)")
 
 
+def _domain_parser(held_domains: HeldDomains | None) -> Callable[[str], str]:
+    if held_domains is None:
+        return parse_domain
+
+    def parse_held_domain(text: str) -> str:
+        parsed = parse_domain(text)
+        return held_domains.held(parsed) or parsed
+
+    return parse_held_domain
+
+
 def _read_application(
-    app_id: str, key: Node, node: Node, checker: Checker, builtin: bool, parent_nodes: dict[str, Node]
+    app_id: str, key: Node, node: Node, checker: Checker, builtin: bool, parent_nodes: dict[str, Node],
+    parse_app_domain: Callable[[str], str] = parse_domain,
 ) -> Application | None:
     what = f"application '{app_id}'"
     entries = mapping_entries(node, checker, what)
@@ -142,7 +169,7 @@ def _read_application(
     parent = _read_parent(known, checker, what)
     if parent is not None:
         parent_nodes[app_id] = known["parent"].value
-    domains = parsed_list(known, "domains", checker, what, parse_domain, MAX_DOMAINS_PER_APP)
+    domains = parsed_list(known, "domains", checker, what, parse_app_domain, MAX_DOMAINS_PER_APP)
     networks = parsed_list(known, "addresses", checker, what, parse_network, MAX_ADDRESSES_PER_APP)
     ports = parsed_list(known, "ports", checker, what, parse_port_match, MAX_PORTS_PER_APP)
     signatures = parsed_list(known, "signatures", checker, what, check_signature)

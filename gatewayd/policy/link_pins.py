@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from gatewayd.policy.errors import PolicyIssue
 from gatewayd.policy.fields import FieldError, parse_network
@@ -51,7 +51,7 @@ CRITERIA = ("groups", "apps", "categories", "destinations")
 def read_link_pins(node: Node, checker: Checker, names: Names, links: list[str]) -> list[LinkPin]:
     if is_null(node):
         return []
-    items = node.value if isinstance(node.value, list) else None
+    items = node.value if isinstance(node, (SequenceNode, MappingNode)) else None  # what holds a list
     if items is None:
         checker.report(node, "'link_pins' must be a list of pins")
         return []

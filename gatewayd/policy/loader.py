@@ -20,6 +20,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from gatewayd.policy.applications import (
     MAX_APPLICATIONS,
+    HeldDomains,
     load_catalog,
     read_applications,
 )
@@ -75,13 +76,16 @@ def load_policy(path: str, catalog_path: str | None = None) -> Policy:
     return load_policy_with_text(path, catalog_path)[0]
 
 
-def load_policy_with_text(path: str, catalog_path: str | None = None) -> tuple[Policy, str]:
-    """The policy and the exact text it was loaded from (what the last-known-good copy keeps)."""
+def load_policy_with_text(path: str, catalog_path: str | None = None,
+                          held_domains: HeldDomains | None = None) -> tuple[Policy, str]:
+    """The policy and the exact text it was loaded from (what the last-known-good copy keeps).
+
+    `held_domains`: the running policy's domains, reused instead of copied (applications.read_applications)."""
     checker = Checker(str(path))
     text = read_source(path, checker, "policy")
     if text is None:
         raise PolicyError(checker.issues)
-    return _load(text, checker, catalog_path), text
+    return _load(text, checker, catalog_path, held_domains), text
 
 
 def load_policy_or_report(path: str, catalog_path: str | None = None, errors: TextIO = sys.stderr) -> Policy | None:
@@ -94,17 +98,19 @@ def load_policy_or_report(path: str, catalog_path: str | None = None, errors: Te
         return None
 
 
-def load_policy_text(text: str, source: str, catalog_path: str | None = None) -> Policy:
+def load_policy_text(text: str, source: str, catalog_path: str | None = None,
+                     held_domains: HeldDomains | None = None) -> Policy:
     """Like load_policy, for text already in memory; `source` names it in messages."""
-    return _load(text, Checker(source), catalog_path)
+    return _load(text, Checker(source), catalog_path, held_domains)
 
 
-def _load(text: str, checker: Checker, catalog_path: str | Path | None) -> Policy:
+def _load(text: str, checker: Checker, catalog_path: str | Path | None,
+          held_domains: HeldDomains | None = None) -> Policy:
     catalog_issues: list[PolicyIssue] = []
     catalog = load_catalog(catalog_path, catalog_issues)
     policy: Policy | None = None
     try:
-        policy = _build_policy(text, checker, catalog)
+        policy = _build_policy(text, checker, catalog, held_domains)
     except Exception as error:  # the promise is "no traceback, ever"; this is the last line of it
         checker.report_at(1, 1, f"internal error while checking the policy ({type(error).__name__}: {error})")
     issues = _in_file_order(catalog_issues) + _in_file_order(checker.issues)
@@ -117,7 +123,8 @@ def _in_file_order(issues: list[PolicyIssue]) -> list[PolicyIssue]:
     return sorted(issues, key=lambda issue: (issue.location.line, issue.location.column))
 
 
-def _build_policy(text: str, checker: Checker, catalog: dict[str, Application]) -> Policy | None:
+def _build_policy(text: str, checker: Checker, catalog: dict[str, Application],
+                  held_domains: HeldDomains | None) -> Policy | None:
     root = compose(text, checker)
     if root is None:
         if not checker.issues:
@@ -130,14 +137,15 @@ def _build_policy(text: str, checker: Checker, catalog: dict[str, Application]) 
     known = checked_mapping(root, checker, "the policy", TOP_LEVEL_KEYS, REQUIRED_TOP_LEVEL_KEYS, mapping=root)
     if known is None:
         return None
-    return _assemble(known, checker, catalog)
+    return _assemble(known, checker, catalog, held_domains)
 
 
 def _section(known: dict[str, Entry], key: str) -> Node | None:
     return known[key].value if key in known else None
 
 
-def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Application]) -> Policy | None:
+def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Application],
+              held_domains: HeldDomains | None) -> Policy | None:
     if "version" in known:
         _check_version(known["version"].value, checker)
     interfaces = read_interfaces(known["interfaces"], checker, "links" in known) if "interfaces" in known else None
@@ -153,7 +161,8 @@ def _assemble(known: dict[str, Entry], checker: Checker, catalog: dict[str, Appl
     groups = read_groups(known["groups"].value, checker) if _within_totals(known, "groups", checker) else {}
     applications = dict(catalog)
     if _within_totals(known, "applications", checker):
-        applications.update(read_applications(known["applications"].value, checker, builtin=False, known=catalog))
+        applications.update(read_applications(known["applications"].value, checker, builtin=False, known=catalog,
+                                              held_domains=held_domains))
         _check_application_count(known["applications"].key, len(applications), checker)
     classifier = with_tcp_only(classifier, _section(known, "classifier"), checker, applications)
     link = link_of(interfaces)

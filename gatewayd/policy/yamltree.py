@@ -10,7 +10,7 @@ MAC instead of turning into a boolean or a base-60 integer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -278,21 +278,30 @@ def text_list_of(node: Node, checker: Checker, what: str, at_most: int | None = 
 
     A list longer than `at_most` is reported (naming the limit) and read as empty.
     """
+    return list(_texts_of(_list_items(node, checker, what, at_most), checker, what))
+
+
+def _list_items(node: Node, checker: Checker, what: str, at_most: int | None) -> Sequence[Node]:
+    """The items of a list (text_list_of's rules), or [] after reporting why there are none to read."""
     if is_null(node):
         return []
-    items = node.value if isinstance(node, SequenceNode) else [node]
     if isinstance(node, MappingNode):
         checker.report(node, f"{what} must be a list (got a mapping)")
         return []
+    items: Sequence[Node] = node.value if isinstance(node, SequenceNode) else [node]
     if at_most is not None and len(items) > at_most:
         checker.report(node, limit_message(what, len(items), "entries", at_most))
         return []
-    texts: list[tuple[Node, str]] = []
+    return items
+
+
+def _texts_of(items: Iterable[Node], checker: Checker, what: str) -> Iterator[tuple[Node, str]]:
+    """Each scalar item with its text, the others reported; one at a time, so a 100,000-entry list
+    read through `parsed_list` never holds 100,000 pairs as well as its nodes and parsed values."""
     for item in items:
         text = text_of(item, checker, f"each entry of {what}")
         if text is not None:
-            texts.append((item, text))
-    return texts
+            yield item, text
 
 
 Parsed = TypeVar("Parsed")
@@ -317,7 +326,8 @@ def parsed_list(
     if key not in known:
         return []
     parsed: list[Parsed] = []
-    for item, text in text_list_of(known[key].value, checker, f"'{key}' of {what}", at_most):
+    described = f"'{key}' of {what}"
+    for item, text in _texts_of(_list_items(known[key].value, checker, described, at_most), checker, described):
         value = field_at(checker, item, parse, text)
         if value is not None:
             parsed.append(value)
