@@ -87,6 +87,7 @@ def test_agora_sd_rtn_is_named_on_its_first_packet() -> None:
 @pytest.mark.parametrize(("attributes", "app"), [
     ([requested_transport_udp(), realm("turn1.signal.org")], "signalvoip"),  # Signal's TURN realm: its call app
     ([requested_transport_udp(), realm("zoom.us")], "zoom"),  # Zoom has no separate call app
+    ([requested_transport_udp(), realm("turn.facebook")], "facebookvoip"),  # Meta's brand TLD: a Messenger call
     ([requested_transport_udp(), software("Telegram Desktop 5.1")], "telegramvoip"),
     ([(0x0103, bytes(4))], "zoom"),
     ([(0xFF03, bytes(8)), ice_controlling()], "googlecall"),
