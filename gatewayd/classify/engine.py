@@ -156,7 +156,8 @@ class _Flow:
     __slots__ = ("client_addr", "client_port", "server_addr", "server_port", "client_known",
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
                  "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
-                 "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries")
+                 "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries",
+                 "opened_with_tls")
     key: FlowKey  # set by the engine when it files the flow
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
@@ -185,6 +186,7 @@ class _Flow:
         self.quic: quic_parser.QuicState | None = None  # CRYPTO reassembly while the ClientHello is incomplete
         self.held = 0  # buffered bytes as last counted in the host ledger
         self.verdict_unsent = False  # decided between its packets (given up): the next one carries the verdict
+        self.opened_with_tls = False  # the client's first bytes were a TLS ClientHello (implicit TLS)
 
 
 def _buffered_bytes(flow: _Flow) -> int:
@@ -598,6 +600,7 @@ class Classifier:
                 flow.want_tls = False
             elif hello is not tls_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
+                flow.opened_with_tls = True
                 decision = self._hello_decision(flow, hello, "tls-sni", PROTO_TCP, now)
         if flow.want_http:
             request = http_parser.parse_request(data)
@@ -712,6 +715,10 @@ class Classifier:
             if proto in protocols and match(payload, from_client):
                 if name in CARRIER_SIGNATURES:
                     return self._carrier_decision(flow, payload, name, app, now)
+                if name in self._mail_upgrades and flow.opened_with_tls:
+                    # A mail greeting on a session the client opened with TLS (a server that
+                    # answers implicit TLS in plaintext): the client asked for the TLS variant.
+                    return Decision(self._mail_upgrades[name], "signature", f"{name}+tls")
                 if name in self._mail_upgrades and flow.packets < self.max_packets:
                     # A mail session may yet upgrade with STARTTLS: wait for the client's
                     # next commands (within the flow's packet budget: plaintext at its end).

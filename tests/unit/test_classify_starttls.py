@@ -73,3 +73,25 @@ def test_starttls_command_parser() -> None:
     assert starttls_command("imap", b"STARTTLS\r\n") is False  # IMAP commands carry a tag
     assert starttls_command("imap", b"x1 STARTTLS\r\n") is True
     assert starttls_command("pop3", b"STLS\r\n") is True and starttls_command("pop3", b"QUIT\r\n") is False
+
+
+def client_hello_without_name() -> bytes:
+    """A TLS 1.2 ClientHello record with no extensions (no server name): RFC 5246 section 7.4.1.2."""
+    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x00\x2f" + b"\x01\x00"
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + len(handshake).to_bytes(2, "big") + handshake
+
+
+def test_a_greeting_after_the_clients_tls_hello_is_the_tls_variant() -> None:
+    # Implicit TLS (tcp/465): the client opens with its ClientHello; a server that then
+    # greets in plaintext does not make the session plain SMTP: the client asked for SMTPS.
+    hello = client_hello_without_name()
+    sport, port = 42002, 465
+    packets = [bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=sport, dport=port, flags="S", seq=100)),
+               bytes(IP(src=SERVER, dst=CLIENT) / TCP(sport=port, dport=sport, flags="SA", seq=500, ack=101)),
+               bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=sport, dport=port, flags="PA", seq=101, ack=501)
+                     / Raw(hello)),
+               bytes(IP(src=SERVER, dst=CLIENT) / TCP(sport=port, dport=sport, flags="PA", seq=501,
+                                                      ack=101 + len(hello)) / Raw(GREETINGS[25]))]
+    decision, number = first_decision(packets)
+    assert (decision.app, decision.evidence, number) == ("smtps", "smtp+tls", 4)
