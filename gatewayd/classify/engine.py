@@ -9,7 +9,8 @@ decided at most once here, from the strongest evidence available:
   2. TLS SNI (TCP, reassembled) or QUIC SNI (decrypted Initials), ALPN kept as
      detail; with ECH, or a name no app owns, the address/port evidence wins;
   3. HTTP: URL rules, then Host;
-  4. named payload signatures (one packet, or both directions for weak ones);
+  4. named payload signatures (one packet, or both directions for weak ones, or an
+     opening and the answer that echoes it);
      carrier signatures (STUN) take the app of the addresses when known;
   5. after `max_packets` packets: the query name of an unanswered lookup, the
      port table, else "unknown" -- final, so the kernel stops queueing.
@@ -63,10 +64,13 @@ from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, Pac
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
     CARRIER_SIGNATURES,
+    EXCHANGE_SIGNATURES,
     HELLO_SIGNATURES,
     SIGNATURE_PROTOCOLS,
     SIGNATURES,
     TWO_WAY_SIGNATURES,
+    Answer,
+    Opening,
     Signature,
 )
 from gatewayd.classify.tables import ClassifierTables
@@ -157,7 +161,7 @@ class _Flow:
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
                  "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
                  "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries",
-                 "opened_with_tls")
+                 "opened_with_tls", "exchange_tokens")
     key: FlowKey  # set by the engine when it files the flow
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
@@ -187,6 +191,7 @@ class _Flow:
         self.held = 0  # buffered bytes as last counted in the host ledger
         self.verdict_unsent = False  # decided between its packets (given up): the next one carries the verdict
         self.opened_with_tls = False  # the client's first bytes were a TLS ClientHello (implicit TLS)
+        self.exchange_tokens: dict[str, int] | None = None  # exchange signature -> its opening's token
 
 
 def _buffered_bytes(flow: _Flow) -> int:
@@ -233,6 +238,7 @@ class Classifier:
         self._tables = tables
         self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
         self._two_way: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
+        self._exchanges: tuple[tuple[str, Opening, Answer, frozenset[int], str], ...] = ()
         self.replace_tables(tables)
 
     # ----------------------------------------------------------------- public
@@ -255,6 +261,10 @@ class Classifier:
         self._two_way = tuple(
             (name, TWO_WAY_SIGNATURES[name][0], TWO_WAY_SIGNATURES[name][1], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in TWO_WAY_SIGNATURES
+        )
+        self._exchanges = tuple(
+            (name, *EXCHANGE_SIGNATURES[name], app_ids[0])
+            for name, app_ids in tables.signature_apps.items() if app_ids and name in EXCHANGE_SIGNATURES
         )
         # Re-match learned names: an app may have gained or lost the domain, and an
         # address the catalog now lists is the catalog's.
@@ -408,6 +418,8 @@ class Classifier:
                 decision = self._signature_decision(flow, info, proto, from_client, now) or decision
             if decision is None and self._two_way and not flow.is_dns:
                 decision = self._two_way_decision(flow, info, proto, from_client)
+            if decision is None and self._exchanges and not flow.is_dns:
+                decision = self._exchange_decision(flow, info.payload, proto, from_client)
         if decision is None and flow.packets >= self.max_packets:
             decision = self._last_resort(flow, proto)
         if decision is None:
@@ -804,6 +816,26 @@ class Classifier:
                 flow.two_way_seen[name] = seen
                 if seen == 3:
                     return Decision(app, "signature", name)
+        return None
+
+    def _exchange_decision(self, flow: _Flow, payload: bytes, proto: int, from_client: bool) -> Decision | None:
+        """The client's first datagram opens an exchange (its token kept); a server answer carrying it decides."""
+        if from_client:
+            if flow.packets == 1:
+                for name, opening, _answer, protocols, _app in self._exchanges:
+                    token = opening(payload) if proto in protocols else None
+                    if token is not None:
+                        if flow.exchange_tokens is None:
+                            flow.exchange_tokens = {}
+                        flow.exchange_tokens[name] = token
+            return None
+        tokens = flow.exchange_tokens
+        if tokens:
+            for name, _opening, answer, _protocols, app in self._exchanges:
+                token = tokens.get(name)
+                if token is not None and answer(payload, token):
+                    return Decision(app, "signature", name)
+            flow.exchange_tokens = None  # the server's first answer did not echo: no exchange
         return None
 
     def _last_resort(self, flow: _Flow, proto: int) -> Decision:

@@ -17,6 +17,8 @@ from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 from gatewayd.policy.model import SIGNATURE_NAMES
 
 Signature = Callable[[bytes, bool], bool]
+Opening = Callable[[bytes], int | None]  # the client's first datagram -> a token its answer must carry
+Answer = Callable[[bytes, int], bool]
 
 _U16 = Struct("!H")
 _U32 = Struct("!I")
@@ -217,6 +219,12 @@ TWO_WAY_SIGNATURES: dict[str, tuple[Signature, frozenset[int]]] = {
     "thunder": (sig_p2p.thunder_binary, _TCP_UDP),
 }
 
+# Exchanges: the client's first datagram yields a token, and the flow is decided only
+# when the server's answer carries it (a handshake whose halves are weak alone).
+EXCHANGE_SIGNATURES: dict[str, tuple[Opening, Answer, frozenset[int]]] = {
+    "epicgames": (sig_services.epic_opening, sig_services.epic_answer, _UDP),
+}
+
 # Generic transports: the signature names the protocol, and the app comes from the
 # addresses (catalog networks or DNS-learned) when they say more, e.g. STUN of a Zoom call.
 CARRIER_SIGNATURES = frozenset(("stun",))
@@ -229,7 +237,8 @@ HELLO_SIGNATURES: dict[str, sig_tls.HelloSignature] = {
     "tor": sig_tls.tor_link,
 }
 
-KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES) | frozenset(HELLO_SIGNATURES)
+KNOWN_SIGNATURES = (frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES) | frozenset(HELLO_SIGNATURES)
+                    | frozenset(EXCHANGE_SIGNATURES))
 
 
 def check_registry_matches(implemented: frozenset[str], vocabulary: Iterable[str]) -> None:
