@@ -843,6 +843,12 @@ class Classifier:
             return flow.tentative
         if flow.is_dns and flow.dns_question:  # a lookup that was never answered still names its app
             return self._dns_name_decision(flow.dns_question)
+        if proto == PROTO_UDP:
+            # Nothing else named it: a UDP socket that just carried a call (to the vendor's relay,
+            # named by its STUN or its network) carries the same call's peer-to-peer media.
+            called = self._call_app(flow, flow.last_seen)
+            if called is not None:
+                return Decision(called, "address", "call-endpoint")
         ports = self._tables.ports
         protocol_name = _PROTOCOL_NAMES.get(proto)
         if protocol_name is not None:

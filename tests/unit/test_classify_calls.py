@@ -123,3 +123,20 @@ def test_a_relay_is_named_by_the_same_clients_tls_server_name() -> None:
     # Another client never named that server: its STUN there (not to the call's endpoint) is only "some call".
     others = [classifier.on_packet(udp(binding, client=OTHER_CLIENT, dport=8802), 3.0 + n).decision for n in range(3)]
     assert others == [None, None, Decision("stun", "signature", "stun")]
+
+
+def test_peer_to_peer_media_on_a_calls_socket_takes_the_calls_app() -> None:
+    # Zoom's client asks Zoom's relay (its published network, udp/3478) from one local socket,
+    # then sends the call's media straight to the peer from that socket, in a framing of its own.
+    classifier = builtin_classifier(max_packets=3)
+    zoom_relay, peer = "206.247.87.20", "198.51.100.88"
+    opening = classifier.on_packet(udp(b"\x00\x01\x00\x00" + bytes(16), server=zoom_relay, sport=39065), 1.0)
+    assert opening.decision is not None and opening.decision.app == "zoom"
+    media = bytes(range(40))  # no format anyone knows
+    same_socket = [classifier.on_packet(udp(media, server=peer, sport=39065, dport=46757), 2.0 + n).decision
+                   for n in range(3)]
+    assert same_socket == [None, None, Decision("zoom", "address", "call-endpoint")]
+    # Another socket of the same host to another peer is not that call.
+    other_socket = [classifier.on_packet(udp(media, server="198.51.100.89", sport=39066, dport=46758),
+                                         3.0 + n).decision for n in range(3)]
+    assert other_socket[2] is not None and other_socket[2].app == "unknown"
