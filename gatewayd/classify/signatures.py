@@ -138,7 +138,8 @@ _STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 
 
 def stun(payload: bytes, direction_is_client: bool) -> bool:
-    """RFC 5389 STUN: top two bits 0, magic cookie, length = attributes, 4-byte aligned."""
+    """RFC 5389 STUN: top two bits 0, magic cookie, length = attributes, 4-byte aligned (framed on TCP or not)."""
+    payload = sig_calls.unframed_stun(payload)
     if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != _STUN_MAGIC_COOKIE:
         return False
     declared: int = _U16.unpack_from(payload, 2)[0]
@@ -188,7 +189,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "openvpn": (openvpn, _TCP_UDP),
     "wireguard": (wireguard, _UDP),
     "stun": (stun, _TCP_UDP),
-    "stun_msteams": (stun_msteams, _UDP),
+    "stun_msteams": (stun_msteams, _TCP_UDP),  # Teams falls back to ICE over TCP
     "stun_whatsapp": (stun_whatsapp, _UDP),
     "stun_zoom": (sig_calls.stun_zoom, _UDP),
     "stun_googlecall": (sig_calls.stun_googlecall, _UDP),

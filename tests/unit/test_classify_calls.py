@@ -16,6 +16,7 @@ from gatewayd.classify.sig_calls import (
     stun_names,
     stun_zoom,
 )
+from gatewayd.classify.signatures import SIGNATURES
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.lab.app_packets import (
     STUN_BINDING_REQUEST,
@@ -140,3 +141,22 @@ def test_peer_to_peer_media_on_a_calls_socket_takes_the_calls_app() -> None:
     other_socket = [classifier.on_packet(udp(media, server="198.51.100.89", sport=39066, dport=46758),
                                          3.0 + n).decision for n in range(3)]
     assert other_socket[2] is not None and other_socket[2].app == "unknown"
+
+
+def framed(message: bytes) -> bytes:
+    """RFC 4571 framing, as ICE over TCP (RFC 6544) carries STUN: a 16-bit length, then the message."""
+    return struct.pack("!H", len(message)) + message
+
+
+def test_stun_over_tcp_in_rfc4571_framing_is_read_like_udp() -> None:
+    teams = stun_message(STUN_BINDING_REQUEST, [(STUN_USERNAME, b"ab:cd"), (0x8054, b"\x00\x00\x00\x01"),
+                                               (0x8070, b"\x00\x00\x00\x03")])  # MS-ICE2 attributes
+    two_in_one_segment = framed(teams) + framed(stun_message(STUN_BINDING_REQUEST, [ice_controlling()]))
+    assert SIGNATURES["stun"](framed(teams), True) and SIGNATURES["stun_msteams"](two_in_one_segment, True)
+    assert not SIGNATURES["stun"](struct.pack("!H", len(teams) + 4) + teams, True)  # the frame overruns
+    classifier = builtin_classifier()
+    syn = IP(src=CLIENT, dst=RELAY) / TCP(sport=41588, dport=42000, flags="S", seq=100)
+    data = IP(src=CLIENT, dst=RELAY) / TCP(sport=41588, dport=42000, flags="PA", seq=101, ack=1) / Raw(framed(teams))
+    assert classifier.on_packet(bytes(syn), 1.0).decision is None
+    decision = classifier.on_packet(bytes(data), 1.1).decision
+    assert decision is not None and (decision.app, decision.evidence) == ("skype_teamscall", "stun_msteams")
