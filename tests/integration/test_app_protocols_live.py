@@ -120,16 +120,22 @@ def test_stun_nobody_can_name_stays_out_of_realtime(office: tuple[Lab, GatewayDa
     assert realtime_upload_bytes(daemon) - before < 10 * (28 + len(binding))
 
 
-def test_call_named_by_its_turn_realm_is_realtime(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
-    """No address evidence at all: the TURN server's REALM (under signal.org) names the call."""
+@pytest.mark.parametrize(("realm", "app", "port"), [
+    ("turn2.signal.org", "signalvoip", 7),
+    ("turner.facebook", "facebookvoip", 443),  # under Meta's brand TLD: a Messenger call
+])
+def test_call_named_by_its_turn_realm_is_realtime(office: tuple[Lab, GatewayDaemon, Plan], realm: str, app: str,
+                                                  port: int) -> None:
+    """No address evidence at all: the TURN server's REALM names the call.
+
+    Each case has a port of its own (not the control's 3478): a named call's endpoints name later STUN to them."""
     lab, daemon, plan = office
-    port = 7  # not the control's 3478: a named call's endpoints name later STUN to them
     allocate = app_packets.stun_message(app_packets.TURN_ALLOCATE_REQUEST,
-                                        [app_packets.requested_transport_udp(), app_packets.realm("turn2.signal.org")])
+                                        [app_packets.requested_transport_udp(), app_packets.realm(realm)])
     before = realtime_upload_bytes(daemon)
     call = traffic.udp_send(lab, "finance", UNNAMED_SERVER, port, payload=allocate, count=5, expect_reply=True)
     assert call.replies == 5, call
     verdict = kernel_verdict(lab, plan, "finance", UNNAMED_SERVER, port)
-    assert (verdict.app, verdict.qos_class) == ("signalvoip", "realtime")
+    assert (verdict.app, verdict.qos_class) == (app, "realtime")
     # The first packet waits in the queue for its verdict, so every one of them is in realtime.
     assert realtime_upload_bytes(daemon) - before >= 5 * (28 + len(allocate))
