@@ -41,10 +41,10 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from gatewayd.classify import certificates, sig_calls, sig_services
 from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
 from gatewayd.classify import quic as quic_parser
-from gatewayd.classify import sig_calls, sig_services
 from gatewayd.classify import tls as tls_parser
 from gatewayd.classify.dns_learning import (
     CATALOG_ADDRESS,
@@ -64,6 +64,7 @@ from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, Pac
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
     CARRIER_SIGNATURES,
+    CERTIFICATE_SIGNATURES,
     EXCHANGE_SIGNATURES,
     HELLO_SIGNATURES,
     SIGNATURE_PROTOCOLS,
@@ -250,6 +251,10 @@ class Classifier:
             (name, SIGNATURES[name], SIGNATURE_PROTOCOLS[name], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in SIGNATURES
         )
+        self._certificate_signatures = tuple(
+            (name, CERTIFICATE_SIGNATURES[name], app_ids[0])
+            for name, app_ids in tables.signature_apps.items() if app_ids and name in CERTIFICATE_SIGNATURES
+        )
         self._hello_signatures = tuple(
             (name, HELLO_SIGNATURES[name], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in HELLO_SIGNATURES
@@ -413,6 +418,8 @@ class Classifier:
             elif proto == PROTO_UDP and from_client and flow.want_tls \
                     and quic_parser.is_long_header_initial_candidate(info.payload):
                 decision = self._quic_packet(flow, info, now)
+            elif proto == PROTO_TCP and not from_client and flow.opened_with_tls and self._certificate_signatures:
+                decision = self._certificate_decision(info.payload)  # a hello that named no server
             # A signature beats a name that matched no app (e.g. Xunlei's POST to an unlisted host).
             if (decision is None or decision.app == UNKNOWN_APP) and self._signatures and not flow.is_dns:
                 decision = self._signature_decision(flow, info, proto, from_client, now) or decision
@@ -677,6 +684,15 @@ class Classifier:
         for name, match, app in self._hello_signatures:
             if match(hello):
                 return Decision(app, "signature", name, details=f"sni={hello.sni} {details}".strip())
+        return None
+
+    def _certificate_decision(self, payload: bytes) -> Decision | None:
+        names = certificates.server_certificate_names(payload)
+        if names is None:
+            return None
+        for name, match, app in self._certificate_signatures:
+            if match(names):
+                return Decision(app, "signature", name, details=f"issuer={names.issuer_cn}")
         return None
 
     def _http_decision(self, flow: _Flow, request: http_parser.HttpRequest, now: float) -> Decision | None:

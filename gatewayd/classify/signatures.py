@@ -238,8 +238,13 @@ HELLO_SIGNATURES: dict[str, sig_tls.HelloSignature] = {
     "tor": sig_tls.tor_link,
 }
 
+# Signatures on the server certificate of a TLS session whose ClientHello named no server.
+CERTIFICATE_SIGNATURES: dict[str, sig_tls.CertificateSignature] = {
+    "anydesk": sig_tls.anydesk_certificate,
+}
+
 KNOWN_SIGNATURES = (frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES) | frozenset(HELLO_SIGNATURES)
-                    | frozenset(EXCHANGE_SIGNATURES))
+                    | frozenset(EXCHANGE_SIGNATURES) | frozenset(CERTIFICATE_SIGNATURES))
 
 
 def check_registry_matches(implemented: frozenset[str], vocabulary: Iterable[str]) -> None:

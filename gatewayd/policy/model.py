@@ -34,7 +34,7 @@ SIGNATURE_NAMES: tuple[str, ...] = (
     "openvpn", "wireguard", "stun", "stun_msteams", "stun_whatsapp", "rdp", "teamviewer",
     "smtp", "imap", "pop3", "pptp", "ipsec", "esp", "l2tp", "whatsapp", "dropbox_lansync",
     "spotify_discovery", "steam", "source_engine", "gnutella_udp", "qq", "stun_zoom", "stun_googlecall",
-    "sd_rtn", "tor", "epicgames",
+    "sd_rtn", "tor", "epicgames", "anydesk",
 )
 
 Action = Literal["allow", "block"]

@@ -11,6 +11,7 @@ from scapy.all import IP, TCP, Raw
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.sig_services import starttls_command
 from gatewayd.classify.tables import ClassifierTables
+from gatewayd.lab.app_packets import tls_client_hello_without_name
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_classify_catalog_apps import CLIENT, SERVER, builtin_apps
@@ -75,17 +76,10 @@ def test_starttls_command_parser() -> None:
     assert starttls_command("pop3", b"STLS\r\n") is True and starttls_command("pop3", b"QUIT\r\n") is False
 
 
-def client_hello_without_name() -> bytes:
-    """A TLS 1.2 ClientHello record with no extensions (no server name): RFC 5246 section 7.4.1.2."""
-    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x00\x2f" + b"\x01\x00"
-    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
-    return b"\x16\x03\x01" + len(handshake).to_bytes(2, "big") + handshake
-
-
 def test_a_greeting_after_the_clients_tls_hello_is_the_tls_variant() -> None:
     # Implicit TLS (tcp/465): the client opens with its ClientHello; a server that then
     # greets in plaintext does not make the session plain SMTP: the client asked for SMTPS.
-    hello = client_hello_without_name()
+    hello = tls_client_hello_without_name()
     sport, port = 42002, 465
     packets = [bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=sport, dport=port, flags="S", seq=100)),
                bytes(IP(src=SERVER, dst=CLIENT) / TCP(sport=port, dport=sport, flags="SA", seq=500, ack=101)),
