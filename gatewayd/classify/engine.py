@@ -418,8 +418,11 @@ class Classifier:
             elif proto == PROTO_UDP and from_client and flow.want_tls \
                     and quic_parser.is_long_header_initial_candidate(info.payload):
                 decision = self._quic_packet(flow, info, now)
-            elif proto == PROTO_TCP and not from_client and flow.opened_with_tls and self._certificate_signatures:
-                decision = self._certificate_decision(info.payload)  # a hello that named no server
+            elif proto == PROTO_TCP and not from_client and (
+                    flow.opened_with_tls or (flow.want_tls and flow.want_http and flow.stream is None)):
+                # A hello that named no server, or a server heard before its client (one
+                # direction of the flow only): the server's certificate names it.
+                decision = self._certificate_decision(info.payload)
             # A signature beats a name that matched no app (e.g. Xunlei's POST to an unlisted host).
             if (decision is None or decision.app == UNKNOWN_APP) and self._signatures and not flow.is_dns:
                 decision = self._signature_decision(flow, info, proto, from_client, now) or decision
@@ -693,6 +696,11 @@ class Classifier:
         for name, match, app in self._certificate_signatures:
             if match(names):
                 return Decision(app, "signature", name, details=f"issuer={names.issuer_cn}")
+        # The name a CA vouched for, as strong as a server name in the hello; no app claims
+        # a name that is not a host name ("AnyNet Relay"), so only a catalog domain decides.
+        named = self._tables.domains.lookup(names.subject_cn.removeprefix("*.")) if names.subject_cn else None
+        if named is not None:
+            return Decision(named.app, "tls-cert", names.subject_cn, details=f"issuer={names.issuer_cn}")
         return None
 
     def _http_decision(self, flow: _Flow, request: http_parser.HttpRequest, now: float) -> Decision | None:

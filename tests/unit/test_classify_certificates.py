@@ -86,3 +86,20 @@ def test_a_hello_without_a_name_is_decided_by_the_servers_certificate(issuer: tu
         assert decision is None  # a certificate no signature knows leaves the flow undecided
     else:
         assert decision == Decision(app, "signature", "anydesk", details="issuer=AnyNet Root CA")
+
+
+@pytest.mark.parametrize(("subject", "app"), [("upload.youtube.com", "youtubeupload"), ("*.dropbox.com", "dropbox"),
+                                              ("relay.example.net", None)])
+def test_a_server_heard_before_its_client_is_named_by_its_certificates_host_name(subject: str,
+                                                                                app: str | None) -> None:
+    """One direction of the flow only (the client's hello never seen): the name the CA vouched for."""
+    issues: list[object] = []
+    classifier = Classifier(ClassifierTables.build(load_catalog(None, issues).values()))
+    flight = tls_server_certificate_flight(certificate(PUBLIC_CA[0], subject))
+    syn_ack = bytes(IP(src=SERVER, dst=CLIENT) / TCP(sport=443, dport=43535, flags="SA", seq=500, ack=101))
+    assert classifier.on_packet(syn_ack, 1.0).decision is None
+    decision = classifier.on_packet(tcp(flight, False, 501, 101), 1.1).decision
+    if app is None:
+        assert decision is None
+    else:
+        assert decision == Decision(app, "tls-cert", subject, details="issuer=Example TLS CA 1")
