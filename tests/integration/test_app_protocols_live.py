@@ -139,3 +139,23 @@ def test_call_named_by_its_turn_realm_is_realtime(office: tuple[Lab, GatewayDaem
     assert (verdict.app, verdict.qos_class) == (app, "realtime")
     # The first packet waits in the queue for its verdict, so every one of them is in realtime.
     assert realtime_upload_bytes(daemon) - before >= 5 * (28 + len(allocate))
+
+
+def test_teams_call_over_tcp_is_realtime(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    """ICE over TCP (RFC 6544): MS-ICE2 STUN in RFC 4571 framing names a Teams call on a TCP flow."""
+    lab, daemon, plan = office
+    binding = app_packets.stun_message(app_packets.STUN_BINDING_REQUEST,
+                                       [(app_packets.STUN_USERNAME, b"abcd:efgh"), (0x8054, bytes(4)),
+                                        (0x8070, b"\x00\x00\x00\x03")])  # MS-ICE2 attributes
+    framed = len(binding).to_bytes(2, "big") + binding
+    before = realtime_upload_bytes(daemon)
+    # The lab's web server on tcp/80 reads the bytes and answers or closes: the verdict comes first.
+    traffic.tcp_connect(lab, "finance", UNNAMED_SERVER, 80, payload=framed, expect_bytes=1, timeout=2.0)
+    source = OFFICE_HOSTS["finance"].ipv4
+    assert source is not None
+    mark = flow_mark(lab, source, UNNAMED_SERVER, 80, protocol="tcp")
+    assert mark is not None, "no conntrack entry for the call's TCP flow"
+    verdict = decode_mark(plan, mark)
+    assert (verdict.app, verdict.qos_class, verdict.blocked) == ("skype_teamscall", "realtime", False)
+    # The queued segment itself waited for that verdict: tc's realtime class carried it upstream.
+    assert realtime_upload_bytes(daemon) - before >= len(framed)
