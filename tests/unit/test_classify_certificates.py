@@ -3,14 +3,7 @@ certificates and TLS messages built from their formats (RFC 5280, RFC 5246), nev
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from scapy.all import IP, TCP, Raw
 
 from gatewayd.classify.certificates import CertificateNames, server_certificate_names
@@ -18,6 +11,7 @@ from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.sig_tls import anydesk_certificate
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.lab.app_packets import tls_client_hello_without_name, tls_server_certificate_flight
+from gatewayd.lab.certificate_factory import made_certificate
 from gatewayd.policy.applications import load_catalog
 
 CLIENT, SERVER = "192.0.2.60", "203.0.113.61"  # no app owns the server
@@ -27,17 +21,7 @@ PUBLIC_CA = (("Example Trust Services", "Example TLS CA 1"), "relay.example.net"
 
 def certificate(issuer: tuple[str, str], subject_cn: str) -> bytes:
     """A DER certificate with that issuer (organisation, common name) and subject common name."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer_name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
-                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, issuer[0]),
-                             x509.NameAttribute(NameOID.COMMON_NAME, issuer[1])])
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, issuer[0]),
-                         x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)])
-    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
-    built = (x509.CertificateBuilder().issuer_name(issuer_name).subject_name(subject).public_key(key.public_key())
-             .serial_number(0x1234).not_valid_before(start).not_valid_after(start + datetime.timedelta(days=365))
-             .sign(key, hashes.SHA256()))
-    return built.public_bytes(Encoding.DER)
+    return made_certificate(issuer[0], issuer[1], subject_cn).der
 
 
 def test_the_names_are_read_from_the_certificate_message() -> None:
