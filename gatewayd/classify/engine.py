@@ -9,7 +9,8 @@ decided at most once here, from the strongest evidence available:
   2. TLS SNI (TCP, reassembled) or QUIC SNI (decrypted Initials), ALPN kept as
      detail; with ECH, or a name no app owns, the address/port evidence wins;
   3. HTTP: URL rules, then Host;
-  4. named payload signatures (one packet, or both directions for weak ones);
+  4. named payload signatures (one packet, or both directions for weak ones, or an
+     opening and the answer that echoes it);
      carrier signatures (STUN) take the app of the addresses when known;
   5. after `max_packets` packets: the query name of an unanswered lookup, the
      port table, else "unknown" -- final, so the kernel stops queueing.
@@ -40,10 +41,10 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from gatewayd.classify import certificates, sig_calls, sig_services
 from gatewayd.classify import dns as dns_parser
 from gatewayd.classify import http as http_parser
 from gatewayd.classify import quic as quic_parser
-from gatewayd.classify import sig_calls, sig_services
 from gatewayd.classify import tls as tls_parser
 from gatewayd.classify.dns_learning import (
     CATALOG_ADDRESS,
@@ -63,10 +64,14 @@ from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, Pac
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
     CARRIER_SIGNATURES,
+    CERTIFICATE_SIGNATURES,
+    EXCHANGE_SIGNATURES,
     HELLO_SIGNATURES,
     SIGNATURE_PROTOCOLS,
     SIGNATURES,
     TWO_WAY_SIGNATURES,
+    Answer,
+    Opening,
     Signature,
 )
 from gatewayd.classify.tables import ClassifierTables
@@ -157,7 +162,7 @@ class _Flow:
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
                  "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
                  "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries",
-                 "early_segments")
+                 "early_segments", "opened_with_tls", "exchange_tokens")
     key: FlowKey  # set by the engine when it files the flow
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
@@ -188,6 +193,8 @@ class _Flow:
         self.quic: quic_parser.QuicState | None = None  # CRYPTO reassembly while the ClientHello is incomplete
         self.held = 0  # buffered bytes as last counted in the host ledger
         self.verdict_unsent = False  # decided between its packets (given up): the next one carries the verdict
+        self.opened_with_tls = False  # the client's first bytes were a TLS ClientHello (implicit TLS)
+        self.exchange_tokens: dict[str, int] | None = None  # exchange signature -> its opening's token
 
 
 def _unseen_part(next_seq: int, seq: int, payload: bytes) -> bytes:
@@ -242,6 +249,7 @@ class Classifier:
         self._tables = tables
         self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
         self._two_way: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
+        self._exchanges: tuple[tuple[str, Opening, Answer, frozenset[int], str], ...] = ()
         self.replace_tables(tables)
 
     # ----------------------------------------------------------------- public
@@ -257,6 +265,10 @@ class Classifier:
             (name, SIGNATURES[name], SIGNATURE_PROTOCOLS[name], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in SIGNATURES
         )
+        self._certificate_signatures = tuple(
+            (name, CERTIFICATE_SIGNATURES[name], app_ids[0])
+            for name, app_ids in tables.signature_apps.items() if app_ids and name in CERTIFICATE_SIGNATURES
+        )
         self._hello_signatures = tuple(
             (name, HELLO_SIGNATURES[name], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in HELLO_SIGNATURES
@@ -268,6 +280,10 @@ class Classifier:
         self._two_way = tuple(
             (name, TWO_WAY_SIGNATURES[name][0], TWO_WAY_SIGNATURES[name][1], app_ids[0])
             for name, app_ids in tables.signature_apps.items() if app_ids and name in TWO_WAY_SIGNATURES
+        )
+        self._exchanges = tuple(
+            (name, *EXCHANGE_SIGNATURES[name], app_ids[0])
+            for name, app_ids in tables.signature_apps.items() if app_ids and name in EXCHANGE_SIGNATURES
         )
         # Re-match learned names: an app may have gained or lost the domain, and an
         # address the catalog now lists is the catalog's.
@@ -416,11 +432,18 @@ class Classifier:
             elif proto == PROTO_UDP and from_client and flow.want_tls \
                     and quic_parser.is_long_header_initial_candidate(info.payload):
                 decision = self._quic_packet(flow, info, now)
+            elif proto == PROTO_TCP and not from_client and (
+                    flow.opened_with_tls or (flow.want_tls and flow.want_http and flow.stream is None)):
+                # A hello that named no server, or a server heard before its client (one
+                # direction of the flow only): the server's certificate names it.
+                decision = self._certificate_decision(info.payload)
             # A signature beats a name that matched no app (e.g. Xunlei's POST to an unlisted host).
             if (decision is None or decision.app == UNKNOWN_APP) and self._signatures and not flow.is_dns:
                 decision = self._signature_decision(flow, info, proto, from_client, now) or decision
             if decision is None and self._two_way and not flow.is_dns:
                 decision = self._two_way_decision(flow, info, proto, from_client)
+            if decision is None and self._exchanges and not flow.is_dns:
+                decision = self._exchange_decision(flow, info.payload, proto, from_client)
         if decision is None and flow.packets >= self.max_packets:
             decision = self._last_resort(flow, proto)
         if decision is None:
@@ -604,6 +627,7 @@ class Classifier:
                 flow.want_tls = False
             elif hello is not tls_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
+                flow.opened_with_tls = True
                 decision = self._hello_decision(flow, hello, "tls-sni", PROTO_TCP, now)
         if flow.want_http:
             request = http_parser.parse_request(data)
@@ -718,6 +742,20 @@ class Classifier:
                 return Decision(app, "signature", name, details=f"sni={hello.sni} {details}".strip())
         return None
 
+    def _certificate_decision(self, payload: bytes) -> Decision | None:
+        names = certificates.server_certificate_names(payload)
+        if names is None:
+            return None
+        for name, match, app in self._certificate_signatures:
+            if match(names):
+                return Decision(app, "signature", name, details=f"issuer={names.issuer_cn}")
+        # The name a CA vouched for, as strong as a server name in the hello; no app claims
+        # a name that is not a host name ("AnyNet Relay"), so only a catalog domain decides.
+        named = self._tables.domains.lookup(names.subject_cn.removeprefix("*.")) if names.subject_cn else None
+        if named is not None:
+            return Decision(named.app, "tls-cert", names.subject_cn, details=f"issuer={names.issuer_cn}")
+        return None
+
     def _http_decision(self, flow: _Flow, request: http_parser.HttpRequest, now: float) -> Decision | None:
         urls = self._tables.urls
         if urls:
@@ -766,6 +804,10 @@ class Classifier:
             if proto in protocols and match(payload, from_client):
                 if name in CARRIER_SIGNATURES:
                     return self._carrier_decision(flow, payload, name, app, now)
+                if name in self._mail_upgrades and flow.opened_with_tls:
+                    # A mail greeting on a session the client opened with TLS (a server that
+                    # answers implicit TLS in plaintext): the client asked for the TLS variant.
+                    return Decision(self._mail_upgrades[name], "signature", f"{name}+tls")
                 if name in self._mail_upgrades and flow.packets < self.max_packets:
                     # A mail session may yet upgrade with STARTTLS: wait for the client's
                     # next commands (within the flow's packet budget: plaintext at its end).
@@ -853,11 +895,37 @@ class Classifier:
                     return Decision(app, "signature", name)
         return None
 
+    def _exchange_decision(self, flow: _Flow, payload: bytes, proto: int, from_client: bool) -> Decision | None:
+        """The client's first datagram opens an exchange (its token kept); a server answer carrying it decides."""
+        if from_client:
+            if flow.packets == 1:
+                for name, opening, _answer, protocols, _app in self._exchanges:
+                    token = opening(payload) if proto in protocols else None
+                    if token is not None:
+                        if flow.exchange_tokens is None:
+                            flow.exchange_tokens = {}
+                        flow.exchange_tokens[name] = token
+            return None
+        tokens = flow.exchange_tokens
+        if tokens:
+            for name, _opening, answer, _protocols, app in self._exchanges:
+                token = tokens.get(name)
+                if token is not None and answer(payload, token):
+                    return Decision(app, "signature", name)
+            flow.exchange_tokens = None  # the server's first answer did not echo: no exchange
+        return None
+
     def _last_resort(self, flow: _Flow, proto: int) -> Decision:
         if flow.tentative is not None:
             return flow.tentative
         if flow.is_dns and flow.dns_question:  # a lookup that was never answered still names its app
             return self._dns_name_decision(flow.dns_question)
+        if proto == PROTO_UDP:
+            # Nothing else named it: a UDP socket that just carried a call (to the vendor's relay,
+            # named by its STUN or its network) carries the same call's peer-to-peer media.
+            called = self._call_app(flow, flow.last_seen)
+            if called is not None:
+                return Decision(called, "address", "call-endpoint")
         ports = self._tables.ports
         protocol_name = _PROTOCOL_NAMES.get(proto)
         if protocol_name is not None:

@@ -31,11 +31,23 @@ _HOST_NAME = re.compile(rb"[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}\.?")
 _PRODUCT = re.compile(r"[a-z][a-z0-9]{1,31}")
 
 
+def unframed_stun(payload: bytes) -> bytes:
+    """The STUN message inside RFC 4571 framing (ICE over TCP, RFC 6544: a 16-bit length before each
+    message), the first one when several share a segment; any other payload as it is."""
+    if len(payload) >= 2 + STUN_HEADER_SIZE and payload[6:10] == STUN_MAGIC_COOKIE and not payload[2] & 0xC0:
+        framed = _U16.unpack_from(payload, 0)[0]
+        if framed == _U16.unpack_from(payload, 4)[0] + STUN_HEADER_SIZE and 2 + framed <= len(payload):
+            return payload[2:2 + framed]
+    return payload
+
+
 def stun_attributes(payload: bytes) -> list[tuple[int, bytes]] | None:
     """(type, value) of each attribute of a STUN message (magic cookie checked), or None if it is not one.
 
-    A value running past the message ends the walk: the attributes before it still count.
+    The message may come in RFC 4571 framing (TCP). A value running past the message ends the
+    walk: the attributes before it still count.
     """
+    payload = unframed_stun(payload)
     if len(payload) < STUN_HEADER_SIZE or payload[0] & 0xC0 or payload[4:8] != STUN_MAGIC_COOKIE:
         return None
     attributes: list[tuple[int, bytes]] = []

@@ -160,6 +160,27 @@ def source_engine(payload: bytes, direction_is_client: bool) -> bool:
         len(payload) >= 5 and payload[:4] == b"\xff\xff\xff\xff" and payload[4] in b"UVWAIDE")
 
 
+# Epic Online Services' game and relay sessions (UDP), as nDPI's EpicGames dissector documents
+# them: the opening datagram is a 32-bit header word with bit 0x08 clear, then 24 zero bytes at
+# offsets 10-33; the peer's first datagram repeats that word with bit 0x08 set. Neither half
+# alone says enough, so the word of the opening is the token the answer must echo.
+_EPIC_ANSWER_BIT = 0x08
+_EPIC_ZEROS = bytes(24)
+
+
+def epic_opening(payload: bytes) -> int | None:
+    """The header word of an Epic session's opening datagram, or None if this is not one."""
+    if len(payload) < 34 or payload[10:34] != _EPIC_ZEROS:
+        return None
+    word = int.from_bytes(payload[:4], "big")
+    return None if word & _EPIC_ANSWER_BIT else word
+
+
+def epic_answer(payload: bytes, opening_word: int) -> bool:
+    """The peer's answer: the opening's header word with the answer bit set."""
+    return len(payload) > 4 and int.from_bytes(payload[:4], "big") == opening_word | _EPIC_ANSWER_BIT
+
+
 # --- STARTTLS (the client upgrades a plaintext mail session) ----------------------------------
 
 # The plaintext mail signature -> the app id of the same service over TLS (catalog ids).

@@ -1,4 +1,5 @@
-"""Signatures on a parsed TLS ClientHello: clients whose hello has a shape of its own.
+"""Signatures on a parsed TLS ClientHello (clients whose hello has a shape of its own) and on
+the server certificate of a hello that named no server.
 
 They run only on a hello whose server name no catalog app claims (a name an app
 lists always wins), so they name flows that would otherwise stay "unknown".
@@ -9,9 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from gatewayd.classify.certificates import CertificateNames
 from gatewayd.classify.tls import TlsClientHello
 
 HelloSignature = Callable[[TlsClientHello], bool]
+CertificateSignature = Callable[[CertificateNames], bool]
 
 # Tor's link TLS (tor's src/lib/tls/tortls_openssl.c, tor_tls_new): a client sends as SNI a fake
 # name from crypto_random_hostname(4, 25, "www.", ".com"): 4 to 25 characters of tor's base32
@@ -35,3 +38,14 @@ def tor_link(hello: TlsClientHello) -> bool:
     label = found.group(1)
     digits = sum(1 for character in label if character in _BASE32_DIGITS)
     return digits >= 2 or (digits == 1 and len(label) >= 10)
+
+
+# AnyDesk's own TLS (relays on tcp/80 and 443, direct sessions on 7070): its hello names no
+# server, and its peers present certificates of AnyDesk's private CA, "AnyNet Root CA",
+# issued in the name of the vendor's former company, philandro Software GmbH. A public CA
+# would never issue under that organisation, so the issuer names the app.
+_ANYDESK_ISSUER_ORGANISATIONS = frozenset(("philandro Software GmbH", "AnyDesk Software GmbH"))
+
+
+def anydesk_certificate(names: CertificateNames) -> bool:
+    return names.issuer_o in _ANYDESK_ISSUER_ORGANISATIONS and names.issuer_cn.startswith("AnyNet Root CA")

@@ -17,6 +17,8 @@ from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP
 from gatewayd.policy.model import SIGNATURE_NAMES
 
 Signature = Callable[[bytes, bool], bool]
+Opening = Callable[[bytes], int | None]  # the client's first datagram -> a token its answer must carry
+Answer = Callable[[bytes, int], bool]
 
 _U16 = Struct("!H")
 _U32 = Struct("!I")
@@ -136,7 +138,8 @@ _STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 
 
 def stun(payload: bytes, direction_is_client: bool) -> bool:
-    """RFC 5389 STUN: top two bits 0, magic cookie, length = attributes, 4-byte aligned."""
+    """RFC 5389 STUN: top two bits 0, magic cookie, length = attributes, 4-byte aligned (framed on TCP or not)."""
+    payload = sig_calls.unframed_stun(payload)
     if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != _STUN_MAGIC_COOKIE:
         return False
     declared: int = _U16.unpack_from(payload, 2)[0]
@@ -187,7 +190,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "openvpn": (openvpn, _TCP_UDP),
     "wireguard": (wireguard, _UDP),
     "stun": (stun, _TCP_UDP),
-    "stun_msteams": (stun_msteams, _UDP),
+    "stun_msteams": (stun_msteams, _TCP_UDP),  # Teams falls back to ICE over TCP
     "stun_whatsapp": (stun_whatsapp, _UDP),
     "stun_zoom": (sig_calls.stun_zoom, _UDP),
     "stun_googlecall": (sig_calls.stun_googlecall, _UDP),
@@ -222,6 +225,12 @@ TWO_WAY_SIGNATURES: dict[str, tuple[Signature, frozenset[int]]] = {
     "thunder": (sig_p2p.thunder_binary, _TCP_UDP),
 }
 
+# Exchanges: the client's first datagram yields a token, and the flow is decided only
+# when the server's answer carries it (a handshake whose halves are weak alone).
+EXCHANGE_SIGNATURES: dict[str, tuple[Opening, Answer, frozenset[int]]] = {
+    "epicgames": (sig_services.epic_opening, sig_services.epic_answer, _UDP),
+}
+
 # Generic transports: the signature names the protocol, and the app comes from the
 # addresses (catalog networks or DNS-learned) when they say more, e.g. STUN of a Zoom call.
 CARRIER_SIGNATURES = frozenset(("stun",))
@@ -234,7 +243,13 @@ HELLO_SIGNATURES: dict[str, sig_tls.HelloSignature] = {
     "tor": sig_tls.tor_link,
 }
 
-KNOWN_SIGNATURES = frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES) | frozenset(HELLO_SIGNATURES)
+# Signatures on the server certificate of a TLS session whose ClientHello named no server.
+CERTIFICATE_SIGNATURES: dict[str, sig_tls.CertificateSignature] = {
+    "anydesk": sig_tls.anydesk_certificate,
+}
+
+KNOWN_SIGNATURES = (frozenset(SIGNATURES) | frozenset(TWO_WAY_SIGNATURES) | frozenset(HELLO_SIGNATURES)
+                    | frozenset(EXCHANGE_SIGNATURES) | frozenset(CERTIFICATE_SIGNATURES))
 
 
 def check_registry_matches(implemented: frozenset[str], vocabulary: Iterable[str]) -> None:

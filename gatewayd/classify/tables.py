@@ -45,6 +45,9 @@ class _AddressEntry:
         return any(range_proto == proto and first <= port <= last for range_proto, first, last in self.ports)
 
 
+_MAX_REMEMBERED_ANSWERS = 8192
+
+
 class AddressTable:
     """Networks (optionally with ports) -> app; longest prefix wins."""
 
@@ -52,6 +55,9 @@ class AddressTable:
         # family bits (32/128) -> prefix length -> network int >> (bits - length) -> entries
         self._by_family: dict[int, dict[int, dict[int, list[_AddressEntry]]]] = {32: {}, 128: {}}
         self._lengths: dict[int, tuple[int, ...]] = {32: (), 128: ()}
+        # Answers already worked out: a miss probes every prefix length (about 3 us), and an
+        # office's new flows mostly go to servers it reached a moment ago. Bounded; emptied when full.
+        self._answers: dict[tuple[bytes, int, int], AddressMatch | None] = {}
 
     def add(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network, app: str,
             ports: tuple[PortRange, ...] = ()) -> None:
@@ -61,9 +67,20 @@ class AddressTable:
         by_length = self._by_family[bits].setdefault(length, {})
         by_length.setdefault(key, []).append(_AddressEntry(AddressMatch(app, network, bool(ports)), ports))
         self._lengths[bits] = tuple(sorted(self._by_family[bits], reverse=True))
+        self._answers.clear()
 
     def lookup(self, packed_address: bytes, proto: int = 0, port: int = 0) -> AddressMatch | None:
         """The most specific network holding the address whose port condition accepts (proto, port)."""
+        key = (packed_address, proto, port)
+        answers = self._answers
+        if key in answers:
+            return answers[key]
+        if len(answers) >= _MAX_REMEMBERED_ANSWERS:
+            answers.clear()
+        found = answers[key] = self._search(packed_address, proto, port)
+        return found
+
+    def _search(self, packed_address: bytes, proto: int, port: int) -> AddressMatch | None:
         bits = len(packed_address) * 8
         lengths = self._lengths.get(bits)
         if not lengths:

@@ -95,10 +95,10 @@ class VerdictHandler:
             decision = outcome.flow_decision
             if decision is not None:
                 number = self.numbering.apps.numbers.get(decision.app, marks.APP_UNKNOWN)
-                packet.set_mark(marks.verdict_packet_mark(packet.get_mark(), number))
+                packet.set_mark(marks.verdict_packet_mark(mark, number))
             first = outcome.decision
             if first is not None:
-                self.metrics.decisions.labels(first.method).inc()
+                self.metrics.count_decision(first.method)
                 if flow_log.isEnabledFor(logging.DEBUG):
                     flow_log.debug("event=flow_decided app=%s method=%s evidence=%r",
                                    first.app, first.method, first.evidence)

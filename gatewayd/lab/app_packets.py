@@ -77,3 +77,24 @@ def ice_controlling(tie_breaker: int = 0x0102030405060708) -> StunAttribute:
 
 def requested_transport_udp() -> StunAttribute:
     return (TURN_REQUESTED_TRANSPORT, bytes((17, 0, 0, 0)))
+
+
+# --- TLS 1.2 handshake messages (RFC 5246 section 7.4), for clients that name no server ---------------
+
+def tls_handshake_record(*messages: tuple[int, bytes]) -> bytes:
+    """One handshake record holding each (type, body) message."""
+    handshake = b"".join(bytes((kind,)) + len(body).to_bytes(3, "big") + body for kind, body in messages)
+    return b"\x16\x03\x03" + struct.pack("!H", len(handshake)) + handshake
+
+
+def tls_client_hello_without_name() -> bytes:
+    """A TLS 1.2 ClientHello with no extensions, so no server name (section 7.4.1.2)."""
+    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x00\x2f" + b"\x01\x00"
+    return tls_handshake_record((1, body))
+
+
+def tls_server_certificate_flight(certificate_der: bytes) -> bytes:
+    """ServerHello (no extensions) and the Certificate message with one certificate, in one record."""
+    server_hello = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x2f" + b"\x00"
+    entry = len(certificate_der).to_bytes(3, "big") + certificate_der
+    return tls_handshake_record((2, server_hello), (11, len(entry).to_bytes(3, "big") + entry))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from gatewayd.metrics.hot_histogram import HotHistogram
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
 HA_STATES = ("master", "backup", "fault", "unknown")  # apply/ha_state.py's states and its UNKNOWN
@@ -13,11 +17,10 @@ class DaemonMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.decisions = Counter("gatewayd_classifier_decisions", "Flows the classifier decided, by method.",
                                  ["method"], registry=registry)
-        for method in METHODS:
-            self.decisions.labels(method)
-        self.latency = Histogram("gatewayd_classifier_latency_seconds",
-                                 "Time from reading a queued packet to its verdict.", buckets=LATENCY_BUCKETS,
-                                 registry=registry)
+        # labels() takes a lock and builds its key on every call: the verdict path keeps the children.
+        self._decisions_by_method: dict[str, Any] = {method: self.decisions.labels(method) for method in METHODS}
+        self.latency = HotHistogram("gatewayd_classifier_latency_seconds",
+                                    "Time from reading a queued packet to its verdict.", LATENCY_BUCKETS, registry)
         self.learned = Counter("gatewayd_dns_learned", "Addresses learned from DNS answers (incl. refreshes).",
                                registry=registry)
         self.errors = Counter("gatewayd_classifier_errors", "Queued packets whose handling failed (accepted anyway).",
@@ -53,6 +56,12 @@ class DaemonMetrics:
                                           "1 while the peer runs a policy file with the same content, 0 while it "
                                           "runs another or is not heard.", registry=registry)
         self.up_since = Gauge("gatewayd_start_time_seconds", "When the daemon started (Unix time).", registry=registry)
+
+    def count_decision(self, method: str) -> None:
+        child = self._decisions_by_method.get(method)
+        if child is None:
+            child = self._decisions_by_method[method] = self.decisions.labels(method)
+        child.inc()
 
     def set_ha(self, state: str, peer_state: str, same_policy: bool | None) -> None:
         for candidate in HA_STATES:

@@ -1,4 +1,5 @@
-"""Apps' own protocols through the real daemon: QQ's OICQ and iQIYI's PPStream over UDP, calls over STUN/TURN.
+"""Apps' own protocols through the real daemon: QQ's OICQ and iQIYI's PPStream over UDP, calls over
+STUN/TURN, AnyDesk named by its server's certificate.
 
 The payloads are built from each protocol's format (gatewayd/lab/app_packets.py).
 office.yaml blocks IM outside the front desk (finance may not use QQ, sales may)
@@ -11,17 +12,21 @@ Traffic stays in the lab's namespaces; addresses are documentation ranges.
 from __future__ import annotations
 
 import re
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.lab import app_packets, traffic
+from gatewayd.lab.certificate_factory import made_certificate
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.lab.kernel_view import KernelVerdict, decode_mark, flow_mark
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
 from gatewayd.lab.services import DEFAULT_SITES, Site
-from gatewayd.lab.topology import Lab
+from gatewayd.lab.topology import INTERNET, Lab
 from gatewayd.policy.loader import load_policy
 
 pytestmark = pytest.mark.integration
@@ -122,17 +127,23 @@ def test_stun_nobody_can_name_stays_out_of_realtime(office: tuple[Lab, GatewayDa
     assert realtime_upload_bytes(daemon) - before < 10 * (28 + len(binding))
 
 
-def test_call_named_by_its_turn_realm_is_realtime(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
-    """No address evidence at all: the TURN server's REALM (under signal.org) names the call."""
+@pytest.mark.parametrize(("realm", "app", "port"), [
+    ("turn2.signal.org", "signalvoip", 7),
+    ("turner.facebook", "facebookvoip", 443),  # under Meta's brand TLD: a Messenger call
+])
+def test_call_named_by_its_turn_realm_is_realtime(office: tuple[Lab, GatewayDaemon, Plan], realm: str, app: str,
+                                                  port: int) -> None:
+    """No address evidence at all: the TURN server's REALM names the call.
+
+    Each case has a port of its own (not the control's 3478): a named call's endpoints name later STUN to them."""
     lab, daemon, plan = office
-    port = 7  # not the control's 3478: a named call's endpoints name later STUN to them
     allocate = app_packets.stun_message(app_packets.TURN_ALLOCATE_REQUEST,
-                                        [app_packets.requested_transport_udp(), app_packets.realm("turn2.signal.org")])
+                                        [app_packets.requested_transport_udp(), app_packets.realm(realm)])
     before = realtime_upload_bytes(daemon)
     call = traffic.udp_send(lab, "finance", UNNAMED_SERVER, port, payload=allocate, count=5, expect_reply=True)
     assert call.replies == 5, call
     verdict = kernel_verdict(lab, plan, "finance", UNNAMED_SERVER, port)
-    assert (verdict.app, verdict.qos_class) == ("signalvoip", "realtime")
+    assert (verdict.app, verdict.qos_class) == (app, "realtime")
     # The first packet waits in the queue for its verdict, so every one of them is in realtime.
     assert realtime_upload_bytes(daemon) - before >= 5 * (28 + len(allocate))
 
@@ -145,3 +156,79 @@ def test_iqiyi_peer_datagrams_are_video_in_the_bulk_class(office: tuple[Lab, Gat
     assert peer.replies == 3, peer
     verdict = kernel_verdict(lab, plan, "finance", UNTOUCHED_SERVER, QQ_PORT)
     assert (verdict.app, verdict.qos_class, verdict.blocked) == ("iqiyi", "bulk", False)
+
+
+def test_teams_call_over_tcp_is_realtime(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    """ICE over TCP (RFC 6544): MS-ICE2 STUN in RFC 4571 framing names a Teams call on a TCP flow."""
+    lab, daemon, plan = office
+    binding = app_packets.stun_message(app_packets.STUN_BINDING_REQUEST,
+                                       [(app_packets.STUN_USERNAME, b"abcd:efgh"), (0x8054, bytes(4)),
+                                        (0x8070, b"\x00\x00\x00\x03")])  # MS-ICE2 attributes
+    framed = len(binding).to_bytes(2, "big") + binding
+    before = realtime_upload_bytes(daemon)
+    # The lab's web server on tcp/80 reads the bytes and answers or closes: the verdict comes first.
+    traffic.tcp_connect(lab, "finance", UNNAMED_SERVER, 80, payload=framed, expect_bytes=1, timeout=2.0)
+    source = OFFICE_HOSTS["finance"].ipv4
+    assert source is not None
+    mark = flow_mark(lab, source, UNNAMED_SERVER, 80, protocol="tcp")
+    assert mark is not None, "no conntrack entry for the call's TCP flow"
+    verdict = decode_mark(plan, mark)
+    assert (verdict.app, verdict.qos_class, verdict.blocked) == ("skype_teamscall", "realtime", False)
+    # The queued segment itself waited for that verdict: tc's realtime class carried it upstream.
+    assert realtime_upload_bytes(daemon) - before >= len(framed)
+
+
+# A TLS 1.2 server for one test: answers each ClientHello with its certificate, for at most
+# 60 s (bounded even if the test dies without stopping it; the lab kills it at cleanup too).
+TLS_SERVER = r"""
+import socket, ssl, sys, time
+address, port, certificate, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(certificate, key)
+context.maximum_version = ssl.TLSVersion.TLSv1_2
+context.set_ciphers("AES128-SHA:@SECLEVEL=0")  # the test's hello offers RSA key exchange only
+server = socket.create_server((address, port))
+server.settimeout(1.0)
+print("ready", flush=True)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    try:
+        connection, _ = server.accept()
+    except TimeoutError:
+        continue
+    connection.settimeout(2.0)
+    try:
+        context.wrap_socket(connection, server_side=True)
+    except (OSError, ssl.SSLError):
+        pass
+    connection.close()
+"""
+ANYDESK_PORT = 6443  # neither AnyDesk's published ports nor any other app's: only the certificate can name it
+
+
+def test_anydesk_is_named_by_its_servers_certificate(office: tuple[Lab, GatewayDaemon, Plan],
+                                                     tmp_path: Path) -> None:
+    lab, _daemon, plan = office
+    made = made_certificate("philandro Software GmbH", "AnyNet Root CA", "AnyNet Relay")
+    (tmp_path / "relay.pem").write_bytes(made.certificate_pem)
+    (tmp_path / "relay.key").write_bytes(made.key_pem)
+    server = lab.popen(INTERNET, [sys.executable, "-c", TLS_SERVER, UNNAMED_SERVER, str(ANYDESK_PORT),
+                                  str(tmp_path / "relay.pem"), str(tmp_path / "relay.key")],
+                       log_name="anydesk-relay.log")
+    try:
+        deadline = time.monotonic() + 10
+        while "ready" not in (lab.workdir / "anydesk-relay.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # AnyDesk's hello names no server: the classifier waits for the server's certificate.
+        answer = traffic.tcp_connect(lab, "finance", UNNAMED_SERVER, ANYDESK_PORT,
+                                     payload=app_packets.tls_client_hello_without_name(), expect_bytes=600,
+                                     timeout=3.0)
+        assert b"AnyNet Relay" in answer.received, answer
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
+    source = OFFICE_HOSTS["finance"].ipv4
+    assert source is not None
+    mark = flow_mark(lab, source, UNNAMED_SERVER, ANYDESK_PORT, protocol="tcp")
+    assert mark is not None, "no conntrack entry for the AnyDesk session"
+    assert decode_mark(plan, mark).app == "anydesk"

@@ -16,6 +16,7 @@ from gatewayd.classify.sig_calls import (
     stun_names,
     stun_zoom,
 )
+from gatewayd.classify.signatures import SIGNATURES
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.lab.app_packets import (
     STUN_BINDING_REQUEST,
@@ -87,6 +88,7 @@ def test_agora_sd_rtn_is_named_on_its_first_packet() -> None:
 @pytest.mark.parametrize(("attributes", "app"), [
     ([requested_transport_udp(), realm("turn1.signal.org")], "signalvoip"),  # Signal's TURN realm: its call app
     ([requested_transport_udp(), realm("zoom.us")], "zoom"),  # Zoom has no separate call app
+    ([requested_transport_udp(), realm("turn.facebook")], "facebookvoip"),  # Meta's brand TLD: a Messenger call
     ([requested_transport_udp(), software("Telegram Desktop 5.1")], "telegramvoip"),
     ([(0x0103, bytes(4))], "zoom"),
     ([(0xFF03, bytes(8)), ice_controlling()], "googlecall"),
@@ -122,3 +124,39 @@ def test_a_relay_is_named_by_the_same_clients_tls_server_name() -> None:
     # Another client never named that server: its STUN there (not to the call's endpoint) is only "some call".
     others = [classifier.on_packet(udp(binding, client=OTHER_CLIENT, dport=8802), 3.0 + n).decision for n in range(3)]
     assert others == [None, None, Decision("stun", "signature", "stun")]
+
+
+def test_peer_to_peer_media_on_a_calls_socket_takes_the_calls_app() -> None:
+    # Zoom's client asks Zoom's relay (its published network, udp/3478) from one local socket,
+    # then sends the call's media straight to the peer from that socket, in a framing of its own.
+    classifier = builtin_classifier(max_packets=3)
+    zoom_relay, peer = "206.247.87.20", "198.51.100.88"
+    opening = classifier.on_packet(udp(b"\x00\x01\x00\x00" + bytes(16), server=zoom_relay, sport=39065), 1.0)
+    assert opening.decision is not None and opening.decision.app == "zoom"
+    media = bytes(range(40))  # no format anyone knows
+    same_socket = [classifier.on_packet(udp(media, server=peer, sport=39065, dport=46757), 2.0 + n).decision
+                   for n in range(3)]
+    assert same_socket == [None, None, Decision("zoom", "address", "call-endpoint")]
+    # Another socket of the same host to another peer is not that call.
+    other_socket = [classifier.on_packet(udp(media, server="198.51.100.89", sport=39066, dport=46758),
+                                         3.0 + n).decision for n in range(3)]
+    assert other_socket[2] is not None and other_socket[2].app == "unknown"
+
+
+def framed(message: bytes) -> bytes:
+    """RFC 4571 framing, as ICE over TCP (RFC 6544) carries STUN: a 16-bit length, then the message."""
+    return struct.pack("!H", len(message)) + message
+
+
+def test_stun_over_tcp_in_rfc4571_framing_is_read_like_udp() -> None:
+    teams = stun_message(STUN_BINDING_REQUEST, [(STUN_USERNAME, b"ab:cd"), (0x8054, b"\x00\x00\x00\x01"),
+                                               (0x8070, b"\x00\x00\x00\x03")])  # MS-ICE2 attributes
+    two_in_one_segment = framed(teams) + framed(stun_message(STUN_BINDING_REQUEST, [ice_controlling()]))
+    assert SIGNATURES["stun"](framed(teams), True) and SIGNATURES["stun_msteams"](two_in_one_segment, True)
+    assert not SIGNATURES["stun"](struct.pack("!H", len(teams) + 4) + teams, True)  # the frame overruns
+    classifier = builtin_classifier()
+    syn = IP(src=CLIENT, dst=RELAY) / TCP(sport=41588, dport=42000, flags="S", seq=100)
+    data = IP(src=CLIENT, dst=RELAY) / TCP(sport=41588, dport=42000, flags="PA", seq=101, ack=1) / Raw(framed(teams))
+    assert classifier.on_packet(bytes(syn), 1.0).decision is None
+    decision = classifier.on_packet(bytes(data), 1.1).decision
+    assert decision is not None and (decision.app, decision.evidence) == ("skype_teamscall", "stun_msteams")

@@ -11,6 +11,7 @@ from scapy.all import IP, TCP, Raw
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.sig_services import starttls_command
 from gatewayd.classify.tables import ClassifierTables
+from gatewayd.lab.app_packets import tls_client_hello_without_name
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_classify_catalog_apps import CLIENT, SERVER, builtin_apps
@@ -73,3 +74,18 @@ def test_starttls_command_parser() -> None:
     assert starttls_command("imap", b"STARTTLS\r\n") is False  # IMAP commands carry a tag
     assert starttls_command("imap", b"x1 STARTTLS\r\n") is True
     assert starttls_command("pop3", b"STLS\r\n") is True and starttls_command("pop3", b"QUIT\r\n") is False
+
+
+def test_a_greeting_after_the_clients_tls_hello_is_the_tls_variant() -> None:
+    # Implicit TLS (tcp/465): the client opens with its ClientHello; a server that then
+    # greets in plaintext does not make the session plain SMTP: the client asked for SMTPS.
+    hello = tls_client_hello_without_name()
+    sport, port = 42002, 465
+    packets = [bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=sport, dport=port, flags="S", seq=100)),
+               bytes(IP(src=SERVER, dst=CLIENT) / TCP(sport=port, dport=sport, flags="SA", seq=500, ack=101)),
+               bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=sport, dport=port, flags="PA", seq=101, ack=501)
+                     / Raw(hello)),
+               bytes(IP(src=SERVER, dst=CLIENT) / TCP(sport=port, dport=sport, flags="PA", seq=501,
+                                                      ack=101 + len(hello)) / Raw(GREETINGS[25]))]
+    decision, number = first_decision(packets)
+    assert (decision.app, decision.evidence, number) == ("smtps", "smtp+tls", 4)
