@@ -26,6 +26,7 @@ from netfilterqueue import NetfilterQueue
 from gatewayd.apply.applier import Applier, ApplyError
 from gatewayd.apply.features import log_kernel_features
 from gatewayd.apply.nfqueue_config import QueueConfigError, set_fail_open
+from gatewayd.apply.nft import NftError
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.ha import DEFAULT_RUNTIME_DIR as DEFAULT_HA_RUNTIME_DIR
@@ -51,6 +52,7 @@ from gatewayd.daemon.policy_builder import (
     build_policy,
     refuse_unless_regular_file,
 )
+from gatewayd.daemon.schedule_epochs import ScheduleEpochs
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
 from gatewayd.metrics.nfqueue import read_queue_line
@@ -116,6 +118,7 @@ class Daemon:
         self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
         self.link_health = LinkHealth(self.applier.links)
         self.ha_peer = HaPeer(ha_dir)
+        self.schedule_epochs = ScheduleEpochs(self._advance_epoch)
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
@@ -123,6 +126,7 @@ class Daemon:
         self._undelivered_check_due = False  # the queue was read since the last count of undelivered ids
         self._undelivered_checked_at = 0.0
         self._want_stop = False
+        self._ha_state = ""  # this node's HA state at the last poll (daemon/ha_peer.py)
 
     def current_plan(self) -> Plan | None:
         return self.plan
@@ -238,7 +242,7 @@ class Daemon:
             if self._undelivered_check_due:
                 timeout = min(timeout, UNDELIVERED_CHECK_SECONDS)
             for until in (self.host_classes.seconds_to_next_poll(self.plan),
-                          self.control.seconds_to_next_deadline(now)):
+                          self.control.seconds_to_next_deadline(now), self.schedule_epochs.seconds_to_next()):
                 if until is not None:
                     timeout = min(timeout, until)
             watched = [queue_fd, self._wake_read] + self.control.fds() + self.link_health.fds()
@@ -257,11 +261,29 @@ class Daemon:
             self.control.serve_ready(readable, writable)
             self.link_health.poll()  # probe results: failover and failback (daemon/link_health.py)
             if self.ha_peer.poll():  # the peer's state and policy hash, once a second (daemon/ha_peer.py)
-                self.metrics.set_ha(self.ha_peer.own_state(), self.ha_peer.peer_state(), self.ha_peer.same_policy())
+                own_state = self.ha_peer.own_state()
+                self.metrics.set_ha(own_state, self.ha_peer.peer_state(), self.ha_peer.same_policy())
+                self._new_epoch_on_takeover(own_state)
             if self._want_reload:
                 self._start_reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
+            self.schedule_epochs.poll()
             self.host_classes.poll(self.plan)
+
+    def _new_epoch_on_takeover(self, own_state: str) -> None:
+        """conntrackd brings the old master's flows with their ct labels, whose epoch bits say
+        nothing here: a node that has just become master runs the rules once more for every flow."""
+        became_master = own_state == "master" and self._ha_state != "master"
+        self._ha_state = own_state
+        if became_master and self.plan is not None:
+            try:
+                log.info("event=takeover_epoch epoch=%d", self._advance_epoch())
+            except (NftError, OSError) as exc:
+                log.warning("event=takeover_epoch_failed error=%r", str(exc))
+
+    def _advance_epoch(self) -> int:
+        assert self.plan is not None  # the watch has boundaries only once a plan is adopted
+        return self.applier.advance_epoch(self.plan)
 
     def _guard_has_blocklist(self) -> bool:
         security = self.plan.guard.security if self.plan else None
@@ -388,6 +410,7 @@ class Daemon:
             self._set_queue_fail_open(plan.policy.classifier.fail_mode)
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
         self.link_health.adopt(plan)
+        self.schedule_epochs.adopt(plan.policy)
         self.ha_peer.adopt(plan.policy.ha, policy_file_hash(self.policy_path))
 
     def _set_queue_fail_open(self, fail_mode: str) -> None:

@@ -39,13 +39,14 @@ def node_config(node: str = "gw-a", **overrides: str) -> tuple[str, str]:
 # --- conntrackd carries every bit of per-flow state gatewayd keeps ---
 
 
-def test_gatewayd_writes_per_flow_state_only_into_the_ct_mark_which_conntrackd_syncs_whole() -> None:
-    """conntrackd's ct2msg sends the whole 32-bit mark; a ct label, zone or secmark written by a
-    rule would need checking again (labels travel too, zones and secmarks do not)."""
+def test_gatewayd_writes_per_flow_state_only_into_the_ct_mark_and_labels_which_conntrackd_syncs_whole() -> None:
+    """conntrackd's ct2msg sends the whole 32-bit mark and the labels; a zone or secmark written by a
+    rule would need checking again (they do not travel). The labels are only the rules epoch's tag
+    (compile/decision_epoch.py), which a new master does not trust: it starts an epoch of its own."""
     plan = compile_plan(load_policy_text((PLAN / "small.yaml").read_text(), "small.yaml",
                                          catalog_path=str(PLAN / "catalog.yaml")))
     written = set(re.findall(r"\bct (\w+) set\b", plan.render()))
-    assert written == {"mark"}
+    assert written == {"mark", "label"}
     assert marks.GATEWAYD_MASK <= 0xFFFF_FFFF and marks.GATEWAYD_MASK & marks.OTHERS_MASK == 0
 
 
