@@ -95,7 +95,7 @@ class Applier:
     def _next_epoch(self) -> int:
         """The next epoch, its label bit cleared from every flow if an earlier epoch used it."""
         epoch = self.epoch + 1
-        ready_epoch_label(epoch)
+        ready_epoch_label(epoch, first_of_run=self.epoch < 0)
         return epoch
 
     def make_host_classes(self, plan: Plan, addresses: list[str]) -> int:

@@ -1,11 +1,13 @@
-"""Clear a rules epoch's ct label bit from every flow before the bit tags an epoch again.
+"""Clear rules-epoch ct label bits from every flow before they could tag an epoch wrongly.
 
 nft can set a conntrack label bit but not clear it, and epochs cycle through
 marks.EPOCH_LABELS bits (compile/decision_epoch.py). A flow that was decided
 EPOCH_LABELS epochs ago and is still open would carry the bit of the epoch about to
-start and skip the rules it has not seen; so the bit is cleared first, through
-ctnetlink (CTA_LABELS with CTA_LABELS_MASK: only that bit changes, the other tools'
-labels stay). Only flows that carry the bit are written.
+start and skip the rules it has not seen; so the bit is cleared first. The same for
+every epoch bit at the daemon's first apply (flows from an earlier run carry bits of
+its epochs) and at an HA takeover (conntrackd brings the peer's flows with the peer's
+bits: apply/ha_takeover.py). Through ctnetlink, CTA_LABELS with CTA_LABELS_MASK: only
+those bits change, the other tools' labels stay; only flows that carry one are written.
 """
 
 from __future__ import annotations
@@ -32,23 +34,22 @@ def _as_int(labels: Any) -> int:
     return int(labels or 0)
 
 
-def clear_label_bit(bit: int) -> int:
-    """Clear ct label `bit` on every conntrack entry that has it; how many entries were changed.
-    OSError when ctnetlink refuses."""
+def clear_label_bits(bits: int) -> int:
+    """Clear the ct label bits set in `bits` (a 128-bit mask) on every conntrack entry that has one;
+    how many entries were changed. OSError when ctnetlink refuses."""
     # Imported here: pyroute2's netlink machinery is loaded only by a daemon that needs it.
     from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
     from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.nfnetlink.nfctsocket import IPCTNL_MSG_CT_NEW, NFCTSocket, nfct_msg
 
-    wanted = 1 << bit
-    mask = (wanted & LOW_BITS, wanted >> 64)
+    mask = (bits & LOW_BITS, bits >> 64)
     cleared = 0
     for family in FAMILIES:
         ct = NFCTSocket(nfgen_family=family)
         try:
             # The whole dump first: pyroute2 cannot send a request while a dump is being read.
             tuples = [entry.get_attr("CTA_TUPLE_ORIG") for entry in ct.dump()
-                      if _as_int(entry.get_attr("CTA_LABELS")) & wanted]
+                      if _as_int(entry.get_attr("CTA_LABELS")) & bits]
             for original in tuples:
                 update = nfct_msg()
                 update["nfgen_family"] = family
@@ -67,14 +68,19 @@ def clear_label_bit(bit: int) -> int:
     return cleared
 
 
-def ready_epoch_label(epoch: int, clear: Callable[[int], int] = clear_label_bit) -> None:
-    """Before `epoch` starts: if an earlier epoch used its label bit, clear the bit from every flow."""
-    if epoch < marks.EPOCH_LABELS:
-        return  # the bit's first use: no flow has it
+def ready_epoch_label(epoch: int, *, first_of_run: bool, clear: Callable[[int], int] = clear_label_bits) -> None:
+    """Before `epoch` starts: the first of a run clears every epoch bit; later, an epoch whose bit an
+    earlier epoch used clears that bit."""
+    if first_of_run:
+        bits = marks.EPOCH_LABEL_MASK
+    elif epoch >= marks.EPOCH_LABELS:
+        bits = 1 << epoch_label(epoch)
+    else:
+        return  # the bit's first use in this run, and no flow kept one from before it
     try:
-        cleared = clear(epoch_label(epoch))
+        cleared = clear(bits)
     except OSError as exc:
-        # Flows open since that earlier epoch could miss this one's change: say so, go on with the change.
+        # Flows that carry such a bit could miss this epoch's change: say so, go on with the change.
         log.warning("event=epoch_label_clear_failed epoch=%d error=%r", epoch, str(exc))
     else:
-        log.info("event=epoch_label_cleared epoch=%d flows=%d", epoch, cleared)
+        log.info("event=epoch_labels_cleared epoch=%d flows=%d", epoch, cleared)

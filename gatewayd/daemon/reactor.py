@@ -26,7 +26,6 @@ from netfilterqueue import NetfilterQueue
 from gatewayd.apply.applier import Applier, ApplyError
 from gatewayd.apply.features import log_kernel_features
 from gatewayd.apply.nfqueue_config import QueueConfigError, set_fail_open
-from gatewayd.apply.nft import NftError
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.ha import DEFAULT_RUNTIME_DIR as DEFAULT_HA_RUNTIME_DIR
@@ -126,7 +125,6 @@ class Daemon:
         self._undelivered_check_due = False  # the queue was read since the last count of undelivered ids
         self._undelivered_checked_at = 0.0
         self._want_stop = False
-        self._ha_state = ""  # this node's HA state at the last poll (daemon/ha_peer.py)
 
     def current_plan(self) -> Plan | None:
         return self.plan
@@ -261,25 +259,12 @@ class Daemon:
             self.control.serve_ready(readable, writable)
             self.link_health.poll()  # probe results: failover and failback (daemon/link_health.py)
             if self.ha_peer.poll():  # the peer's state and policy hash, once a second (daemon/ha_peer.py)
-                own_state = self.ha_peer.own_state()
-                self.metrics.set_ha(own_state, self.ha_peer.peer_state(), self.ha_peer.same_policy())
-                self._new_epoch_on_takeover(own_state)
+                self.metrics.set_ha(self.ha_peer.own_state(), self.ha_peer.peer_state(), self.ha_peer.same_policy())
             if self._want_reload:
                 self._start_reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
             self.schedule_epochs.poll()
             self.host_classes.poll(self.plan)
-
-    def _new_epoch_on_takeover(self, own_state: str) -> None:
-        """conntrackd brings the old master's flows with their ct labels, whose epoch bits say
-        nothing here: a node that has just become master runs the rules once more for every flow."""
-        became_master = own_state == "master" and self._ha_state != "master"
-        self._ha_state = own_state
-        if became_master and self.plan is not None:
-            try:
-                log.info("event=takeover_epoch epoch=%d", self._advance_epoch())
-            except (NftError, OSError) as exc:
-                log.warning("event=takeover_epoch_failed error=%r", str(exc))
 
     def _advance_epoch(self) -> int:
         assert self.plan is not None  # the watch has boundaries only once a plan is adopted

@@ -165,25 +165,28 @@ def test_a_policy_whose_rules_use_no_schedule_needs_no_epochs_between_reloads() 
     assert watch.seconds_to_next() is None
 
 
-def test_a_reused_label_bit_is_cleared_first_and_a_new_one_is_not() -> None:
+def test_a_run_starts_with_no_epoch_bits_and_a_reused_bit_is_cleared_first() -> None:
     cleared: list[int] = []
 
-    def clear(bit: int) -> int:
-        cleared.append(bit)
+    def clear(bits: int) -> int:
+        cleared.append(bits)
         return 3
 
-    ready_epoch_label(marks.EPOCH_LABELS - 1, clear)
-    assert cleared == []  # first use of every bit: no flow can carry it
-    ready_epoch_label(marks.EPOCH_LABELS, clear)
-    ready_epoch_label(marks.EPOCH_LABELS + 5, clear)
-    assert cleared == [epoch_label(marks.EPOCH_LABELS), epoch_label(marks.EPOCH_LABELS + 5)]
-    assert cleared == [marks.FIRST_EPOCH_LABEL, marks.FIRST_EPOCH_LABEL + 5]
+    ready_epoch_label(0, first_of_run=True, clear=clear)
+    assert cleared == [marks.EPOCH_LABEL_MASK]  # flows from an earlier run carry its epochs' bits
+    assert sum(1 << epoch_label(e) for e in range(marks.EPOCH_LABELS)) == marks.EPOCH_LABEL_MASK
+    cleared.clear()
+    ready_epoch_label(marks.EPOCH_LABELS - 1, first_of_run=False, clear=clear)
+    assert cleared == []  # every bit's first use in this run: no flow can carry it
+    ready_epoch_label(marks.EPOCH_LABELS, first_of_run=False, clear=clear)
+    ready_epoch_label(marks.EPOCH_LABELS + 5, first_of_run=False, clear=clear)
+    assert cleared == [1 << marks.FIRST_EPOCH_LABEL, 1 << (marks.FIRST_EPOCH_LABEL + 5)]
 
 
 def test_a_failed_clear_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    def refuse(_bit: int) -> int:
+    def refuse(_bits: int) -> int:
         raise OSError(1, "not permitted")
 
     with caplog.at_level(logging.WARNING):
-        ready_epoch_label(marks.EPOCH_LABELS, refuse)
+        ready_epoch_label(marks.EPOCH_LABELS, first_of_run=False, clear=refuse)
     assert "event=epoch_label_clear_failed" in caplog.text

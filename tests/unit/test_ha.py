@@ -147,16 +147,23 @@ class FakeConntrackd:
         return 1 if argv[3] == self.failing else 0
 
 
-def takeover(nft: FakeNft, conntrackd: FakeConntrackd) -> Takeover:
-    return Takeover(nft, "/run/test-ha/conntrackd.conf", ("lan0", "wan0"), conntrackd)
+def takeover(nft: FakeNft, conntrackd: FakeConntrackd, cleared: list[int] | None = None) -> Takeover:
+    def clear_labels(bits: int) -> int:
+        if cleared is None:
+            raise OSError("no ctnetlink here")
+        cleared.append(bits)
+        return 0
+
+    return Takeover(nft, "/run/test-ha/conntrackd.conf", ("lan0", "wan0"), conntrackd, clear_labels)
 
 
 def test_new_master_holds_with_a_timeout_commits_then_releases_once_gatewayds_table_is_in_force() -> None:
-    nft, conntrackd = FakeNft(), FakeConntrackd()
-    results = takeover(nft, conntrackd).notify("master")
-    assert [r.step for r in results] == ["hold", "commit", "flush", "resync", "bulk_send", "table_in_force",
-                                         "release"]
+    nft, conntrackd, cleared = FakeNft(), FakeConntrackd(), []
+    results = takeover(nft, conntrackd, cleared).notify("master")
+    assert [r.step for r in results] == ["hold", "commit", "clear_epoch_labels", "flush", "resync", "bulk_send",
+                                         "table_in_force", "release"]
     assert all(r.ok for r in results)
+    assert cleared == [marks.EPOCH_LABEL_MASK]  # the peer's epochs are not ours: every epoch bit goes
     assert conntrackd.flags == ["-c", "-f", "-R", "-B"]  # conntrack-tools' primary-backup.sh order
     hold, check, release = nft.scripts
     assert f'add element inet {HA_TABLE_NAME} hold {{ "lan0" timeout {HOLD_TIMEOUT_SECONDS}s, "wan0" timeout' in hold
@@ -165,10 +172,10 @@ def test_new_master_holds_with_a_timeout_commits_then_releases_once_gatewayds_ta
     assert release == f"flush set inet {HA_TABLE_NAME} hold\n"
 
 
-def test_a_failed_commit_still_ends_in_the_release() -> None:
+def test_a_failed_commit_or_label_clear_still_ends_in_the_release() -> None:
     nft, conntrackd = FakeNft(), FakeConntrackd(failing="-c")
-    results = takeover(nft, conntrackd).notify("master")
-    assert [(r.step, r.ok) for r in results][1] == ("commit", False)
+    results = takeover(nft, conntrackd).notify("master")  # and no ctnetlink: the clear fails too
+    assert [(r.step, r.ok) for r in results][1:3] == [("commit", False), ("clear_epoch_labels", False)]
     assert results[-1].step == "release" and results[-1].ok
 
 
