@@ -443,6 +443,9 @@ class RulesetCompiler:
             *qos.after_policy,
             NftRule(f"ct mark & {hexmark(marks.BLOCK_BIT)} != 0 counter name {COUNTER_BLOCKED_REPLIES} drop"),
             *qos.priority,
+            # Per-packet accounting stays (one hash update here, one per direction for the top
+            # talkers): it is where the traffic metrics' bytes come from; conntrack's own counters
+            # instead would need a destroy-event listener in the daemon for flows ending between scrapes.
             NftRule(f"update @{SET_USAGE} {{ ct mark & {hexmark(USAGE_KEY_MASK)} }}"),
             *self._host_bytes_rules(),
         )
