@@ -11,6 +11,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from gatewayd.apply.epoch_labels import ready_epoch_label
 from gatewayd.apply.features import (
     KernelFeatures,
     StrictTrackingError,
@@ -23,6 +24,7 @@ from gatewayd.apply.links import LinkError, LinkKernel
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
 from gatewayd.apply.tc import TcError, TcKernel
+from gatewayd.compile.decision_epoch import advance_script, with_epoch
 from gatewayd.compile.guard import ALL_TABLES as GUARD_TABLES
 from gatewayd.compile.guard import teardown_script
 from gatewayd.compile.kernel_names import set_app_chain
@@ -49,6 +51,9 @@ class Applier:
         self.probed = probe_kernel_features(self.nft)
         self.queue = QueueInstaller(self.nft, self.probed.native_queue)
         self.links = LinkKernel(self.nft)
+        # The rules epoch in force (compile/decision_epoch.py): every swap of the table and every
+        # schedule boundary starts a new one, so open flows run the rules again.
+        self.epoch = -1
 
     def kernel_features(self) -> KernelFeatures:
         """What was probed at start, with the leaf kind the first apply settled."""
@@ -63,11 +68,13 @@ class Applier:
         except StrictTrackingError as exc:
             raise ApplyError(str(exc)) from exc
         valid_chains = {set_app_chain(n) for n in plan.numbering.apps.numbers.values()}
+        epoch = self._next_epoch()
         try:
-            self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains),
+            self.nft.replace_table(with_epoch(plan.ruleset.table, epoch), self.nft.carried_state(valid_chains),
                                    self._guard_script(plan, previous))
         except NftError as exc:
             raise ApplyError(f"nftables refused the ruleset, nothing changed: {exc}") from exc
+        self.epoch = epoch
         try:
             self.links.apply_routes(plan.link_routes, previous.link_routes if previous else ())
             self.tc.apply(plan.tc_trees, previous.tc_trees if previous else ())
@@ -76,6 +83,20 @@ class Applier:
         except (LinkError, TcError, NftError, QueueRuleError, OSError) as exc:
             self._restore(previous)
             raise ApplyError(f"{exc}; the previous policy was put back" if previous else str(exc)) from exc
+
+    def advance_epoch(self, plan: Plan) -> int:
+        """A schedule boundary: start a new rules epoch in the running table (one small transaction),
+        so every open decided flow runs the rules again on its next packet. The new epoch."""
+        epoch = self._next_epoch()
+        self.nft.run(advance_script(plan.ruleset.table, epoch))
+        self.epoch = epoch
+        return epoch
+
+    def _next_epoch(self) -> int:
+        """The next epoch, its label bit cleared from every flow if an earlier epoch used it."""
+        epoch = self.epoch + 1
+        ready_epoch_label(epoch, first_of_run=self.epoch < 0)
+        return epoch
 
     def make_host_classes(self, plan: Plan, addresses: list[str]) -> int:
         """Make the classes of limited hosts the kernel has just seen; how many classes were added."""
@@ -104,8 +125,10 @@ class Applier:
             return
         try:
             previous_chains = {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}
-            self.nft.replace_table(previous.ruleset.table, self.nft.carried_state(previous_chains),
+            epoch = self._next_epoch()
+            self.nft.replace_table(with_epoch(previous.ruleset.table, epoch), self.nft.carried_state(previous_chains),
                                    self._guard_script(previous, None))
+            self.epoch = epoch
             self.links.apply_routes(previous.link_routes)
             self.tc.apply(previous.tc_trees)
             self._note_host_classes(previous)

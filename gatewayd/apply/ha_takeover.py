@@ -11,12 +11,16 @@ primary-backup.sh runs; around it, the takeover hold of compile/ha.py:
                  on backup also `-n`, asking the master for all its states.
   master         refresh the hold with a timeout (a stuck step cannot hold the office
                  for more than HOLD_TIMEOUT_SECONDS), `conntrackd -c` (commit the synced
-                 states into the kernel); then, if gatewayd's own table is in force,
-                 release the hold. Without the table the hold runs out by itself:
-                 forwarding without gatewayd's policy beats no forwarding. Only after
-                 the release (the office waits for none of it): `-f` (flush the
-                 caches), `-R` (reload the internal cache from the kernel), `-B` (send
-                 it all to the peer).
+                 states into the kernel), clear the rules-epoch ct label bits the peer's
+                 flows brought (they name the peer's epochs, not ours: apply/epoch_labels.py;
+                 before the release, so no new flow meets a stale one; flows the LAN
+                 instance's early commit let through meanwhile carry the peer's verdict,
+                 the same one when both nodes run the same policy); then, if gatewayd's
+                 own table is in force, release the hold. Without the table the hold runs
+                 out by itself: forwarding without gatewayd's policy beats no forwarding.
+                 Only after the release (the office waits for none of it): `-f` (flush
+                 the caches), `-R` (reload the internal cache from the kernel), `-B`
+                 (send it all to the peer).
 
 Every command has a time limit; a failed step is logged and the sequence goes on
 (as primary-backup.sh does), so the release always comes.
@@ -32,6 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from gatewayd.apply.epoch_labels import clear_label_bits
+from gatewayd.compile import marks
 from gatewayd.compile.ha import CONNTRACKD_PROGRAM, HOLD_TIMEOUT_SECONDS, hold_elements, hold_table
 from gatewayd.compile.kernel_names import HA_HOLD_SET, HA_TABLE_NAME, TABLE_FAMILY, TABLE_NAME
 
@@ -78,8 +84,10 @@ def release_script() -> str:
 
 class Takeover:
     def __init__(self, nft: NftRunner, conntrackd_config: str, held: tuple[str, ...],
-                 command: CommandRunner = run_command) -> None:
+                 command: CommandRunner = run_command,
+                 clear_labels: Callable[[int], int] = clear_label_bits) -> None:
         self.nft = nft
+        self.clear_labels = clear_labels
         self.conntrackd_config = conntrackd_config
         self.held = held
         self.command = command
@@ -89,6 +97,7 @@ class Takeover:
         if state == "master":
             self._step("hold", lambda: self._nft(hold_script(self.held, HOLD_TIMEOUT_SECONDS)))
             self._step("commit", lambda: self._conntrackd("-c"))
+            self._step("clear_epoch_labels", self._clear_epoch_labels)
             if self._step("table_in_force", self._gatewayd_table_exists):
                 self._step("release", lambda: self._nft(release_script()))
             else:
@@ -124,6 +133,14 @@ class Takeover:
 
     def _conntrackd(self, flag: str) -> bool:
         return self.command([CONNTRACKD_PROGRAM, "-C", self.conntrackd_config, flag], CONNTRACKD_TIMEOUT_SECONDS) == 0
+
+    def _clear_epoch_labels(self) -> bool:
+        try:
+            self.clear_labels(marks.EPOCH_LABEL_MASK)
+            return True
+        except OSError as error:  # logged; the flows run the rules at the next epoch instead
+            log.warning("event=ha_clear_epoch_labels_failed error=%r", str(error))
+            return False
 
     def _gatewayd_table_exists(self) -> bool:
         try:

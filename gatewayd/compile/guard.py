@@ -345,6 +345,11 @@ class GuardCompiler:
         sets = []
         if self.security.anti_spoofing:
             self.inet_counters[REASON_SPOOFED_SOURCE] = REASON_SPOOFED_SOURCE
+            # One FIB lookup per LAN packet, established or not: this hook runs before conntrack
+            # (raw priority), so there is no flow state to skip it by. A shortcut "source in the
+            # LAN's own prefixes: accept" was weighed and left out: it trades the FIB lookup for an
+            # interval-set lookup (one tree walk either way) and would accept a source the routing
+            # table sends elsewhere (a more specific route to a branch behind a tunnel).
             chains.append(NftChain("antispoof", (
                 NftRule(f"{self.lan_match} ip saddr 0.0.0.0 udp dport 67 return",
                         comment="DHCP before it has an address"),

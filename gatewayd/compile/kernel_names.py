@@ -37,6 +37,7 @@ SET_FLOWS = "flows"  # decided flows per app and group
 MAP_LEARNED_V4 = "learned_v4"
 MAP_LEARNED_V6 = "learned_v6"
 EMPTY_TCP_CHAIN = "tcp_without_payload"
+DECIDED_FLOWS_CHAIN = "decided_flows"  # before the rules: flows decided in this epoch skip them
 SET_RECENT_BLOCKED_V4 = "recent_blocked_v4"
 SET_RECENT_BLOCKED_V6 = "recent_blocked_v6"
 # Bytes per office host (address . group bits . ct direction): the top talkers (metrics/top_talkers.py).

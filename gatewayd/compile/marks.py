@@ -45,6 +45,10 @@ chains:
     link bits      copied from the ct mark in prerouting, for the routing
                    decision (ip rule fwmark VALUE/LINK_MASK); cleared in the
                    enforce chain with the rest.
+
+The conntrack labels (ct label, 128 bits) carry one more thing: bits 64-127 tag
+the rules epoch a decided flow was last evaluated in (compile/decision_epoch.py),
+one bit per epoch, cycling; bits 0-63 are left to other tools.
 """
 
 from __future__ import annotations
@@ -83,6 +87,10 @@ FIRST_GROUP_NUMBER = 2
 MAX_GROUP_NUMBER = GROUP_MASK >> GROUP_SHIFT  # 63
 
 MAX_CLASS_INDEX = CLASS_MASK >> CLASS_SHIFT  # 31
+
+FIRST_EPOCH_LABEL = 64  # ct label bits FIRST_EPOCH_LABEL .. +EPOCH_LABELS-1: rules epochs
+EPOCH_LABELS = 64
+EPOCH_LABEL_MASK = ((1 << EPOCH_LABELS) - 1) << FIRST_EPOCH_LABEL  # as a 128-bit ct label value
 TC_MINOR_BASE = 0x10
 
 

@@ -1,8 +1,9 @@
 """The policy rules as the kernel runs them: one map lookup on the flow's app, then only the rules
 that can match it.
 
-The rules run on every original-direction packet, so that a reload or a schedule boundary
-reaches open flows at once. Walking the whole list costs a set lookup or two per rule on every
+The rules run on original-direction packets until a flow is decided, then once per rules
+epoch (compile/decision_epoch.py), so that a reload or a schedule boundary reaches open flows
+at once. Walking the whole list costs a set lookup or two per rule on every
 packet of a bulk download; yet most rules name apps, and a flow's app is fixed once decided. So
 the `rules` chain starts with a verdict map on the ct mark's app bits that jumps (goto) to a
 chain holding, in policy order, the rules naming that app plus the rules naming no app, without

@@ -17,8 +17,10 @@ traffic the router passes between office and internet):
   enforce (priority filter + 10)  runs after the NFQUEUE verdict:
       1. the classifier's verdict, carried in the packet mark, is saved in the
          ct mark (an NFQUEUE accept leaves the current chain, hence a later hook);
-      2. the policy chain runs on every original-direction packet, so a
-         schedule that starts or ends applies to flows already open;
+      2. the policy chain runs on original-direction packets until the flow is
+         decided, then once per rules epoch (compile/decision_epoch.py): the
+         daemon starts a new epoch on every policy change and schedule
+         boundary, so those reach flows already open;
       3. reply packets of blocked flows are dropped; every packet gets the tc
          class of its flow through skb priority (no cls_fw needed).
 
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from gatewayd.compile import marks
 from gatewayd.compile.addresses import SourceSets
 from gatewayd.compile.app_lookup import app_lookup_rules
+from gatewayd.compile.decision_epoch import decided_flows_chain
 from gatewayd.compile.dns_rules import DNS_MAX_PACKETS, compile_dns_rules
 from gatewayd.compile.host_limits import HostSlots
 from gatewayd.compile.intervals import AddressPort, disjoint_address_ports, disjoint_networks, disjoint_port_ranges
@@ -45,6 +48,7 @@ from gatewayd.compile.kernel_names import (
     COUNTER_GAVE_UP,
     COUNTER_QUEUED,
     COUNTER_TCP_ONLY,
+    DECIDED_FLOWS_CHAIN,
     EMPTY_TCP_CHAIN,
     FIXED_COUNTERS,
     HOST_BYTES,
@@ -323,6 +327,7 @@ class RulesetCompiler:
         dispatch = compile_rule_dispatch(policy_rules)
         self.table.sets.extend(dispatch.sets)
         self.table.chains.extend(dispatch.chains)
+        self.table.chains.append(decided_flows_chain(0))  # the daemon puts in its own epoch when applying
 
     def _tcp_only_rules(self) -> list[PolicyRule]:
         """classifier.tcp_only: UDP (QUIC) of these apps is blocked before any policy rule,
@@ -434,10 +439,13 @@ class RulesetCompiler:
             NftRule(f"meta mark & {hexmark(marks.GATEWAYD_MASK)} != 0 "
                     f"meta mark set meta mark & {hexmark(marks.OTHERS_MASK)}",
                     comment="leave the packet mark as we found it"),
-            NftRule("ct direction original jump rules"),
+            NftRule(f"ct direction original jump {DECIDED_FLOWS_CHAIN}"),
             *qos.after_policy,
             NftRule(f"ct mark & {hexmark(marks.BLOCK_BIT)} != 0 counter name {COUNTER_BLOCKED_REPLIES} drop"),
             *qos.priority,
+            # Per-packet accounting stays (one hash update here, one per direction for the top
+            # talkers): it is where the traffic metrics' bytes come from; conntrack's own counters
+            # instead would need a destroy-event listener in the daemon for flows ending between scrapes.
             NftRule(f"update @{SET_USAGE} {{ ct mark & {hexmark(USAGE_KEY_MASK)} }}"),
             *self._host_bytes_rules(),
         )

@@ -59,3 +59,27 @@ def _clock(minute: int) -> str:
 def _joined(*parts: str) -> str:
     return " ".join(part for part in parts if part)
 
+
+
+def schedule_boundaries(schedules: Iterable[Schedule]) -> frozenset[int]:
+    """The minutes of the day at which one of `schedules` may start or end applying: where the
+    daemon starts a new rules epoch (compile/decision_epoch.py). Midnight is one whenever a
+    schedule leaves out a day. A superset is harmless: an extra epoch costs each open flow one
+    more pass through the rules."""
+    minutes: set[int] = set()
+    for schedule in schedules:
+        if len(set(schedule.days)) < len(NFT_DAYS):
+            minutes.add(0)
+        for hours in schedule.hours:
+            minutes.add(hours.start_minute % MINUTES_PER_DAY)
+            minutes.add(hours.end_minute % MINUTES_PER_DAY)
+    return frozenset(minutes)
+
+
+def seconds_to_next_boundary(boundaries: frozenset[int], seconds_into_day: float) -> float | None:
+    """Seconds from local time `seconds_into_day` to the next boundary (a boundary now is the next
+    day's); None without boundaries."""
+    if not boundaries:
+        return None
+    seconds_per_day = MINUTES_PER_DAY * 60
+    return min((minute * 60 - seconds_into_day) % seconds_per_day or seconds_per_day for minute in boundaries)

@@ -52,6 +52,7 @@ from gatewayd.daemon.policy_builder import (
     build_policy,
     refuse_unless_regular_file,
 )
+from gatewayd.daemon.schedule_epochs import ScheduleEpochs
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
 from gatewayd.metrics.ha_sync import HaSyncMetrics
@@ -119,6 +120,7 @@ class Daemon:
         self.link_health = LinkHealth(self.applier.links)
         self.ha_peer = HaPeer(ha_dir)
         self.ha_sync = HaStateSync(self.applier.nft, HaSyncMetrics(self.registry))
+        self.schedule_epochs = ScheduleEpochs(self._advance_epoch)
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
         self.queue: NetfilterQueue | None = None
@@ -242,7 +244,7 @@ class Daemon:
                 timeout = min(timeout, UNDELIVERED_CHECK_SECONDS)
             for until in (self.host_classes.seconds_to_next_poll(self.plan),
                           self.control.seconds_to_next_deadline(now),
-                          self.ha_sync.seconds_to_next_round(now)):
+                          self.ha_sync.seconds_to_next_round(now), self.schedule_epochs.seconds_to_next()):
                 if until is not None:
                     timeout = min(timeout, until)
             watched = [queue_fd, self._wake_read] + self.control.fds() + self.link_health.fds()
@@ -267,7 +269,12 @@ class Daemon:
             if self._want_reload:
                 self._start_reload()
             self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
+            self.schedule_epochs.poll()
             self.host_classes.poll(self.plan)
+
+    def _advance_epoch(self) -> int:
+        assert self.plan is not None  # the watch has boundaries only once a plan is adopted
+        return self.applier.advance_epoch(self.plan)
 
     def _guard_has_blocklist(self) -> bool:
         security = self.plan.guard.security if self.plan else None
@@ -396,6 +403,7 @@ class Daemon:
             self._set_queue_fail_open(plan.policy.classifier.fail_mode)
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
         self.link_health.adopt(plan)
+        self.schedule_epochs.adopt(plan.policy)
         self.ha_peer.adopt(plan.policy.ha, policy_file_hash(self.policy_path))
         self.ha_sync.adopt(self.ha_peer.node, self.ha_peer.peer,
                            plan.policy.ha.sync_interface if plan.policy.ha else None,

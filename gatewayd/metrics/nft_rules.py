@@ -48,9 +48,12 @@ class RuleCollector(PlanCollector):
     def read_plan(self, plan: Plan) -> Iterator[Metric]:
         self._kernel = self._kernel or NftKernel()
         counters = self._kernel.named_counters()
-        hits = CounterMetricFamily("gatewayd_rule_hits", "Packets that matched a policy rule (original direction).",
+        # A decided flow runs the rules once per rules epoch (compile/decision_epoch.py), a blocked
+        # one on every packet: block rules count packets, class rules count flows (and epochs).
+        hits = CounterMetricFamily("gatewayd_rule_hits", "Original-direction packets that ran the policy rules and "
+                                   "matched this one: every packet of a blocked flow, once per epoch for others.",
                                    labels=["rule"])
-        hit_bytes = CounterMetricFamily("gatewayd_rule_hit_bytes", "Bytes of packets that matched a policy rule.",
+        hit_bytes = CounterMetricFamily("gatewayd_rule_hit_bytes", "Bytes of the packets gatewayd_rule_hits counts.",
                                         labels=["rule"])
         for counter_name, rule_name in plan.ruleset.rule_counters.items():
             counter = counters.get(counter_name)

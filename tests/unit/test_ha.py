@@ -39,13 +39,14 @@ def node_config(node: str = "gw-a", **overrides: str) -> tuple[str, str]:
 # --- conntrackd carries every bit of per-flow state gatewayd keeps ---
 
 
-def test_gatewayd_writes_per_flow_state_only_into_the_ct_mark_which_conntrackd_syncs_whole() -> None:
-    """conntrackd's ct2msg sends the whole 32-bit mark; a ct label, zone or secmark written by a
-    rule would need checking again (labels travel too, zones and secmarks do not)."""
+def test_gatewayd_writes_per_flow_state_only_into_the_ct_mark_and_labels_which_conntrackd_syncs_whole() -> None:
+    """conntrackd's ct2msg sends the whole 32-bit mark and the labels; a zone or secmark written by a
+    rule would need checking again (they do not travel). The labels are only the rules epoch's tag
+    (compile/decision_epoch.py), which a new master does not trust: it starts an epoch of its own."""
     plan = compile_plan(load_policy_text((PLAN / "small.yaml").read_text(), "small.yaml",
                                          catalog_path=str(PLAN / "catalog.yaml")))
     written = set(re.findall(r"\bct (\w+) set\b", plan.render()))
-    assert written == {"mark"}
+    assert written == {"mark", "label"}
     assert marks.GATEWAYD_MASK <= 0xFFFF_FFFF and marks.GATEWAYD_MASK & marks.OTHERS_MASK == 0
 
 
@@ -156,18 +157,26 @@ class FakeConntrackd:
         return 1 if argv[3] == self.failing else 0
 
 
-def takeover(nft: FakeNft, conntrackd: FakeConntrackd) -> Takeover:
-    return Takeover(nft, "/run/test-ha/conntrackd.conf", ("lan0", "wan0"), conntrackd)
+def takeover(nft: FakeNft, conntrackd: FakeConntrackd, cleared: list[int] | None = None) -> Takeover:
+    def clear_labels(bits: int) -> int:
+        if cleared is None:
+            raise OSError("no ctnetlink here")
+        cleared.append(bits)
+        return 0
+
+    return Takeover(nft, "/run/test-ha/conntrackd.conf", ("lan0", "wan0"), conntrackd, clear_labels)
 
 
 def test_new_master_holds_with_a_timeout_commits_then_releases_once_gatewayds_table_is_in_force() -> None:
-    nft, conntrackd = FakeNft(), FakeConntrackd()
-    results = takeover(nft, conntrackd).notify("master")
-    # The release comes right after the commit: the office does not wait for the cache housekeeping.
-    assert [r.step for r in results] == ["hold", "commit", "table_in_force", "release", "flush", "resync",
-                                         "bulk_send"]
+    nft, conntrackd, cleared = FakeNft(), FakeConntrackd(), []
+    results = takeover(nft, conntrackd, cleared).notify("master")
+    # The release comes right after the commit and the label clear: the office does not wait for the
+    # cache housekeeping.
+    assert [r.step for r in results] == ["hold", "commit", "clear_epoch_labels", "table_in_force", "release",
+                                         "flush", "resync", "bulk_send"]
     assert all(r.ok for r in results)
     assert [r.ended_at for r in results] == sorted(r.ended_at for r in results)
+    assert cleared == [marks.EPOCH_LABEL_MASK]  # the peer's epochs are not ours: every epoch bit goes
     assert conntrackd.flags == ["-c", "-f", "-R", "-B"]  # conntrack-tools' primary-backup.sh order
     hold, check, release = nft.scripts
     assert f'add element inet {HA_TABLE_NAME} hold {{ "lan0" timeout {HOLD_TIMEOUT_SECONDS}s, "wan0" timeout' in hold
@@ -176,11 +185,11 @@ def test_new_master_holds_with_a_timeout_commits_then_releases_once_gatewayds_ta
     assert release == f"flush set inet {HA_TABLE_NAME} hold\n"
 
 
-def test_a_failed_commit_still_ends_in_the_release() -> None:
+def test_a_failed_commit_or_label_clear_still_ends_in_the_release() -> None:
     nft, conntrackd = FakeNft(), FakeConntrackd(failing="-c")
-    results = takeover(nft, conntrackd).notify("master")
-    assert [(r.step, r.ok) for r in results][1] == ("commit", False)
-    assert [(r.step, r.ok) for r in results][3] == ("release", True)
+    results = takeover(nft, conntrackd).notify("master")  # and no ctnetlink: the clear fails too
+    assert [(r.step, r.ok) for r in results][1:3] == [("commit", False), ("clear_epoch_labels", False)]
+    assert [(r.step, r.ok) for r in results][4] == ("release", True)
 
 
 def test_without_gatewayds_table_the_hold_is_left_to_run_out() -> None:

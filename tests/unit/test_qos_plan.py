@@ -142,7 +142,7 @@ def test_connection_cap_is_a_ct_count_set_and_a_named_counter_per_protocol() -> 
                       f"meta l4proto udp counter name {counters[1]} drop",
                       f"counter name {counters[2]} drop"]
     enforce = [r.statement for r in table.chain("enforce").rules]
-    assert enforce.index("ct direction original jump rules") < enforce.index(
+    assert enforce.index("ct direction original jump decided_flows") < enforce.index(
         "ct state new ct direction original jump connection_caps")  # blocked flows are not counted
 
 
