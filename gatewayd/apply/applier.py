@@ -8,6 +8,7 @@ fails to apply never leaves the office half-configured.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from gatewayd.apply.features import (
 )
 from gatewayd.apply.guard_state import runtime_elements
 from gatewayd.apply.host_sets import grant_classes, settle_after_swap
+from gatewayd.apply.learned_writer import LearnedWriter, LearnedWriteStats, kernel_learned_writer
 from gatewayd.apply.links import LinkError, LinkKernel
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
@@ -49,10 +51,14 @@ class Applier:
         self.probed = probe_kernel_features(self.nft)
         self.queue = QueueInstaller(self.nft, self.probed.native_queue)
         self.links = LinkKernel(self.nft)
+        self.learned_writer: LearnedWriter = kernel_learned_writer(time.monotonic)
 
     def kernel_features(self) -> KernelFeatures:
         """What was probed at start, with the leaf kind the first apply settled."""
         return replace(self.probed, leaf_qdisc=self.tc.leaf_kind)
+
+    def learned_write_stats(self) -> LearnedWriteStats:
+        return self.learned_writer.stats
 
     def apply(self, plan: Plan, previous: Plan | None) -> None:
         missing = missing_interfaces(plan)
@@ -62,10 +68,8 @@ class Applier:
             require_strict_tcp_tracking(plan)
         except StrictTrackingError as exc:
             raise ApplyError(str(exc)) from exc
-        valid_chains = {set_app_chain(n) for n in plan.numbering.apps.numbers.values()}
         try:
-            self.nft.replace_table(plan.ruleset.table, self.nft.carried_state(valid_chains),
-                                   self._guard_script(plan, previous))
+            self._swap_table(plan, self._guard_script(plan, previous))
         except NftError as exc:
             raise ApplyError(f"nftables refused the ruleset, nothing changed: {exc}") from exc
         try:
@@ -76,6 +80,15 @@ class Applier:
         except (LinkError, TcError, NftError, QueueRuleError, OSError) as exc:
             self._restore(previous)
             raise ApplyError(f"{exc}; the previous policy was put back" if previous else str(exc)) from exc
+
+    def _swap_table(self, plan: Plan, guard_script: str) -> None:
+        """The one transaction; no learned-address batch may land between the read of the learned
+        maps it carries over and the swap, and the next ones use the new table's app numbers."""
+        numbers = plan.numbering.apps.numbers
+        with self.learned_writer.paused():
+            carried = self.nft.carried_state({set_app_chain(n) for n in numbers.values()})
+            self.nft.replace_table(plan.ruleset.table, carried, guard_script)
+            self.learned_writer.use_numbers(numbers)
 
     def make_host_classes(self, plan: Plan, addresses: list[str]) -> int:
         """Make the classes of limited hosts the kernel has just seen; how many classes were added."""
@@ -103,9 +116,7 @@ class Applier:
             self.teardown(None)
             return
         try:
-            previous_chains = {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}
-            self.nft.replace_table(previous.ruleset.table, self.nft.carried_state(previous_chains),
-                                   self._guard_script(previous, None))
+            self._swap_table(previous, self._guard_script(previous, None))
             self.links.apply_routes(previous.link_routes)
             self.tc.apply(previous.tc_trees)
             self._note_host_classes(previous)
@@ -115,6 +126,7 @@ class Applier:
 
     def teardown(self, plan: Plan | None) -> None:
         """Remove everything gatewayd put in the kernel; safe to call twice."""
+        self.learned_writer.close()  # first: its batches would only fail against the table going away
         self.queue.remove()
         for remove in (self.nft.delete_table, lambda: self.nft.run(teardown_script())):
             try:
