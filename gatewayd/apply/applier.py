@@ -8,6 +8,7 @@ fails to apply never leaves the office half-configured.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from gatewayd.apply.features import (
 )
 from gatewayd.apply.guard_state import runtime_elements
 from gatewayd.apply.host_sets import grant_classes, settle_after_swap
+from gatewayd.apply.learned_writer import LearnedWriter, LearnedWriteStats, kernel_learned_writer
 from gatewayd.apply.links import LinkError, LinkKernel
 from gatewayd.apply.nft import NftError, NftKernel
 from gatewayd.apply.queue_rule import QueueInstaller, QueueRuleError
@@ -54,10 +56,14 @@ class Applier:
         # The rules epoch in force (compile/decision_epoch.py): every swap of the table and every
         # schedule boundary starts a new one, so open flows run the rules again.
         self.epoch = -1
+        self.learned_writer: LearnedWriter = kernel_learned_writer(time.monotonic)
 
     def kernel_features(self) -> KernelFeatures:
         """What was probed at start, with the leaf kind the first apply settled."""
         return replace(self.probed, leaf_qdisc=self.tc.leaf_kind)
+
+    def learned_write_stats(self) -> LearnedWriteStats:
+        return self.learned_writer.stats
 
     def apply(self, plan: Plan, previous: Plan | None) -> None:
         missing = missing_interfaces(plan)
@@ -67,11 +73,9 @@ class Applier:
             require_strict_tcp_tracking(plan)
         except StrictTrackingError as exc:
             raise ApplyError(str(exc)) from exc
-        valid_chains = {set_app_chain(n) for n in plan.numbering.apps.numbers.values()}
         epoch = self._next_epoch()
         try:
-            self.nft.replace_table(with_epoch(plan.ruleset.table, epoch), self.nft.carried_state(valid_chains),
-                                   self._guard_script(plan, previous))
+            self._swap_table(plan, epoch, self._guard_script(plan, previous))
         except NftError as exc:
             raise ApplyError(f"nftables refused the ruleset, nothing changed: {exc}") from exc
         self.epoch = epoch
@@ -97,6 +101,15 @@ class Applier:
         epoch = self.epoch + 1
         ready_epoch_label(epoch, first_of_run=self.epoch < 0)
         return epoch
+
+    def _swap_table(self, plan: Plan, epoch: int, guard_script: str) -> None:
+        """The one transaction; no learned-address batch may land between the read of the learned
+        maps it carries over and the swap, and the next ones use the new table's app numbers."""
+        numbers = plan.numbering.apps.numbers
+        with self.learned_writer.paused():
+            carried = self.nft.carried_state({set_app_chain(n) for n in numbers.values()})
+            self.nft.replace_table(with_epoch(plan.ruleset.table, epoch), carried, guard_script)
+            self.learned_writer.use_numbers(numbers)
 
     def make_host_classes(self, plan: Plan, addresses: list[str]) -> int:
         """Make the classes of limited hosts the kernel has just seen; how many classes were added."""
@@ -124,10 +137,8 @@ class Applier:
             self.teardown(None)
             return
         try:
-            previous_chains = {set_app_chain(n) for n in previous.numbering.apps.numbers.values()}
             epoch = self._next_epoch()
-            self.nft.replace_table(with_epoch(previous.ruleset.table, epoch), self.nft.carried_state(previous_chains),
-                                   self._guard_script(previous, None))
+            self._swap_table(previous, epoch, self._guard_script(previous, None))
             self.epoch = epoch
             self.links.apply_routes(previous.link_routes)
             self.tc.apply(previous.tc_trees)
@@ -138,6 +149,7 @@ class Applier:
 
     def teardown(self, plan: Plan | None) -> None:
         """Remove everything gatewayd put in the kernel; safe to call twice."""
+        self.learned_writer.close()  # first: its batches would only fail against the table going away
         self.queue.remove()
         for remove in (self.nft.delete_table, lambda: self.nft.run(teardown_script())):
             try:

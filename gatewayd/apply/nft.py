@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -213,8 +213,8 @@ class NftKernel:
     def carried_state(self, valid_chains: set[str]) -> list[str]:
         """`add element` commands that recreate learned addresses and usage counters.
 
-        Read just before the swap; the same thread adds learned elements, so
-        nothing is learned between the read and the new table.
+        Read just before the swap, with the learned-address writer paused
+        (Applier._swap_table), so nothing is learned between the read and the new table.
         """
         if not self.table_exists():
             return []
@@ -262,26 +262,28 @@ class NftKernel:
                     found.append(LearnedElement(str(element["val"]), chain, int(element["expires"])))
         return found
 
-    def add_learned(self, map_name: str, elements: Iterable[LearnedElement],
-                    refresh: Iterable[str] = ()) -> None:
-        """Add learned addresses; `refresh` lists ones already present whose timeout restarts.
+    def write_learned(self, batches: Sequence[tuple[str, list[LearnedElement], list[str]]]) -> None:
+        """Add learned addresses, one transaction for every map: (map, elements, refresh), where
+        `refresh` lists addresses already present whose element is replaced (new timeout or app).
 
-        The kernel keeps an existing element's timeout on a plain add, so a
-        refresh is delete + add in the same transaction: lookups never miss it.
+        The kernel keeps an existing element on a plain add, so a refresh is delete + add in the
+        same transaction: lookups never miss it.
         """
-        body = ", ".join(f"{e.address} timeout {e.timeout_seconds}s : goto {e.chain}" for e in elements)
-        if not body:
-            return
-        add = f"add element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {body} }}\n"
-        refresh = list(refresh)
-        if refresh:
-            delete = f"delete element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {', '.join(refresh)} }}\n"
+        adds, deletes = [], []
+        for map_name, elements, refresh in batches:
+            body = ", ".join(f"{e.address} timeout {e.timeout_seconds}s : goto {e.chain}" for e in elements)
+            if body:
+                adds.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {body} }}\n")
+            if body and refresh:
+                deletes.append(f"delete element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {', '.join(refresh)} }}\n")
+        if deletes:
             try:
-                self.run(delete + add)
+                self.run("".join(deletes + adds))
                 return
             except NftError:
                 pass  # one of them expired meanwhile: a plain add is right then
-        self.run(add)
+        if adds:
+            self.run("".join(adds))
 
     # --- counters for metrics ---
     def named_counters(self) -> dict[str, Counter]:

@@ -31,6 +31,7 @@ receives.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import itertools
 import logging
@@ -106,6 +107,9 @@ class HaStateSync:
         self._peer_has_all = False  # the full sync since the peer was last heard is queued
         self._full_read: threading.Thread | None = None
         self._full_result: list[LearnedElement] | None = None  # handed over by the thread
+        # Written by the learned-address writer's thread (note_learned), drained by the loop (poll):
+        # deque's append and popleft are atomic, so neither side takes a lock. Bounded like _pending.
+        self._learned_inbox: collections.deque[LearnedElement] = collections.deque(maxlen=MAX_PENDING_ENTRIES)
         self._next_send = 0.0
         self._next_kernel_read = 0.0
         self._received_window = (0.0, 0)  # (second it started, entries taken in it)
@@ -161,16 +165,25 @@ class HaStateSync:
         return self._socket is not None and (self._socket.fileno() in readable or now >= self._next_send)
 
     def note_learned(self, elements: list[LearnedElement]) -> None:
-        """The classifier wrote these to the learned maps (VerdictHandler.on_learned)."""
+        """The learned-address writer put these into the learned maps (LearnedWriter.on_written; its thread)."""
         if self._socket is not None:
-            self._queue(LearnedEntry(e.address, self._app_of_chain[e.chain], e.timeout_seconds)
-                        for e in elements if e.chain in self._app_of_chain)
+            overflow = len(self._learned_inbox) + len(elements) - (self._learned_inbox.maxlen or 0)
+            if overflow > 0:  # the loop has not drained it for a long while: the oldest go, counted
+                self.metrics.entries.labels("refused", "learned").inc(overflow)
+            self._learned_inbox.extend(elements)
+
+    def _take_learned_inbox(self) -> None:
+        """What the writer's thread handed over since the last round, queued for the peer."""
+        taken = [self._learned_inbox.popleft() for _ in range(len(self._learned_inbox))]
+        self._queue(LearnedEntry(e.address, self._app_of_chain[e.chain], e.timeout_seconds)
+                    for e in taken if e.chain in self._app_of_chain)
 
     def poll(self, own_state: str, peer_state: str, now: float | None = None) -> None:
         if self._socket is None or self.peers is None:
             return
         now = time.monotonic() if now is None else now
         self._receive(own_state, now)
+        self._take_learned_inbox()
         if now < self._next_send:
             return
         self._next_send = now + SEND_INTERVAL_SECONDS

@@ -4,9 +4,13 @@ Signal handlers only set flags and wake the loop through a pipe
 (signal.set_wakeup_fd). Verdicts, applies and control requests happen in the
 loop, on one thread, so a reload never races with a verdict; only reading,
 validating and compiling a policy runs in a worker (daemon/policy_builder.py),
-so a big or slow policy file never holds queued packets back. SIGHUP reloads
-(one at a time; a SIGHUP during a reload asks for one more), SIGTERM/SIGINT
-stop and remove gatewayd's kernel state.
+so a big or slow policy file never holds queued packets back. The apply's
+kernel transaction runs in a thread of its own while the loop serves only the
+queue, with the running plan's verdicts, until it returns
+(daemon/background_apply.py), and DNS-learned addresses reach the kernel
+through a writer thread (apply/learned_writer.py): no verdict waits for a
+netlink write. SIGHUP reloads (one at a time; a SIGHUP during a reload asks
+for one more), SIGTERM/SIGINT stop and remove gatewayd's kernel state.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from gatewayd.compile.plan import Plan
 from gatewayd.control.protocol import DEFAULT_SOCKET
 from gatewayd.control.server import ControlServer
 from gatewayd.control.status import DaemonFacts, build_status
+from gatewayd.daemon.background_apply import run_beside_loop
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
@@ -75,6 +80,7 @@ LOOP_TICK_SECONDS = 1.0
 # numbered but never delivered (VerdictHandler.account_undelivered); a drain within this time of
 # the last count is counted once the queue stays silent as long. One /proc read costs ~30 us.
 UNDELIVERED_CHECK_SECONDS = 0.05
+APPLY_POLL_SECONDS = 0.1  # bound on one wait for queued packets while an apply runs (its end wakes it)
 CHANGE_POLL_SECONDS = 0.1  # how soon a finished health check or a passed deadline is acted on
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation passes (CPython's default: 700)
 
@@ -186,6 +192,7 @@ class Daemon:
             log.error("event=start_failed error=%r", str(exc))
             self.applier.teardown(plan)
             return 1
+        self.applier.learned_writer.start()
         self.metrics.up_since.set(self.started_at)
         self._install_signals()
         settle_garbage_collector(collect=True)  # before "started": nothing heavy may follow the ready signal
@@ -358,17 +365,37 @@ class Daemon:
             # Cannot happen while every change goes through the one builder; kept as a guard.
             return SwitchResult(None, apply_error="the running policy changed while this one was built")
         clock = outcome.clock
-        # Verdicts first, so few packets wait through the transaction (the swap keeps the tables'
-        # hooks, so those still get theirs: NftTable.swap_script).
-        self._drain_queue()
         try:
-            self.applier.apply(outcome.plan, self.plan)
+            self._apply(outcome.plan)
         except ApplyError as exc:
             return SwitchResult(None, apply_error=str(exc), clock=clock)
         clock.step_done("apply")
         self.adopt(outcome.plan, outcome.tables)
         clock.step_done("adopt")
         return SwitchResult(outcome.plan, outcome.text, clock=clock)
+
+    def _apply(self, plan: Plan) -> None:
+        """Apply `plan`, serving the queue meanwhile with the running plan's verdicts (its table is
+        in force until the transaction commits; the swap keeps the tables' hooks, so packets
+        waiting in the queue survive it: NftTable.swap_script)."""
+        previous = self.plan
+        if self.queue is None:  # the first apply: no queue to serve yet
+            self.applier.apply(plan, previous)
+            return
+        queue_fd = self.queue.get_fd()
+
+        def serve_queue() -> None:
+            try:
+                readable, _, _ = select.select([queue_fd, self._wake_read], [], [], APPLY_POLL_SECONDS)
+            except InterruptedError:
+                return
+            if queue_fd in readable:
+                self._drain_queue()
+                self._undelivered_check_due = True
+            if self._wake_read in readable:
+                os.read(self._wake_read, 512)
+
+        run_beside_loop(lambda: self.applier.apply(plan, previous), serve_queue, self._wake_loop)
 
     def record_policy_in_force(self, path: str, text: str | None, *, degraded: bool) -> None:
         """The running policy stands for the file at `path` (or, degraded, last-known-good stands in
@@ -392,8 +419,8 @@ class Daemon:
             assert tables is not None  # the first build has no running apps to keep
             self.classifier = Classifier(tables, max_packets=plan.policy.classifier.max_packets,
                                          dns_flow_takes_queried_app=False)
-            self.handler = VerdictHandler(self.classifier, plan.numbering, self.applier.nft, self.metrics)
-            self.handler.on_learned = self.ha_sync.note_learned
+            self.handler = VerdictHandler(self.classifier, plan.numbering, self.applier.learned_writer, self.metrics)
+            self.applier.learned_writer.on_written = self.ha_sync.note_learned
         elif tables is not None:
             self.classifier.replace_tables(tables)
         self.handler.numbering = plan.numbering

@@ -3,26 +3,26 @@
 Every queued packet is accepted: blocking is the kernel's job (rules chain),
 so a bug here can delay a decision but never blackhole traffic. A decision
 travels back in the packet mark (app bits, compile/marks.py); the enforce
-chain saves it in the ct mark. Addresses learned from a DNS answer enter the
-kernel maps before the answer is released, so the client's first packet to
-them is decided in the kernel. Whether an answer may teach at all starts with
-who sent it, which only the kernel knows: its rules mark answers from the
-policy's resolvers and from the router's own (compile/marks.py).
+chain saves it in the ct mark. Addresses learned from a DNS answer go to the
+learned-address writer, which puts them into the kernel maps from its own
+thread: the answer is released at once, never held behind a netlink write,
+and until the write lands the client's first packet to such an address is
+queued and decided from the classifier's own memory. Whether an answer may
+teach at all starts with who sent it, which only the kernel knows: its rules
+mark answers from the policy's resolvers and from the router's own
+(compile/marks.py).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
-from gatewayd.apply.nft import LearnedElement, NftError, NftKernel
 from gatewayd.classify.dns_learning import AnswerOrigin
 from gatewayd.classify.engine import Classifier, LearnedAddress
 from gatewayd.compile import marks
-from gatewayd.compile.kernel_names import MAP_LEARNED_V4, MAP_LEARNED_V6, set_app_chain
 from gatewayd.compile.numbering import Numbering
 from gatewayd.metrics.daemon_state import DaemonMetrics
 
@@ -39,47 +39,19 @@ def answer_origin(mark: int) -> AnswerOrigin:
     return AnswerOrigin.OTHER
 
 
-class LearnedAddressBook:
-    """What the daemon has put in the learned maps (app and expiry), to know when an entry needs sending."""
+class LearnedSink(Protocol):
+    """Takes learned addresses for the kernel without waiting for it (apply/learned_writer.py)."""
 
-    def __init__(self, max_entries: int = 262144) -> None:
-        self._entries: dict[str, tuple[str, float]] = {}  # address -> (app, expires)
-        self._max_entries = max_entries
-
-    def split(self, entries: Iterable[LearnedAddress], now: float) -> tuple[list[LearnedAddress], list[str]]:
-        """Entries worth sending (new, of another app, or past half their life) and which of those
-        the kernel holds now (they are replaced, not added: an add cannot change an element)."""
-        fresh, present = [], []
-        for entry in entries:
-            key = str(entry.address)
-            app, expires = self._entries.get(key, (None, None))
-            if expires is not None and app == entry.app and expires - now > entry.ttl / 2:
-                continue  # the same app, still comfortably alive in the kernel
-            fresh.append(entry)
-            if expires is not None and expires > now:
-                present.append(key)
-        return fresh, present
-
-    def record(self, entries: Iterable[LearnedAddress], now: float) -> None:
-        if len(self._entries) > self._max_entries:
-            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
-        for entry in entries:
-            self._entries[str(entry.address)] = (entry.app, now + entry.ttl)
-
-    def clear(self) -> None:
-        self._entries.clear()
+    def submit(self, entries: Iterable[LearnedAddress]) -> None: ...
 
 
 class VerdictHandler:
-    def __init__(self, classifier: Classifier, numbering: Numbering, kernel: NftKernel,
+    def __init__(self, classifier: Classifier, numbering: Numbering, learned_sink: LearnedSink,
                  metrics: DaemonMetrics) -> None:
         self.classifier = classifier
         self.numbering = numbering
-        self.kernel = kernel
+        self.learned_sink = learned_sink
         self.metrics = metrics
-        self.learned_book = LearnedAddressBook()
-        # Told each batch written to the learned maps: the HA master sends it to its backup (daemon/ha_state_sync.py).
-        self.on_learned: Callable[[list[LearnedElement]], None] | None = None
         self._last_packet_id: int | None = None
 
     def __call__(self, packet: Any) -> None:
@@ -91,7 +63,8 @@ class VerdictHandler:
             outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic(),
                                                 not mark & marks.FROM_SERVER, answer_origin(mark))
             if outcome.learned:
-                self._learn(outcome.learned)
+                # Handed over, not written: the answer goes now, the writer thread follows.
+                self.learned_sink.submit(outcome.learned)
             decision = outcome.flow_decision
             if decision is not None:
                 number = self.numbering.apps.numbers.get(decision.app, marks.APP_UNKNOWN)
@@ -130,24 +103,3 @@ class VerdictHandler:
         gap = (next_id - last_id - 1) & 0xFFFFFFFF  # ids are u32 and wrap
         if 0 < gap < 0x80000000:  # a "gap" of billions is an id going back (a re-bind), not a loss
             self.metrics.queue_unread.inc(gap)
-
-    def _learn(self, learned: list[LearnedAddress]) -> None:
-        now = time.monotonic()
-        known = [e for e in learned if e.app in self.numbering.apps.numbers]
-        fresh, present = self.learned_book.split(known, now)
-        for version, map_name in ((4, MAP_LEARNED_V4), (6, MAP_LEARNED_V6)):
-            batch = [e for e in fresh if e.address.version == version]
-            if not batch:
-                continue
-            elements = [LearnedElement(str(e.address), set_app_chain(self.numbering.apps.numbers[e.app]), e.ttl)
-                        for e in batch]
-            refresh = [a for a in present if ipaddress.ip_address(a).version == version]
-            try:
-                self.kernel.add_learned(map_name, elements, refresh)
-            except NftError as exc:
-                log.warning("event=learn_failed map=%s error=%r", map_name, str(exc))
-                continue
-            self.learned_book.record(batch, now)
-            self.metrics.learned.inc(len(batch))
-            if self.on_learned is not None:
-                self.on_learned(elements)

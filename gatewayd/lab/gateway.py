@@ -118,6 +118,15 @@ class GatewayDaemon:
         result = self.lab.run(self.ns_key, ["curl", "-s", "--max-time", "5", url], timeout=10)
         return result.stdout
 
+    def wait_for_learned_writes(self, timeout: float = 5.0) -> None:
+        """Until the learned-address writer has put into the kernel all it was handed (the DNS
+        answer is released first: apply/learned_writer.py)."""
+        deadline = time.monotonic() + timeout
+        while metric_value(self.metrics(), "gatewayd_dns_learned_pending") != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"learned addresses still waiting for the kernel after {timeout:g} s")
+            time.sleep(0.05)
+
     def control(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         """`gatewayd status/apply/confirm ...` against this daemon's control socket."""
         return subprocess.run([sys.executable, "-m", "gatewayd", *args, "--socket", str(self.control_socket)],

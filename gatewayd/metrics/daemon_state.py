@@ -21,8 +21,6 @@ class DaemonMetrics:
         self._decisions_by_method: dict[str, Any] = {method: self.decisions.labels(method) for method in METHODS}
         self.latency = HotHistogram("gatewayd_classifier_latency_seconds",
                                     "Time from reading a queued packet to its verdict.", LATENCY_BUCKETS, registry)
-        self.learned = Counter("gatewayd_dns_learned", "Addresses learned from DNS answers (incl. refreshes).",
-                               registry=registry)
         self.errors = Counter("gatewayd_classifier_errors", "Queued packets whose handling failed (accepted anyway).",
                               registry=registry)
         self.generation = Gauge("gatewayd_policy_generation", "Policy generation: +1 on every successful apply.",

@@ -16,6 +16,7 @@ from gatewayd.metrics.daemon_state import DaemonMetrics
 from gatewayd.metrics.dns_learning import DnsLearningCollector
 from gatewayd.metrics.guard import GuardCollector
 from gatewayd.metrics.kernel_features import FeatureSource, KernelFeatureCollector
+from gatewayd.metrics.learned_writes import LearnedWriteCollector, LearnedWriteSource
 from gatewayd.metrics.links import LinkCollector, LinkSource
 from gatewayd.metrics.nfqueue import NfqueueCollector
 from gatewayd.metrics.nft_rules import RuleCollector
@@ -28,13 +29,17 @@ class DaemonSource(PlanSource, ClassifierSource, LinkSource, Protocol):
     """What the collectors read from the daemon: the plan in force, the running classifier, the links' health."""
 
 
-def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[CollectorRegistry, DaemonMetrics]:
+class ApplierSource(FeatureSource, LearnedWriteSource, Protocol):
+    """What the collectors read from the apply layer: the kernel's features, the learned-address writer."""
+
+
+def build_registry(daemon: DaemonSource, applier: ApplierSource) -> tuple[CollectorRegistry, DaemonMetrics]:
     registry = CollectorRegistry()
     registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
                                     NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
                                     ClassifierMemoryCollector(daemon), DnsLearningCollector(daemon),
-                                    KernelFeatureCollector(features), TopTalkerCollector(daemon),
-                                    LinkCollector(daemon, daemon)]))
+                                    KernelFeatureCollector(applier), LearnedWriteCollector(applier),
+                                    TopTalkerCollector(daemon), LinkCollector(daemon, daemon)]))
     return registry, DaemonMetrics(registry)
 
 

@@ -83,4 +83,5 @@ def test_dns_over_tcp_answer_teaches_the_kernel(tcp_only_office: tuple[Lab, Gate
                                first.hostname, "A", site.hostname, "A"], timeout=8, check=False)
     assert site.ipv4 in proc.stdout, proc.stdout + proc.stderr
     # Nobody in this lab looked the name up over UDP: only the TCP answer can have taught this.
+    daemon.wait_for_learned_writes()
     assert site.ipv4 in daemon.nft("list", "map", "inet", "gatewayd", "learned_v4")

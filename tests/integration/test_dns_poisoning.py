@@ -126,6 +126,7 @@ def test_a_guests_own_resolver_cannot_turn_youku_into_erp(office: tuple[Lab, Gat
     youku = SITE["youku"]
     lie = traffic.dns_query(lab, "guest", SITE["erp"].hostname, server=ROGUE_RESOLVER)
     assert lie.addresses == [youku.ipv4], lie  # the lie did reach the guest, through the gateway
+    daemon.wait_for_learned_writes()  # had it taught anything, the kernel would hold it now
     assert learned_app(lab, plan, youku.ipv4) != "erp"
     # Youku's app goes straight to its server: had the lie been learned, the kernel would
     # call the first packet ERP and let it through; the SNI says Youku, blocked for guests.
@@ -136,13 +137,15 @@ def test_a_guests_own_resolver_cannot_turn_youku_into_erp(office: tuple[Lab, Gat
 
 
 def test_a_lie_about_wechat_cannot_block_crm_and_erp_for_finance(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
-    lab, _, plan = office
+    lab, daemon, plan = office
     crm = SITE["crm"]
     lie = traffic.dns_query(lab, "finance", SITE["wechat"].hostname, server=ROGUE_RESOLVER)
     assert lie.addresses == [crm.ipv4], lie
+    daemon.wait_for_learned_writes()
     assert learned_app(lab, plan, crm.ipv4) != "wechat"
     assert traffic.https_get(lab, "finance", crm.hostname, ip_version=4, timeout=5).ok
     assert traffic.https_get(lab, "finance", SITE["erp"].hostname, ip_version=4, timeout=5).ok
+    daemon.wait_for_learned_writes()
     assert learned_app(lab, plan, crm.ipv4) == "crm"  # the named resolver's answer taught it
 
 
@@ -159,6 +162,7 @@ def test_an_off_path_answer_with_the_wrong_id_teaches_nothing(office: tuple[Lab,
         lab.exec_python("guest", SEND_QUERY, [DNS_SERVER_V4, str(port), str(txid), victim])
         lab.exec_python(INTERNET, FORGE_ANSWER, [DNS_SERVER_V4, guest, str(port), str(txid), victim,
                                                  SITE["youku"].ipv4], timeout=20)
+        daemon.wait_for_learned_writes()
         assert learned_app(lab, plan, SITE["youku"].ipv4) != "erp"
         assert not https_without_lookup(lab, "guest", SITE["youku"].hostname, SITE["youku"].ipv4)
         assert answers(daemon, "mismatch") >= before + 3  # seen, and refused for its id
@@ -171,6 +175,7 @@ def test_the_named_resolver_still_teaches(office: tuple[Lab, GatewayDaemon, Plan
     before = answers(daemon, "learned")
     answer = traffic.dns_query(lab, "sales", SITE["bilibili"].hostname)
     assert SITE["bilibili"].ipv4 in answer.addresses
+    daemon.wait_for_learned_writes()
     assert learned_app(lab, plan, SITE["bilibili"].ipv4) == "bilibili"
     assert answers(daemon, "learned") >= before + 1
     queued = daemon.metrics()

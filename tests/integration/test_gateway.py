@@ -112,6 +112,7 @@ def test_dns_learned_address_is_decided_on_the_first_packet(office: tuple[Lab, G
     lab, daemon = office
     answer = traffic.dns_query(lab, "finance", SITE["bilibili"].hostname, "A")
     assert SITE["bilibili"].ipv4 in answer.addresses
+    daemon.wait_for_learned_writes()  # the answer goes first; the kernel holds the address moments later
     assert SITE["bilibili"].ipv4 in daemon.nft("list", "map", "inet", "gatewayd", "learned_v4")
     queued_before = metric_value(daemon.metrics(), "gatewayd_queued_packets_total")
     # A bare TCP handshake carries no payload: only the kernel's DNS-learned map can name it.
@@ -129,6 +130,7 @@ def test_cname_chain_is_followed(office: tuple[Lab, GatewayDaemon]) -> None:
     lab, daemon = office
     answer = traffic.dns_query(lab, "sales", SITE["youku"].hostname, "A")
     assert SITE["youku"].ipv4 in answer.addresses
+    daemon.wait_for_learned_writes()
     learned = daemon.nft("list", "map", "inet", "gatewayd", "learned_v4")
     assert SITE["youku"].ipv4 in learned
 
@@ -401,6 +403,7 @@ def test_answers_of_a_resolver_on_the_router_teach_the_kernel(fresh_office: tupl
             time.sleep(0.2)
             answer = traffic.dns_query(lab, "finance", SITE["bilibili"].hostname, "A", server="192.0.2.1")
         assert SITE["bilibili"].ipv4 in answer.addresses
+        daemon.wait_for_learned_writes()
         assert SITE["bilibili"].ipv4 in daemon.nft("list", "map", "inet", "gatewayd", "learned_v4")
     finally:
         daemon.stop()

@@ -277,6 +277,7 @@ def test_what_waits_to_be_sent_is_bounded(pair: tuple[Node, Node], monkeypatch: 
     a, _b = pair
     monkeypatch.setattr(ha_state_sync, "MAX_PENDING_ENTRIES", 10)
     a.sync.note_learned([LearnedElement(f"203.0.113.{n}", "set_app_12", 300) for n in range(1, 26)])
+    a.sync.poll("master", "backup", 1000.0)  # the writer's thread hands over; the loop queues them
     assert a.count("refused", "learned") == 15
 
 

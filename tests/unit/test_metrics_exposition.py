@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gatewayd.apply.features import KernelFeatures
+from gatewayd.apply.learned_writer import LearnedWriteStats
 from gatewayd.compile.plan import Plan
 from gatewayd.daemon.link_health import LinkReport
 from gatewayd.lab.gateway import promtool_problems
@@ -32,6 +33,9 @@ class NoPlan:
 class FixedFeatures:
     def kernel_features(self) -> KernelFeatures:
         return KernelFeatures(native_queue=False, strict_tcp_tracking=True, leaf_qdisc="bfifo")
+
+    def learned_write_stats(self) -> LearnedWriteStats:
+        return LearnedWriteStats()
 
 
 class Reads(SourceCollector):
