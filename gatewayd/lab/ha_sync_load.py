@@ -1,5 +1,5 @@
 """The HA pair's state sync under load: a policy with something to sync, new flows at a set rate,
-and the bytes each sync sends over the sync link (bench/ha.py, tests/integration/test_ha_state_sync.py).
+and the bytes each sync sends over the sync link (bench/ha.py, tests/integration/test_ha_state_sync_live.py).
 
 The policy is lab/ha_pair.py's with a DNS-learned app that is blocked (bilibili, from the
 catalog), one that is allowed (crm) and the guard's port-scan blocklist, so every set
