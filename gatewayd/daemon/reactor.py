@@ -36,7 +36,7 @@ from gatewayd.control.status import DaemonFacts, build_status
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
-from gatewayd.daemon.ha_peer import HaPeer, policy_file_hash
+from gatewayd.daemon.ha_peer import HaPeer
 from gatewayd.daemon.ha_state_sync import HaStateSync
 from gatewayd.daemon.heap import limit_arenas, release_freed_heap
 from gatewayd.daemon.host_classes import HostClassWatch
@@ -396,7 +396,7 @@ class Daemon:
             self._set_queue_fail_open(plan.policy.classifier.fail_mode)
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
         self.link_health.adopt(plan)
-        self.ha_peer.adopt(plan.policy.ha, policy_file_hash(self.policy_path))
+        self.ha_peer.adopt(plan.policy.ha, plan.policy.content_sha256)  # of the text loaded, not the file now
         self.ha_sync.adopt(self.ha_peer.node, self.ha_peer.peer,
                            plan.policy.ha.sync_interface if plan.policy.ha else None,
                            plan.numbering.apps.numbers, self._guard_has_blocklist())
