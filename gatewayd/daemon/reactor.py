@@ -24,6 +24,7 @@ from typing import Any
 from netfilterqueue import NetfilterQueue
 
 from gatewayd.apply.applier import Applier, ApplyError
+from gatewayd.apply.conntrack_events import ConntrackAnnouncer
 from gatewayd.apply.features import log_kernel_features
 from gatewayd.apply.nfqueue_config import QueueConfigError, set_fail_open
 from gatewayd.classify.engine import Classifier
@@ -121,6 +122,7 @@ class Daemon:
         self.ha_sync = HaStateSync(self.applier.nft, HaSyncMetrics(self.registry))
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
+        self.flow_announcer = ConntrackAnnouncer()  # its socket opens at the first announcement
         self.queue: NetfilterQueue | None = None
         self._want_reload = False
         self._undelivered_check_due = False  # the queue was read since the last count of undelivered ids
@@ -390,6 +392,8 @@ class Daemon:
         elif tables is not None:
             self.classifier.replace_tables(tables)
         self.handler.numbering = plan.numbering
+        self.handler.blockable_apps = plan.ruleset.blockable_apps
+        self.handler.announcer = self.flow_announcer if plan.policy.ha is not None else None
         if previous and previous.policy.classifier.queue_num != plan.policy.classifier.queue_num:
             log.warning("event=queue_number_changed effective=after_restart")
         if previous and previous.policy.classifier.fail_mode != plan.policy.classifier.fail_mode:
@@ -442,6 +446,7 @@ class Daemon:
         self.link_health.stop()
         self.ha_peer.close()
         self.ha_sync.close()
+        self.flow_announcer.close()
         self.builder.close()
         self.control.close()
         if self.queue is not None:

@@ -16,11 +16,12 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from gatewayd.apply.nft import LearnedElement, NftError, NftKernel
 from gatewayd.classify.dns_learning import AnswerOrigin
 from gatewayd.classify.engine import Classifier, LearnedAddress
+from gatewayd.classify.packet import parse_packet
 from gatewayd.compile import marks
 from gatewayd.compile.kernel_names import MAP_LEARNED_V4, MAP_LEARNED_V6, set_app_chain
 from gatewayd.compile.numbering import Numbering
@@ -70,6 +71,12 @@ class LearnedAddressBook:
         self._entries.clear()
 
 
+class FlowAnnouncer(Protocol):
+    """Makes the kernel report a conntrack entry to its event listeners now (apply/conntrack_events.py)."""
+
+    def announce(self, src: bytes, dst: bytes, proto: int, sport: int, dport: int) -> bool: ...
+
+
 class VerdictHandler:
     def __init__(self, classifier: Classifier, numbering: Numbering, kernel: NftKernel,
                  metrics: DaemonMetrics) -> None:
@@ -80,15 +87,21 @@ class VerdictHandler:
         self.learned_book = LearnedAddressBook()
         # Told each batch written to the learned maps: the HA master sends it to its backup (daemon/ha_state_sync.py).
         self.on_learned: Callable[[list[LearnedElement]], None] | None = None
+        # HA: conntrackd hears a ct mark change only when a later packet of the flow is confirmed,
+        # and a flow blocked on its deciding packet has none. So a flow decided for an app a block
+        # rule may apply to is announced once, after its verdict, when the ct mark is final.
+        self.announcer: FlowAnnouncer | None = None
+        self.blockable_apps: frozenset[int] | None = frozenset()  # None: any app (CompiledRuleset)
         self._last_packet_id: int | None = None
 
     def __call__(self, packet: Any) -> None:
         started = time.perf_counter()
+        announce, mark, payload = False, 0, b""
         try:
             self._count_unread(packet.id)
             # The kernel marks reply-direction packets: the classifier need not see the SYN.
-            mark = packet.get_mark()
-            outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic(),
+            mark, payload = packet.get_mark(), packet.get_payload()
+            outcome = self.classifier.on_packet(payload, time.monotonic(),
                                                 not mark & marks.FROM_SERVER, answer_origin(mark))
             if outcome.learned:
                 self._learn(outcome.learned)
@@ -98,6 +111,9 @@ class VerdictHandler:
                 packet.set_mark(marks.verdict_packet_mark(packet.get_mark(), number))
             first = outcome.decision
             if first is not None:
+                number = self.numbering.apps.numbers.get(first.app, marks.APP_UNKNOWN)
+                announce = self.announcer is not None and (self.blockable_apps is None
+                                                           or number in self.blockable_apps)
                 self.metrics.decisions.labels(first.method).inc()
                 if flow_log.isEnabledFor(logging.DEBUG):
                     flow_log.debug("event=flow_decided app=%s method=%s evidence=%r",
@@ -108,6 +124,21 @@ class VerdictHandler:
         finally:
             packet.accept()
             self.metrics.latency.observe(time.perf_counter() - started)
+        if announce:  # after the verdict: the kernel has run the packet through the rules by now
+            self._announce(payload, not mark & marks.FROM_SERVER)
+
+    def _announce(self, payload: bytes, from_client: bool) -> None:
+        info = parse_packet(payload)
+        if self.announcer is None or info is None or not info.l4_present:
+            return
+        try:
+            if from_client:
+                self.announcer.announce(info.src, info.dst, info.proto, info.sport, info.dport)
+            else:  # the entry is named by its original direction: the client's
+                self.announcer.announce(info.dst, info.src, info.proto, info.dport, info.sport)
+        except (OSError, RuntimeError) as exc:
+            self.metrics.errors.inc()
+            log.warning("event=flow_announce_failed error=%r", str(exc))
 
     def _count_unread(self, packet_id: int) -> None:
         """The kernel numbers every packet it queues, also those our full socket buffer then
