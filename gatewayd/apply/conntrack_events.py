@@ -20,11 +20,18 @@ import ipaddress
 import socket
 import struct
 
-NETLINK_NETFILTER = 12
+from gatewayd.apply.nfqueue_config import (
+    NETLINK_NETFILTER,
+    NFGEN_HEADER,
+    NFNETLINK_V0,
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    ack_errno,
+)
+from gatewayd.apply.tc_netlink import HEADER, encode_attribute
+
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_NEW = 0
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NLMSG_ERROR = 2
 NLA_F_NESTED = 0x8000
 CTA_TUPLE_ORIG = 1
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
@@ -34,9 +41,6 @@ PORT_PROTOCOLS = frozenset({socket.IPPROTO_TCP, socket.IPPROTO_UDP})
 ACK_TIMEOUT_SECONDS = 0.2  # the kernel answers while handling the send: the ack is there at once
 RECEIVE_BYTES = 4096
 
-HEADER = struct.Struct("=LHHLL")
-ERROR_CODE = struct.Struct("=i")
-
 
 class ConntrackEventError(RuntimeError):
     def __init__(self, message: str, code: int) -> None:
@@ -44,23 +48,18 @@ class ConntrackEventError(RuntimeError):
         self.code = code
 
 
-def _attribute(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
 def touch_request(sequence: int, src: bytes, dst: bytes, proto: int, sport: int, dport: int) -> bytes:
     """The update message for the entry whose original direction is src:sport -> dst:dport."""
+    attribute = encode_attribute
     if len(src) == 4:
-        family, addresses = socket.AF_INET, _attribute(CTA_IP_V4_SRC, src) + _attribute(CTA_IP_V4_DST, dst)
+        family, addresses = socket.AF_INET, attribute(CTA_IP_V4_SRC, src) + attribute(CTA_IP_V4_DST, dst)
     else:
-        family, addresses = socket.AF_INET6, _attribute(CTA_IP_V6_SRC, src) + _attribute(CTA_IP_V6_DST, dst)
-    ports = (_attribute(CTA_PROTO_NUM, bytes([proto])) + _attribute(CTA_PROTO_SRC_PORT, struct.pack("!H", sport))
-             + _attribute(CTA_PROTO_DST_PORT, struct.pack("!H", dport)))
-    tuple_attribute = _attribute(CTA_TUPLE_ORIG | NLA_F_NESTED,
-                                 _attribute(CTA_TUPLE_IP | NLA_F_NESTED, addresses)
-                                 + _attribute(CTA_TUPLE_PROTO | NLA_F_NESTED, ports))
-    body = struct.pack("=BBH", family, 0, 0) + tuple_attribute  # nfgenmsg: family, NFNETLINK_V0, res_id
+        family, addresses = socket.AF_INET6, attribute(CTA_IP_V6_SRC, src) + attribute(CTA_IP_V6_DST, dst)
+    ports = (attribute(CTA_PROTO_NUM, bytes([proto])) + attribute(CTA_PROTO_SRC_PORT, struct.pack("!H", sport))
+             + attribute(CTA_PROTO_DST_PORT, struct.pack("!H", dport)))
+    original = attribute(CTA_TUPLE_ORIG | NLA_F_NESTED, attribute(CTA_TUPLE_IP | NLA_F_NESTED, addresses)
+                         + attribute(CTA_TUPLE_PROTO | NLA_F_NESTED, ports))
+    body = NFGEN_HEADER.pack(family, NFNETLINK_V0, 0) + original
     message_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
     return HEADER.pack(HEADER.size + len(body), message_type, NLM_F_REQUEST | NLM_F_ACK, sequence, 0) + body
 
@@ -81,20 +80,15 @@ class ConntrackAnnouncer:
         sock = self._open()
         self._sequence = (self._sequence + 1) & 0xFFFFFFFF
         sock.send(touch_request(self._sequence, src, dst, proto, sport, dport))
-        while True:
-            data = sock.recv(RECEIVE_BYTES)
-            if len(data) < HEADER.size + ERROR_CODE.size:
-                raise ConntrackEventError("short ctnetlink answer", 0)
-            _, kind, _, sequence, _ = HEADER.unpack_from(data)
-            if kind != NLMSG_ERROR or sequence != self._sequence:
-                continue  # a late answer to an earlier request that timed out
-            code = -ERROR_CODE.unpack_from(data, HEADER.size)[0]
-            if code == 0:
-                return True
-            if code == errno.ENOENT:
-                return False
-            raise ConntrackEventError(f"ctnetlink update of {describe(src, dst, proto, sport, dport)}: "
-                                      f"{errno.errorcode.get(code, code)}", code)
+        code = None
+        while code is None:  # skips a late answer to an earlier request that timed out
+            code = ack_errno(sock.recv(RECEIVE_BYTES), self._sequence)
+        if code == 0:
+            return True
+        if code == errno.ENOENT:
+            return False
+        raise ConntrackEventError(f"ctnetlink update of {describe(src, dst, proto, sport, dport)}: "
+                                  f"{errno.errorcode.get(code, code)}", code)
 
     def _open(self) -> socket.socket:
         if self._socket is None:
