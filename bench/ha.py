@@ -68,8 +68,10 @@ def one_interval(advert: str, downloads: int) -> str:
 
     failback = "?" if result.failback_gap is None else f"{result.failback_gap:.2f} s"
     gap_end, gap = result.failover_gap
+    v6 = result.probe_v6
+    v6_gap = "?" if v6 is None else f"{v6.longest_gap:.2f} s ({v6.sent - v6.received} of {v6.sent} lost)"
     return (f"advert {advert:>6}: failover gap {gap:.2f} s "
-            f"({probe.sent - probe.received} of {probe.sent} probes lost)   "
+            f"({probe.sent - probe.received} of {probe.sent} probes lost), IPv6 {v6_gap}   "
             f"TCP resets {result.resets} of {downloads}   other ends {other_ends}   "
             f"verdicts changed {result.verdicts_changed} of {len(result.marks_before)} flows   "
             f"gap after the old master's return {failback}\n"

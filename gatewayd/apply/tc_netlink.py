@@ -59,7 +59,7 @@ class Request:
     body: bytes
 
 
-def _attribute(kind: int, payload: bytes) -> bytes:
+def encode_attribute(kind: int, payload: bytes) -> bytes:
     length = 4 + len(payload)
     return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
 
@@ -78,11 +78,11 @@ def htb_options(params: HtbParams) -> bytes:
     parms = (_ratespec(rate) + _ratespec(ceil)
              + struct.pack("=IIIII", _ticks(params.burst_bytes, rate), _ticks(params.cburst_bytes, ceil),
                            params.quantum_bytes, 0, params.priority))
-    attributes = _attribute(TCA_HTB_PARMS, parms)
+    attributes = encode_attribute(TCA_HTB_PARMS, parms)
     if rate >= U32_MAX:
-        attributes += _attribute(TCA_HTB_RATE64, struct.pack("=Q", rate))
+        attributes += encode_attribute(TCA_HTB_RATE64, struct.pack("=Q", rate))
     if ceil >= U32_MAX:
-        attributes += _attribute(TCA_HTB_CEIL64, struct.pack("=Q", ceil))
+        attributes += encode_attribute(TCA_HTB_CEIL64, struct.pack("=Q", ceil))
     return attributes
 
 
@@ -95,7 +95,7 @@ def class_request(verb: str, ifindex: int, handle: int, parent: int, params: Htb
         return Request(what, RTM_DELTCLASS, 0, head)
     assert params is not None
     flags = NLM_F_CREATE | NLM_F_EXCL if verb == "add" else 0
-    body = head + _attribute(TCA_KIND, b"htb\0") + _attribute(TCA_OPTIONS, htb_options(params))
+    body = head + encode_attribute(TCA_KIND, b"htb\0") + encode_attribute(TCA_OPTIONS, htb_options(params))
     if rate_estimator:
         body += estimator()
     return Request(what, RTM_NEWTCLASS, flags, body)
@@ -103,9 +103,10 @@ def class_request(verb: str, ifindex: int, handle: int, parent: int, params: Htb
 
 def qdisc_request(ifindex: int, handle: int, parent: int, kind: str, fifo_limit: int | None = None) -> Request:
     """Add a leaf qdisc; `fifo_limit` only for FIFOs (bytes for bfifo, packets for pfifo)."""
-    body = TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, handle, parent, 0) + _attribute(TCA_KIND, kind.encode() + b"\0")
+    body = (TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, handle, parent, 0)
+            + encode_attribute(TCA_KIND, kind.encode() + b"\0"))
     if fifo_limit is not None:
-        body += _attribute(TCA_OPTIONS, struct.pack("=I", fifo_limit))
+        body += encode_attribute(TCA_OPTIONS, struct.pack("=I", fifo_limit))
     return Request(f"add {kind} under {parent >> 16:x}:{parent & 0xFFFF:x}", RTM_NEWQDISC,
                    NLM_F_CREATE | NLM_F_EXCL, body)
 
@@ -113,8 +114,8 @@ def qdisc_request(ifindex: int, handle: int, parent: int, kind: str, fifo_limit:
 def root_htb_request(ifindex: int, handle: int, default_minor: int) -> Request:
     """Add an HTB root qdisc whose unclassified packets go to `default_minor`."""
     glob = struct.pack("=IIIII", HTB_VERSION, HTB_RATE_TO_QUANTUM, default_minor, 0, 0)
-    body = (TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, handle, TC_H_ROOT, 0) + _attribute(TCA_KIND, b"htb\0")
-            + _attribute(TCA_OPTIONS, _attribute(TCA_HTB_INIT, glob)))
+    body = (TCMSG.pack(socket.AF_UNSPEC, 0, 0, ifindex, handle, TC_H_ROOT, 0) + encode_attribute(TCA_KIND, b"htb\0")
+            + encode_attribute(TCA_OPTIONS, encode_attribute(TCA_HTB_INIT, glob)))
     return Request(f"add htb root {handle >> 16:x}:", RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, body)
 
 
@@ -272,4 +273,4 @@ def _tc_object(data: bytes, offset: int, length: int) -> tuple[int, TcObject]:
 
 def estimator() -> bytes:
     """TCA_RATE: HTB keeps a rate estimate (1 s samples, ~8 s average) that metrics export."""
-    return _attribute(TCA_RATE, struct.pack("=bB", 0, 3))
+    return encode_attribute(TCA_RATE, struct.pack("=bB", 0, 3))

@@ -23,6 +23,7 @@ from gatewayd.compile.nftables_model import NftChain, NftRule, NftSet
 RULES_CHAIN = "rules"
 RULES_BY_APP_MAP = "rules_by_app"
 RULES_FOR_APPS_CHAIN_PREFIX = "rules_for_apps_"
+BLOCK_ACTION = "goto do_block"  # how a block rule ends (compile/ruleset.py)
 RULES_CHAIN_COMMENT = "first match wins; runs on original-direction packets"
 
 
@@ -39,6 +40,14 @@ class PolicyRule:
 class RuleDispatch:
     chains: tuple[NftChain, ...]  # `rules` first
     sets: tuple[NftSet, ...]
+
+
+def blockable_apps(policy_rules: list[PolicyRule]) -> frozenset[int] | None:
+    """The apps some block rule may apply to (None: any app), whatever its groups and schedule."""
+    blocking = [r for r in policy_rules if r.rule.statement.endswith(BLOCK_ACTION)]
+    if any(r.apps is None for r in blocking):
+        return None
+    return frozenset(n for r in blocking for n in r.apps or ())
 
 
 def compile_rule_dispatch(policy_rules: list[PolicyRule]) -> RuleDispatch:

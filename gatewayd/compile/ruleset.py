@@ -73,7 +73,7 @@ from gatewayd.compile.nftables_model import (
 )
 from gatewayd.compile.numbering import Numbering
 from gatewayd.compile.qos_rules import compile_qos_rules
-from gatewayd.compile.rule_dispatch import PolicyRule, compile_rule_dispatch
+from gatewayd.compile.rule_dispatch import BLOCK_ACTION, PolicyRule, blockable_apps, compile_rule_dispatch
 from gatewayd.compile.schedule import schedule_matches
 from gatewayd.compile.tunnels import compile_tunnels
 from gatewayd.policy.model import IPNetwork, Policy, Rule
@@ -114,6 +114,10 @@ class CompiledRuleset:
     table: NftTable
     rule_counters: dict[str, str]  # counter name -> rule name ("default" for the default)
     warnings: tuple[str, ...]
+    # App numbers some block rule can apply to (None: any app, e.g. a block rule naming no app or
+    # `default: block`). The daemon announces a flow the classifier decides for one of these
+    # (apply/conntrack_events.py): its deciding packet may be dropped, so no event would tell conntrackd.
+    blockable_apps: frozenset[int] | None = frozenset()
 
 
 class RulesetCompiler:
@@ -124,6 +128,7 @@ class RulesetCompiler:
         self.table = TableBuilder(TABLE_FAMILY, TABLE_NAME)
         self.warnings: list[str] = []
         self.rule_counters: dict[str, str] = {}
+        self.blockable_apps: frozenset[int] | None = frozenset()
         # The office: LAN ports and tunnels to branches (their flows are classified like the LAN's).
         self.lan_interfaces = "{ " + ", ".join(f'"{i}"' for i in policy.office_ports()) + " }"
         self.lan_match = f"iifname {self.lan_interfaces}"
@@ -144,7 +149,7 @@ class RulesetCompiler:
         self._enforce_chain()
         self._link_chains()
         table = self.table.build(comment=f"managed by gatewayd from {self.policy.source}")
-        return CompiledRuleset(table, dict(self.rule_counters), tuple(self.warnings))
+        return CompiledRuleset(table, dict(self.rule_counters), tuple(self.warnings), self.blockable_apps)
 
     # --- sets whose contents live across reloads ---
     def _dynamic_sets(self) -> None:
@@ -320,10 +325,11 @@ class RulesetCompiler:
             policy_rules.extend(self._compile_rule(index, rule))
         default_counter = f"counter name {COUNTER_DEFAULT}"
         if self.policy.default_action == "block":
-            default = NftRule(f"{default_counter} goto do_block", comment="default")
+            default = NftRule(f"{default_counter} {BLOCK_ACTION}", comment="default")
         else:
             default = NftRule(f"{default_counter} {self._set_class(self.policy.default_class)}", comment="default")
         policy_rules.append(PolicyRule(None, default))
+        self.blockable_apps = blockable_apps(policy_rules)
         dispatch = compile_rule_dispatch(policy_rules)
         self.table.sets.extend(dispatch.sets)
         self.table.chains.extend(dispatch.chains)
@@ -341,7 +347,7 @@ class RulesetCompiler:
             return []
         self.table.counters.append(COUNTER_TCP_ONLY)
         self.rule_counters[COUNTER_TCP_ONLY] = TCP_ONLY_RULE_NAME
-        return [PolicyRule(numbers, NftRule(f"meta l4proto udp counter name {COUNTER_TCP_ONLY} goto do_block",
+        return [PolicyRule(numbers, NftRule(f"meta l4proto udp counter name {COUNTER_TCP_ONLY} {BLOCK_ACTION}",
                                             comment="classifier.tcp_only: " + ", ".join(names)))]
 
     def _set_class(self, class_name: str | None) -> str:
@@ -364,7 +370,7 @@ class RulesetCompiler:
                 self.warnings.append(f"rule '{rule.name}' names no app the catalog has; it matches nothing")
                 return []
 
-        action = "goto do_block" if rule.action == "block" else self._set_class(rule.qos_class)
+        action = BLOCK_ACTION if rule.action == "block" else self._set_class(rule.qos_class)
         time_matches = schedule_matches(self.policy.schedules[rule.schedule]) if rule.schedule else [""]
         source_matches = self._source_matches(index, rule)
         policy_rules = []

@@ -2,7 +2,8 @@
 
 Each daemon sends a small datagram to the peer's sync address every HEARTBEAT_SECONDS
 (over the sync link, beside conntrackd): its node name, its VRRP state (the file
-`gatewayd ha-notify` writes, apply/ha_state.py) and the SHA-256 of its policy file.
+`gatewayd ha-notify` writes, apply/ha_state.py) and the SHA-256 of the policy text in force
+(Policy.content_sha256: what was loaded, not what the file holds now).
 What it hears from the peer is kept for PEER_SILENT_SECONDS; after that the peer's
 state is "unknown". The daemon finds which node it is by binding to the nodes' sync
 addresses: only its own is an address of this box.
@@ -15,7 +16,6 @@ loop round.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import socket
@@ -34,14 +34,6 @@ HEARTBEAT_SECONDS = 1.0
 PEER_SILENT_SECONDS = 3.5  # three heartbeats missed
 MAX_DATAGRAM_BYTES = 512
 MAX_READS_PER_POLL = 16
-
-
-def policy_file_hash(path: str) -> str:
-    """SHA-256 of the policy file's bytes ("" if it cannot be read): both nodes should show the same."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""
 
 
 @dataclass(frozen=True)

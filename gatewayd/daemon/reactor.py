@@ -28,6 +28,7 @@ from typing import Any
 from netfilterqueue import NetfilterQueue
 
 from gatewayd.apply.applier import Applier, ApplyError
+from gatewayd.apply.conntrack_events import ConntrackAnnouncer
 from gatewayd.apply.features import log_kernel_features
 from gatewayd.apply.nfqueue_config import QueueConfigError, set_fail_open
 from gatewayd.classify.engine import Classifier
@@ -41,7 +42,7 @@ from gatewayd.daemon.background_apply import run_beside_loop
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
-from gatewayd.daemon.ha_peer import HaPeer, policy_file_hash
+from gatewayd.daemon.ha_peer import HaPeer
 from gatewayd.daemon.ha_state_sync import HaStateSync
 from gatewayd.daemon.heap import limit_arenas, release_freed_heap
 from gatewayd.daemon.host_classes import HostClassWatch
@@ -129,6 +130,7 @@ class Daemon:
         self.schedule_epochs = ScheduleEpochs(self._advance_epoch)
         self.classifier: Classifier | None = None
         self.handler: VerdictHandler | None = None
+        self.flow_announcer = ConntrackAnnouncer()  # its socket opens at the first announcement
         self.queue: NetfilterQueue | None = None
         self._want_reload = False
         self._undelivered_check_due = False  # the queue was read since the last count of undelivered ids
@@ -424,6 +426,8 @@ class Daemon:
         elif tables is not None:
             self.classifier.replace_tables(tables)
         self.handler.numbering = plan.numbering
+        self.handler.blockable_apps = plan.ruleset.blockable_apps
+        self.handler.announcer = self.flow_announcer if plan.policy.ha is not None else None
         if previous and previous.policy.classifier.queue_num != plan.policy.classifier.queue_num:
             log.warning("event=queue_number_changed effective=after_restart")
         if previous and previous.policy.classifier.fail_mode != plan.policy.classifier.fail_mode:
@@ -431,7 +435,7 @@ class Daemon:
         self.metrics.set_fail_mode(plan.policy.classifier.fail_mode)
         self.link_health.adopt(plan)
         self.schedule_epochs.adopt(plan.policy)
-        self.ha_peer.adopt(plan.policy.ha, policy_file_hash(self.policy_path))
+        self.ha_peer.adopt(plan.policy.ha, plan.policy.content_sha256)  # of the text loaded, not the file now
         self.ha_sync.adopt(self.ha_peer.node, self.ha_peer.peer,
                            plan.policy.ha.sync_interface if plan.policy.ha else None,
                            plan.numbering.apps.numbers, self._guard_has_blocklist())
@@ -477,6 +481,7 @@ class Daemon:
         self.link_health.stop()
         self.ha_peer.close()
         self.ha_sync.close()
+        self.flow_announcer.close()
         self.builder.close()
         self.control.close()
         if self.queue is not None:

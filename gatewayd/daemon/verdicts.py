@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from gatewayd.classify.dns_learning import AnswerOrigin
 from gatewayd.classify.engine import Classifier, LearnedAddress
+from gatewayd.classify.packet import parse_packet
 from gatewayd.compile import marks
 from gatewayd.compile.numbering import Numbering
 from gatewayd.metrics.daemon_state import DaemonMetrics
@@ -45,6 +46,12 @@ class LearnedSink(Protocol):
     def submit(self, entries: Iterable[LearnedAddress]) -> None: ...
 
 
+class FlowAnnouncer(Protocol):
+    """Makes the kernel report a conntrack entry to its event listeners now (apply/conntrack_events.py)."""
+
+    def announce(self, src: bytes, dst: bytes, proto: int, sport: int, dport: int) -> bool: ...
+
+
 class VerdictHandler:
     def __init__(self, classifier: Classifier, numbering: Numbering, learned_sink: LearnedSink,
                  metrics: DaemonMetrics) -> None:
@@ -52,15 +59,21 @@ class VerdictHandler:
         self.numbering = numbering
         self.learned_sink = learned_sink
         self.metrics = metrics
+        # HA: conntrackd hears a ct mark change only when a later packet of the flow is confirmed,
+        # and a flow blocked on its deciding packet has none. So a flow decided for an app a block
+        # rule may apply to is announced once, after its verdict, when the ct mark is final.
+        self.announcer: FlowAnnouncer | None = None
+        self.blockable_apps: frozenset[int] | None = frozenset()  # None: any app (CompiledRuleset)
         self._last_packet_id: int | None = None
 
     def __call__(self, packet: Any) -> None:
         started = time.perf_counter()
+        announce, mark, payload = False, 0, b""
         try:
             self._count_unread(packet.id)
             # The kernel marks reply-direction packets: the classifier need not see the SYN.
-            mark = packet.get_mark()
-            outcome = self.classifier.on_packet(packet.get_payload(), time.monotonic(),
+            mark, payload = packet.get_mark(), packet.get_payload()
+            outcome = self.classifier.on_packet(payload, time.monotonic(),
                                                 not mark & marks.FROM_SERVER, answer_origin(mark))
             if outcome.learned:
                 # Handed over, not written: the answer goes now, the writer thread follows.
@@ -71,6 +84,9 @@ class VerdictHandler:
                 packet.set_mark(marks.verdict_packet_mark(mark, number))
             first = outcome.decision
             if first is not None:
+                number = self.numbering.apps.numbers.get(first.app, marks.APP_UNKNOWN)
+                announce = self.announcer is not None and (self.blockable_apps is None
+                                                           or number in self.blockable_apps)
                 self.metrics.count_decision(first.method)
                 if flow_log.isEnabledFor(logging.DEBUG):
                     flow_log.debug("event=flow_decided app=%s method=%s evidence=%r",
@@ -81,6 +97,21 @@ class VerdictHandler:
         finally:
             packet.accept()
             self.metrics.latency.observe(time.perf_counter() - started)
+        if announce:  # after the verdict: the kernel has run the packet through the rules by now
+            self._announce(payload, not mark & marks.FROM_SERVER)
+
+    def _announce(self, payload: bytes, from_client: bool) -> None:
+        info = parse_packet(payload)
+        if self.announcer is None or info is None or not info.l4_present:
+            return
+        try:
+            if from_client:
+                self.announcer.announce(info.src, info.dst, info.proto, info.sport, info.dport)
+            else:  # the entry is named by its original direction: the client's
+                self.announcer.announce(info.dst, info.src, info.proto, info.dport, info.sport)
+        except (OSError, RuntimeError) as exc:
+            self.metrics.errors.inc()
+            log.warning("event=flow_announce_failed error=%r", str(exc))
 
     def _count_unread(self, packet_id: int) -> None:
         """The kernel numbers every packet it queues, also those our full socket buffer then

@@ -87,6 +87,7 @@ NODES = (
                "203.0.113.242", 253, 0x0B),
 )
 CALL_SERVER, CALL_PORT = "203.0.113.70", 3478  # the lab internet echoes UDP there
+CALL_SERVER_V6 = "2001:db8:100::70"  # the same server over IPv6: the office's IPv6 path across a failover
 
 # The call (UDP 3478 to the wechat server address) in the realtime class, so its flow's mark
 # carries a class the failover must keep; the rest in default.
@@ -121,7 +122,7 @@ ha:
 UDP_PROBE_SCRIPT = r"""
 import json, socket, sys, time
 address, port, seconds, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
 sock.connect((address, port))
 sock.setblocking(False)
 sent, received, last_echo, longest_gap = 0, 0, None, 0.0
@@ -180,9 +181,10 @@ class ProbeResult:
 
 
 class UdpProbe:
-    def __init__(self, lab: HaPairLab, host: str, seconds: float, interval: float = 0.01) -> None:
+    def __init__(self, lab: HaPairLab, host: str, seconds: float, interval: float = 0.01,
+                 server: str = CALL_SERVER) -> None:
         self.seconds = seconds
-        self.process = lab.popen(host, [sys.executable, "-c", UDP_PROBE_SCRIPT, CALL_SERVER, str(CALL_PORT),
+        self.process = lab.popen(host, [sys.executable, "-c", UDP_PROBE_SCRIPT, server, str(CALL_PORT),
                                         str(seconds), str(interval)], stdout=subprocess.PIPE)
         assert self.process.stdout is not None
         first = self.process.stdout.readline()
@@ -423,6 +425,7 @@ class FailoverResult:
     killed_at: float = 0.0  # wall clock (time.time()) when the old master began to die
     returned_at: float | None = None  # wall clock when the old master began to boot again (None: it stayed dead)
     marks_after_return: dict[str, int] | None = None  # the flows on the master once gw-a is back
+    probe_v6: ProbeResult | None = None  # the same probe over IPv6 (sales1, via the LAN's IPv6 virtual address)
 
     @property
     def failover_gap(self) -> tuple[float, float]:
@@ -463,6 +466,7 @@ def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
     flows = LongDownloads(lab, "sales1", [("203.0.113.60", "news.lab.example")] * downloads, seconds,
                           bytes_per_second=200_000, stall_seconds=seconds)
     probe = UdpProbe(lab, "sales2", seconds)
+    probe_v6 = UdpProbe(lab, "sales1", seconds, interval=0.02, server=CALL_SERVER_V6)
     time.sleep(kill_after)
     marks_before = office_marks(lab, "gw-a")
     before_kill()
@@ -479,4 +483,4 @@ def fail_over(lab: HaPairLab, downloads: int, seconds: float, kill_after: float,
         marks_after_return = office_marks(lab, "gw-a" if lab.holds_virtual_address("gw-a") else "gw-b")
     outcomes = [flow.outcome for flow in flows.results()]
     return FailoverResult(outcomes, probe.result(), marks_before, marks_after, killed_at, returned_at,
-                          marks_after_return)
+                          marks_after_return, probe_v6.result())

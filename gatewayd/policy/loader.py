@@ -11,8 +11,10 @@ module only checks the top level and puts the sections together.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -116,7 +118,7 @@ def _load(text: str, checker: Checker, catalog_path: str | Path | None,
     issues = _in_file_order(catalog_issues) + _in_file_order(checker.issues)
     if issues or policy is None:
         raise PolicyError(issues)
-    return policy
+    return replace(policy, content_sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
 def _in_file_order(issues: list[PolicyIssue]) -> list[PolicyIssue]:

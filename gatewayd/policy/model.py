@@ -373,6 +373,9 @@ class Policy:
     link_pins: tuple[LinkPin, ...] = ()
     tunnels: tuple[Tunnel, ...] = ()
     ha: HaPair | None = None  # two gateways, one office (keepalived + conntrackd); see policy/ha.py
+    # SHA-256 of the text this policy was loaded from (UTF-8), set by the loader: the HA peers compare
+    # it, and it must be the policy in force, not whatever the file holds by the time it is adopted.
+    content_sha256: str = field(default="", compare=False)
 
     def office_ports(self) -> tuple[str, ...]:
         """Interfaces whose traffic is the office's own: the LAN ports and the tunnels to branches."""

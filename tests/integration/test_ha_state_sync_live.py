@@ -177,13 +177,12 @@ def test_the_backup_decides_new_flows_in_the_kernel_after_failover(pair: HaPairL
     assert "node gw-b master" in status, status
 
 
-# Found while writing this test, not fixed here: conntrackd never hears of a block verdict given
-# after a flow was confirmed. The kernel delivers a conntrack's cached events (the mark change
-# included) when a packet of it is confirmed at postrouting; the packet carrying the block verdict
-# and every later one are dropped in forward, so the event stays in the cache. `conntrackd -i` on
-# gw-a shows the flow's old mark (undecided) while the kernel has the block bit; gw-b gets the old
-# mark, queues the flow's next datagram to its classifier, which cannot name it (no SNI): allowed.
-@pytest.mark.xfail(strict=True, reason="a block verdict on an open flow never reaches conntrackd (see above)")
+# A block verdict given after a flow was confirmed never reached conntrackd by itself: the kernel
+# delivers a conntrack's cached events (the mark change included) when a packet of it is confirmed
+# at postrouting, and the packet carrying the block verdict and every later one are dropped in
+# forward. gw-b then got the old, undecided mark, queued the flow's next datagram to its classifier,
+# which cannot name it (no SNI): allowed. The daemon now announces such a flow through ctnetlink
+# right after its verdict (apply/conntrack_events.py); without that this test fails.
 def test_an_open_flow_of_a_blocked_app_stays_blocked_after_failover(pair: HaPairLab) -> None:
     """conntrackd carries the flow with its ct mark (block bit included): no datagram of it gets
     through gw-b after the failover, and gw-b's conntrack shows the mark."""

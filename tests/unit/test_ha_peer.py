@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from gatewayd.apply.ha_state import read_state, write_state
 from gatewayd.cli.status import render_ha
-from gatewayd.daemon.ha_peer import PEER_SILENT_SECONDS, HaPeer, policy_file_hash
+from gatewayd.daemon.ha_peer import PEER_SILENT_SECONDS, HaPeer
+from gatewayd.daemon.policy_builder import BuildRequest, build_policy
 from gatewayd.metrics.daemon_state import DaemonMetrics
+from gatewayd.policy.loader import load_policy_text
 from gatewayd.policy.model import HaNode, HaPair
 
 # Loopback stands for the sync link: both addresses are local, so each peer is named outright.
@@ -103,12 +105,29 @@ def test_without_an_ha_section_there_is_no_report(tmp_path: Path) -> None:
     assert peer.report() is None and peer.fds() == [] and render_ha(None) == []
 
 
-def test_policy_hash_is_of_the_files_bytes(tmp_path: Path) -> None:
-    (tmp_path / "p.yaml").write_text("version: 1\n")
-    assert policy_file_hash(str(tmp_path / "p.yaml")) == hashlib.sha256(b"version: 1\n").hexdigest()
-    (tmp_path / "q.yaml").write_text("version: 1\n# another\n")
-    assert policy_file_hash(str(tmp_path / "p.yaml")) != policy_file_hash(str(tmp_path / "q.yaml"))
-    assert policy_file_hash(str(tmp_path / "missing.yaml")) == ""
+POLICY = """\
+version: 1
+interfaces: {lan: lan0, wan: wan0, upload: 10mbit, download: 10mbit}
+classes:
+  default: {priority: 3}
+"""
+
+
+def test_the_hash_sent_to_the_peer_is_of_the_text_loaded_not_of_the_file_at_adoption(
+        tmp_path: Path, peers: tuple[HaPeer, HaPeer]) -> None:
+    """The daemon loads the file, an admin edits it before the plan is adopted: the peer must be
+    told the hash of the policy in force. A revert (a policy given as an object) keeps its hash."""
+    path = tmp_path / "p.yaml"
+    path.write_text(POLICY)
+    built = build_policy(BuildRequest(path=str(path)), None, 0, None)
+    path.write_text(POLICY + "# edited after the load\n")
+    a, _ = peers
+    a.adopt(PAIR, built.plan.policy.content_sha256)
+    assert a.policy_hash == hashlib.sha256(POLICY.encode()).hexdigest()
+    assert a.policy_hash != hashlib.sha256(path.read_bytes()).hexdigest()
+    reverted = build_policy(BuildRequest(policy=built.plan.policy), built.plan, 1, None)
+    assert reverted.plan.policy.content_sha256 == a.policy_hash
+    assert load_policy_text(POLICY + "# another\n", "q.yaml").content_sha256 != a.policy_hash
 
 
 def test_status_line_and_metrics_say_master_backup_and_a_different_policy() -> None:
