@@ -86,6 +86,8 @@ def decide(classifier: Classifier, packets: list[bytes]) -> Decision:
     ("google.co.jp.example.net", None), ("www.google-analytics.example", None),
     ("dnses.alekberg.net", "doh_dot"), ("fi.doh.dns.snopyta.org", "doh_dot"), ("anycast.uncensoreddns.org", "doh_dot"),
     ("snopyta.org", None), ("www.uncensoreddns.org", None),
+    ("kv601.prod.do.dsp.mp.microsoft.com", "windowsupdate"), ("wustat.windows.com", "windowsupdate"),
+    ("v10.events.data.microsoft.com", "microsoft"),
 ])
 def test_tls_sni_of_catalog_apps(classifier: Classifier, name: str, app: str | None) -> None:
     decision = decide(classifier, tls_flow(name, 40000))
