@@ -8,8 +8,6 @@ TURN (RFC 8656) are generic carriers; a message names its app only through
   * the REALM of a TURN server (its operator's domain, e.g. a realm under
     signal.org) and the SOFTWARE the agent names itself with: free text that
     the engine matches against the catalog, never against a list of its own.
-Over TCP, ICE (RFC 6544) frames each STUN message with a 16-bit length
-(RFC 4571): a frame holding exactly one STUN message is read as that message.
 Agora's SD-RTN (the network carrying many Chinese apps' calls) opens with a
 UDP message that names its server: byte 6 is 0x21, bytes 12-15 are "\\x04SNI",
 then a 16-bit name length, a zero byte and the host name.
@@ -33,20 +31,11 @@ _HOST_NAME = re.compile(rb"[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}\.?")
 _PRODUCT = re.compile(r"[a-z][a-z0-9]{1,31}")
 
 
-def unframed_stun(payload: bytes) -> bytes:
-    """The STUN message inside one RFC 4571 frame (ICE-TCP), or the payload itself."""
-    if len(payload) >= STUN_HEADER_SIZE + 2 and payload[6:10] == STUN_MAGIC_COOKIE \
-            and _U16.unpack_from(payload, 0)[0] == len(payload) - 2:
-        return payload[2:]
-    return payload
-
-
 def stun_attributes(payload: bytes) -> list[tuple[int, bytes]] | None:
     """(type, value) of each attribute of a STUN message (magic cookie checked), or None if it is not one.
 
     A value running past the message ends the walk: the attributes before it still count.
     """
-    payload = unframed_stun(payload)
     if len(payload) < STUN_HEADER_SIZE or payload[0] & 0xC0 or payload[4:8] != STUN_MAGIC_COOKIE:
         return None
     attributes: list[tuple[int, bytes]] = []

@@ -136,8 +136,7 @@ _STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 
 
 def stun(payload: bytes, direction_is_client: bool) -> bool:
-    """RFC 5389 STUN: top two bits 0, magic cookie, length = attributes, 4-byte aligned (ICE-TCP framing removed)."""
-    payload = sig_calls.unframed_stun(payload)
+    """RFC 5389 STUN: top two bits 0, magic cookie, length = attributes, 4-byte aligned."""
     if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != _STUN_MAGIC_COOKIE:
         return False
     declared: int = _U16.unpack_from(payload, 2)[0]
@@ -162,7 +161,7 @@ def stun_whatsapp(payload: bytes, direction_is_client: bool) -> bool:
     attributes = sig_calls.stun_attributes(payload)
     if attributes is None:
         return False
-    return (_U16.unpack_from(sig_calls.unframed_stun(payload), 0)[0] in _WHATSAPP_STUN_TYPES
+    return (_U16.unpack_from(payload, 0)[0] in _WHATSAPP_STUN_TYPES
             or any(kind in _WHATSAPP_STUN_ATTRIBUTES for kind, _ in attributes))
 
 
@@ -188,11 +187,10 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "openvpn": (openvpn, _TCP_UDP),
     "wireguard": (wireguard, _UDP),
     "stun": (stun, _TCP_UDP),
-    # Calls fall back to TCP (ICE-TCP, TURN over TCP) where UDP is blocked.
-    "stun_msteams": (stun_msteams, _TCP_UDP),
-    "stun_whatsapp": (stun_whatsapp, _TCP_UDP),
-    "stun_zoom": (sig_calls.stun_zoom, _TCP_UDP),
-    "stun_googlecall": (sig_calls.stun_googlecall, _TCP_UDP),
+    "stun_msteams": (stun_msteams, _UDP),
+    "stun_whatsapp": (stun_whatsapp, _UDP),
+    "stun_zoom": (sig_calls.stun_zoom, _UDP),
+    "stun_googlecall": (sig_calls.stun_googlecall, _UDP),
     "sd_rtn": (sig_calls.sd_rtn, _UDP),
     "rdp": (sig_services.rdp, _TCP),
     "teamviewer": (sig_services.teamviewer, _TCP_UDP),

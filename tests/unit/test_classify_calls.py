@@ -96,35 +96,6 @@ def test_the_message_names_the_call_on_its_first_packet(attributes: list[tuple[i
     assert decision is not None and decision.app == app and decision.method == "signature"
 
 
-def ice_tcp_frame(message: bytes) -> bytes:
-    """RFC 6544 ICE-TCP: each STUN message behind a 16-bit length (RFC 4571 framing)."""
-    return struct.pack("!H", len(message)) + message
-
-
-@pytest.mark.parametrize(("attributes", "app", "evidence"), [
-    # [MS-ICE2] Candidate-Identifier and MS-Implementation-Version: a Teams call's ICE check.
-    ([(STUN_USERNAME, b"ab:cd"), ice_controlling(), (0x8054, b"1\x00\x00\x00"), (0x8070, b"\x00\x00\x00\x03")],
-     "skype_teamscall", "stun_msteams"),
-    ([(0x0103, bytes(4))], "zoom", "stun_zoom"),
-    ([(STUN_USERNAME, b"ab:cd"), ice_controlling()], "stun", "stun"),
-])
-def test_a_call_falling_back_to_ice_tcp_is_read_through_the_framing(
-        attributes: list[tuple[int, bytes]], app: str, evidence: str) -> None:
-    classifier = builtin_classifier(max_packets=2)
-    frame = ice_tcp_frame(stun_message(STUN_BINDING_REQUEST, attributes))
-    packets = [bytes(IP(src=CLIENT, dst=OTHER_CLIENT) / TCP(sport=41588, dport=42000, flags="S", seq=10)),
-               bytes(IP(src=CLIENT, dst=OTHER_CLIENT) / TCP(sport=41588, dport=42000, flags="PA", seq=11) / Raw(frame))]
-    decisions = [classifier.on_packet(packet, 1.0 + index).decision for index, packet in enumerate(packets)]
-    assert decisions[-1] is not None and (decisions[-1].app, decisions[-1].evidence) == (app, evidence)
-
-
-def test_a_length_prefix_that_does_not_frame_the_whole_message_is_not_stun() -> None:
-    message = stun_message(STUN_BINDING_REQUEST, [ice_controlling()])
-    assert stun_names(struct.pack("!H", len(message) + 4) + message) == (None, None)
-    assert not stun_zoom(struct.pack("!H", len(message) - 1) + stun_message(STUN_BINDING_REQUEST, [(0x0103, bytes(4))]),
-                         True)
-
-
 @pytest.mark.parametrize("attributes", [
     [requested_transport_udp(), software("Coturn-4.6.2")],  # a relay server's software names no app
     [requested_transport_udp(), realm("turn.example.net")],  # a realm no app owns
