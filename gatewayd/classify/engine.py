@@ -157,7 +157,7 @@ class _Flow:
                  "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
                  "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
                  "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries",
-                 "early_segments", "client_hello_seen")
+                 "early_segments")
     key: FlowKey  # set by the engine when it files the flow
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
@@ -188,7 +188,6 @@ class _Flow:
         self.quic: quic_parser.QuicState | None = None  # CRYPTO reassembly while the ClientHello is incomplete
         self.held = 0  # buffered bytes as last counted in the host ledger
         self.verdict_unsent = False  # decided between its packets (given up): the next one carries the verdict
-        self.client_hello_seen = False  # the client opened its stream with a TLS ClientHello (implicit TLS)
 
 
 def _unseen_part(next_seq: int, seq: int, payload: bytes) -> bytes:
@@ -605,7 +604,6 @@ class Classifier:
                 flow.want_tls = False
             elif hello is not tls_parser.NEED_MORE:
                 flow.want_tls = flow.want_http = False
-                flow.client_hello_seen = True
                 decision = self._hello_decision(flow, hello, "tls-sni", PROTO_TCP, now)
         if flow.want_http:
             request = http_parser.parse_request(data)
@@ -768,10 +766,6 @@ class Classifier:
             if proto in protocols and match(payload, from_client):
                 if name in CARRIER_SIGNATURES:
                     return self._carrier_decision(flow, payload, name, app, now)
-                if name in self._mail_upgrades and flow.client_hello_seen:
-                    # The client spoke TLS before the server's plaintext greeting: it asked for the
-                    # implicit-TLS service (RFC 8314), whatever a misconfigured server answers.
-                    return Decision(self._mail_upgrades[name], "signature", f"{name}+client-tls")
                 if name in self._mail_upgrades and flow.packets < self.max_packets:
                     # A mail session may yet upgrade with STARTTLS: wait for the client's
                     # next commands (within the flow's packet budget: plaintext at its end).

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from scapy.all import IP, TCP, Raw
-from scapy.layers.tls.all import TLS, TLSClientHello
 
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.sig_services import starttls_command
@@ -74,19 +73,3 @@ def test_starttls_command_parser() -> None:
     assert starttls_command("imap", b"STARTTLS\r\n") is False  # IMAP commands carry a tag
     assert starttls_command("imap", b"x1 STARTTLS\r\n") is True
     assert starttls_command("pop3", b"STLS\r\n") is True and starttls_command("pop3", b"QUIT\r\n") is False
-
-
-@pytest.mark.parametrize("port,variant,evidence", [(465, "smtps", "smtp+client-tls"), (993, "imaps", "imap+client-tls"),
-                                                   (995, "pops", "pop3+client-tls")])
-def test_a_client_hello_before_a_plaintext_greeting_is_the_implicit_tls_service(
-        port: int, variant: str, evidence: str) -> None:
-    # The client asked for implicit TLS (RFC 8314) and a misconfigured server greets in plaintext.
-    # Seen from mid-stream (no handshake), so the port alone decides nothing.
-    hello = bytes(TLS(msg=[TLSClientHello(ext=[])]))  # no server name: the hello alone names nothing
-    greeting = GREETINGS[{465: 25, 993: 143, 995: 110}[port]]
-    packets = [bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=42002, dport=port, flags="PA", seq=101, ack=501)
-                     / Raw(hello)),
-               bytes(IP(src=SERVER, dst=CLIENT) / TCP(sport=port, dport=42002, flags="PA", seq=501, ack=101)
-                     / Raw(greeting))]
-    decision, number = first_decision(packets)
-    assert (decision.app, decision.method, decision.evidence, number) == (variant, "signature", evidence, 2)
