@@ -78,6 +78,7 @@ def test_google_quic_q050_initials_are_read_through_the_kernel_path(tcp_only_off
     """Q050 protects its Initials with its own salt and carries a gQUIC CHLO: named by its SNI, not given up."""
     lab, daemon = tcp_only_office
     site = SITE["wechat"]  # used by no other test here: nothing taught the kernel its address
+    assert site.ipv4 is not None
     exposition = daemon.metrics()
     named_before = metric_value(exposition, "gatewayd_classifier_decisions_total", method="quic-sni")
     flows_before = metric_value(exposition, "gatewayd_flows_total", app="wechat", group="sales")
