@@ -95,11 +95,20 @@ def read_frames(path: str | Path) -> Iterator[tuple[float, int, bytes]]:
 
 
 def read_ip_packets(path: str | Path) -> Iterator[tuple[float, bytes]]:
-    """(timestamp, IP packet) for every IP frame in the capture, tunnels (6in4, GRE, VXLAN) unwrapped."""
+    """(timestamp, IP packet) for every IP frame in the capture, tunnels (6in4, GRE, VXLAN, CAPWAP) unwrapped.
+
+    A packet byte for byte the same as the one just before it is the same packet captured
+    twice (on both sides of a tunnel endpoint or a wireless controller, or by two mirror
+    ports), not a retransmission, which carries a new IPv4 identification: it is dropped,
+    or each copy would count against the flow's packet budget."""
+    previous = b""
     for timestamp, linktype, frame in read_frames(path):
         packet = ip_of_frame(linktype, frame)
         if packet:
-            yield timestamp, without_link_padding(innermost_packet(packet, _ip_of_ethernet))
+            packet = without_link_padding(innermost_packet(packet, _ip_of_ethernet))
+            if packet != previous:
+                yield timestamp, packet
+            previous = packet
 
 
 def without_link_padding(packet: bytes) -> bytes:

@@ -9,7 +9,11 @@ the tunnel's own flow.
 
 Unwrapped: IP in IP (IPv4 or IPv6 inside IPv4 or IPv6: RFC 2003, RFC 4213),
 GRE version 0 carrying IP or Ethernet (RFC 2784/2890), VXLAN on its IANA port
-(RFC 7348). PPTP's enhanced GRE (version 1) stays as it is: its PPP payload is
+(RFC 7348), CAPWAP data between a wireless controller and its access points
+(RFC 5415 on its IANA port, carrying 802.3 frames or native 802.11 data frames,
+RFC 5416; Cisco controllers send the 802.11 frame control byte-swapped, so both
+orders are tried and only one that yields LLC/SNAP-framed IP counts).
+PPTP's enhanced GRE (version 1) stays as it is: its PPP payload is
 encrypted, and the pptp signature names it. Outer fragments are left alone.
 """
 
@@ -19,10 +23,14 @@ from collections.abc import Callable
 from struct import Struct
 
 _U16 = Struct("!H")
+_U16_PAIR = Struct("!HH")
 
 _PROTO_IPV4_IN_IP, _PROTO_IPV6_IN_IP, _PROTO_GRE, _PROTO_UDP = 4, 41, 47, 17
 _ETHERTYPE_IPV4, _ETHERTYPE_IPV6, _ETHERTYPE_TRANSPARENT_ETHERNET = 0x0800, 0x86DD, 0x6558
 _VXLAN_PORT = 4789
+_CAPWAP_DATA_PORT = 5247
+_CAPWAP_WBID_IEEE_80211 = 1
+_LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
 _VXLAN_FLAG_VALID_VNI = 0x08
 _GRE_CHECKSUM, _GRE_ROUTING, _GRE_KEY, _GRE_SEQUENCE = 0x8000, 0x4000, 0x2000, 0x1000
 _MAX_DEPTH = 4  # tunnels in tunnels, bounded
@@ -73,7 +81,40 @@ def _payload_of(protocol: int, payload: bytes, ip_of_ethernet: EthernetReader) -
         # (scapy and VXLAN-GPE senders set some), so only the Ethernet frame inside must parse.
         if vxlan[0] & _VXLAN_FLAG_VALID_VNI:
             return ip_of_ethernet(vxlan[8:])
+    # The access point sends to the controller's data port, the controller answers from it.
+    if protocol == _PROTO_UDP and len(payload) >= 16 and _CAPWAP_DATA_PORT in _U16_PAIR.unpack_from(payload, 0):
+        return _capwap_payload(payload[8:], ip_of_ethernet)
     return None
+
+
+def _capwap_payload(capwap: bytes, ip_of_ethernet: EthernetReader) -> bytes | None:
+    """RFC 5415 4.3: preamble (version 0, type 0: not DTLS), HLEN in 4-byte words, then the frame."""
+    if capwap[0] != 0:
+        return None  # another version, or a DTLS-protected packet
+    bits = int.from_bytes(capwap[1:4], "big")
+    header_length = (bits >> 19) * 4
+    wireless_binding = (bits >> 9) & 0x1F
+    native_frame, fragment = bits & 0x100, bits & 0x80
+    if header_length < 8 or fragment:
+        return None
+    frame = capwap[header_length:]
+    if not native_frame:
+        return ip_of_ethernet(frame)  # an IEEE 802.3 frame
+    if wireless_binding == _CAPWAP_WBID_IEEE_80211:
+        return _ieee80211_data(frame) or _ieee80211_data(frame[1::-1] + frame[2:])
+    return None
+
+
+def _ieee80211_data(frame: bytes) -> bytes | None:
+    """The IP packet in an unprotected 802.11 data frame (LLC/SNAP), or None."""
+    control, flags = frame[0], frame[1]
+    if control & 0x0C != 0x08 or control & 0x03 or flags & 0x40:  # not data, version != 0, or protected
+        return None
+    header_length = 24 + (6 if flags & 0x03 == 0x03 else 0) + (2 if control & 0x80 else 0)  # 4 addresses, QoS
+    snap = frame[header_length:header_length + 8]
+    if len(snap) < 8 or snap[:6] != _LLC_SNAP or _U16.unpack_from(snap, 6)[0] not in (_ETHERTYPE_IPV4, _ETHERTYPE_IPV6):
+        return None
+    return frame[header_length + 8:]
 
 
 def _gre_payload(gre: bytes, ip_of_ethernet: EthernetReader) -> bytes | None:

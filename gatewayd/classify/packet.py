@@ -32,6 +32,11 @@ _IPV4_HEAD = Struct("!BBHHHBBH4s4s")
 _U16_PAIR = Struct("!HH")
 _U16 = Struct("!H")
 _TCP_HEAD = Struct("!HHIIBB")  # sport, dport, seq, ack, data offset byte, flags
+# An Ethernet frame carries at least 46 bytes: a shorter IPv4 packet is padded with
+# zeros, and some taps and middleboxes count that padding in the IP total length, so
+# a bare ACK turns up with a few zero "payload" bytes at the sequence number where
+# the real data starts (the request that follows would then look like garbage).
+_MIN_ETHERNET_PAYLOAD = 46
 
 
 class PacketInfo:
@@ -152,8 +157,10 @@ def _parse_l4(version: int, proto: int, src: bytes, dst: bytes, data: bytes,
         tcp_header_length = (data_offset_byte >> 4) * 4
         if tcp_header_length < 20 or tcp_header_length > available:
             return None
-        return PacketInfo(version, proto, src, dst, sport, dport, flags, seq,
-                          data[offset + tcp_header_length:end], True, fragmented)
+        payload = data[offset + tcp_header_length:end]
+        if end <= _MIN_ETHERNET_PAYLOAD and payload and not flags & TCP_PSH and not any(payload):
+            payload = b""  # link padding counted in the IP length (see _MIN_ETHERNET_PAYLOAD)
+        return PacketInfo(version, proto, src, dst, sport, dport, flags, seq, payload, True, fragmented)
     if proto == PROTO_UDP:
         if available < 8:
             return None

@@ -10,6 +10,9 @@ that is how the SNI of HTTP/3 is visible. Steps per client Initial:
      post-quantum key shares make the hello bigger than one datagram);
   4. the reassembled bytes go to tls.parse_handshake_client_hello.
 Google QUIC Q043-Q046 sends its CHLO unencrypted; its SNI tag is read directly.
+Google QUIC Q050 protects its Initials like draft 29 but with its own salt
+(Chromium's kQ050Salt) and carries no TLS: its CRYPTO frames (type 0x08, as
+in T050) hold the same CHLO tag/value message, read once decrypted.
 
 Keys use the `cryptography` package (AES); HKDF is a few lines of hmac.
 Everything is bounded (frames per packet, reassembly size) and never raises.
@@ -40,6 +43,7 @@ _SALT_DRAFT_23 = bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502")
 _SALT_DRAFT_22 = bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a")
 _SALT_T050 = bytes.fromhex("7ff579e5acd072915580304c43a2367c60488310")
 _SALT_T051 = bytes.fromhex("7a4edef4e7ccee5fa4506c19124fc8ccda6e033d")
+_SALT_Q050 = bytes.fromhex("504574efd066fe2f9d945cfcdbd3a7f0d3b56b45")
 
 MAX_CRYPTO_BYTES = 16 * 1024  # far above a real ClientHello, even with ML-KEM shares
 _MAX_FRAMES = 256
@@ -60,7 +64,8 @@ class _VersionParams:
     salt: bytes
     label_prefix: bytes  # b"quic " or b"quicv2 "
     initial_type: int  # long-header packet type bits of an Initial
-    crypto_frame: int = 0x06  # Google's T05x carry the handshake in frame type 0x08, same layout
+    crypto_frame: int = 0x06  # Google's T05x and Q050 carry the handshake in frame type 0x08, same layout
+    gquic_handshake: bool = False  # Q050: the crypto stream is a gQUIC CHLO, not a TLS ClientHello
 
 
 def _version_params(version: int) -> _VersionParams | None:
@@ -82,6 +87,8 @@ def _version_params(version: int) -> _VersionParams | None:
         return _VersionParams(_SALT_T050, b"quic ", 0, 0x08)
     if version == 0x54303531:  # "T051"
         return _VersionParams(_SALT_T051, b"quic ", 0, 0x08)
+    if version == 0x51303530:  # "Q050": Google QUIC crypto (CHLO) inside draft-style protected Initials
+        return _VersionParams(_SALT_Q050, b"quic ", 0, 0x08, gquic_handshake=True)
     return None
 
 
@@ -207,7 +214,10 @@ def _feed(state: QuicState, datagram: bytes) -> QuicHello | QuicParse:
     if params is None:
         return NOT_QUIC
     if (first >> 4) & 0x03 != params.initial_type:
-        return NEED_MORE if state.chunks else NOT_QUIC  # e.g. a 0-RTT or Handshake packet after the Initials
+        # A 0-RTT or Handshake packet of a version we know is QUIC all the same: a resuming
+        # client may send its 0-RTT data ahead of the Initial that carries the hello, or
+        # the network may reorder them; the engine's packet budget bounds the wait.
+        return NEED_MORE
     position = 5
     dcid_length = datagram[position]
     if dcid_length > 20:
@@ -240,6 +250,8 @@ def _feed(state: QuicState, datagram: bytes) -> QuicHello | QuicParse:
     plaintext = keys.aead.decrypt(nonce, ciphertext, header)
     state.version = version
     _crypto_frames(plaintext, state, params.crypto_frame)
+    if params.gquic_handshake:
+        return _gquic_crypto_stream_chlo(state.contiguous(), version)
     hello = tls_parser.parse_handshake_client_hello(state.contiguous())
     if hello is tls_parser.NEED_MORE:
         return NEED_MORE
@@ -284,6 +296,24 @@ def _crypto_frames(plaintext: bytes, state: QuicState, crypto_frame: int) -> Non
 
 _GQUIC_SNI_TAG = b"SNI\x00"
 _GQUIC_ALPN_TAG = b"ALPN"
+
+
+def _gquic_crypto_stream_chlo(stream: bytes, version: int) -> QuicHello | QuicParse:
+    """Q050's decrypted crypto stream: a CHLO from its first byte, possibly spread over several Initials."""
+    if len(stream) < 8:
+        return NEED_MORE if b"CHLO".startswith(stream[:4]) else NOT_QUIC
+    if stream[:4] != b"CHLO":
+        return NOT_QUIC
+    tag_count = int.from_bytes(stream[4:6], "little")
+    table_end = 8 + 8 * tag_count
+    if tag_count > 64:
+        return NOT_QUIC
+    if len(stream) < table_end:
+        return NEED_MORE
+    values_end = int.from_bytes(stream[table_end - 4:table_end], "little") if tag_count else 0
+    if table_end + values_end > len(stream):
+        return NEED_MORE if table_end + values_end <= MAX_CRYPTO_BYTES else NOT_QUIC
+    return _gquic_chlo(stream, version)
 
 
 def _gquic_chlo(datagram: bytes, version: int) -> QuicHello | QuicParse:

@@ -5,6 +5,9 @@ independent encoder that follows RFC 9001 section 5 (and RFC 9369 for v2)
 directly, and namespace tests send these datagrams through the gateway.
 `split=True` makes the ClientHello large (a post-quantum sized key share)
 so it spans two Initial packets, as Chrome's ML-KEM hellos do.
+VERSION_Q050 is Google QUIC Q050: draft-style protected Initials with
+Chromium's kQ050Salt, carrying a gQUIC CHLO (tag/value message) in CRYPTO
+frames of type 0x08 instead of a TLS ClientHello.
 """
 
 from __future__ import annotations
@@ -22,14 +25,18 @@ VERSION_2 = 0x6B3343CF
 # Facebook's mvfst (Facebook's apps): draft-22 and draft-27 keys, v1's packet layout.
 VERSION_MVFST_22 = 0xFACEB001
 VERSION_MVFST_27 = 0xFACEB002
+VERSION_Q050 = 0x51303530  # "Q050"
 _SALTS = {
     VERSION_1: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),
     VERSION_2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),
     VERSION_MVFST_22: bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a"),  # draft-ietf-quic-tls-22 5.2
     VERSION_MVFST_27: bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502"),  # drafts 23-28
+    VERSION_Q050: bytes.fromhex("504574efd066fe2f9d945cfcdbd3a7f0d3b56b45"),  # Chromium quic_versions kQ050Salt
 }
-_LABEL_PREFIX = {VERSION_1: b"quic ", VERSION_2: b"quicv2 ", VERSION_MVFST_22: b"quic ", VERSION_MVFST_27: b"quic "}
-_INITIAL_TYPE = {VERSION_1: 0, VERSION_2: 1, VERSION_MVFST_22: 0, VERSION_MVFST_27: 0}
+_LABEL_PREFIX = {VERSION_1: b"quic ", VERSION_2: b"quicv2 ", VERSION_MVFST_22: b"quic ", VERSION_MVFST_27: b"quic ",
+                 VERSION_Q050: b"quic "}
+_INITIAL_TYPE = {VERSION_1: 0, VERSION_2: 1, VERSION_MVFST_22: 0, VERSION_MVFST_27: 0, VERSION_Q050: 0}
+_ZERO_RTT_TYPE = {VERSION_1: 1, VERSION_2: 2}
 _MIN_DATAGRAM = 1200
 
 
@@ -67,6 +74,17 @@ def client_hello(server_name: str, alpn: tuple[str, ...] = ("h3",), key_share_si
     body = (b"\x03\x03" + os.urandom(32) + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
             + struct.pack("!H", len(extensions)) + extensions)
     return b"\x01" + len(body).to_bytes(3, "big") + body
+
+
+def gquic_chlo(server_name: str, padding: int = 0) -> bytes:
+    """Google QUIC's CHLO: tag count, (tag, cumulative end offset) pairs in tag order, then the values."""
+    values = {b"PAD\x00": bytes(padding), b"SNI\x00": server_name.encode(), b"VER\x00": b"Q050",
+              b"AEAD": b"AESG", b"KEXS": b"C255"}
+    table, blob = b"", b""
+    for tag in sorted(values, key=lambda name: int.from_bytes(name, "little")):
+        blob += values[tag]
+        table += tag + struct.pack("<I", len(blob))
+    return b"CHLO" + struct.pack("<HH", len(values), 0) + table + blob
 
 
 def _varint(value: int) -> bytes:
@@ -107,12 +125,26 @@ def client_initials(server_name: str, version: int = VERSION_1, split: bool = Fa
     """UDP payloads of the client's first flight: one Initial, or two when `split`."""
     dcid = dcid if dcid is not None else os.urandom(8)
     scid = os.urandom(8)
-    hello = client_hello(server_name, key_share_size=1216 if split else 32)
+    if version == VERSION_Q050:
+        hello = gquic_chlo(server_name, padding=1400 if split else 0)
+        crypto = b"\x08"  # gQUIC's CRYPTO frame type (IETF's is 0x06), same offset/length layout
+    else:
+        hello = client_hello(server_name, key_share_size=1216 if split else 32)
+        crypto = b"\x06"
     if not split:
-        return [_protect(version, dcid, scid, 0, b"\x06" + _varint(0) + _varint(len(hello)) + hello)]
+        return [_protect(version, dcid, scid, 0, crypto + _varint(0) + _varint(len(hello)) + hello)]
     half = len(hello) // 2
     # Out of order inside the first packet too, as Chrome scrambles its CRYPTO frames.
-    first = (b"\x01" + b"\x06" + _varint(half // 2) + _varint(half - half // 2) + hello[half // 2:half]
-             + b"\x06" + _varint(0) + _varint(half // 2) + hello[:half // 2])
-    second = b"\x06" + _varint(half) + _varint(len(hello) - half) + hello[half:]
+    first = (b"\x01" + crypto + _varint(half // 2) + _varint(half - half // 2) + hello[half // 2:half]
+             + crypto + _varint(0) + _varint(half // 2) + hello[:half // 2])
+    second = crypto + _varint(half) + _varint(len(hello) - half) + hello[half:]
     return [_protect(version, dcid, scid, 0, first), _protect(version, dcid, scid, 1, second)]
+
+
+def zero_rtt_packet(dcid: bytes, version: int = VERSION_1, size: int = 80) -> bytes:
+    """A resuming client's 0-RTT packet: long header of type 0-RTT, then bytes only the server can open."""
+    scid = os.urandom(8)
+    body = os.urandom(size)
+    return (bytes((0xC0 | (_ZERO_RTT_TYPE[version] << 4) | 1,)) + struct.pack("!I", version)
+            + bytes((len(dcid),)) + dcid + bytes((len(scid),)) + scid + struct.pack("!H", 0x4000 | len(body))
+            + body)

@@ -74,6 +74,23 @@ def test_quic_of_other_apps_passes_and_is_classified(tcp_only_office: tuple[Lab,
     assert after >= before + 1
 
 
+def test_google_quic_q050_initials_are_read_through_the_kernel_path(tcp_only_office: tuple[Lab, GatewayDaemon]) -> None:
+    """Q050 protects its Initials with its own salt and carries a gQUIC CHLO: named by its SNI, not given up."""
+    lab, daemon = tcp_only_office
+    site = SITE["wechat"]  # used by no other test here: nothing taught the kernel its address
+    assert site.ipv4 is not None
+    exposition = daemon.metrics()
+    named_before = metric_value(exposition, "gatewayd_classifier_decisions_total", method="quic-sni")
+    flows_before = metric_value(exposition, "gatewayd_flows_total", app="wechat", group="sales")
+    datagrams = quic_initial.client_initials(site.hostname, version=quic_initial.VERSION_Q050, split=True)
+    proc = lab.run("sales", ["python3", "-c", SEND_FROM_ONE_SOCKET, site.ipv4, "443",
+                             *(d.hex() for d in datagrams)], timeout=10, check=False)
+    assert proc.stdout.strip() == "2", proc.stdout + proc.stderr  # IM is allowed for sales: both echoed
+    exposition = daemon.metrics()
+    assert metric_value(exposition, "gatewayd_classifier_decisions_total", method="quic-sni") >= named_before + 1
+    assert metric_value(exposition, "gatewayd_flows_total", app="wechat", group="sales") >= flows_before + 1
+
+
 def test_dns_over_tcp_answer_teaches_the_kernel(tcp_only_office: tuple[Lab, GatewayDaemon]) -> None:
     lab, daemon = tcp_only_office
     first, site = SITE["news"], SITE["steam"]

@@ -81,6 +81,13 @@ def decide(classifier: Classifier, packets: list[bytes]) -> Decision:
     ("katalk.kakao.com", "kakaotalk"), ("uts-front.line-apps.com", "line"), ("obs.line-scdn.net", "line"),
     ("dl-obs.official.line.naver.jp", "line"), ("www.naver.jp", None),
     ("blog.google", "google"), ("dns.google", "doh_dot"), ("ocsp.pki.goog", None), ("google.example.com", None),
+    # Google's country search domains and its Network Error Logging collector; not a look-alike
+    ("www.google.co.jp", "google"), ("www.google.com.au", "google"), ("b1.nel.goog", "google"),
+    ("google.co.jp.example.net", None), ("www.google-analytics.example", None),
+    ("dnses.alekberg.net", "doh_dot"), ("fi.doh.dns.snopyta.org", "doh_dot"), ("anycast.uncensoreddns.org", "doh_dot"),
+    ("snopyta.org", None), ("www.uncensoreddns.org", None),
+    ("kv601.prod.do.dsp.mp.microsoft.com", "windowsupdate"), ("wustat.windows.com", "windowsupdate"),
+    ("v10.events.data.microsoft.com", "microsoft"),
 ])
 def test_tls_sni_of_catalog_apps(classifier: Classifier, name: str, app: str | None) -> None:
     decision = decide(classifier, tls_flow(name, 40000))

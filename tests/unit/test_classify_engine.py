@@ -158,6 +158,15 @@ def test_http_host(classifier: Classifier) -> None:
     assert feed(classifier, packets) == [Decision("youku", "http-host", "v.youku.com")]
 
 
+def test_http_request_after_an_ack_with_link_padding_in_its_ip_length(classifier: Classifier) -> None:
+    # A tap that counts Ethernet padding in the IP length shows the bare ACK with two zero
+    # bytes at the very sequence number where the request starts.
+    request = b"GET /v/1 HTTP/1.1\r\nHost: v.youku.com\r\n\r\n"
+    packets = handshake(40005, 80)[:2] + [tcp(CLIENT, SERVER, 40005, 80, "A", 1001, b"\x00\x00"),
+                                          tcp(CLIENT, SERVER, 40005, 80, "PA", 1001, request)]
+    assert feed(classifier, packets) == [Decision("youku", "http-host", "v.youku.com")]
+
+
 def test_dns_answer_teaches_address_then_flow_is_dns_learned(classifier: Classifier) -> None:
     response = IP(src="192.0.2.1", dst=CLIENT) / UDP(sport=53, dport=33333) / DNS(
         id=3, qr=1, qd=DNSQR(qname="www.youku.com"),

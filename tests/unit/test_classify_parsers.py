@@ -81,6 +81,19 @@ def test_ipv4_udp_and_trailing_ethernet_padding_ignored() -> None:
     assert info is not None and info.proto == PROTO_UDP and info.payload == b"q"
 
 
+def test_zero_link_padding_counted_in_a_bare_ack_is_no_payload() -> None:
+    # A 40-byte IPv4 ACK padded to Ethernet's 46-byte minimum, the padding counted in the IP length.
+    padded_ack = bytes(IP(src="192.0.2.101", dst="192.0.2.102") / TCP(sport=5, dport=80, flags="A")
+                       / Raw(b"\x00" * 6))
+    info = parse_packet(padded_ack)
+    assert info is not None and info.payload == b""
+    # Real bytes stay data: non-zero, pushed, or longer than any padding could be.
+    for flags, data in (("A", b"\x00\x01"), ("PA", b"\x00\x00"), ("A", b"\x00" * 7)):
+        raw = bytes(IP(src="192.0.2.101", dst="192.0.2.102") / TCP(sport=5, dport=80, flags=flags) / Raw(data))
+        kept = parse_packet(raw)
+        assert kept is not None and kept.payload == data, (flags, data)
+
+
 def test_ipv4_fragments() -> None:
     datagram = IP(src="192.0.2.101", dst="192.0.2.102", id=9) / UDP(sport=1000, dport=2000) / Raw(b"x" * 3000)
     first, *rest = fragment(datagram, fragsize=1480)

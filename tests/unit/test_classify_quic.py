@@ -55,8 +55,38 @@ def catalog() -> list[Application]:
             Application(id="google", name="Google", category="web", domains=("google.com", "google.it"))]
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_parser_reads_sni_from_google_q050_chlo(split: bool) -> None:
+    # Q050: Initials protected with Chromium's Q050 salt, a gQUIC CHLO in CRYPTO frames of type 0x08.
+    datagrams = quic_initial.client_initials("www.gstatic.com", version=quic_initial.VERSION_Q050, split=split)
+    state = quic.QuicState()
+    results = [quic.feed(state, datagram) for datagram in datagrams]
+    assert all(result is quic.NEED_MORE for result in results[:-1])
+    assert results[-1] == quic.QuicHello("www.gstatic.com", (), quic_initial.VERSION_Q050)
+
+
+def test_q050_initial_with_a_tls_hello_inside_is_not_a_chlo() -> None:
+    # The same protection around anything but a CHLO must not be read as one.
+    dcid = bytes(8)
+    hello = quic_initial.client_hello("www.gstatic.com")
+    datagram = quic_initial._protect(quic_initial.VERSION_Q050, dcid, bytes(8), 0,
+                                     b"\x08" + bytes((0,)) + quic_initial._varint(len(hello)) + hello)
+    assert quic.feed(quic.QuicState(), datagram) is quic.NOT_QUIC
+
+
+@pytest.mark.parametrize("version", [quic_initial.VERSION_1, quic_initial.VERSION_2])
+def test_zero_rtt_packet_ahead_of_the_initial_keeps_the_flow_waiting_for_it(version: int) -> None:
+    # A resuming client's 0-RTT data may reach the gateway before its Initial.
+    dcid = bytes.fromhex("1122334455667788")
+    state = quic.QuicState()
+    assert quic.feed(state, quic_initial.zero_rtt_packet(dcid, version)) is quic.NEED_MORE
+    hello = quic.feed(state, quic_initial.client_initials("ssl.gstatic.com", version=version, dcid=dcid)[0])
+    assert isinstance(hello, quic.QuicHello) and hello.sni == "ssl.gstatic.com"
+
+
 @pytest.mark.parametrize("version", [quic_initial.VERSION_1, quic_initial.VERSION_2,
-                                     quic_initial.VERSION_MVFST_22, quic_initial.VERSION_MVFST_27])
+                                     quic_initial.VERSION_MVFST_22, quic_initial.VERSION_MVFST_27,
+                                     quic_initial.VERSION_Q050])
 def test_engine_decides_quic_flow_on_its_initials(version: int) -> None:
     classifier = Classifier(ClassifierTables.build(catalog()))
     decisions = []
