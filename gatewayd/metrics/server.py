@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -28,13 +29,15 @@ class DaemonSource(PlanSource, ClassifierSource, LinkSource, Protocol):
     """What the collectors read from the daemon: the plan in force, the running classifier, the links' health."""
 
 
-def build_registry(daemon: DaemonSource, features: FeatureSource) -> tuple[CollectorRegistry, DaemonMetrics]:
+def build_registry(daemon: DaemonSource, features: FeatureSource,
+                   after_scrape: Callable[[], None] = lambda: None) -> tuple[CollectorRegistry, DaemonMetrics]:
+    """`after_scrape`: see CollectorSet."""
     registry = CollectorRegistry()
     registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
                                     NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
                                     ClassifierMemoryCollector(daemon), DnsLearningCollector(daemon),
                                     KernelFeatureCollector(features), TopTalkerCollector(daemon),
-                                    LinkCollector(daemon, daemon)]))
+                                    LinkCollector(daemon, daemon)], after_scrape))
     return registry, DaemonMetrics(registry)
 
 
