@@ -60,6 +60,7 @@ from gatewayd.classify.dns_learning import (
 from gatewayd.classify.flow_budget import FlowBudget, FlowKey, HostLedger
 from gatewayd.classify.memories import CallEndpoints, ExpiringMemory, NamedServers
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
+from gatewayd.classify.sharing import SharedValues
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
     CARRIER_SIGNATURES,
@@ -90,6 +91,7 @@ MAX_CALL_ENDPOINTS = 4096
 NAMED_SERVER_SECONDS = 600.0
 MAX_NAMED_SERVERS = 8192
 MAX_SHARED_DECISIONS = 1024  # distinct decisions kept for sharing (~250 bytes each)
+MAX_SHARED_SERVER_ADDRESSES = 4096  # server addresses kept for sharing (~60 bytes each)
 _SERVER_NAME_METHODS = frozenset(("tls-sni", "quic-sni"))
 # Apps a STUN SOFTWARE text may name by its first word: apps that make calls.
 _CALLING_CATEGORIES = frozenset(("voice-video", "im"))
@@ -311,7 +313,8 @@ class Classifier:
         self._call_endpoints: CallEndpoints = ExpiringMemory(MAX_CALL_ENDPOINTS)
         self._named_servers: NamedServers = ExpiringMemory(MAX_NAMED_SERVERS)
         self._last_expiry = float("-inf")
-        self._decisions: dict[tuple[str, str, str, str], Decision] = {}  # see _shared_decision
+        self._decisions: SharedValues[tuple[str, str, str, str], Decision] = SharedValues(MAX_SHARED_DECISIONS)
+        self._server_addresses: SharedValues[bytes, bytes] = SharedValues(MAX_SHARED_SERVER_ADDRESSES)
         self._tables = tables
         self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
         self._two_way: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
@@ -521,9 +524,10 @@ class Classifier:
             flow = _Flow(info.src, info.sport, info.dst, info.dport, False, False, -1, now)
         flow.is_dns = proto in (PROTO_UDP, PROTO_TCP) and flow.server_port == DNS_PORT
         # The key and the flow share one copy of each value, and share the client's address with
-        # its other flows and a service port with every flow (~70 bytes a flow: issue 14).
+        # its other flows, the server's and a service port with other clients' (~110 bytes a flow).
         ledger = self._ledger
         flow.client_addr = ledger.shared_address(flow.client_addr)
+        flow.server_addr = self._server_addresses.share(flow.server_addr, flow.server_addr)
         flow.server_port = _shared_port(flow.server_port)
         flow.key = key = _canonical_key(proto, flow.client_addr, flow.client_port, flow.server_addr,
                                         flow.server_port)
@@ -956,16 +960,10 @@ class Classifier:
 
     def _shared_decision(self, decision: Decision) -> Decision:
         """An equal decision made before, if one is at hand: flows to the same site or port share one
-        (Decision and evidence ~120 bytes a decided flow otherwise). Decisions are immutable."""
-        shared = self._decisions
-        key = (decision.app, decision.method, decision.evidence, decision.details)  # details too: not in ==
-        known = shared.get(key)
-        if known is not None:
-            return known
-        if len(shared) >= MAX_SHARED_DECISIONS:
-            shared.clear()  # bounded; the decisions in use stay with their flows
-        shared[key] = decision
-        return decision
+        (Decision and evidence ~120 bytes a decided flow otherwise)."""
+        # details too: equality leaves them out, and a shared decision must say all this one says
+        return self._decisions.share((decision.app, decision.method, decision.evidence, decision.details),
+                                     decision)
 
     # ------------------------------------------------------- memory per host
 
