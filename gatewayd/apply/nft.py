@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import nftables
 
@@ -131,23 +131,43 @@ def devices_in_listing(listing: str) -> tuple[str, ...]:
     return tuple(part.strip().strip('"') for part in found.group(1).split(",") if part.strip())
 
 
+class NftContext(Protocol):
+    """What NftKernel uses of a libnftables context (nftables.Nftables)."""
+
+    def set_handle_output(self, value: bool) -> object: ...
+
+    def set_json_output(self, value: bool) -> object: ...
+
+    def set_terse_output(self, value: bool) -> object: ...
+
+    def cmd(self, command: str) -> tuple[int, str, str]: ...
+
+
 class NftKernel:
-    def __init__(self) -> None:
-        self._nft = nftables.Nftables()
-        self._nft.set_handle_output(False)
+    def __init__(self, new_context: Callable[[], NftContext] = nftables.Nftables) -> None:
+        """`new_context`: makes a libnftables context (a stand-in in tests)."""
+        self._new_context = new_context
+
+    def _cmd(self, command: str, json_output: bool, terse: bool = False) -> str:
+        # A context of its own for every command (0.25 ms to make): libnftables keeps the
+        # cache a listing filled (the whole table: ~4 MiB of C heap with policies/office.yaml)
+        # until its context is freed, and every metrics collector has its own NftKernel, so
+        # a long-lived context per kernel kept several copies of the ruleset in the daemon.
+        nft = self._new_context()
+        nft.set_handle_output(False)
+        nft.set_json_output(json_output)
+        if terse:
+            nft.set_terse_output(True)  # a listing without elements: the learned map can be large
+        rc, output, error = nft.cmd(command)
+        if rc != 0:
+            raise NftError(error.strip() or f"nft failed with code {rc}")
+        return output
 
     def run(self, script: str) -> None:
-        self._nft.set_json_output(False)
-        rc, _output, error = self._nft.cmd(script)
-        if rc != 0:
-            raise NftError(error.strip() or f"nft failed with code {rc}")
+        self._cmd(script, json_output=False)
 
-    def query(self, command: str) -> list[dict[str, Any]]:
-        self._nft.set_json_output(True)
-        rc, output, error = self._nft.cmd(command)
-        self._nft.set_json_output(False)
-        if rc != 0:
-            raise NftError(error.strip() or f"nft failed with code {rc}")
+    def query(self, command: str, terse: bool = False) -> list[dict[str, Any]]:
+        output = self._cmd(command, json_output=True, terse=terse)
         return json.loads(output).get("nftables", []) if output else []
 
     # --- the table ---
@@ -169,11 +189,7 @@ class NftKernel:
         """The sets, maps, counters and chains of a table, without their elements or rules (terse)."""
         sets: dict[str, str] = {}
         chains: dict[str, BaseHook | None] = {}
-        self._nft.set_terse_output(True)  # a listing without elements: the learned map can be large
-        try:
-            listings = [self.query(f"list {kind} {family}") for kind in ("sets", "maps", "chains")]
-        finally:
-            self._nft.set_terse_output(False)
+        listings = [self.query(f"list {kind} {family}", terse=True) for kind in ("sets", "maps", "chains")]
         for item in (entry for listing in listings for entry in listing):
             kind, body = next(iter(item.items()))
             if not isinstance(body, dict) or body.get("table") != table:
@@ -199,11 +215,7 @@ class NftKernel:
         it and made it again: unregistering its hook dropped every packet waiting in NFQUEUE
         (nf_queue_nf_hook_drop), a few lookups lost on every few reloads.
         """
-        self._nft.set_json_output(False)
-        rc, output, error = self._nft.cmd(f"list chain {family} {table} {chain}")
-        if rc != 0:
-            raise NftError(error.strip() or f"nft failed with code {rc}")
-        return devices_in_listing(output)
+        return devices_in_listing(self._cmd(f"list chain {family} {table} {chain}", json_output=False))
 
     def delete_table(self) -> None:
         # Declaring first makes the delete idempotent (no error if it is gone).

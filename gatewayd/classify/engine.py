@@ -38,8 +38,8 @@ oldest first, then the oldest anywhere.
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast, overload
 
 from gatewayd.classify import certificates, sig_calls, sig_services
 from gatewayd.classify import dns as dns_parser
@@ -61,6 +61,7 @@ from gatewayd.classify.dns_learning import (
 from gatewayd.classify.flow_budget import FlowBudget, FlowKey, HostLedger
 from gatewayd.classify.memories import CallEndpoints, ExpiringMemory, NamedServers
 from gatewayd.classify.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, PacketInfo, parse_packet
+from gatewayd.classify.sharing import SharedValues
 from gatewayd.classify.signatures import (
     CALL_SIGNATURES,
     CARRIER_SIGNATURES,
@@ -94,12 +95,14 @@ MAX_CALL_ENDPOINTS = 4096
 # signalling reached by name a moment before (Zoom's media servers, TURN over TLS).
 NAMED_SERVER_SECONDS = 600.0
 MAX_NAMED_SERVERS = 8192
+MAX_SHARED_DECISIONS = 1024  # distinct decisions kept for sharing (~250 bytes each)
+MAX_SHARED_SERVER_ADDRESSES = 4096  # server addresses kept for sharing (~60 bytes each)
 _SERVER_NAME_METHODS = frozenset(("tls-sni", "quic-sni"))
 # Apps a STUN SOFTWARE text may name by its first word: apps that make calls.
 _CALLING_CATEGORIES = frozenset(("voice-video", "im"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: every decided flow holds one (issue 14, bytes per flow)
 class Decision:
     app: str  # an app id from the tables, or "unknown"
     method: str  # dns-learned, tls-sni, quic-sni, http-host, http-url, address, signature, port, give-up, dns
@@ -157,13 +160,71 @@ class ClassifierStats:
     decisions: int = 0
 
 
+class _FlowRarities:
+    """What only some flows ever need (DNS, QUIC, reordering, two-way and exchange signatures, STUN): a flow
+    gets this record on the first write of one of them, so the common flow carries one slot
+    for all eight instead of eight (issue 14: bytes per tracked flow at max_flows)."""
+
+    __slots__ = ("early_segments", "dns_stream", "dns_question", "dns_queries", "two_way_seen", "quic",
+                 "tentative", "exchange_tokens")
+
+    def __init__(self) -> None:
+        # client->server segments that came ahead of a gap, by sequence number, until it fills
+        self.early_segments: dict[int, bytes] | None = None
+        self.dns_stream: bytearray | None = None  # server->client bytes of DNS over TCP
+        self.dns_question: str | None = None  # from the query, for a lookup that never got an answer
+        self.dns_queries: PendingQueries | None = None  # queries no answer matched yet (DNS flows)
+        self.two_way_seen: dict[str, int] | None = None  # two-way signature -> directions seen (1 client, 2 server)
+        self.quic: quic_parser.QuicState | None = None  # CRYPTO reassembly while the ClientHello is incomplete
+        self.tentative: Decision | None = None  # a generic carrier (STUN) seen; something more specific may follow
+        self.exchange_tokens: dict[str, int] | None = None  # exchange signature -> its opening's token
+
+
+_Rare = TypeVar("_Rare")
+
+
+class _RareField(Generic[_Rare]):
+    """A _Flow attribute kept in its _FlowRarities: None until written, and writing None to a
+    flow without the record makes none."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, flow: None, owner: type) -> _RareField[_Rare]: ...
+
+    @overload
+    def __get__(self, flow: _Flow, owner: type) -> _Rare | None: ...
+
+    def __get__(self, flow: _Flow | None, owner: type) -> _RareField[_Rare] | _Rare | None:
+        if flow is None:
+            return self
+        rarities = flow.rarities
+        return None if rarities is None else cast("_Rare | None", getattr(rarities, self._name))
+
+    def __set__(self, flow: _Flow, value: _Rare | None) -> None:
+        rarities = flow.rarities
+        if rarities is None:
+            if value is None:
+                return
+            rarities = flow.rarities = _FlowRarities()
+        setattr(rarities, self._name, value)
+
+
 class _Flow:
     __slots__ = ("client_addr", "client_port", "server_addr", "server_port", "client_known",
-                 "is_dns", "packets", "decided", "client_isn", "next_seq", "stream",
-                 "want_tls", "want_http", "dns_stream", "last_seen", "decision", "dns_question",
-                 "two_way_seen", "quic", "tentative", "key", "held", "verdict_unsent", "dns_queries",
-                 "early_segments", "opened_with_tls", "exchange_tokens")
+                 "is_dns", "packets", "client_isn", "next_seq", "stream", "want_tls", "want_http",
+                 "last_seen", "decision", "key", "held", "verdict_unsent", "opened_with_tls", "rarities")
     key: FlowKey  # set by the engine when it files the flow
+
+    early_segments = _RareField[dict[int, bytes]]()
+    dns_stream = _RareField[bytearray]()
+    dns_question = _RareField[str]()
+    dns_queries = _RareField[PendingQueries]()
+    two_way_seen = _RareField[dict[str, int]]()
+    quic = _RareField[quic_parser.QuicState]()
+    tentative = _RareField[Decision]()
+    exchange_tokens = _RareField[dict[str, int]]()
 
     def __init__(self, client_addr: bytes, client_port: int, server_addr: bytes, server_port: int,
                  client_known: bool, is_dns: bool, client_isn: int, now: float) -> None:
@@ -174,27 +235,23 @@ class _Flow:
         self.client_known = client_known  # False: direction guessed from the first packet (mid-stream)
         self.is_dns = is_dns
         self.packets = 0
-        self.decided = False
         self.decision: Decision | None = None
-        self.tentative: Decision | None = None  # a generic carrier (STUN) seen; something more specific may follow
         self.client_isn = client_isn  # -1 when no SYN was seen
         self.next_seq = (client_isn + 1) & _SEQ_MASK if client_isn >= 0 else -1
-        # client->server bytes, only while a parser needs more (DNS over TCP: the queries)
-        self.stream: bytearray | None = None
-        # client->server segments that came ahead of a gap, by sequence number, until it fills
-        self.early_segments: dict[int, bytes] | None = None
+        # client->server bytes, only while a parser needs more (DNS over TCP: the queries). A TLS or
+        # HTTP stream starts as its first segment's own bytes (no copy, 24 bytes less than a bytearray).
+        self.stream: bytes | bytearray | None = None
         self.want_tls = True
         self.want_http = True
-        self.dns_stream: bytearray | None = None  # server->client bytes of DNS over TCP
         self.last_seen = now
-        self.dns_question: str | None = None  # from the query, for a lookup that never got an answer
-        self.dns_queries: PendingQueries | None = None  # queries no answer matched yet (DNS flows)
-        self.two_way_seen: dict[str, int] | None = None  # two-way signature -> directions seen (1 client, 2 server)
-        self.quic: quic_parser.QuicState | None = None  # CRYPTO reassembly while the ClientHello is incomplete
         self.held = 0  # buffered bytes as last counted in the host ledger
         self.verdict_unsent = False  # decided between its packets (given up): the next one carries the verdict
         self.opened_with_tls = False  # the client's first bytes were a TLS ClientHello (implicit TLS)
-        self.exchange_tokens: dict[str, int] | None = None  # exchange signature -> its opening's token
+        self.rarities: _FlowRarities | None = None  # see _FlowRarities
+
+    @property
+    def decided(self) -> bool:
+        return self.decision is not None
 
 
 def _unseen_part(next_seq: int, seq: int, payload: bytes) -> bytes:
@@ -207,13 +264,29 @@ def _buffered_bytes(flow: _Flow) -> int:
     held = 0
     if flow.stream is not None:
         held += len(flow.stream)
-    if flow.dns_stream is not None:
-        held += len(flow.dns_stream)
-    if flow.early_segments is not None:
-        held += sum(len(segment) for segment in flow.early_segments.values())
-    if flow.quic is not None:
-        held += flow.quic.total
+    rarities = flow.rarities
+    if rarities is not None:
+        if rarities.dns_stream is not None:
+            held += len(rarities.dns_stream)
+        if rarities.early_segments is not None:
+            held += sum(len(segment) for segment in rarities.early_segments.values())
+        if rarities.quic is not None:
+            held += rarities.quic.total
     return held
+
+
+_SERVICE_PORTS = tuple(range(1024))  # ints over 256 are a new object per packet; these are shared
+
+
+def _shared_port(port: int) -> int:
+    return _SERVICE_PORTS[port] if port < 1024 else port
+
+
+def _canonical_key(proto: int, src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
+    """Both directions of a flow have one key: the lower endpoint first."""
+    if src < dst or (src == dst and sport <= dport):
+        return (proto, src, sport, dst, dport)
+    return (proto, dst, dport, src, sport)
 
 
 def _clamp_ttl(ttl: int) -> int:
@@ -240,12 +313,16 @@ class Classifier:
         # that blocks an app also starve its name lookups. False keeps every DNS flow "dns".
         self.dns_flow_takes_queried_app = dns_flow_takes_queried_app
         self.stats = ClassifierStats()
-        self._flows: OrderedDict[tuple[int, bytes, int, bytes, int], _Flow] = OrderedDict()
+        # A plain dict (40 bytes an entry, an OrderedDict 88): the ledger keeps each host's flows
+        # in the order they were last active, which is all eviction and expiry need.
+        self._flows: dict[FlowKey, _Flow] = {}
         self._learned = learned if learned is not None else LearnedAddresses(max_learned)
         self.dns_stats = DnsLearningStats()
         self._call_endpoints: CallEndpoints = ExpiringMemory(MAX_CALL_ENDPOINTS)
         self._named_servers: NamedServers = ExpiringMemory(MAX_NAMED_SERVERS)
         self._last_expiry = float("-inf")
+        self._decisions: SharedValues[tuple[str, str, str, str], Decision] = SharedValues(MAX_SHARED_DECISIONS)
+        self._server_addresses: SharedValues[bytes, bytes] = SharedValues(MAX_SHARED_SERVER_ADDRESSES)
         self._tables = tables
         self._signatures: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
         self._two_way: tuple[tuple[str, Signature, frozenset[int], str], ...] = ()
@@ -326,7 +403,8 @@ class Classifier:
         ends first leaves them open, and an offline report must still name them.
         """
         concluded = []
-        for key, flow in self._flows.items():
+        # Least recently active first (stable: of equal times, the first filed), as the table once kept them.
+        for key, flow in sorted(self._flows.items(), key=lambda item: item[1].last_seen):
             if not flow.decided:
                 self._decide(flow, self._last_resort(flow, key[0]))
                 concluded.append(self._summary(key[0], flow))
@@ -338,11 +416,8 @@ class Classifier:
                            _address_text(flow.server_addr), flow.server_port, flow.packets, flow.decision)
 
     @staticmethod
-    def _key_of(info: PacketInfo) -> tuple[int, bytes, int, bytes, int]:
-        src, dst, sport, dport = info.src, info.dst, info.sport, info.dport
-        if src < dst or (src == dst and sport <= dport):
-            return (info.proto, src, sport, dst, dport)
-        return (info.proto, dst, dport, src, sport)
+    def _key_of(info: PacketInfo) -> FlowKey:
+        return _canonical_key(info.proto, info.src, info.sport, info.dst, info.dport)
 
     def learned_app(self, address: IPAddress, now: float) -> tuple[str, str] | None:
         """(app, name) learned from DNS for an address, if still valid."""
@@ -402,14 +477,13 @@ class Classifier:
             self._forget(flow)
             flow = None
         if flow is None:
-            flow = self._new_flow(key, info, is_syn, now, from_client)
+            flow = self._new_flow(info, is_syn, now, from_client)
             decision = None if flow.is_dns else self._first_packet_decision(flow, proto, now)
             if decision is not None:
                 flow.packets = 1
                 decided = self._decide(flow, decision)
                 return PacketOutcome(decided, [], decided)
         else:
-            flows.move_to_end(key)
             self._ledger.touch(flow.client_addr, key)
             flow.last_seen = now
             if flow.decided and not flow.is_dns:
@@ -456,8 +530,7 @@ class Classifier:
             self._count_buffers(flow)  # a DNS flow keeps its streams: more messages may follow
         return PacketOutcome(decided, learned, decided)
 
-    def _new_flow(self, key: tuple[int, bytes, int, bytes, int], info: PacketInfo,
-                  is_syn: bool, now: float, from_client: bool | None = None) -> _Flow:
+    def _new_flow(self, info: PacketInfo, is_syn: bool, now: float, from_client: bool | None = None) -> _Flow:
         proto = info.proto
         if from_client is not None and not is_syn:
             if from_client:
@@ -474,11 +547,17 @@ class Classifier:
         else:
             flow = _Flow(info.src, info.sport, info.dst, info.dport, False, False, -1, now)
         flow.is_dns = proto in (PROTO_UDP, PROTO_TCP) and flow.server_port == DNS_PORT
-        flow.key = key
+        # The key and the flow share one copy of each value, and share the client's address with
+        # its other flows, the server's and a service port with other clients' (~110 bytes a flow).
+        ledger = self._ledger
+        flow.client_addr = ledger.shared_address(flow.client_addr)
+        flow.server_addr = self._server_addresses.share(flow.server_addr, flow.server_addr)
+        flow.server_port = _shared_port(flow.server_port)
+        flow.key = key = _canonical_key(proto, flow.client_addr, flow.client_port, flow.server_addr,
+                                        flow.server_port)
         flows = self._flows
         flows[key] = flow
         self.stats.flows_created += 1
-        ledger = self._ledger
         if ledger.add_flow(flow.client_addr, key) > self.budget.host_flows:
             # Its own oldest flow pays, not the office's oldest.
             self._forget(flows[ledger.oldest_flow(flow.client_addr)])
@@ -544,8 +623,8 @@ class Classifier:
             message = dns_parser.parse_dns(info.payload)
             return [] if message is None else [message]
         stream = flow.dns_stream if from_server else flow.stream
-        if stream is None:
-            stream = bytearray()
+        if not isinstance(stream, bytearray):  # none yet: a DNS flow's streams are made here only
+            stream = bytearray(stream or b"")
             if from_server:
                 flow.dns_stream = stream
             else:
@@ -639,7 +718,7 @@ class Classifier:
         if not (flow.want_tls or flow.want_http) or len(data) >= MAX_STREAM_BYTES:
             self._stop_reassembly(flow)
         elif flow.stream is None:
-            flow.stream = bytearray(data)
+            flow.stream = data  # the segment's bytes, kept until the next one completes the hello
         return decision
 
     def _in_order_bytes(self, flow: _Flow, info: PacketInfo) -> bytes | None:
@@ -937,8 +1016,7 @@ class Classifier:
         return Decision(UNKNOWN_APP, "give-up", f"{protocol_name or proto}/{flow.server_port}")
 
     def _decide(self, flow: _Flow, decision: Decision) -> Decision:
-        flow.decided = True
-        flow.decision = decision
+        flow.decision = decision = self._shared_decision(decision)
         if decision.app in self._call_apps and flow.server_port != DNS_PORT:
             self._remember_call_endpoints(flow, decision.app, flow.last_seen)
         if decision.method in _SERVER_NAME_METHODS and decision.app != UNKNOWN_APP:
@@ -949,13 +1027,20 @@ class Classifier:
         self.stats.decisions += 1
         return decision
 
+    def _shared_decision(self, decision: Decision) -> Decision:
+        """An equal decision made before, if one is at hand: flows to the same site or port share one
+        (Decision and evidence ~120 bytes a decided flow otherwise)."""
+        # details too: equality leaves them out, and a shared decision must say all this one says
+        return self._decisions.share((decision.app, decision.method, decision.evidence, decision.details),
+                                     decision)
+
     # ------------------------------------------------------- memory per host
 
     def _free_buffers(self, flow: _Flow) -> None:
         flow.stream = None
-        flow.early_segments = None
-        flow.dns_stream = None
-        flow.quic = None
+        rarities = flow.rarities
+        if rarities is not None:
+            rarities.early_segments = rarities.dns_stream = rarities.quic = None
         if flow.held:
             self._ledger.set_held(flow.client_addr, flow.key, flow.held, 0)
             flow.held = 0
@@ -1011,11 +1096,14 @@ class Classifier:
 
     def _expire(self, now: float) -> None:
         self._last_expiry = now
-        flows = self._flows
+        flows, ledger = self._flows, self._ledger
         oldest_allowed = now - self.flow_timeout
-        while flows:
-            flow = next(iter(flows.values()))
-            if flow.last_seen >= oldest_allowed:
-                break
-            self._forget(flow)
-            self.stats.flows_expired += 1
+        # A host's flows are in the ledger least recently active first: its sweep stops at the
+        # first one still live. One look per host a second (~0.2 ms for 1,000 hosts).
+        for host in ledger.hosts():
+            while ledger.has_flows(host):
+                flow = flows[ledger.oldest_flow(host)]
+                if flow.last_seen >= oldest_allowed:
+                    break
+                self._forget(flow)
+                self.stats.flows_expired += 1

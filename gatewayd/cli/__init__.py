@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import metadata
 from typing import Protocol
 
 from gatewayd.cli import (
@@ -41,16 +40,33 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (check, render, explain, replay, run, clas
 
 def installed_version() -> str:
     """gatewayd's version as installed (pip, the Debian package), for `gatewayd --version`."""
+    # Imported here, and only when --version is given (_VersionAction): importlib.metadata
+    # brings email, zipfile and csv (~2 MiB resident) into a process, the daemon included.
+    from importlib import metadata
+
     try:
         return metadata.version("gatewayd")
     except metadata.PackageNotFoundError:  # a source tree run without installing it
         return "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: like argparse's "version" action, but the version is looked up only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str = "show program's version number and exit") -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        sys.stdout.write(f"{parser.prog} {installed_version()}\n")  # on stdout, as argparse's own action does
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatewayd", description="Office gateway: app classification, "
                                      "blocking and QoS through nftables and tc.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--catalog", help="application catalog to use instead of the built-in one")
     commands = parser.add_subparsers(dest="command", required=True)
     for subcommand in SUBCOMMANDS:

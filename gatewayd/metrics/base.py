@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,8 +60,10 @@ class CollectorSet(Collector):
     family per collector (promtool and OpenMetrics parsers refuse repeated families).
     """
 
-    def __init__(self, collectors: Sequence[SourceCollector]) -> None:
+    def __init__(self, collectors: Sequence[SourceCollector], after_scrape: Callable[[], None] = lambda: None) -> None:
+        """`after_scrape`: runs once all collectors have read (the daemon gives the C heap they freed back)."""
         self._collectors = list(collectors)
+        self._after_scrape = after_scrape
 
     def collect(self) -> Iterator[Metric]:
         duration = GaugeMetricFamily("gatewayd_scrape_collector_duration_seconds",
@@ -73,6 +75,7 @@ class CollectorSet(Collector):
             yield from scrape.metrics
             duration.add_metric([collector.name], scrape.duration_seconds)
             ok.add_metric([collector.name], 1.0 if scrape.success else 0.0)
+        self._after_scrape()
         yield duration
         yield ok
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -33,13 +34,15 @@ class ApplierSource(FeatureSource, LearnedWriteSource, Protocol):
     """What the collectors read from the apply layer: the kernel's features, the learned-address writer."""
 
 
-def build_registry(daemon: DaemonSource, applier: ApplierSource) -> tuple[CollectorRegistry, DaemonMetrics]:
+def build_registry(daemon: DaemonSource, applier: ApplierSource,
+                   after_scrape: Callable[[], None] = lambda: None) -> tuple[CollectorRegistry, DaemonMetrics]:
+    """`after_scrape`: see CollectorSet."""
     registry = CollectorRegistry()
     registry.register(CollectorSet([UsageCollector(daemon), RuleCollector(daemon, daemon), TcClassCollector(daemon),
                                     NfqueueCollector(daemon), GuardCollector(daemon), ConnectionCapCollector(daemon),
                                     ClassifierMemoryCollector(daemon), DnsLearningCollector(daemon),
                                     KernelFeatureCollector(applier), LearnedWriteCollector(applier),
-                                    TopTalkerCollector(daemon), LinkCollector(daemon, daemon)]))
+                                    TopTalkerCollector(daemon), LinkCollector(daemon, daemon)], after_scrape))
     return registry, DaemonMetrics(registry)
 
 

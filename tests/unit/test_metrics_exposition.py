@@ -40,8 +40,10 @@ class FixedFeatures:
 
 class Reads(SourceCollector):
     name = "reads"
+    count = 0  # reads so far
 
     def read(self) -> Iterator[Metric]:
+        self.count += 1
         family = GaugeMetricFamily("test_source_value", "A value read from a source.")
         family.add_metric([], 7.0)
         yield family
@@ -81,6 +83,17 @@ def test_collector_set_reports_every_collector_in_one_family() -> None:
     assert 'gatewayd_scrape_collector_success{collector="reads"} 1.0' in exposition
     assert 'gatewayd_scrape_collector_success{collector="fails"} 0.0' in exposition
     assert "test_source_value 7.0" in exposition
+
+
+def test_after_scrape_runs_once_per_scrape_after_every_collector_read() -> None:
+    """The daemon gives the C heap back there (libnftables' caches of the scrape's listings)."""
+    reads = Reads()
+    calls: list[int] = []
+    registry = CollectorRegistry()
+    registry.register(CollectorSet([reads, Fails()], after_scrape=lambda: calls.append(reads.count)))
+    generate_latest(registry)
+    generate_latest(registry)
+    assert calls == [1, 2]  # once per scrape, each time after the collectors had read
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")

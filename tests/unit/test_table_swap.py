@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import weakref
 from pathlib import Path
 
 from gatewayd.apply.nft import NftKernel, base_hook_of, devices_in_listing
@@ -90,6 +91,9 @@ class ListingNft:
     def set_terse_output(self, value: bool) -> None:
         pass
 
+    def set_handle_output(self, value: bool) -> None:
+        pass
+
     def cmd(self, command: str) -> tuple[int, str, str]:
         if command == "list chain netdev gatewayd_guard lan_ingress" and not self.json:
             return 0, GUARD_CHAIN_TEXT, ""
@@ -109,11 +113,25 @@ def test_devices_are_read_from_the_text_listing() -> None:
 
 def test_a_guard_ingress_chain_on_the_same_devices_is_kept_by_the_swap() -> None:
     """Deleting it would unregister its hook, and the kernel would drop every packet waiting in NFQUEUE."""
-    kernel = NftKernel.__new__(NftKernel)
-    kernel._nft = ListingNft()
+    kernel = NftKernel(ListingNft)
     present = kernel.present_objects("netdev", "gatewayd_guard")
     ingress = BaseHook("ingress", -500, devices=("lan0",))
     assert present.chains == {"lan_ingress": ingress, "arp_guard": None}
     guard = NftTable("netdev", "gatewayd_guard", chains=(NftChain("lan_ingress", (), ingress),
                                                          NftChain("arp_guard", ())))
     assert "delete chain netdev gatewayd_guard lan_ingress" not in guard.swap_script(present)
+
+
+def test_the_kernel_keeps_no_libnftables_context_between_commands() -> None:
+    """A context keeps the cache its listing filled (the whole table, MiBs) until it is freed."""
+    made: list[weakref.ref[ListingNft]] = []
+
+    def new_context() -> ListingNft:
+        context = ListingNft()
+        made.append(weakref.ref(context))
+        return context
+
+    kernel = NftKernel(new_context)
+    kernel.present_objects("netdev", "gatewayd_guard")
+    assert kernel.query("list chains netdev") != []
+    assert len(made) >= 3 and all(ref() is None for ref in made)  # each freed as soon as its command ended
