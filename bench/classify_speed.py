@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from gateway import SINK, client_hello, fast_policy, measure_flows  # noqa: E402
 from gatewayd.classify.offline import classify_capture  # noqa: E402
 from gatewayd.lab.captures import DEVELOPMENT_SET, capture_set  # noqa: E402
 from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
+from gatewayd.lab.histogram import current_buckets, histogram_quantile  # noqa: E402
 from gatewayd.lab.office import OFFICE_HOSTS  # noqa: E402
 from gatewayd.lab.topology import INTERNET, Lab  # noqa: E402
 from gatewayd.policy.applications import load_catalog  # noqa: E402
@@ -92,33 +92,6 @@ def start_sink(lab: Lab, port: int, log_name: str, reply: str = ""):  # type: ig
     while "ready" not in (lab.workdir / log_name).read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     return sink
-
-
-def histogram_quantile(exposition: str, name: str, quantile: float, previous: dict[float, float]) -> float:
-    """Quantile of a Prometheus histogram's increase since `previous` (bucket upper bound -> count)."""
-    buckets = current_buckets(exposition, name)
-    increase = sorted((bound, count - previous.get(bound, 0.0)) for bound, count in buckets.items())
-    total = increase[-1][1] if increase else 0.0
-    if total <= 0:
-        return float("nan")
-    wanted = quantile * total
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in increase:
-        if count >= wanted:
-            if bound == float("inf"):
-                return lower_bound
-            share = (wanted - lower_count) / max(count - lower_count, 1e-12)
-            return lower_bound + (bound - lower_bound) * share
-        lower_bound, lower_count = bound, count
-    return lower_bound
-
-
-def current_buckets(exposition: str, name: str) -> dict[float, float]:
-    buckets = {}
-    for match in re.finditer(rf'^{name}_bucket\{{[^}}]*le="([^"]+)"[^}}]*\}} ([0-9.e+-]+)$', exposition, re.M):
-        bound = float("inf") if match.group(1) == "+Inf" else float(match.group(1))
-        buckets[bound] = buckets.get(bound, 0.0) + float(match.group(2))
-    return buckets
 
 
 def percentile(values: list[float], share: float) -> float:

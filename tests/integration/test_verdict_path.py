@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import time
@@ -17,52 +16,29 @@ import pytest
 from gatewayd.lab import traffic
 from gatewayd.lab.big_policy import big_policy
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
-from gatewayd.lab.new_flows import NewFlow, NewFlowProbe, percentile
+from gatewayd.lab.new_flows import NewFlow, percentile
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
-from gatewayd.lab.services import DEFAULT_SITES, DNS_SERVER_V4
+from gatewayd.lab.services import DNS_SERVER_V4
 from gatewayd.lab.topology import Lab
+from gatewayd.lab.verdict_probe import (
+    SITE,
+    apply_seconds,
+    build_seconds,
+    flows_during_build,
+    flows_meeting_apply,
+    probe,
+    queue_health,
+)
 
 pytestmark = pytest.mark.integration
 
-MAX_QUEUED_P99_SECONDS = 0.005
-LATENCY = "gatewayd_classifier_latency_seconds"
-SITE = DEFAULT_SITES["erp"]
 RELOADS = 10  # before the guard-chain fix, 4-5 queued lookups were lost per 10 reloads
-
-
-def probe(lab: Lab, max_seconds: float) -> NewFlowProbe:
-    assert SITE.ipv4 is not None
-    return NewFlowProbe(lab, "sales", DNS_SERVER_V4, SITE.hostname, SITE.ipv4, max_seconds=max_seconds)
-
-
-def queue_health(daemon: GatewayDaemon) -> dict[str, float]:
-    """The daemon's latency histogram (bucket <= 5 ms and count) and the queue's loss counters."""
-    text = daemon.metrics()
-    return {"within": metric_value(text, f"{LATENCY}_bucket", le=str(MAX_QUEUED_P99_SECONDS)),
-            "count": metric_value(text, f"{LATENCY}_count"),
-            "dropped": metric_value(text, "gatewayd_nfqueue_dropped_packets_total"),
-            "unread": metric_value(text, "gatewayd_nfqueue_unread_packets_total")}
 
 
 def assert_flows_were_served(flows: list[NewFlow], what: str) -> None:
     assert len(flows) >= 20, f"too few new flows {what} to judge: {len(flows)}"
     failed = [flow for flow in flows if not flow.ok]
     assert not failed, f"{len(failed)} of {len(flows)} new flows failed {what}: {failed[:5]}"
-
-
-def build_seconds(log: str) -> float:
-    """The steps of a reload that run in the worker, from its `event=reloaded` line."""
-    line = re.search(r"event=reloaded .*load_seconds=([\d.]+) compile_seconds=([\d.]+) classifier_seconds=([\d.]+)",
-                     log)
-    assert line, log
-    return sum(float(value) for value in line.groups())
-
-
-def apply_seconds(log: str) -> float:
-    """The apply step of a reload (its nft transaction, tc, queue rule), from its `event=reloaded` line."""
-    line = re.search(r"event=reloaded .*apply_seconds=([\d.]+)", log)
-    assert line, log
-    return float(line.group(1))
 
 
 def test_new_flows_get_verdicts_in_time_while_a_100000_domain_policy_reloads(
@@ -86,7 +62,7 @@ def test_new_flows_get_verdicts_in_time_while_a_100000_domain_policy_reloads(
     assert "generation=2" in log, log
     # The flows that began while the worker read, validated and compiled the policy.
     build_ended = reload_began + build_seconds(log)
-    during = [flow for flow in results if reload_began <= flow.started and flow.started + flow.seconds <= build_ended]
+    during = flows_during_build(results, reload_began, build_ended)
     assert_flows_were_served(during, f"during the {build_ended - reload_began:.1f} s build")
     queued = after["count"] - before["count"]
     late = queued - (after["within"] - before["within"])
@@ -99,8 +75,7 @@ def test_new_flows_get_verdicts_in_time_while_a_100000_domain_policy_reloads(
     # And those that met the apply: the loop goes on giving verdicts while the transaction goes in
     # (daemon/background_apply.py), so none waits for it (without that, one begun early in the
     # apply waited for most of it). The window ends when the test saw the log line, a little late.
-    applying = [flow for flow in results if build_ended <= flow.started + flow.seconds
-                and flow.started <= reload_ended]
+    applying = flows_meeting_apply(results, build_ended, reload_ended)
     apply_took = apply_seconds(log)
     assert applying and all(flow.ok for flow in applying), applying
     slowest = max(flow.seconds for flow in applying)
