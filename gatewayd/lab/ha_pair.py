@@ -288,6 +288,15 @@ class HaPairLab(Lab):
         path.write_text(text)
         return path
 
+    def start_pair(self, advert_interval: str = "1s") -> Path:
+        """Both nodes on the pair's policy: gw-a master (takeover hold released), then gw-b backup (held)."""
+        policy = self.write_policy(advert_interval=advert_interval)
+        self.start_node("gw-a", policy)
+        self.wait_for_master("gw-a")
+        self.start_node("gw-b", policy)
+        self.wait_for_backup_hold("gw-b")
+        return policy
+
     def start_node(self, name: str, policy: Path) -> GatewayDaemon:
         """gatewayd, then conntrackd and keepalived with `gatewayd ha-config`'s files."""
         node = self.node(name)
