@@ -1,6 +1,7 @@
-"""`gatewayd ha-config POLICY --node NAME --into DIR`: write one node's keepalived.conf and conntrackd.conf.
+"""`gatewayd ha-config POLICY --node NAME --into DIR`: write one node's keepalived.conf and conntrackd.conf
+(and radvd.conf when the LAN has an IPv6 virtual address).
 
-What a unit runs before keepalived and conntrackd (and what the lab does); the files
+What a unit runs before keepalived, conntrackd and radvd (and what the lab does); the files
 name DIR for conntrackd's socket and lock, so two nodes on one machine never share them.
 """
 
@@ -32,11 +33,14 @@ def run_config(args: argparse.Namespace) -> int:
         print(f"gatewayd ha-config: no node '{args.node}' in the ha section (nodes: {names})", file=sys.stderr)
         return 1
     into.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for name, text in (("keepalived.conf", config.keepalived_conf), ("conntrackd.conf", config.conntrackd_conf)):
+    files = {"keepalived.conf": config.keepalived_conf, "conntrackd.conf": config.conntrackd_conf}
+    if config.radvd_conf is not None:
+        files["radvd.conf"] = config.radvd_conf
+    for name, text in files.items():
         temporary = into / f".{name}.tmp"
         temporary.write_text(text)
         os.replace(temporary, into / name)  # a reader never sees half a file
-    print(f"wrote {into}/keepalived.conf and {into}/conntrackd.conf for node {args.node}")
+    print(f"wrote {', '.join(f'{into}/{name}' for name in files)} for node {args.node}")
     return 0
 
 

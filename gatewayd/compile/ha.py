@@ -1,4 +1,4 @@
-"""The `ha` section -> each node's keepalived.conf and conntrackd.conf, and the takeover hold table.
+"""The `ha` section -> each node's keepalived.conf, conntrackd.conf and radvd.conf, and the takeover hold table.
 
 Plain text and data, no kernel: `gatewayd render` prints it, `gatewayd ha-config`
 writes one node's files, and the unit tests read it.
@@ -35,6 +35,18 @@ for long), commits conntrackd's states, checks that gatewayd's own table is in
 force, and empties it. Flows conntrackd synced do not wait for that Python process
 to start: keepalived runs `conntrackd -c` itself from the LAN instance's own
 notify_master (early_commit_command), and a committed flow is no longer held.
+
+IPv6 default router (RFC 4861: hosts route to the source of the Router Advertisement,
+a link-local address): keepalived moves the LAN's link-local virtual address (fe80::1
+unless the policy names one) with the others, and radvd runs on both boxes with
+`AdvRASrcAddress` naming only that address. radvd 2.19 (Debian 12's) sends an RA only
+from a listed address present on the interface and never falls back to the box's own
+link-local (checked in a namespace pair), so only the master advertises, and it does
+so within a second of keepalived adding the address (radvd follows address changes
+over netlink); its RAs carry the master's MAC (source link-layer option), which also
+moves the hosts' neighbour entry of fe80::1. No notify has to start or stop radvd, and
+the hosts' default route (via fe80::1) is the same before and after a failover.
+Run it as `radvd -C DIR/radvd.conf -p DIR/radvd.pid` beside keepalived.
 """
 
 from __future__ import annotations
@@ -60,6 +72,11 @@ NOTIFY_STATES = ("master", "backup", "fault")
 SOCKET_BUFFER_BYTES = 1_249_280
 HASH_SIZE = 32_768
 HASH_LIMIT = 262_144  # twice nf_conntrack_max (131,072 on a 4 GB box): dead entries wait in the caches
+# Router advertisements: the hosts' default route via the link-local virtual address lives
+# RA_ROUTER_LIFETIME_SECONDS from the last RA, so an RA every minute or so keeps it far from expiry.
+RA_MIN_INTERVAL_SECONDS, RA_MAX_INTERVAL_SECONDS = 20, 60
+RA_ROUTER_LIFETIME_SECONDS = 1800  # RFC 4861's default (3 x its 600 s MaxRtrAdvInterval)
+SLAAC_PREFIX_LENGTH = 64  # RFC 4862 address autoconfiguration works on /64 prefixes only
 
 
 @dataclass(frozen=True)
@@ -77,12 +94,17 @@ class HaPaths:
     def keepalived_config(self) -> str:
         return f"{self.runtime_dir}/keepalived.conf"
 
+    @property
+    def radvd_config(self) -> str:
+        return f"{self.runtime_dir}/radvd.conf"
+
 
 @dataclass(frozen=True)
 class NodeConfig:
     node: str
     keepalived_conf: str
     conntrackd_conf: str
+    radvd_conf: str | None = None  # None: the LAN has no IPv6 virtual address, no RAs to send
 
 
 @dataclass(frozen=True)
@@ -103,6 +125,9 @@ class CompiledHa:
             parts.append(config.keepalived_conf)
             parts.append(f"# --- ha: conntrackd.conf of node {config.node} ---")
             parts.append(config.conntrackd_conf)
+            if config.radvd_conf is not None:
+                parts.append(f"# --- ha: radvd.conf of node {config.node} ---")
+                parts.append(config.radvd_conf)
         return "\n".join(parts)
 
 
@@ -114,7 +139,7 @@ def compile_ha(pair: HaPair, interfaces: Interfaces, paths: HaPaths = HaPaths())
         hold_table=hold_table(),
         nodes=tuple(
             NodeConfig(node.name, keepalived_conf(pair, node, interfaces, held, paths),
-                       conntrackd_conf(pair, node, paths))
+                       conntrackd_conf(pair, node, paths), radvd_conf(pair, node, interfaces))
             for node in pair.nodes
         ),
     )
@@ -158,6 +183,8 @@ def _address_lines(addresses: tuple[IPInterface, ...], device: str) -> tuple[lis
     the other's in `virtual_ipaddress_excluded` (moved with the instance, not advertised)."""
     if not addresses:
         return [], []
+    # policy/ha.py orders them: the first family first and, within IPv6, the link-local address
+    # first (keepalived wants an IPv6 instance's first address link-local, RFC 5798 section 5.2.9).
     family = addresses[0].version
     advertised = [f"{address} dev {device}" for address in addresses if address.version == family]
     moved = [f"{address} dev {device}" for address in addresses if address.version != family]
@@ -270,3 +297,27 @@ def conntrackd_conf(pair: HaPair, node: HaNode, paths: HaPaths) -> str:
         "    }",
         "}",
     ]) + "\n"
+
+
+def radvd_conf(pair: HaPair, node: HaNode, interfaces: Interfaces) -> str | None:
+    """RAs from the LAN's link-local virtual address only: radvd runs on both boxes, and only
+    the one holding the address (the master) sends (see the module's docstring)."""
+    source = pair.lan_link_local
+    if source is None:
+        return None
+    prefixes = [address.network for address in pair.lan_addresses
+                if address.version == 6 and not address.ip.is_link_local]
+    lines = [
+        f"# gatewayd: radvd for node {node.name} (peer {pair.peer_of(node.name).name}); generated, do not edit",
+        f"# Only the master holds {source.ip}, so only the master sends these.",
+        f"interface {interfaces.lan[0]} {{",
+        "    AdvSendAdvert on;",
+        f"    MinRtrAdvInterval {RA_MIN_INTERVAL_SECONDS};",
+        f"    MaxRtrAdvInterval {RA_MAX_INTERVAL_SECONDS};",
+        f"    AdvDefaultLifetime {RA_ROUTER_LIFETIME_SECONDS};",
+        f"    AdvRASrcAddress {{ {source.ip}; }};",
+    ]
+    for prefix in prefixes:
+        autonomous = "on" if prefix.prefixlen == SLAAC_PREFIX_LENGTH else "off"
+        lines.append(f"    prefix {prefix} {{ AdvOnLink on; AdvAutonomous {autonomous}; }};")
+    return "\n".join([*lines, "};"]) + "\n"

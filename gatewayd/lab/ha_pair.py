@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,7 +63,9 @@ SECOND_GATEWAY = "gw2"
 SYNC_PREFIX = "30"
 HA_STATE_TIMEOUT_SECONDS = 30.0
 NOTIFY_LOG = "ha-notify.log"
-VIRTUAL_ADDRESSES = {"lan": (f"{GW_LAN_V4}/24", f"{GW_LAN_V6}/64"), "wan": (f"{GW_WAN_V4}/24", f"{GW_WAN_V6}/64")}
+LAN_LINK_LOCAL = "fe80::1"  # the ha section's default link-local virtual address, the RAs' source
+VIRTUAL_ADDRESSES = {"lan": (f"{GW_LAN_V4}/24", f"{GW_LAN_V6}/64", f"{LAN_LINK_LOCAL}/64"),
+                     "wan": (f"{GW_WAN_V4}/24", f"{GW_WAN_V6}/64")}
 
 
 @dataclass(frozen=True)
@@ -203,9 +206,13 @@ class HaPairLab(Lab):
     """Lab with two gateways in an HA pair; use as a context manager like Lab."""
 
     def __init__(self, hosts: Mapping[str, HostSpec] | None = None,
-                 sites: Iterable[lab_services.Site] | None = None, start_services: bool = True) -> None:
+                 sites: Iterable[lab_services.Site] | None = None, start_services: bool = True,
+                 ra_hosts: Iterable[str] = ()) -> None:
+        """`ra_hosts`: hosts whose IPv6 default route comes from the pair's Router Advertisements, as
+        in a real office; the others keep the static one via the global virtual address, and ignore RAs."""
         super().__init__(hosts, sites, start_services)
         self.daemons: dict[str, GatewayDaemon] = {}
+        self.ra_hosts = frozenset(ra_hosts)
 
     def ns_name(self, key: str) -> str:
         if key == SECOND_GATEWAY:
@@ -245,6 +252,15 @@ class HaPairLab(Lab):
             self._ip(node.ns_key, "addr", "add", f"{node.sync_address}/{SYNC_PREFIX}", "dev", "sync0")
             self._ip(node.ns_key, "link", "set", "sync0", "up")
 
+    def _build_host(self, index: int, key: str, spec: HostSpec) -> None:
+        super()._build_host(index, key, spec)
+        if key in self.ra_hosts:
+            # A host (forwarding 0) with accept_ra 1 takes its default router from RAs: fe80::1 of the master.
+            self._ip(key, "-6", "route", "del", "default", "via", GW_LAN_V6, "dev", "eth0")
+            self._sysctl(key, "net.ipv6.conf.all.forwarding=0", "net.ipv6.conf.eth0.accept_ra=1")
+        else:
+            self._sysctl(key, "net.ipv6.conf.eth0.accept_ra=0")
+
     def _build_internet(self) -> None:
         self._ip(INTERNET, "link", "add", "isp0", "type", "veth", "peer", "name", "inet-wan",
                  "netns", self.ns_name(SWITCH))
@@ -272,6 +288,15 @@ class HaPairLab(Lab):
         path.write_text(text)
         return path
 
+    def start_pair(self, advert_interval: str = "1s") -> Path:
+        """Both nodes on the pair's policy: gw-a master (takeover hold released), then gw-b backup (held)."""
+        policy = self.write_policy(advert_interval=advert_interval)
+        self.start_node("gw-a", policy)
+        self.wait_for_master("gw-a")
+        self.start_node("gw-b", policy)
+        self.wait_for_backup_hold("gw-b")
+        return policy
+
     def start_node(self, name: str, policy: Path) -> GatewayDaemon:
         """gatewayd, then conntrackd and keepalived with `gatewayd ha-config`'s files."""
         node = self.node(name)
@@ -288,6 +313,10 @@ class HaPairLab(Lab):
                                  "--no-syslog", "-f", str(into / "keepalived.conf"),
                                  "-p", str(into / "keepalived.pid"), "-r", str(into / "vrrp.pid")],
                    log_name=f"{node.ns_key}-keepalived.log")
+        if (into / "radvd.conf").exists() and shutil.which("radvd"):
+            # On both nodes: radvd sends only while its node holds fe80::1 (compile/ha.py).
+            self.popen(node.ns_key, ["radvd", "--nodaemon", "-m", "stderr", "-C", str(into / "radvd.conf"),
+                                     "-p", str(into / "radvd.pid")], log_name=f"{node.ns_key}-radvd.log")
         return daemon
 
     def _notify_wrapper(self) -> Path:
@@ -351,7 +380,7 @@ class HaPairLab(Lab):
                 self.run(node.ns_key, ["ip", "addr", "del", address, "dev", device], check=False)
         self.run(node.ns_key, ["nft", "flush", "ruleset"])
         self.run(node.ns_key, ["conntrack", "-F"], check=False)
-        for stale in ("conntrackd.lock", "conntrackd.ctl", "keepalived.pid", "vrrp.pid"):
+        for stale in ("conntrackd.lock", "conntrackd.ctl", "keepalived.pid", "vrrp.pid", "radvd.pid"):
             (self.ha_dir(name) / stale).unlink(missing_ok=True)
         for device, v6 in (("lan0", node.lan_v6), ("wan0", node.wan_v6), ("sync0", None)):
             self._ip(node.ns_key, "link", "set", device, "up")
@@ -381,7 +410,7 @@ class HaPairLab(Lab):
     def node_logs(self, name: str, tail_chars: int = 3000) -> str:
         """The end of the node's keepalived and conntrackd logs, for a failure message."""
         parts = []
-        for daemon in ("keepalived", "conntrackd"):
+        for daemon in ("keepalived", "conntrackd", "radvd"):
             path = self.workdir / f"{self.node(name).ns_key}-{daemon}.log"
             text = path.read_text(errors="replace") if path.exists() else "(no log)"
             text = "\n".join(line for line in text.splitlines() if "Sending" not in line)  # not the ARPs

@@ -6,7 +6,8 @@
         gw-b: { priority: 253, sync_address: 203.0.113.242 }
       sync_interface: sync0                    # the dedicated link between the two boxes
       virtual_addresses:                       # move to whichever box is master
-        lan: [192.0.2.1/24, "2001:db8:1::1/64"]   # the office's default gateway
+        lan: [192.0.2.1/24, "2001:db8:1::1/64"]   # the office's default gateway; with IPv6, also
+                                               # fe80::1/64 unless a link-local one is listed
         wan: [198.51.100.1/24]
       router_id: 51                            # VRRP id of the LAN instance; WAN uses 52
       advert_interval: 1s                      # e.g. 1s, 200ms; takeover after about 3 of them
@@ -16,6 +17,13 @@
 Priorities near the top take over sooner: a backup declares the master dead after
 three adverts plus (256 - its priority)/256 of one (RFC 5798's skew), 0.01 s at 253
 but 0.61 s at 100.
+
+IPv6 hosts learn their default router from Router Advertisements, as the RA's
+source: a link-local address. Each box's own link-local differs, so after a
+failover hosts would keep routing to the dead box for the router lifetime. A LAN
+with an IPv6 virtual address therefore also moves a link-local one (fe80::1/64
+unless the admin lists one), and compile/ha.py renders a radvd.conf that sends
+RAs only from it: only the master, which holds it, advertises.
 
 Both boxes run the same policy file (gatewayd reports when their content
 differs); compile/ha.py turns this section into each node's keepalived.conf
@@ -55,6 +63,8 @@ MIN_PRIORITY, MAX_PRIORITY = 1, 254  # 255 is VRRP's "address owner", which a mo
 MAX_ROUTER_ID = 254  # VRRP ids are 1..255 and the WAN instance takes router_id + 1
 DEFAULT_ROUTER_ID = 51
 MAX_VIRTUAL_ADDRESSES = 16  # per side: a gateway has a few; keepalived sends each in every advert
+# The LAN's router address for IPv6 hosts (RAs come from it) when the admin lists no link-local one.
+DEFAULT_LAN_LINK_LOCAL = ipaddress.IPv6Interface("fe80::1/64")
 # VRRPv3 counts the interval in centiseconds, 12 bits (RFC 5798): 10 ms to 40.95 s.
 MIN_ADVERT_CENTISECONDS, MAX_ADVERT_CENTISECONDS = 1, 4095
 DEFAULT_ADVERT_CENTISECONDS = 100
@@ -242,9 +252,27 @@ def _read_virtual_addresses(
             if address.ip in seen:
                 checker.report(item, f"virtual address {address.ip} is listed twice")
                 continue
+            if address.ip.is_link_local and address.version == 6 and side == "lan" \
+                    and any(listed.ip.is_link_local for listed in sides[side] if listed.version == 6):
+                checker.report(item, f"a second link-local virtual address {address.ip} (the LAN has one: "
+                                     "the source of the router advertisements)")
+                continue
             seen.add(address.ip)
             sides[side].append(address)
-    return tuple(sides["lan"]), tuple(sides["wan"])
+    return _with_lan_link_local(tuple(sides["lan"])), tuple(sides["wan"])
+
+
+def _with_lan_link_local(lan: tuple[IPInterface, ...]) -> tuple[IPInterface, ...]:
+    """The LAN's IPv6 addresses with a link-local one first (fe80::1/64 unless listed): IPv6 hosts
+    route to the RA's link-local source, so that address must move with the master too."""
+    ipv6 = [address for address in lan if address.version == 6]
+    if not ipv6:
+        return lan
+    link_local = [address for address in ipv6 if address.ip.is_link_local] or [DEFAULT_LAN_LINK_LOCAL]
+    ipv6_in_order = (*link_local, *(address for address in ipv6 if not address.ip.is_link_local))
+    ipv4 = tuple(address for address in lan if address.version == 4)
+    # The first address's family is the one keepalived advertises (compile/ha.py): keep it first.
+    return (*ipv6_in_order, *ipv4) if lan[0].version == 6 else (*ipv4, *ipv6_in_order)
 
 
 def _check_sync_addresses_are_not_virtual(
@@ -271,7 +299,9 @@ def ha_schema() -> Schema:
                   "propertyNames": {"pattern": NAME_PATTERN}, "additionalProperties": node},
         "sync_interface": string_schema("The dedicated link between the boxes (conntrackd, gatewayd sync)."),
         "virtual_addresses": object_schema("Addresses that move to the master.", {
-            "lan": address_list | {"description": "The office's default gateway (IPv4 and/or IPv6)."},
+            "lan": address_list | {"description": "The office's default gateway (IPv4 and/or IPv6); with IPv6, "
+                                                  "also fe80::1/64 (the RAs' source) unless a link-local "
+                                                  "address is listed."},
             "wan": address_list | {"description": "The WAN side's addresses."},
         }, ("lan",)),
         "router_id": {"type": "integer", "minimum": 1, "maximum": MAX_ROUTER_ID,

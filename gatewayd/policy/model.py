@@ -532,3 +532,10 @@ class HaPair:
 
     def peer_of(self, name: str) -> HaNode:
         return next(node for node in self.nodes if node.name != name)
+
+    @property
+    def lan_link_local(self) -> ipaddress.IPv6Interface | None:
+        """The LAN's link-local virtual address, the source of the master's router advertisements
+        (policy/ha.py adds fe80::1/64 to a LAN with IPv6); None on an IPv4-only LAN."""
+        return next((address for address in self.lan_addresses
+                     if isinstance(address, ipaddress.IPv6Interface) and address.ip.is_link_local), None)

@@ -44,11 +44,7 @@ def pair() -> Iterator[HaPairLab]:
     hosts = {key: DEFAULT_HOSTS[key] for key in ("sales1", "sales2")}
     lab = HaPairLab(hosts=hosts)
     with lab:
-        policy = lab.write_policy(advert_interval="1s")
-        lab.start_node("gw-a", policy)
-        lab.wait_for_master("gw-a")
-        lab.start_node("gw-b", policy)
-        lab.wait_for_backup_hold("gw-b")
+        lab.start_pair(advert_interval="1s")
         yield lab
 
 

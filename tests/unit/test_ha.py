@@ -13,6 +13,7 @@ from gatewayd.compile import marks
 from gatewayd.compile.ha import HOLD_TIMEOUT_SECONDS, HaPaths, compile_ha
 from gatewayd.compile.kernel_names import HA_TABLE_NAME
 from gatewayd.compile.plan import compile_plan
+from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.fields import FieldError
 from gatewayd.policy.ha import parse_advert_interval, parse_preempt
 from gatewayd.policy.loader import load_policy_text
@@ -57,7 +58,7 @@ def test_conntrackd_syncs_tcp_udp_and_icmp_of_the_office_and_ignores_only_the_bo
     ignored = re.search(r"Address Ignore \{([^}]*)\}", conntrackd)
     assert ignored is not None
     assert ignored.group(1).split()[1::2] == ["127.0.0.1", "::1", "203.0.113.241", "203.0.113.242",
-                                             "192.0.2.1", "2001:db8:1::1", "198.51.100.1"]
+                                             "192.0.2.1", "fe80::1", "2001:db8:1::1", "198.51.100.1"]
     assert "CommitTimeout" not in conntrackd  # with it, conntrackd would not send the kernel's timeouts
     assert "DisableExternalCache Off" in conntrackd  # states wait in the backup's cache for the commit
 
@@ -91,7 +92,8 @@ def test_lan_and_wan_move_together_and_ipv6_rides_with_the_ipv4_instance() -> No
     group = re.search(r"vrrp_sync_group gatewayd \{\s*group \{([^}]*)\}", keepalived)
     assert group is not None and group.group(1).split() == ["gatewayd_lan", "gatewayd_wan"]
     excluded = re.search(r"virtual_ipaddress_excluded \{([^}]*)\}", keepalived)
-    assert excluded is not None and excluded.group(1).split() == ["2001:db8:1::1/64", "dev", "lan0"]
+    assert excluded is not None and excluded.group(1).split() == ["fe80::1/64", "dev", "lan0",
+                                                                  "2001:db8:1::1/64", "dev", "lan0"]
     for state in ("master", "backup", "fault"):
         assert (f'notify_{state} "/usr/bin/gatewayd ha-notify {state} --node gw-b --conntrackd-config '
                 f'/run/test-ha/conntrackd.conf --hold lan0,wan0"') in keepalived
@@ -105,6 +107,64 @@ def test_the_lan_instance_commits_conntrackds_states_itself_before_gatewayd_star
     assert 'notify_master "/usr/sbin/conntrackd -C /run/test-ha/conntrackd.conf -c"' in lan
     wan = keepalived[keepalived.index("vrrp_instance gatewayd_wan"):]
     assert "notify" not in wan  # one early commit is enough: LAN and WAN move together
+
+
+# --- the IPv6 default router: a link-local virtual address, RAs from it only ---
+
+
+def lan_policy(lan: str) -> Policy:
+    text = (PLAN / "ha_pair.yaml").read_text().replace('lan: [192.0.2.1/24, "2001:db8:1::1/64"]', f"lan: {lan}")
+    return load_policy_text(text, "ha_pair.yaml", catalog_path=str(PLAN / "catalog.yaml"))
+
+
+def lan_addresses(lan: str) -> list[str]:
+    ha = lan_policy(lan).ha
+    assert ha is not None
+    return [str(address) for address in ha.lan_addresses]
+
+
+def test_a_lan_with_ipv6_also_moves_fe80_1_first_among_its_ipv6_addresses() -> None:
+    assert lan_addresses('[192.0.2.1/24, "2001:db8:1::1/64"]') == ["192.0.2.1/24", "fe80::1/64", "2001:db8:1::1/64"]
+    # IPv6 first stays first (keepalived then advertises IPv6, whose first address must be link-local).
+    assert lan_addresses('["2001:db8:1::1/64", 192.0.2.1/24]') == ["fe80::1/64", "2001:db8:1::1/64", "192.0.2.1/24"]
+    assert lan_addresses("[192.0.2.1/24]") == ["192.0.2.1/24"]  # no IPv6, no link-local address, no RAs
+
+
+def test_a_listed_link_local_address_replaces_the_default_and_a_second_one_is_refused() -> None:
+    assert lan_addresses('[192.0.2.1/24, "2001:db8:1::1/64", "fe80::254/64"]') == \
+        ["192.0.2.1/24", "fe80::254/64", "2001:db8:1::1/64"]
+    with pytest.raises(PolicyError, match=r"ha_pair.yaml:\d+:\d+: .*second link-local virtual address fe80::2"):
+        lan_policy('["fe80::1/64", "fe80::2/64"]')
+
+
+def test_radvd_advertises_the_lan_prefix_from_the_link_local_virtual_address_only() -> None:
+    policy = pair_policy()
+    assert policy.ha is not None
+    compiled = compile_ha(policy.ha, policy.interfaces, HaPaths("/run/test-ha", "/usr/bin/gatewayd"))
+    configs = [compiled.for_node(node) for node in ("gw-a", "gw-b")]
+    radvd = [config.radvd_conf for config in configs if config is not None]
+    assert len(radvd) == 2 and radvd[0] is not None and radvd[1] is not None
+    # The same on both boxes but for the header: which one sends is decided by who holds fe80::1.
+    assert radvd[0].splitlines()[1:] == radvd[1].splitlines()[1:]
+    assert "interface lan0 {" in radvd[0] and "AdvRASrcAddress { fe80::1; };" in radvd[0]
+    assert "prefix 2001:db8:1::/64 { AdvOnLink on; AdvAutonomous on; };" in radvd[0]
+    lifetime = int(re.search(r"AdvDefaultLifetime (\d+);", radvd[0]).group(1))  # type: ignore[union-attr]
+    interval = int(re.search(r"MaxRtrAdvInterval (\d+);", radvd[0]).group(1))  # type: ignore[union-attr]
+    assert lifetime >= 3 * interval  # a host keeps its router through a few lost RAs
+    assert "# --- ha: radvd.conf of node gw-b ---" in compiled.render()
+
+
+def test_no_slaac_on_a_prefix_other_than_64_and_no_radvd_without_ipv6() -> None:
+    policy = lan_policy('[192.0.2.1/24, "2001:db8:1::1/56"]')
+    assert policy.ha is not None
+    config = compile_ha(policy.ha, policy.interfaces).for_node("gw-a")
+    assert config is not None and config.radvd_conf is not None
+    assert "prefix 2001:db8:1::/56 { AdvOnLink on; AdvAutonomous off; };" in config.radvd_conf
+    ipv4_only = lan_policy("[192.0.2.1/24]")
+    assert ipv4_only.ha is not None
+    config = compile_ha(ipv4_only.ha, ipv4_only.interfaces).for_node("gw-a")
+    assert config is not None and config.radvd_conf is None
+    assert "radvd" not in compile_ha(ipv4_only.ha, ipv4_only.interfaces).render()
 
 
 @pytest.mark.parametrize(("text", "centiseconds"), [("1s", 100), ("200ms", 20), ("10ms", 1), ("40s", 4000)])
