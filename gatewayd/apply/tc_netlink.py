@@ -155,7 +155,7 @@ class TcBatch:
         failure: TcBatchError | None = None
         while by_sequence:
             data = self._socket.recv(RECEIVE_BUFFER_BYTES)
-            for sequence, code in _acknowledgements(data):
+            for sequence, code in acknowledgements(data):
                 acknowledged = by_sequence.pop(sequence) if sequence in by_sequence else None
                 if acknowledged is not None and code != 0 and failure is None:
                     failure = TcBatchError(f"{acknowledged.what}: {os.strerror(-code)}", -code)
@@ -205,7 +205,7 @@ def dump_messages(sock: socket.socket, sequence: int, message_type: int,
             offset += (length + 3) & ~3
 
 
-def _acknowledgements(data: bytes) -> Iterator[tuple[int, int]]:
+def acknowledgements(data: bytes) -> Iterator[tuple[int, int]]:
     offset = 0
     while offset + HEADER.size <= len(data):
         length, message_type, _flags, sequence, _pid = HEADER.unpack_from(data, offset)

@@ -8,6 +8,7 @@ daemon), in a fresh interpreter, and name what must not be among it.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -63,3 +64,28 @@ def test_the_daemon_start_leaves_what_only_some_configurations_use_unloaded() ->
     modules = modules_at_daemon_start()
     found = {package: imported(modules, package) for package in ONLY_WHEN_NEEDED}
     assert {package: names for package, names in found.items() if names} == {}
+
+
+# Where pyroute2 may be imported at all, lazily inside a function included: a module the first apply
+# runs (apply/epoch_labels.py clears ct labels at every start) would load it into every daemon.
+PYROUTE2_ALLOWED_IN = {
+    "gatewayd/apply/links.py": "routing of several WAN links, skipped with one link",
+}
+
+
+def modules_importing(package: str) -> set[str]:
+    found = set()
+    for path in sorted((REPOSITORY / "gatewayd").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name == package or name.startswith(package + ".") for name in names):
+                found.add(path.relative_to(REPOSITORY).as_posix())
+    return found
+
+
+def test_only_the_multi_link_routing_imports_pyroute2_even_lazily() -> None:
+    found = modules_importing("pyroute2")
+    assert "gatewayd/apply/links.py" in found  # the scan does see a lazy import
+    assert found - set(PYROUTE2_ALLOWED_IN) == set()
+    assert "gatewayd/apply/epoch_labels.py" not in found

@@ -14,7 +14,7 @@ from gatewayd.apply.tc_netlink import (
     TC_H_ROOT,
     TCMSG,
     HtbParams,
-    _acknowledgements,
+    acknowledgements,
     class_request,
     delete_root_request,
     htb_options,
@@ -79,7 +79,7 @@ def test_class_requests_name_their_class_and_delete_has_no_options() -> None:
 def test_acknowledgements_are_matched_by_sequence() -> None:
     ok = HEADER.pack(HEADER.size + 4 + HEADER.size, 2, 0, 41, 0) + struct.pack("=i", 0) + bytes(HEADER.size)
     refused = HEADER.pack(HEADER.size + 4 + HEADER.size, 2, 0, 42, 0) + struct.pack("=i", -17) + bytes(HEADER.size)
-    assert list(_acknowledgements(ok + refused)) == [(41, 0), (42, -17)]
+    assert list(acknowledgements(ok + refused)) == [(41, 0), (42, -17)]
 
 
 def test_fifo_leaves_hold_about_50_ms_at_their_ceiling_in_bytes() -> None:
