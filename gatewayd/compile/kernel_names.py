@@ -26,11 +26,12 @@ COUNTER_QUEUED = "queued_packets"
 COUNTER_DNS_SNOOPED = "dns_answers_queued"  # answers of the named resolvers and the router's own
 COUNTER_DNS_QUERIES = "dns_queries_queued"  # lookups to the named resolvers
 COUNTER_GAVE_UP = "flows_gave_up"
+COUNTER_HOST_QUEUE_RATE = "queue_host_over_rate"  # undecided packets not queued: their host is over its rate
 COUNTER_DEFAULT = "rule_default"
 COUNTER_TCP_ONLY = "rule_tcp_only"  # reported as the rule "tcp-only" (metrics: rule hits)
 FIXED_COUNTERS = (COUNTER_BLOCKED_TCP, COUNTER_BLOCKED_UDP, COUNTER_BLOCKED_OTHER,
                   COUNTER_BLOCKED_REPLIES, COUNTER_QUEUED, COUNTER_DNS_SNOOPED,
-                  COUNTER_DNS_QUERIES, COUNTER_GAVE_UP, COUNTER_DEFAULT)
+                  COUNTER_DNS_QUERIES, COUNTER_GAVE_UP, COUNTER_DEFAULT, COUNTER_HOST_QUEUE_RATE)
 
 SET_USAGE = "usage"  # bytes/packets per app, group, block flag and class
 SET_FLOWS = "flows"  # decided flows per app and group

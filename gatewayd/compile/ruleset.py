@@ -46,6 +46,7 @@ from gatewayd.compile.kernel_names import (
     COUNTER_BLOCKED_UDP,
     COUNTER_DEFAULT,
     COUNTER_GAVE_UP,
+    COUNTER_HOST_QUEUE_RATE,
     COUNTER_QUEUED,
     COUNTER_TCP_ONLY,
     DECIDED_FLOWS_CHAIN,
@@ -98,6 +99,11 @@ RECENT_BLOCKED_TIMEOUT = 600  # seconds
 
 USAGE_KEY_MASK = marks.APP_MASK | marks.GROUP_MASK | marks.BLOCK_BIT | marks.CLASS_MASK
 FLOWS_KEY_MASK = marks.APP_MASK | marks.GROUP_MASK
+
+# The host_queue_rate meters: one entry per LAN host seen queueing, forgotten after a quiet minute.
+# A full meter cannot add a host, so that host's packets are queued as before (nft: the update fails).
+QUEUE_RATE_HOSTS = 65536
+QUEUE_RATE_IDLE_SECONDS = 60
 
 
 def hexmark(value: int) -> str:
@@ -278,6 +284,7 @@ class RulesetCompiler:
             NftRule(f"ct mark & {hexmark(marks.APP_MASK)} != 0 return", comment="decided: kernel only"),
             *app_lookup_rules(),
             NftRule(f"{app_undecided} ct packets <= {max_packets} meta l4proto tcp jump {EMPTY_TCP_CHAIN}"),
+            *self._host_queue_rate_rules(f"{app_undecided} ct packets <= {max_packets}"),
             NftRule(f"{app_undecided} ct packets <= {max_packets} ct direction original "
                     f"counter name {COUNTER_QUEUED} {queue} return", comment="first packets to the classifier"),
             NftRule(f"{app_undecided} ct packets <= {max_packets} ct direction reply "
@@ -289,6 +296,32 @@ class RulesetCompiler:
         self.table.chains.append(self._empty_tcp_chain())
         self.table.chains.append(NftChain("classify", tuple(rules),
                                           BaseHook("forward", CLASSIFY_PRIORITY)))
+
+    def _host_queue_rate_rules(self, undecided: str) -> list[NftRule]:
+        """Packets that would be queued for a LAN host over classifier.host_queue_rate pass unqueued.
+
+        NFQUEUE is one FIFO: a host opening thousands of flows would put everyone else's first
+        packets behind its own, long enough for their flows to run past max_packets unclassified
+        (or for the socket to overflow and pass them by fail-open). The host is the client of its
+        flows, so replies count against their destination. Over the rate a packet is not dropped:
+        it passes as if the classifier were away, and its flow goes on to give up as usual.
+        """
+        rate = self.policy.classifier.host_queue_rate
+        if not rate:
+            return []
+        rules = []
+        for version, (match, key_type) in ((4, ("ip", "ipv4_addr")), (6, ("ip6", "ipv6_addr"))):
+            meter = f"queue_rate_v{version}"
+            self.table.sets.append(NftSet(meter, key_type, flags=("dynamic", "timeout"), size=QUEUE_RATE_HOSTS,
+                                          timeout=QUEUE_RATE_IDLE_SECONDS,
+                                          comment="classifier.host_queue_rate: queued packets per LAN host"))
+            for direction, host in (("original", "saddr"), ("reply", "daddr")):
+                rules.append(NftRule(
+                    f"{undecided} ct direction {direction} update @{meter} "
+                    f"{{ {match} {host} limit rate over {rate}/second burst {rate} packets }} "
+                    f"counter name {COUNTER_HOST_QUEUE_RATE} return",
+                    comment="host over its queue rate: passes unclassified" if host == "saddr" else ""))
+        return rules
 
     def _skip_dns_rules_when_decided(self) -> list[NftRule]:
         """Every packet of a decided bulk flow would otherwise test each DNS rule (protocol set,

@@ -89,4 +89,8 @@ class RuleCollector(PlanCollector):
                                     "Server addresses learned from DNS, held in kernel maps.", labels=["family"])
         for map_name, count in self._kernel.learned_count().items():
             learned.add_metric([map_name.rsplit("_", 1)[1]], count)
-        yield from (hits, hit_bytes, blocked, replies, queued, dns_queued, gave_up, learned)
+        over_rate = CounterMetricFamily("gatewayd_classifier_host_over_rate_packets",
+                                        "First packets of undecided flows not queued because their LAN host was "
+                                        "over classifier.host_queue_rate: they passed unclassified.")
+        over_rate.add_metric([], packets_of(counters, kernel_names.COUNTER_HOST_QUEUE_RATE))
+        yield from (hits, hit_bytes, blocked, replies, queued, over_rate, dns_queued, gave_up, learned)

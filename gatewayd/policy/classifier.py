@@ -1,6 +1,11 @@
 """The `classifier` section: fail mode, packets inspected per flow, NFQUEUE number, tcp_only.
 
-    classifier: { fail_mode: open, max_packets: 8, queue: 0, tcp_only: [video] }
+    classifier: { fail_mode: open, max_packets: 8, queue: 0, tcp_only: [video], host_queue_rate: 2000 }
+
+host_queue_rate bounds, per LAN host, the packets per second the kernel hands to
+the classifier (compile/ruleset.py): the queue is one FIFO, so without it one
+host opening thousands of flows puts every other host's first packets behind
+its own, long enough for their flows to run past max_packets unclassified.
 
 tcp_only names applications, so it is read (policy/tcp_only.py) once they are known.
 """
@@ -29,7 +34,8 @@ from gatewayd.policy.yamltree import (
     text_of,
 )
 
-CLASSIFIER_KEYS = ("fail_mode", "max_packets", "queue", "tcp_only")
+CLASSIFIER_KEYS = ("fail_mode", "max_packets", "queue", "tcp_only", "host_queue_rate")
+MAX_HOST_QUEUE_RATE = 1_000_000
 
 
 def read_classifier(node: Node | None, checker: Checker) -> ClassifierSettings:
@@ -54,7 +60,11 @@ def read_classifier(node: Node | None, checker: Checker) -> ClassifierSettings:
     if "queue" in known:
         queue = integer_of(known["queue"].value, checker, "'queue'", 0, 65535)
         queue_num = queue if queue is not None else queue_num
-    return ClassifierSettings(fail_mode, max_packets, queue_num)
+    host_queue_rate = defaults.host_queue_rate
+    if "host_queue_rate" in known:
+        rate = integer_of(known["host_queue_rate"].value, checker, "'host_queue_rate'", 0, MAX_HOST_QUEUE_RATE)
+        host_queue_rate = rate if rate is not None else host_queue_rate
+    return ClassifierSettings(fail_mode, max_packets, queue_num, host_queue_rate=host_queue_rate)
 
 
 def with_tcp_only(settings: ClassifierSettings, node: Node | None, checker: Checker,
@@ -77,6 +87,11 @@ def classifier_schema() -> Schema:
                 "type": "integer", "minimum": 1, "maximum": 32, "description": "Packets inspected per flow.",
             },
             "queue": {"type": "integer", "minimum": 0, "maximum": 65535, "description": "NFQUEUE number."},
+            "host_queue_rate": {
+                "type": "integer", "minimum": 0, "maximum": MAX_HOST_QUEUE_RATE,
+                "description": "Packets per second one LAN host may have queued to the classifier "
+                               "(above it they pass unclassified); 0: no limit.",
+            },
             "tcp_only": one_or_list(
                 string_schema("An application id or a category."),
                 "Apps/categories whose QUIC (UDP) is blocked so browsers fall back to TLS over TCP.",

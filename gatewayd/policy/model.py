@@ -351,6 +351,9 @@ class ClassifierSettings:
     max_packets: int = 8  # packets of a flow the kernel queues before giving up
     queue_num: int = 0
     tcp_only: tuple[str, ...] = ()  # apps / categories whose UDP (QUIC) is blocked, so they fall back to TCP
+    # Packets per second one LAN host may have queued (its flows' first packets, both directions);
+    # above it they pass unclassified, so one host's flood cannot delay everyone's verdicts. 0: no limit.
+    host_queue_rate: int = 2000
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,9 @@ def test_a_full_queue_passes_new_flows_only_in_fail_mode_open_and_counts_them(tm
     policy = tmp_path / "office.yaml"
     text = OFFICE_POLICY.read_text()
     assert "  fail_mode: open\n" in text
-    policy.write_text(text.replace("  fail_mode: open\n", f"  fail_mode: {fail_mode}\n"))
+    # One host's flood stands for a whole busy office here: without host_queue_rate: 0 the
+    # per-host bound would keep the queue from filling (tests/integration/test_classifier_memory.py).
+    policy.write_text(text.replace("  fail_mode: open\n", f"  fail_mode: {fail_mode}\n  host_queue_rate: 0\n"))
     with Lab(hosts=OFFICE_HOSTS) as lab:
         daemon = GatewayDaemon(lab, policy).start()
         try:
