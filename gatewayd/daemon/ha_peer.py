@@ -45,9 +45,11 @@ class PeerHeard:
 
 
 class HaPeer:
-    def __init__(self, runtime_dir: Path, local_node: str | None = None) -> None:
-        """`local_node` names this node outright (tests); otherwise the bind decides."""
+    def __init__(self, runtime_dir: Path, local_node: str | None = None, port: int = PEER_PORT) -> None:
+        """`local_node` names this node outright (tests); otherwise the bind decides. `port`: both
+        nodes' (tests pick a free one, so runs beside a real pair or each other cannot collide)."""
         self.runtime_dir = runtime_dir
+        self.port = port
         self.local_node = local_node
         self.node: HaNode | None = None
         self.peer: HaNode | None = None
@@ -66,7 +68,7 @@ class HaPeer:
         nodes = pair.nodes if self.local_node is None else tuple(n for n in pair.nodes if n.name == self.local_node)
         found = self._bind_own(nodes)
         if found is None:
-            log.warning("event=ha_peer_unbound reason=no_sync_address_of_this_box port=%d", PEER_PORT)
+            log.warning("event=ha_peer_unbound reason=no_sync_address_of_this_box port=%d", self.port)
             return
         self.node = found
         self.peer = pair.peer_of(found.name)
@@ -80,7 +82,7 @@ class HaPeer:
             family = socket.AF_INET if node.sync_address.version == 4 else socket.AF_INET6
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                sock.bind((str(node.sync_address), PEER_PORT))
+                sock.bind((str(node.sync_address), self.port))
             except OSError as error:
                 sock.close()
                 if error.errno != errno.EADDRNOTAVAIL:
@@ -106,7 +108,7 @@ class HaPeer:
         message = json.dumps({"node": self.node.name, "state": self.own_state(),
                               "policy_hash": self.policy_hash}).encode()
         try:
-            self._socket.sendto(message, (str(self.peer.sync_address), PEER_PORT))
+            self._socket.sendto(message, (str(self.peer.sync_address), self.port))
         except OSError:
             pass  # the sync link is down or the peer gone: its silence is what the report shows
         return True

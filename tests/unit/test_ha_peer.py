@@ -26,11 +26,32 @@ PAIR = HaPair((HaNode("gw-a", 150, ipaddress.ip_address("127.0.0.1")),
               "sync0", (), (), 51, 100)
 
 
+def free_pair_port() -> int:
+    """A UDP port free on both loopback addresses the pair binds (not the real 3781: a unit run
+    beside another, or beside a real pair on this box, would hear the other's heartbeats)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_a:
+            probe_a.bind(("127.0.0.1", 0))
+            port = int(probe_a.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_b:
+                try:
+                    probe_b.bind(("127.0.0.2", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no UDP port free on both 127.0.0.1 and 127.0.0.2")
+
+
 @pytest.fixture
-def peers(tmp_path: Path) -> Iterator[tuple[HaPeer, HaPeer]]:
+def port() -> int:
+    return free_pair_port()
+
+
+@pytest.fixture
+def peers(tmp_path: Path, port: int) -> Iterator[tuple[HaPeer, HaPeer]]:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a, b = HaPeer(tmp_path / "a", local_node="gw-a"), HaPeer(tmp_path / "b", local_node="gw-b")
+    a, b = HaPeer(tmp_path / "a", "gw-a", port), HaPeer(tmp_path / "b", "gw-b", port)
     try:
         yield a, b
     finally:
@@ -83,17 +104,17 @@ def test_a_silent_peer_becomes_unknown_and_is_not_compared(peers: tuple[HaPeer, 
     assert a.peer_state(later) == "unknown" and a.same_policy(later) is None
 
 
-def test_datagrams_not_from_the_peer_or_too_big_are_ignored(peers: tuple[HaPeer, HaPeer]) -> None:
+def test_datagrams_not_from_the_peer_or_too_big_are_ignored(peers: tuple[HaPeer, HaPeer], port: int) -> None:
     a, _ = peers
     a.adopt(PAIR, "hash-1")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
         stranger.bind(("127.0.0.3", 0))
-        stranger.sendto(b'{"node": "gw-b", "state": "master", "policy_hash": "x"}', ("127.0.0.1", 3781))
+        stranger.sendto(b'{"node": "gw-b", "state": "master", "policy_hash": "x"}', ("127.0.0.1", port))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
         peer.bind(("127.0.0.2", 0))
         peer.sendto(b'{"node": "gw-b", "state": "master", "policy_hash": "' + b"x" * 600 + b'"}',
-                    ("127.0.0.1", 3781))
-        peer.sendto(b"not json", ("127.0.0.1", 3781))
+                    ("127.0.0.1", port))
+        peer.sendto(b"not json", ("127.0.0.1", port))
     time.sleep(0.05)
     a.poll()
     assert a.heard is None
