@@ -22,7 +22,7 @@ add, element by element where one clashes (NftKernel.write_learned).
 from __future__ import annotations
 
 import errno
-import ipaddress
+import functools
 import logging
 import os
 import socket
@@ -80,20 +80,24 @@ def strz(text: str) -> bytes:
 
 def element_key(address: str) -> bytes:
     """The key of a learned map's element: the address in network order, as the set's key type holds it."""
-    return nested(NFTA_SET_ELEM_KEY, encode_attribute(NFTA_DATA_VALUE, ipaddress.ip_address(address).packed))
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    return nested(NFTA_SET_ELEM_KEY, encode_attribute(NFTA_DATA_VALUE, packed))
 
 
-def added_element(element: Element) -> bytes:
-    address, chain, timeout_seconds = element
+@functools.lru_cache(maxsize=1024)  # one per app chain of the table in force
+def goto_data(chain: str) -> bytes:
     verdict = (encode_attribute(NFTA_VERDICT_CODE, struct.pack("!i", NFT_GOTO))
                + encode_attribute(NFTA_VERDICT_CHAIN, strz(chain)))
-    return nested(NFTA_LIST_ELEM, element_key(address)
-                  + encode_attribute(NFTA_SET_ELEM_TIMEOUT, struct.pack("!Q", timeout_seconds * 1000))
-                  + nested(NFTA_SET_ELEM_DATA, nested(NFTA_DATA_VERDICT, verdict)))
+    return nested(NFTA_SET_ELEM_DATA, nested(NFTA_DATA_VERDICT, verdict))
 
 
-def destroyed_element(element: Element) -> bytes:
-    return nested(NFTA_LIST_ELEM, element_key(element[0]))
+def added_element(key: bytes, chain: str, timeout_seconds: int) -> bytes:
+    timeout = encode_attribute(NFTA_SET_ELEM_TIMEOUT, struct.pack("!Q", timeout_seconds * 1000))
+    return nested(NFTA_LIST_ELEM, key + timeout + goto_data(chain))
+
+
+def destroyed_element(key: bytes) -> bytes:
+    return nested(NFTA_LIST_ELEM, key)
 
 
 def element_list_message(message_type: int, flags: int, family: str, table: str, map_name: str,
@@ -122,12 +126,15 @@ def replace_batch(family: str, table: str, maps: Sequence[tuple[str, Sequence[El
     for map_name, elements in maps:
         if not elements:
             continue
-        for kind, message_type, flags, encode in (("destroy", NFT_MSG_DESTROYSETELEM, 0, destroyed_element),
-                                                  ("add", NFT_MSG_NEWSETELEM, NLM_F_CREATE, added_element)):
+        keys = [element_key(address) for address, _chain, _timeout in elements]
+        bodies = (("destroy", NFT_MSG_DESTROYSETELEM, 0, b"".join(destroyed_element(key) for key in keys)),
+                  ("add", NFT_MSG_NEWSETELEM, NLM_F_CREATE,
+                   b"".join(added_element(key, chain, timeout) for key, (_, chain, timeout) in zip(keys, elements,
+                                                                                                    strict=True))))
+        for kind, message_type, flags, body in bodies:
             sequence += 1
             kinds[sequence] = kind
-            frames.append(element_list_message(message_type, flags, family, table, map_name,
-                                               b"".join(encode(e) for e in elements), sequence))
+            frames.append(element_list_message(message_type, flags, family, table, map_name, body, sequence))
     frames.append(batch_marker(NFNL_MSG_BATCH_END, sequence + 1))
     return b"".join(frames), kinds
 
