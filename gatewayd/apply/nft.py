@@ -274,28 +274,34 @@ class NftKernel:
                     found.append(LearnedElement(str(element["val"]), chain, int(element["expires"])))
         return found
 
-    def write_learned(self, batches: Sequence[tuple[str, list[LearnedElement], list[str]]]) -> None:
-        """Add learned addresses, one transaction for every map: (map, elements, refresh), where
-        `refresh` lists addresses already present whose element is replaced (new timeout or app).
+    def write_learned(self, batches: Sequence[tuple[str, list[LearnedElement]]]) -> None:
+        """Add learned addresses, every map in one transaction, each replacing what its map holds.
 
-        The kernel keeps an existing element on a plain add, so a refresh is delete + add in the
-        same transaction: lookups never miss it.
+        The fallback of apply/learned_netlink.py for kernels without NFT_MSG_DESTROYSETELEM (before
+        Linux 6.3). A plain add keeps an element that goes to the same chain and refuses the whole
+        transaction (EEXIST) for one that goes to another; a delete refuses it for an element that is
+        not there. So all are added at once, and when that is refused each goes on its own: an add,
+        or where that is refused, a delete + add in one transaction (a lookup never misses it).
         """
-        adds, deletes = [], []
-        for map_name, elements, refresh in batches:
+        def added(map_name: str, elements: Sequence[LearnedElement]) -> str:
             body = ", ".join(f"{e.address} timeout {e.timeout_seconds}s : goto {e.chain}" for e in elements)
-            if body:
-                adds.append(f"add element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {body} }}\n")
-            if body and refresh:
-                deletes.append(f"delete element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {', '.join(refresh)} }}\n")
-        if deletes:
-            try:
-                self.run("".join(deletes + adds))
-                return
-            except NftError:
-                pass  # one of them expired meanwhile: a plain add is right then
-        if adds:
-            self.run("".join(adds))
+            return f"add element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {body} }}\n"
+
+        script = "".join(added(map_name, elements) for map_name, elements in batches if elements)
+        if not script:
+            return
+        try:
+            self.run(script)
+            return
+        except NftError:
+            pass  # one of them goes elsewhere now (or the map refuses it): element by element
+        for map_name, elements in batches:
+            for element in elements:
+                try:
+                    self.run(added(map_name, [element]))
+                except NftError:
+                    self.run(f"delete element {TABLE_FAMILY} {TABLE_NAME} {map_name} {{ {element.address} }}\n"
+                             + added(map_name, [element]))
 
     # --- counters for metrics ---
     def named_counters(self) -> dict[str, Counter]:

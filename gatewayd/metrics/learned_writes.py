@@ -35,3 +35,8 @@ class LearnedWriteCollector(SourceCollector):
                                   "writes them).", value=stats.overflowed)
         yield CounterMetricFamily("gatewayd_dns_learned_write_failures", "Learned addresses of batches the kernel "
                                   "refused.", value=stats.failed)
+        yield GaugeMetricFamily("gatewayd_dns_learned_book_entries", "Learned addresses the writer remembers "
+                                "writing, to skip answers that change nothing (bounded).", value=stats.book_entries)
+        yield CounterMetricFamily("gatewayd_dns_learned_book_forgotten", "Learned addresses the writer's book "
+                                  "forgot to stay within its bound (a later answer for one is written again).",
+                                  value=stats.forgotten)

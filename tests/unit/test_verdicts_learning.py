@@ -51,15 +51,15 @@ class QueuedPacket:
 
 
 class RecordingKernel:
-    """The learned maps: records each write, one (map, elements, refresh) per map it touched."""
+    """The learned maps: records each write, one (map, elements) per map it touched."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, list[LearnedElement], list[str]]] = []
+        self.calls: list[tuple[str, list[LearnedElement]]] = []
         self.transactions = 0
 
-    def write_learned(self, batches: Sequence[tuple[str, list[LearnedElement], list[str]]]) -> None:
+    def write_learned(self, batches: Sequence[tuple[str, list[LearnedElement]]]) -> None:
         self.transactions += 1
-        self.calls.extend((map_name, list(elements), list(refresh)) for map_name, elements, refresh in batches)
+        self.calls.extend((map_name, list(elements)) for map_name, elements in batches)
 
 
 class Daemon:
@@ -119,9 +119,9 @@ def test_a_changed_app_replaces_the_kernels_entry_at_once() -> None:
         verdicts(QueuedPacket(answer(FINANCE, port, txid, name, "203.0.113.77"), QUEUED_ANSWER | marks.RESOLVER_ANSWER))
         writer.write_all()
     assert kernel.calls == [
-        (MAP_LEARNED_V4, [LearnedElement("203.0.113.77", set_app_chain(numbers["crm"]), 300)], []),
-        # Present in the kernel with another app: deleted and added in one transaction.
-        (MAP_LEARNED_V4, [LearnedElement("203.0.113.77", set_app_chain(numbers["wechat"]), 300)], ["203.0.113.77"]),
+        (MAP_LEARNED_V4, [LearnedElement("203.0.113.77", set_app_chain(numbers["crm"]), 300)]),
+        # Sent at once, though the book knows it fresh: its app changed (the kernel side replaces it).
+        (MAP_LEARNED_V4, [LearnedElement("203.0.113.77", set_app_chain(numbers["wechat"]), 300)]),
     ]
 
 
@@ -153,4 +153,4 @@ def test_an_answer_goes_before_the_kernel_holds_its_address_and_the_first_packet
     assert syn.accepted
     assert marks.app_number_of(syn.mark) == verdicts.numbering.apps.numbers["crm"]
     writer.write_all()
-    assert [element.address for _, elements, _ in kernel.calls for element in elements] == ["203.0.113.88"]
+    assert [element.address for _, elements in kernel.calls for element in elements] == ["203.0.113.88"]
