@@ -214,6 +214,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "tencent_tgcp": (sig_vendor.tencent_tgcp, _TCP),
     "alicloud": (sig_vendor.alicloud, _TCP),
     "xiaomi_push": (sig_vendor.xiaomi_push, _TCP),
+    "dingtalk": (sig_vendor.dingtalk, _TCP),
 }
 
 SIGNATURES: dict[str, Signature] = {name: entry[0] for name, entry in _REGISTRY.items()}
