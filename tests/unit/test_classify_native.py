@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from scapy.all import IP, TCP, UDP, Raw
+from scapy.all import DNS, DNSQR, IP, TCP, UDP, IPv6, Raw
 
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.signatures import SIGNATURES
@@ -75,6 +75,23 @@ def test_teams_media_to_microsofts_published_media_network_is_a_teams_call() -> 
     # The same network on another port is not a call by address alone.
     other = IP(src=CLIENT, dst="13.107.64.20") / UDP(sport=50011, dport=5000) / Raw(bytes(120))
     assert classifier.on_packet(bytes(other), 1.0).decision is None
+
+
+@pytest.mark.parametrize("resolver", ["1.1.1.1", "8.8.4.4", "9.9.9.9", "223.5.5.5", "2001:4860:4860::8888"])
+def test_public_resolvers_are_dns_over_https_on_443_only(resolver: str) -> None:
+    classifier = builtin_classifier()
+    network = IPv6 if ":" in resolver else IP
+    client = "2001:db8::40" if ":" in resolver else CLIENT
+    syn = network(src=client, dst=resolver) / TCP(sport=40300, dport=443, flags="S", seq=1)
+    assert classifier.on_packet(bytes(syn), 1.0).decision == Decision("doh_dot", "address", resolver)
+    quic = network(src=client, dst=resolver) / UDP(sport=40301, dport=443) / Raw(bytes(1200))
+    assert classifier.on_packet(bytes(quic), 1.0).decision == Decision("doh_dot", "address", resolver)
+    # Port 53 of the same address is plain DNS, and port 80 says nothing by address alone.
+    query = network(src=client, dst=resolver) / UDP(sport=40302, dport=53) / DNS(rd=1, qd=DNSQR(qname="example.com"))
+    decision = classifier.on_packet(bytes(query), 1.0).decision
+    assert decision is None or decision.app == "dns"  # a query waits for its answer; never doh_dot
+    web = network(src=client, dst=resolver) / TCP(sport=40303, dport=80, flags="S", seq=1)
+    assert classifier.on_packet(bytes(web), 1.0).decision is None
 
 
 def test_no_catalog_app_lists_overlapping_networks() -> None:
