@@ -126,6 +126,43 @@ def test_a_relay_is_named_by_the_same_clients_tls_server_name() -> None:
     assert others == [None, None, Decision("stun", "signature", "stun")]
 
 
+def tls_hello_to(classifier: Classifier, server: str, server_name: str, sport: int) -> Decision | None:
+    extension = TLS_Ext_ServerName(servernames=[ServerName(servername=server_name.encode())])
+    hello = bytes(TLS(msg=[TLSClientHello(ext=[extension])]))
+    syn = IP(src=CLIENT, dst=server) / TCP(sport=sport, dport=443, flags="S", seq=100)
+    data = IP(src=CLIENT, dst=server) / TCP(sport=sport, dport=443, flags="PA", seq=101, ack=1) / Raw(hello)
+    classifier.on_packet(bytes(syn), 1.0)
+    return classifier.on_packet(bytes(data), 1.1).decision
+
+
+@pytest.mark.parametrize(("server_name", "app"), [
+    ("api.meeting.qq.com", "tencentmeeting"),  # Tencent's RTC: media by address and port, no STUN
+    ("static.dingtalk.com", "dingtalk"),
+    ("g.whatsapp.net", "whatsappcall"),  # an app's calls take its voice-video sub-app
+])
+def test_private_media_to_the_server_the_client_named_is_that_apps(server_name: str, app: str) -> None:
+    classifier = builtin_classifier(max_packets=3)
+    hello = tls_hello_to(classifier, RELAY, server_name, 41010)
+    assert hello is not None and hello.evidence == server_name
+    media = bytes(range(7, 107))  # a vendor's own media framing: nothing any signature knows
+    decisions = [classifier.on_packet(udp(media, dport=8000), 2.0 + n).decision for n in range(3)]
+    assert decisions == [None, None, Decision(app, "address", "named-server")]
+    # Another client never named that server: the same datagrams (to another port than the call's) stay unknown.
+    others = [classifier.on_packet(udp(media, client=OTHER_CLIENT, dport=8001), 3.0 + n).decision for n in range(3)]
+    assert others[2] is not None and others[2].app == "unknown"
+
+
+@pytest.mark.parametrize(("server_name", "dport"), [
+    ("www.youku.com", 8000),  # a video site's server: not a calling app
+    ("api.meeting.qq.com", 53),  # DNS to it is DNS, whatever else it serves
+])
+def test_udp_to_a_named_server_is_media_only_for_calling_apps(server_name: str, dport: int) -> None:
+    classifier = builtin_classifier(max_packets=3)
+    assert tls_hello_to(classifier, RELAY, server_name, 41020) is not None
+    decisions = [classifier.on_packet(udp(bytes(range(60)), dport=dport), 2.0 + n).decision for n in range(3)]
+    assert decisions[2] is not None and decisions[2].evidence != "named-server"
+
+
 def test_peer_to_peer_media_on_a_calls_socket_takes_the_calls_app() -> None:
     # Zoom's client asks Zoom's relay (its published network, udp/3478) from one local socket,
     # then sends the call's media straight to the peer from that socket, in a framing of its own.
