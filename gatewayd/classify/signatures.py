@@ -215,6 +215,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "alicloud": (sig_vendor.alicloud, _TCP),
     "xiaomi_push": (sig_vendor.xiaomi_push, _TCP),
     "dingtalk": (sig_vendor.dingtalk, _TCP),
+    "aliwangwang": (sig_im.aliwangwang, _TCP),
 }
 
 SIGNATURES: dict[str, Signature] = {name: entry[0] for name, entry in _REGISTRY.items()}

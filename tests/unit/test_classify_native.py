@@ -43,6 +43,43 @@ def test_qq_rejects_what_the_format_excludes(payload: bytes) -> None:
     assert not SIGNATURES["qq"](payload, True)
 
 
+def wangwang_string(text: bytes) -> bytes:
+    """A string in AliWangWang's serialisation: tag 0x40, length byte, text."""
+    return b"\x40" + bytes((len(text),)) + text
+
+
+def wangwang_key_exchange(header: bytes = bytes(range(1, 10))) -> bytes:
+    """The client's opening call: its frame header, then service "TcmCore", method "exchangeKey", a key."""
+    return (header + wangwang_string(b"TcmCore") + wangwang_string(b"exchangeKey") + b"\x02\x00\x01\x40\x80"
+            + bytes((index * 13) & 0xFF for index in range(128)))
+
+
+def test_aliwangwang_key_exchange_call() -> None:
+    match = SIGNATURES["aliwangwang"]
+    assert match(wangwang_key_exchange(), True)
+    assert match(wangwang_key_exchange(header=bytes(range(1, 8))), True)  # a 7-byte frame header
+
+
+@pytest.mark.parametrize("payload", [
+    wangwang_key_exchange(header=b""),  # no frame header at all
+    wangwang_key_exchange(header=bytes(40)),  # the call far past any header
+    bytes(9) + wangwang_string(b"TcmCore") + wangwang_string(b"login") + bytes(40),  # another method
+    bytes(9) + b"\x40\x08TcmCore\x40\x0bexchangeKey" + bytes(40),  # a length that disagrees with the text
+    b"GET /TcmCore/exchangeKey HTTP/1.1\r\n\r\n",
+])
+def test_aliwangwang_rejects_what_the_call_format_excludes(payload: bytes) -> None:
+    assert not SIGNATURES["aliwangwang"](payload, True)
+
+
+def test_aliwangwang_client_is_named_on_its_first_segment() -> None:
+    classifier = builtin_classifier()
+    syn = IP(src=CLIENT, dst=QQ_SERVER) / TCP(sport=40210, dport=443, flags="S", seq=10)
+    data = IP(src=CLIENT, dst=QQ_SERVER) / TCP(sport=40210, dport=443, flags="PA", seq=11, ack=1) / Raw(
+        wangwang_key_exchange())
+    assert classifier.on_packet(bytes(syn), 1.0).decision is None
+    assert classifier.on_packet(bytes(data), 1.1).decision == Decision("aliwangwang", "signature", "aliwangwang")
+
+
 def builtin_classifier() -> Classifier:
     issues: list[object] = []
     catalog = load_catalog(None, issues)
