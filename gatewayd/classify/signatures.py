@@ -225,6 +225,7 @@ SIGNATURE_PROTOCOLS: dict[str, frozenset[int]] = {name: entry[1] for name, entry
 # directions matched (a request and its answer in the same dialect).
 TWO_WAY_SIGNATURES: dict[str, tuple[Signature, frozenset[int]]] = {
     "thunder": (sig_p2p.thunder_binary, _TCP_UDP),
+    "zoom_media": (sig_calls.zoom_media, _UDP),  # each side's direction byte must be its own
 }
 
 # Exchanges: the client's first datagram yields a token, and the flow is decided only

@@ -16,7 +16,7 @@ from gatewayd.classify.sig_calls import (
     stun_names,
     stun_zoom,
 )
-from gatewayd.classify.signatures import SIGNATURES
+from gatewayd.classify.signatures import SIGNATURES, TWO_WAY_SIGNATURES
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.lab.app_packets import (
     STUN_BINDING_REQUEST,
@@ -124,6 +124,66 @@ def test_a_relay_is_named_by_the_same_clients_tls_server_name() -> None:
     # Another client never named that server: its STUN there (not to the call's endpoint) is only "some call".
     others = [classifier.on_packet(udp(binding, client=OTHER_CLIENT, dport=8802), 3.0 + n).decision for n in range(3)]
     assert others == [None, None, Decision("stun", "signature", "stun")]
+
+
+ZOOM_AUDIO, ZOOM_VIDEO, ZOOM_SCREEN_SHARE, ZOOM_RTCP = 15, 16, 13, 33
+ZOOM_RTP_OFFSETS = {ZOOM_AUDIO: 19, ZOOM_VIDEO: 24, ZOOM_SCREEN_SHARE: 27, ZOOM_RTCP: 16}
+
+
+def rtp_packet(payload_type: int = 112, size: int = 120) -> bytes:
+    """RFC 3550: V=2, no padding/extension/CSRC, the payload type, sequence, timestamp, SSRC, payload."""
+    return bytes((0x80, payload_type)) + struct.pack("!HII", 4321, 160 * 77, 0x1234ABCD) + bytes(size)
+
+
+def rtcp_receiver_report() -> bytes:
+    """RFC 3550 6.4.2: V=2, one report block, type 201, length 7 (32 bytes in all)."""
+    return bytes((0x81, 201)) + struct.pack("!H", 7) + bytes(28)
+
+
+def zoom_media_datagram(towards_zoom: bool, media_type: int, inner: bytes, direction: int | None = None) -> bytes:
+    """Zoom's SFU header (type 5, sequence, 32 bits, direction 0 towards Zoom / 4 from it), then its media
+    encapsulation (type, 8 bytes, sequence, timestamp, the type's own fields) up to the RTP/RTCP packet."""
+    direction_byte = (0x00 if towards_zoom else 0x04) if direction is None else direction
+    sfu = bytes((0x05,)) + struct.pack("!HI", 812, 0) + bytes((direction_byte,))
+    media = bytes((media_type,)) + bytes(8) + struct.pack("!HI", 99, 123456)
+    media += bytes(ZOOM_RTP_OFFSETS[media_type] - len(media))
+    return sfu + media + inner
+
+
+def test_zoom_media_encapsulation_carries_rtp_or_rtcp() -> None:
+    match = TWO_WAY_SIGNATURES["zoom_media"][0]
+    for media_type in (ZOOM_AUDIO, ZOOM_VIDEO, ZOOM_SCREEN_SHARE):
+        assert match(zoom_media_datagram(True, media_type, rtp_packet()), True)
+        assert match(zoom_media_datagram(False, media_type, rtp_packet()), False)
+    assert match(zoom_media_datagram(True, ZOOM_RTCP, rtcp_receiver_report()), True)
+
+
+@pytest.mark.parametrize(("payload", "from_client"), [
+    (zoom_media_datagram(False, ZOOM_AUDIO, rtp_packet()), True),  # "from Zoom" sent by the client
+    (zoom_media_datagram(True, ZOOM_AUDIO, rtp_packet()), False),  # "towards Zoom" sent by the server
+    (zoom_media_datagram(True, ZOOM_AUDIO, b"\x40" + rtp_packet()[1:]), True),  # RTP version 1
+    (zoom_media_datagram(True, ZOOM_AUDIO, rtp_packet(payload_type=72)), True),  # an RTCP type where RTP is
+    (zoom_media_datagram(True, ZOOM_RTCP, rtp_packet()), True),  # RTP where the type promises RTCP
+    (zoom_media_datagram(True, ZOOM_RTCP, bytes((0x81, 201)) + struct.pack("!H", 40) + bytes(28)), True),  # too long
+    (b"\x04" + zoom_media_datagram(True, ZOOM_AUDIO, rtp_packet())[1:], True),  # not the SFU media type
+    (zoom_media_datagram(True, ZOOM_AUDIO, rtp_packet())[:22], True),  # cut inside the headers
+], ids=["client-says-from-zoom", "server-says-towards-zoom", "rtp-version-1", "rtcp-type-in-rtp",
+        "rtp-for-rtcp", "rtcp-too-long", "sfu-type-4", "truncated"])
+def test_zoom_media_rejects_what_the_encapsulation_excludes(payload: bytes, from_client: bool) -> None:
+    assert not TWO_WAY_SIGNATURES["zoom_media"][0](payload, from_client)
+
+
+def test_zoom_media_to_a_server_outside_the_listed_networks_is_zoom_once_both_sides_show_it() -> None:
+    classifier = builtin_classifier()
+    up = udp(zoom_media_datagram(True, ZOOM_AUDIO, rtp_packet()), sport=53000, dport=8801)
+    down = bytes(IP(src=RELAY, dst=CLIENT) / UDP(sport=8801, dport=53000)
+                 / Raw(zoom_media_datagram(False, ZOOM_VIDEO, rtp_packet(size=900))))
+    assert classifier.on_packet(up, 1.0).decision is None  # one side alone is not enough
+    assert classifier.on_packet(down, 1.1).decision == Decision("zoom", "signature", "zoom_media")
+    # The client's packets alone, however many, never make it Zoom.
+    lonely = [classifier.on_packet(udp(zoom_media_datagram(True, ZOOM_AUDIO, rtp_packet()), sport=53001, dport=8802),
+                                   2.0 + n).decision for n in range(8)]
+    assert lonely[-1] is not None and lonely[-1].app != "zoom"
 
 
 def tls_hello_to(classifier: Classifier, server: str, server_name: str, sport: int) -> Decision | None:
