@@ -19,6 +19,7 @@ import re
 from struct import Struct
 
 _U16 = Struct("!H")
+_U32 = Struct("!I")
 STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 STUN_HEADER_SIZE = 20
 _MAX_ATTRIBUTES = 32
@@ -153,3 +154,32 @@ def is_rtcp(packet: bytes) -> bool:
         return False
     words: int = _U16.unpack_from(packet, 2)[0]
     return (words + 1) * 4 <= len(packet)
+
+
+# Zoom's peer-to-peer calls carry no SFU header; the two clients open with a media-encapsulation
+# message of type 0x1F (bytes 1F 02 01), a 24-byte head, then a list of 32-bit-length-prefixed
+# values, the first the sender's IP address as text and the second an identifier, and four zero
+# bytes last (nDPI's Zoom dissector reads it so). The lengths must add up to the datagram exactly
+# and the address must read as one.
+_ZOOM_P2P_OPENING = b"\x1f\x02\x01"
+_ZOOM_P2P_HEAD_SIZE = 24
+_ZOOM_P2P_MAX_VALUE = 256
+_ADDRESS_TEXT = re.compile(rb"[0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}")
+
+
+def zoom_p2p(payload: bytes, direction_is_client: bool) -> bool:
+    if len(payload) <= _ZOOM_P2P_HEAD_SIZE + 12 or not payload.startswith(_ZOOM_P2P_OPENING):
+        return False
+    if payload[-4:] != b"\x00\x00\x00\x00":
+        return False
+    address_length = _U32.unpack_from(payload, _ZOOM_P2P_HEAD_SIZE)[0]
+    if not 7 <= address_length <= 39:
+        return False
+    identifier_at = _ZOOM_P2P_HEAD_SIZE + 4 + address_length
+    if identifier_at + 4 > len(payload):
+        return False
+    identifier_length = _U32.unpack_from(payload, identifier_at)[0]
+    if not 1 <= identifier_length <= _ZOOM_P2P_MAX_VALUE or identifier_at + 4 + identifier_length + 4 != len(payload):
+        return False
+    address = payload[_ZOOM_P2P_HEAD_SIZE + 4:identifier_at]
+    return _ADDRESS_TEXT.fullmatch(address) is not None

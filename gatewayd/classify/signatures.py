@@ -195,6 +195,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "stun_zoom": (sig_calls.stun_zoom, _UDP),
     "stun_googlecall": (sig_calls.stun_googlecall, _UDP),
     "sd_rtn": (sig_calls.sd_rtn, _UDP),
+    "zoom_p2p": (sig_calls.zoom_p2p, _UDP),
     "rdp": (sig_services.rdp, _TCP),
     "teamviewer": (sig_services.teamviewer, _TCP_UDP),
     "smtp": (sig_services.smtp, _TCP),
@@ -239,7 +240,7 @@ EXCHANGE_SIGNATURES: dict[str, tuple[Opening, Answer, frozenset[int]]] = {
 CARRIER_SIGNATURES = frozenset(("stun",))
 # Signatures that name the app a call's STUN belongs to; the call's other STUN flows
 # from the same endpoint (ICE checks to peers: plain STUN only) take that app too.
-CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp", "stun_zoom", "stun_googlecall"))
+CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp", "stun_zoom", "stun_googlecall", "zoom_p2p"))
 
 # Signatures on a parsed TLS ClientHello whose server name no app claims (sig_tls.py).
 HELLO_SIGNATURES: dict[str, sig_tls.HelloSignature] = {

@@ -35,7 +35,7 @@ SIGNATURE_NAMES: tuple[str, ...] = (
     "smtp", "imap", "pop3", "pptp", "ipsec", "esp", "l2tp", "whatsapp", "dropbox_lansync",
     "spotify_discovery", "steam", "source_engine", "gnutella_udp", "qq", "stun_zoom", "stun_googlecall",
     "sd_rtn", "tor", "ppstream", "tencent_tgcp", "alicloud", "xiaomi_push",
-    "wechat_mmtls", "epicgames", "anydesk", "dingtalk", "aliwangwang", "zoom_media",
+    "wechat_mmtls", "epicgames", "anydesk", "dingtalk", "aliwangwang", "zoom_media", "zoom_p2p",
 )
 
 Action = Literal["allow", "block"]

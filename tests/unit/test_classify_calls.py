@@ -186,6 +186,44 @@ def test_zoom_media_to_a_server_outside_the_listed_networks_is_zoom_once_both_si
     assert lonely[-1] is not None and lonely[-1].app != "zoom"
 
 
+def zoom_p2p_opening(address: bytes = b"192.0.2.40", identifier: bytes = b"6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+                     tail: bytes = bytes(4)) -> bytes:
+    """A peer-to-peer Zoom call's opening: 1F 02 01 and the rest of a 24-byte head, the sender's address
+    as text and an identifier, each behind its 32-bit length, then four zero bytes."""
+    head = b"\x1f\x02\x01" + bytes(range(21))
+    return (head + struct.pack("!I", len(address)) + address + struct.pack("!I", len(identifier)) + identifier
+            + tail)
+
+
+def test_zoom_peer_to_peer_opening() -> None:
+    match = SIGNATURES["zoom_p2p"]
+    assert match(zoom_p2p_opening(), True)
+    assert match(zoom_p2p_opening(address=b"2001:db8::40"), False)
+
+
+@pytest.mark.parametrize("payload", [
+    zoom_p2p_opening(tail=b"\x00\x00\x00\x01"),  # not the four zero bytes
+    zoom_p2p_opening() + bytes(4),  # lengths that do not add up to the datagram
+    zoom_p2p_opening()[:-6] + bytes(4),  # ... nor when it is shorter
+    zoom_p2p_opening(address=b"not-an-ip!"),
+    zoom_p2p_opening(address=b"deadbeefcafe"),  # hex, but no address
+    b"\x1f\x02\x02" + zoom_p2p_opening()[3:],  # another opening
+])
+def test_zoom_peer_to_peer_opening_rejects_what_the_format_excludes(payload: bytes) -> None:
+    assert not SIGNATURES["zoom_p2p"](payload, True)
+
+
+def test_a_zoom_peer_to_peer_call_and_its_media_are_zoom() -> None:
+    classifier = builtin_classifier(max_packets=3)
+    peer = "198.51.100.91"
+    opening = classifier.on_packet(udp(zoom_p2p_opening(), server=peer, sport=52100, dport=52200), 1.0)
+    assert opening.decision == Decision("zoom", "signature", "zoom_p2p")
+    # The call's media from the same socket, in a framing of its own, to the peer's other port.
+    media = [classifier.on_packet(udp(bytes(range(90)), server=peer, sport=52100, dport=52201), 2.0 + n).decision
+             for n in range(3)]
+    assert media[-1] == Decision("zoom", "address", "call-endpoint")
+
+
 def tls_hello_to(classifier: Classifier, server: str, server_name: str, sport: int) -> Decision | None:
     extension = TLS_Ext_ServerName(servernames=[ServerName(servername=server_name.encode())])
     hello = bytes(TLS(msg=[TLSClientHello(ext=[extension])]))
