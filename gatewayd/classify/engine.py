@@ -100,6 +100,9 @@ MAX_SHARED_SERVER_ADDRESSES = 4096  # server addresses kept for sharing (~60 byt
 _SERVER_NAME_METHODS = frozenset(("tls-sni", "quic-sni"))
 # Apps a STUN SOFTWARE text may name by its first word: apps that make calls.
 _CALLING_CATEGORIES = frozenset(("voice-video", "im"))
+# Apps whose servers carry calls' media as well: the calling apps and the office suites (DingTalk,
+# WeCom, Feishu, Slack meet in their own clients).
+_MEDIA_CATEGORIES = _CALLING_CATEGORIES | frozenset(("office",))
 
 
 @dataclass(frozen=True, slots=True)  # slots: every decided flow holds one (issue 14, bytes per flow)
@@ -1005,6 +1008,9 @@ class Classifier:
             called = self._call_app(flow, flow.last_seen)
             if called is not None:
                 return Decision(called, "address", "call-endpoint")
+            media = self._named_server_media(flow)
+            if media is not None:
+                return media
         ports = self._tables.ports
         protocol_name = _PROTOCOL_NAMES.get(proto)
         if protocol_name is not None:
@@ -1014,6 +1020,19 @@ class Classifier:
                 if app is not None:
                     return Decision(app, "port", f"{protocol_name}/{port}")
         return Decision(UNKNOWN_APP, "give-up", f"{protocol_name or proto}/{flow.server_port}")
+
+    def _named_server_media(self, flow: _Flow) -> Decision | None:
+        """A UDP flow nothing named, to the very server this client reached by name over TLS/QUIC moments
+        before, when that name is a calling or office app's: the call's media on its server. Tencent's RTC
+        (Tencent Meeting's media) publishes no address list, only ports (TCP 443; UDP 8000, 8080, 8800, 843,
+        443, 16285): the server the client just named is the evidence. Other apps' servers, and DNS, say
+        nothing: a web server's address carries no UDP of its own."""
+        if flow.server_port == DNS_PORT:
+            return None
+        named = self._named_servers.recall((flow.client_addr, flow.server_addr), flow.last_seen)
+        if named is None or self._tables.categories.get(named) not in _MEDIA_CATEGORIES:
+            return None
+        return Decision(self._tables.call_apps.get(named, named), "address", "named-server")
 
     def _decide(self, flow: _Flow, decision: Decision) -> Decision:
         flow.decision = decision = self._shared_decision(decision)

@@ -1,4 +1,4 @@
-"""Calls: what a STUN/TURN message says about the app behind it, and Agora's SD-RTN.
+"""Calls: what a STUN/TURN message says about the app behind it, Agora's SD-RTN, Zoom's media.
 
 Same contract as signatures.py for the named signatures. STUN (RFC 8489) and
 TURN (RFC 8656) are generic carriers; a message names its app only through
@@ -19,6 +19,7 @@ import re
 from struct import Struct
 
 _U16 = Struct("!H")
+_U32 = Struct("!I")
 STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 STUN_HEADER_SIZE = 20
 _MAX_ATTRIBUTES = 32
@@ -103,3 +104,82 @@ def sd_rtn(payload: bytes, direction_is_client: bool) -> bool:
     if not 4 <= length <= _MAX_NAME or 19 + length > len(payload):
         return False
     return _HOST_NAME.fullmatch(payload[19:19 + length]) is not None
+
+
+# --- Zoom's media encapsulation (Zoom's multimedia routers, udp/8801-8810) --------------------------
+# As measured and documented by Michel et al., "Enabling Passive Measurement of Zoom Performance in
+# Production Networks" (IMC 2022; Princeton's zoom-analysis), and read the same way by nDPI's Zoom
+# dissector: a media datagram between a client and Zoom's server starts with an 8-byte "SFU"
+# header (type 5 for media, a 16-bit sequence, 32 bits, then the direction: 0 towards Zoom, 4 from
+# Zoom), then the "media encapsulation" whose first byte is its type, and at a fixed offset per
+# type the RTP packet (audio, video, screen share) or RTCP packet it carries. The RTP/RTCP header
+# must be well-formed there: version 2, an RTP payload type outside RTCP's range (RFC 5761), or an
+# RTCP packet type with a length that fits.
+_ZOOM_SFU_MEDIA = 0x05
+_ZOOM_SFU_HEADER_SIZE = 8
+_ZOOM_TOWARDS_ZOOM, _ZOOM_FROM_ZOOM = 0x00, 0x04
+_ZOOM_MEDIA_HEADER_SIZE = 15
+_ZOOM_RTP_OFFSETS = {13: 27, 30: 20, 15: 19, 16: 24}  # screen share, screen share, audio, video
+_ZOOM_RTCP_OFFSETS = {33: 16, 34: 16, 35: 16}
+_RTP_HEADER_SIZE = 12
+_RTCP_HEADER_SIZE = 8
+_RTCP_PACKET_TYPES = range(200, 208)  # SR, RR, SDES, BYE, APP, RTPFB, PSFB, XR
+_RTCP_RANGE_OF_RTP_TYPES = range(64, 96)  # RFC 5761 section 4: RTP avoids them, RTCP's types map there
+
+
+def zoom_media(payload: bytes, direction_is_client: bool) -> bool:
+    """One direction of a Zoom media flow (the engine wants both: TWO_WAY_SIGNATURES)."""
+    if len(payload) <= _ZOOM_SFU_HEADER_SIZE + _ZOOM_MEDIA_HEADER_SIZE or payload[0] != _ZOOM_SFU_MEDIA:
+        return False
+    if payload[7] != (_ZOOM_TOWARDS_ZOOM if direction_is_client else _ZOOM_FROM_ZOOM):
+        return False
+    media = payload[_ZOOM_SFU_HEADER_SIZE:]
+    offset = _ZOOM_RTP_OFFSETS.get(media[0])
+    if offset is not None:
+        return len(media) >= offset + _RTP_HEADER_SIZE and is_rtp(media[offset:])
+    offset = _ZOOM_RTCP_OFFSETS.get(media[0])
+    return offset is not None and is_rtcp(media[offset:])
+
+
+def is_rtp(packet: bytes) -> bool:
+    """An RTP header (RFC 3550): version 2 and a payload type RTP may use beside RTCP."""
+    return (len(packet) >= _RTP_HEADER_SIZE and packet[0] >> 6 == 2
+            and packet[1] & 0x7F not in _RTCP_RANGE_OF_RTP_TYPES)
+
+
+def is_rtcp(packet: bytes) -> bool:
+    """An RTCP packet header (RFC 3550 6.4): version 2, a packet type, and a length (in 32-bit words
+    less one) that fits in what follows."""
+    if len(packet) < _RTCP_HEADER_SIZE or packet[0] >> 6 != 2 or packet[1] not in _RTCP_PACKET_TYPES:
+        return False
+    words: int = _U16.unpack_from(packet, 2)[0]
+    return (words + 1) * 4 <= len(packet)
+
+
+# Zoom's peer-to-peer calls carry no SFU header; the two clients open with a media-encapsulation
+# message of type 0x1F (bytes 1F 02 01), a 24-byte head, then a list of 32-bit-length-prefixed
+# values, the first the sender's IP address as text and the second an identifier, and four zero
+# bytes last (nDPI's Zoom dissector reads it so). The lengths must add up to the datagram exactly
+# and the address must read as one.
+_ZOOM_P2P_OPENING = b"\x1f\x02\x01"
+_ZOOM_P2P_HEAD_SIZE = 24
+_ZOOM_P2P_MAX_VALUE = 256
+_ADDRESS_TEXT = re.compile(rb"[0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}")
+
+
+def zoom_p2p(payload: bytes, direction_is_client: bool) -> bool:
+    if len(payload) <= _ZOOM_P2P_HEAD_SIZE + 12 or not payload.startswith(_ZOOM_P2P_OPENING):
+        return False
+    if payload[-4:] != b"\x00\x00\x00\x00":
+        return False
+    address_length = _U32.unpack_from(payload, _ZOOM_P2P_HEAD_SIZE)[0]
+    if not 7 <= address_length <= 39:
+        return False
+    identifier_at = _ZOOM_P2P_HEAD_SIZE + 4 + address_length
+    if identifier_at + 4 > len(payload):
+        return False
+    identifier_length = _U32.unpack_from(payload, identifier_at)[0]
+    if not 1 <= identifier_length <= _ZOOM_P2P_MAX_VALUE or identifier_at + 4 + identifier_length + 4 != len(payload):
+        return False
+    address = payload[_ZOOM_P2P_HEAD_SIZE + 4:identifier_at]
+    return _ADDRESS_TEXT.fullmatch(address) is not None

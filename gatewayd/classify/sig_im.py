@@ -1,4 +1,4 @@
-"""Payload signatures of instant-messaging apps' own binary protocols (QQ's OICQ, WeChat's mmtls).
+"""Payload signatures of instant-messaging apps' own binary protocols (QQ's OICQ, WeChat's mmtls, AliWangWang).
 
 Same contract as signatures.py. Written from the protocols' published
 descriptions (Wireshark's OICQ dissector, the LumaQQ protocol notes), never
@@ -64,3 +64,18 @@ def wechat_mmtls(payload: bytes, direction_is_client: bool) -> bool:
             return False
         position += _MMTLS_HEADER_SIZE + length
     return position > 0 and position >= len(payload)
+
+
+# --- AliWangWang / Qianniu (Alibaba's IM) ---------------------------------------------------------
+# The client opens its long connection (seen on tcp/443 too) with a key exchange whose call names
+# itself in the client's own serialisation: each string is the tag 0x40, a length byte, then the
+# text; the call is the service "TcmCore" and the method "exchangeKey" (an open-source AliWangWang
+# dissector for nDPI reads "@\x07TcmCore@" seven or nine bytes in, after the frame's own header).
+# Both names, with their tags and lengths, must follow one another within that header's reach.
+_WANGWANG_CALL = b"\x40\x07TcmCore\x40\x0bexchangeKey"
+_WANGWANG_MAX_HEADER = 16
+
+
+def aliwangwang(payload: bytes, direction_is_client: bool) -> bool:
+    position = payload.find(_WANGWANG_CALL, 0, _WANGWANG_MAX_HEADER + len(_WANGWANG_CALL))
+    return 0 < position <= _WANGWANG_MAX_HEADER

@@ -1,4 +1,4 @@
-"""Payload signatures of Chinese vendors' own binary framings: Tencent games, Alibaba Cloud, Xiaomi push.
+"""Payload signatures of Chinese vendors' own binary framings: Tencent games, Alibaba Cloud, Xiaomi push, DingTalk.
 
 Same contract as signatures.py. None of these protocols has a public
 specification; each check insists on the fixed header the vendor's SDK
@@ -63,3 +63,18 @@ def xiaomi_push(payload: bytes, direction_is_client: bool) -> bool:
         return False
     declared: int = _U32.unpack_from(payload, 4)[0]
     return declared == len(payload) - _XIAOMI_PUSH_HEADER_SIZE
+
+
+# --- DingTalk: the client's opening message on its own long connection (tcp/443 and others) ----
+# As nDPI's DingTalk dissector (protocols/dingtalk.c) reads it: first byte 0x10, one free byte,
+# then 14 bytes the protocol fixes (87 80 01 00 01 00 02 00 02, the product tag "dk", 03 00 20),
+# and more than 90 bytes in all. No public specification says what those fields mean, so the
+# check is exactly the dissector's and no looser: 112 fixed bits leave no room for chance.
+_DINGTALK_FIRST_BYTE = 0x10
+_DINGTALK_HEADER = bytes.fromhex("878001000100020002") + b"dk" + bytes.fromhex("030020")
+_DINGTALK_MIN_SIZE = 91
+
+
+def dingtalk(payload: bytes, direction_is_client: bool) -> bool:
+    return (len(payload) >= _DINGTALK_MIN_SIZE and payload[0] == _DINGTALK_FIRST_BYTE
+            and payload[2:2 + len(_DINGTALK_HEADER)] == _DINGTALK_HEADER)

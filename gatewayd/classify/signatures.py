@@ -195,6 +195,7 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "stun_zoom": (sig_calls.stun_zoom, _UDP),
     "stun_googlecall": (sig_calls.stun_googlecall, _UDP),
     "sd_rtn": (sig_calls.sd_rtn, _UDP),
+    "zoom_p2p": (sig_calls.zoom_p2p, _UDP),
     "rdp": (sig_services.rdp, _TCP),
     "teamviewer": (sig_services.teamviewer, _TCP_UDP),
     "smtp": (sig_services.smtp, _TCP),
@@ -214,6 +215,8 @@ _REGISTRY: dict[str, tuple[Signature, frozenset[int]]] = {
     "tencent_tgcp": (sig_vendor.tencent_tgcp, _TCP),
     "alicloud": (sig_vendor.alicloud, _TCP),
     "xiaomi_push": (sig_vendor.xiaomi_push, _TCP),
+    "dingtalk": (sig_vendor.dingtalk, _TCP),
+    "aliwangwang": (sig_im.aliwangwang, _TCP),
 }
 
 SIGNATURES: dict[str, Signature] = {name: entry[0] for name, entry in _REGISTRY.items()}
@@ -223,6 +226,7 @@ SIGNATURE_PROTOCOLS: dict[str, frozenset[int]] = {name: entry[1] for name, entry
 # directions matched (a request and its answer in the same dialect).
 TWO_WAY_SIGNATURES: dict[str, tuple[Signature, frozenset[int]]] = {
     "thunder": (sig_p2p.thunder_binary, _TCP_UDP),
+    "zoom_media": (sig_calls.zoom_media, _UDP),  # each side's direction byte must be its own
 }
 
 # Exchanges: the client's first datagram yields a token, and the flow is decided only
@@ -236,7 +240,7 @@ EXCHANGE_SIGNATURES: dict[str, tuple[Opening, Answer, frozenset[int]]] = {
 CARRIER_SIGNATURES = frozenset(("stun",))
 # Signatures that name the app a call's STUN belongs to; the call's other STUN flows
 # from the same endpoint (ICE checks to peers: plain STUN only) take that app too.
-CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp", "stun_zoom", "stun_googlecall"))
+CALL_SIGNATURES = frozenset(("stun_msteams", "stun_whatsapp", "stun_zoom", "stun_googlecall", "zoom_p2p"))
 
 # Signatures on a parsed TLS ClientHello whose server name no app claims (sig_tls.py).
 HELLO_SIGNATURES: dict[str, sig_tls.HelloSignature] = {

@@ -158,6 +158,8 @@ class ClassifierTables:
             app_ports = _port_ranges(app.ports)
             for network in app.networks:
                 addresses.add(network, app.id, app_ports)
+            for on_ports in app.networks_on_ports:
+                addresses.add(on_ports.network, app.id, _port_ranges(on_ports.ports))
             if app_ports and not app.networks:
                 # Ports without addresses: the weakest evidence, for flows nothing else decided.
                 port_only.extend((port_range, app.id) for port_range in app_ports)

@@ -245,6 +245,8 @@ class RulesetCompiler:
                 address_only.extend((network, app.id) for network in app.networks)
             elif app.ports:  # ports without addresses: last-resort evidence, as in classify/tables.py
                 port_only.extend((p.protocol, p.first, p.last, verdict) for p in app.ports)
+            address_port.extend(AddressPort(entry.network, port.protocol, port.first, port.last, verdict)
+                                for entry in app.networks_on_ports for port in entry.ports)
         disjoint = disjoint_networks(address_only)
         with_ports = disjoint_address_ports(address_port)
         for version, key_type in ((4, "ipv4_addr"), (6, "ipv6_addr")):

@@ -8,6 +8,10 @@ so it spans two Initial packets, as Chrome's ML-KEM hellos do.
 VERSION_Q050 is Google QUIC Q050: draft-style protected Initials with
 Chromium's kQ050Salt, carrying a gQUIC CHLO (tag/value message) in CRYPTO
 frames of type 0x08 instead of a TLS ClientHello.
+gquic_clear_chlo_packet builds the older Google QUIC versions' first packet,
+whose CHLO travels unencrypted: Q043's public header or Q046's invariant long
+header, then the 12-byte hash of a null-encrypted packet and a STREAM frame
+on the crypto stream (stream 1).
 """
 
 from __future__ import annotations
@@ -76,15 +80,40 @@ def client_hello(server_name: str, alpn: tuple[str, ...] = ("h3",), key_share_si
     return b"\x01" + len(body).to_bytes(3, "big") + body
 
 
-def gquic_chlo(server_name: str, padding: int = 0) -> bytes:
+def gquic_chlo(server_name: str, padding: int = 0, version_tag: bytes = b"Q050") -> bytes:
     """Google QUIC's CHLO: tag count, (tag, cumulative end offset) pairs in tag order, then the values."""
-    values = {b"PAD\x00": bytes(padding), b"SNI\x00": server_name.encode(), b"VER\x00": b"Q050",
+    values = {b"PAD\x00": bytes(padding), b"SNI\x00": server_name.encode(), b"VER\x00": version_tag,
               b"AEAD": b"AESG", b"KEXS": b"C255"}
     table, blob = b"", b""
     for tag in sorted(values, key=lambda name: int.from_bytes(name, "little")):
         blob += values[tag]
         table += tag + struct.pack("<I", len(blob))
     return b"CHLO" + struct.pack("<HH", len(values), 0) + table + blob
+
+
+_GQUIC_PUBLIC_FLAG_VERSION = 0x01  # Q043 public header: the version follows the connection id
+_GQUIC_PUBLIC_FLAG_CID_8 = 0x08  # an 8-byte connection id is present
+_GQUIC_NULL_HASH_SIZE = 12  # FNV-1a 128 truncated to 96 bits, before the frames of an unencrypted packet
+_GQUIC_STREAM_FRAME = 0xA0  # STREAM, data length present, no offset, 1-byte stream id
+_GQUIC_CRYPTO_STREAM = 1
+_GQUIC_MAX_PACKET = 1350  # Chromium pads its first packet with PADDING frames to about this size
+
+
+def gquic_clear_chlo_packet(server_name: str, version_tag: bytes = b"Q043",
+                            connection_id: bytes | None = None) -> bytes:
+    """The first client packet of Google QUIC Q043 (public header) or Q044-Q046 (long header), CHLO in clear."""
+    connection_id = connection_id if connection_id is not None else os.urandom(8)
+    chlo = gquic_chlo(server_name, version_tag=version_tag)
+    frames = bytes((_GQUIC_STREAM_FRAME, _GQUIC_CRYPTO_STREAM)) + struct.pack("!H", len(chlo)) + chlo
+    if version_tag == b"Q043":
+        # Public flags, connection id, version, 1-byte packet number (flags bits 0x30 clear).
+        header = bytes((_GQUIC_PUBLIC_FLAG_VERSION | _GQUIC_PUBLIC_FLAG_CID_8,)) + connection_id + version_tag + b"\x01"
+    else:
+        # Long header (form and fixed bits, Initial type, 4-byte packet number), version, DCIL/SCIL
+        # nibbles (8-byte destination id, no source id), the id, the packet number.
+        header = b"\xc3" + version_tag + b"\x50" + connection_id + struct.pack("!I", 1)
+    packet = header + os.urandom(_GQUIC_NULL_HASH_SIZE) + frames
+    return packet + bytes(max(0, _GQUIC_MAX_PACKET - len(packet)))  # PADDING frames are zero bytes
 
 
 def _varint(value: int) -> bytes:

@@ -17,8 +17,8 @@ from gatewayd.policy.fields import (
     check_name,
     check_signature,
     check_url_keyword,
+    parse_app_address,
     parse_domain,
-    parse_network,
     parse_port_match,
     parse_url_rule,
 )
@@ -29,7 +29,7 @@ from gatewayd.policy.limits import (
     MAX_PORTS_PER_APP,
     limit_message,
 )
-from gatewayd.policy.model import CATEGORIES, Application
+from gatewayd.policy.model import CATEGORIES, Application, IPNetwork, NetworkOnPorts
 from gatewayd.policy.schema_parts import (
     Schema,
     object_schema,
@@ -170,7 +170,9 @@ def _read_application(
     if parent is not None:
         parent_nodes[app_id] = known["parent"].value
     domains = parsed_list(known, "domains", checker, what, parse_app_domain, MAX_DOMAINS_PER_APP)
-    networks = parsed_list(known, "addresses", checker, what, parse_network, MAX_ADDRESSES_PER_APP)
+    addresses = parsed_list(known, "addresses", checker, what, parse_app_address, MAX_ADDRESSES_PER_APP)
+    networks: list[IPNetwork] = [entry for entry in addresses if not isinstance(entry, NetworkOnPorts)]
+    networks_on_ports = [entry for entry in addresses if isinstance(entry, NetworkOnPorts)]
     ports = parsed_list(known, "ports", checker, what, parse_port_match, MAX_PORTS_PER_APP)
     signatures = parsed_list(known, "signatures", checker, what, check_signature)
     urls = parsed_list(known, "urls", checker, what, parse_url_rule)
@@ -182,10 +184,10 @@ def _read_application(
     if all_keys_known and not named_by_parent_calls and not any(field in known for field in evidence_keys):
         checker.report(key, f"{what} has no domains, addresses, ports, signatures or urls, so nothing can identify it")
         return None
-    if networks and ports and len(networks) * len(ports) > MAX_ADDRESS_PORT_PAIRS_PER_APP:
-        # The kernel's map gets one element per address and port together.
-        checker.report(key, limit_message(what, len(networks) * len(ports), "address and port pairs",
-                                          MAX_ADDRESS_PORT_PAIRS_PER_APP))
+    # The kernel's map gets one element per address and port together.
+    pairs = (len(networks) * len(ports) if ports else 0) + sum(len(entry.ports) for entry in networks_on_ports)
+    if pairs > MAX_ADDRESS_PORT_PAIRS_PER_APP:
+        checker.report(key, limit_message(what, pairs, "address and port pairs", MAX_ADDRESS_PORT_PAIRS_PER_APP))
         return None
     if name is None or category is None:
         return None
@@ -203,6 +205,7 @@ def _read_application(
         url_keywords=tuple(url_keywords),
         location=location,
         parent=parent,
+        networks_on_ports=tuple(networks_on_ports),
     )
 
 
@@ -242,7 +245,10 @@ def application_schema() -> Schema:
                           'or "=example.com" (exact).'),
             "Server names that identify the app.",
         ),
-        "addresses": one_or_list(string_schema("IPv4/IPv6 network or address."), "Server addresses."),
+        "addresses": one_or_list(
+            string_schema('IPv4/IPv6 network or address, optionally followed by the only ports it names the app on '
+                          '("8.8.8.8 tcp/443 udp/443").'),
+            "Server addresses."),
         "ports": one_or_list(
             string_schema('"tcp/443" or "udp/5000-5010".', pattern=PORT_PATTERN), "Server ports."
         ),

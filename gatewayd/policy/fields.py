@@ -22,6 +22,7 @@ from gatewayd.policy.model import (
     Bandwidth,
     HourRange,
     IPNetwork,
+    NetworkOnPorts,
     PortMatch,
 )
 
@@ -192,6 +193,14 @@ def parse_network(text: str, allowed: str = "network or address") -> IPNetwork:
     except ValueError:
         raise invalid from None
     raise FieldError(f"'{text}' has host bits set (did you mean {loose}?)")
+
+
+def parse_app_address(text: str) -> IPNetwork | NetworkOnPorts:
+    """An app's server network, alone or followed by the ports it names the app on ("8.8.8.8 tcp/443")."""
+    words = text.split()
+    if len(words) < 2:
+        return parse_network(text)
+    return NetworkOnPorts(parse_network(words[0]), tuple(parse_port_match(port) for port in words[1:]))
 
 
 def parse_address_range(text: str) -> AddressRange:

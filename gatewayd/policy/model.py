@@ -35,7 +35,7 @@ SIGNATURE_NAMES: tuple[str, ...] = (
     "smtp", "imap", "pop3", "pptp", "ipsec", "esp", "l2tp", "whatsapp", "dropbox_lansync",
     "spotify_discovery", "steam", "source_engine", "gnutella_udp", "qq", "stun_zoom", "stun_googlecall",
     "sd_rtn", "tor", "ppstream", "tencent_tgcp", "alicloud", "xiaomi_push",
-    "wechat_mmtls", "epicgames", "anydesk",
+    "wechat_mmtls", "epicgames", "anydesk", "dingtalk", "aliwangwang", "zoom_media", "zoom_p2p",
 )
 
 Action = Literal["allow", "block"]
@@ -250,13 +250,23 @@ class PortMatch:
 
 
 @dataclass(frozen=True)
+class NetworkOnPorts:
+    """A server network that names the app only on its own ports ("8.8.8.8 tcp/443 udp/443"):
+    a public resolver's DoH port, while its other ports (53) say nothing of the app."""
+
+    network: IPNetwork
+    ports: tuple[PortMatch, ...]
+
+
+@dataclass(frozen=True)
 class Application:
     """One application: what it is and the evidence that identifies it.
 
     Matching: a flow belongs to the app if its server name (DNS answer, TLS SNI,
     HTTP Host) matches one of `domains`, or its server address lies in
     `networks` (and, when `ports` is also given, its server port is in
-    `ports`), or a named payload `signature` matches. An app with only `ports`
+    `ports`), or in one of `networks_on_ports` on that network's own ports, or
+    a named payload `signature` matches. An app with `ports` and no `networks`
     matches on the port alone, as the weakest evidence.
     Domain patterns: "example.com" matches that name and every subdomain;
     "*.example.com" only subdomains; "=example.com" only the exact name.
@@ -277,6 +287,7 @@ class Application:
     url_keywords: tuple[str, ...] = ()
     # The app this one is part of (instagram -> facebook): rules on the parent match it too.
     parent: str | None = None
+    networks_on_ports: tuple[NetworkOnPorts, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Apps' own protocols through the real daemon: QQ's OICQ and iQIYI's PPStream over UDP, calls over
-STUN/TURN, AnyDesk named by its server's certificate.
+STUN/TURN, a meeting client's own media to the server its TLS named, AnyDesk named by its server's certificate.
 
 The payloads are built from each protocol's format (gatewayd/lab/app_packets.py).
 office.yaml blocks IM outside the front desk (finance may not use QQ, sales may)
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.compile.plan import Plan, compile_plan
-from gatewayd.lab import app_packets, traffic
+from gatewayd.lab import app_packets, quic_initial, traffic
 from gatewayd.lab.certificate_factory import made_certificate
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.lab.kernel_view import KernelVerdict, decode_mark, flow_mark
@@ -125,6 +125,26 @@ def test_stun_nobody_can_name_stays_out_of_realtime(office: tuple[Lab, GatewayDa
     verdict = kernel_verdict(lab, plan, "finance", UNNAMED_SERVER, STUN_PORT)
     assert (verdict.app, verdict.qos_class) == ("stun", "default")
     assert realtime_upload_bytes(daemon) - before < 10 * (28 + len(binding))
+
+
+def test_media_to_the_server_the_client_named_takes_that_apps_name(office: tuple[Lab, GatewayDaemon, Plan]) -> None:
+    """A meeting client's own UDP media (no STUN, no format anyone knows) to the server its TLS just named."""
+    lab, _daemon, plan = office
+    site = DEFAULT_SITES["dingtalk"]  # an office app with calls; nobody here looked its name up
+    assert site.ipv4 is not None
+    hello = quic_initial.client_hello(site.hostname, alpn=("h2",))
+    record = b"\x16\x03\x01" + len(hello).to_bytes(2, "big") + hello
+    signalling = traffic.tcp_connect(lab, "sales", site.ipv4, 443, payload=record, expect_bytes=1, timeout=3.0)
+    assert signalling.connected, signalling
+    media = bytes((index * 29 + 3) & 0xFF for index in range(160))
+    # Paced, as media is: the classifier names it at max_packets, before the kernel's own give-up.
+    call = traffic.udp_send(lab, "sales", site.ipv4, QQ_PORT, payload=media, count=10, paced=True, timeout=1.0)
+    assert call.replies == 10, call
+    assert kernel_verdict(lab, plan, "sales", site.ipv4, QQ_PORT).app == "dingtalk"
+    # The control: another client that never named that server sends the same datagrams.
+    other = traffic.udp_send(lab, "finance", site.ipv4, QQ_PORT, payload=media, count=10, paced=True, timeout=1.0)
+    assert other.replies == 10, other
+    assert kernel_verdict(lab, plan, "finance", site.ipv4, QQ_PORT).app == "unknown"
 
 
 @pytest.mark.parametrize(("realm", "app", "port"), [

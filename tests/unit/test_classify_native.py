@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from scapy.all import IP, TCP, UDP, Raw
+from scapy.all import DNS, DNSQR, IP, TCP, UDP, IPv6, Raw
 
 from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.signatures import SIGNATURES
@@ -43,6 +43,43 @@ def test_qq_rejects_what_the_format_excludes(payload: bytes) -> None:
     assert not SIGNATURES["qq"](payload, True)
 
 
+def wangwang_string(text: bytes) -> bytes:
+    """A string in AliWangWang's serialisation: tag 0x40, length byte, text."""
+    return b"\x40" + bytes((len(text),)) + text
+
+
+def wangwang_key_exchange(header: bytes = bytes(range(1, 10))) -> bytes:
+    """The client's opening call: its frame header, then service "TcmCore", method "exchangeKey", a key."""
+    return (header + wangwang_string(b"TcmCore") + wangwang_string(b"exchangeKey") + b"\x02\x00\x01\x40\x80"
+            + bytes((index * 13) & 0xFF for index in range(128)))
+
+
+def test_aliwangwang_key_exchange_call() -> None:
+    match = SIGNATURES["aliwangwang"]
+    assert match(wangwang_key_exchange(), True)
+    assert match(wangwang_key_exchange(header=bytes(range(1, 8))), True)  # a 7-byte frame header
+
+
+@pytest.mark.parametrize("payload", [
+    wangwang_key_exchange(header=b""),  # no frame header at all
+    wangwang_key_exchange(header=bytes(40)),  # the call far past any header
+    bytes(9) + wangwang_string(b"TcmCore") + wangwang_string(b"login") + bytes(40),  # another method
+    bytes(9) + b"\x40\x08TcmCore\x40\x0bexchangeKey" + bytes(40),  # a length that disagrees with the text
+    b"GET /TcmCore/exchangeKey HTTP/1.1\r\n\r\n",
+])
+def test_aliwangwang_rejects_what_the_call_format_excludes(payload: bytes) -> None:
+    assert not SIGNATURES["aliwangwang"](payload, True)
+
+
+def test_aliwangwang_client_is_named_on_its_first_segment() -> None:
+    classifier = builtin_classifier()
+    syn = IP(src=CLIENT, dst=QQ_SERVER) / TCP(sport=40210, dport=443, flags="S", seq=10)
+    data = IP(src=CLIENT, dst=QQ_SERVER) / TCP(sport=40210, dport=443, flags="PA", seq=11, ack=1) / Raw(
+        wangwang_key_exchange())
+    assert classifier.on_packet(bytes(syn), 1.0).decision is None
+    assert classifier.on_packet(bytes(data), 1.1).decision == Decision("aliwangwang", "signature", "aliwangwang")
+
+
 def builtin_classifier() -> Classifier:
     issues: list[object] = []
     catalog = load_catalog(None, issues)
@@ -75,6 +112,23 @@ def test_teams_media_to_microsofts_published_media_network_is_a_teams_call() -> 
     # The same network on another port is not a call by address alone.
     other = IP(src=CLIENT, dst="13.107.64.20") / UDP(sport=50011, dport=5000) / Raw(bytes(120))
     assert classifier.on_packet(bytes(other), 1.0).decision is None
+
+
+@pytest.mark.parametrize("resolver", ["1.1.1.1", "8.8.4.4", "9.9.9.9", "223.5.5.5", "2001:4860:4860::8888"])
+def test_public_resolvers_are_dns_over_https_on_443_only(resolver: str) -> None:
+    classifier = builtin_classifier()
+    network = IPv6 if ":" in resolver else IP
+    client = "2001:db8::40" if ":" in resolver else CLIENT
+    syn = network(src=client, dst=resolver) / TCP(sport=40300, dport=443, flags="S", seq=1)
+    assert classifier.on_packet(bytes(syn), 1.0).decision == Decision("doh_dot", "address", resolver)
+    quic = network(src=client, dst=resolver) / UDP(sport=40301, dport=443) / Raw(bytes(1200))
+    assert classifier.on_packet(bytes(quic), 1.0).decision == Decision("doh_dot", "address", resolver)
+    # Port 53 of the same address is plain DNS, and port 80 says nothing by address alone.
+    query = network(src=client, dst=resolver) / UDP(sport=40302, dport=53) / DNS(rd=1, qd=DNSQR(qname="example.com"))
+    decision = classifier.on_packet(bytes(query), 1.0).decision
+    assert decision is None or decision.app == "dns"  # a query waits for its answer; never doh_dot
+    web = network(src=client, dst=resolver) / TCP(sport=40303, dport=80, flags="S", seq=1)
+    assert classifier.on_packet(bytes(web), 1.0).decision is None
 
 
 def test_no_catalog_app_lists_overlapping_networks() -> None:

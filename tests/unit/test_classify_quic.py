@@ -101,6 +101,27 @@ def test_engine_decides_quic_flow_on_its_initials(version: int) -> None:
     assert f"quic-version={version:#010x}" in decisions[1].details
 
 
+@pytest.mark.parametrize("version_tag", [b"Q043", b"Q046"])
+def test_google_quic_clear_chlo_names_the_server(version_tag: bytes) -> None:
+    datagram = quic_initial.gquic_clear_chlo_packet("r4---sn-4g5e6nsz.googlevideo.com", version_tag)
+    hello = quic.feed(quic.QuicState(), datagram)
+    assert hello == quic.QuicHello("r4---sn-4g5e6nsz.googlevideo.com", (), int.from_bytes(version_tag, "big"))
+    classifier = Classifier(ClassifierTables.build(catalog()))
+    packet = bytes(IP(src="192.0.2.10", dst="198.51.100.7") / UDP(sport=50001, dport=443) / datagram)
+    decision = classifier.on_packet(packet, 10.0).decision
+    assert decision is not None
+    assert (decision.app, decision.method) == ("youtube", "quic-sni")
+    assert f"quic-version={int.from_bytes(version_tag, 'big'):#010x}" in decision.details
+
+
+@pytest.mark.parametrize("version_tag", [b"Q043", b"Q046"])
+def test_google_quic_clear_chlo_with_a_broken_tag_table_is_not_quic(version_tag: bytes) -> None:
+    datagram = bytearray(quic_initial.gquic_clear_chlo_packet("www.google.com", version_tag))
+    table = datagram.find(b"CHLO") + 8
+    datagram[table + 4:table + 8] = (0xFFFF).to_bytes(4, "little")  # the first value ends past the packet
+    assert quic.feed(quic.QuicState(), bytes(datagram)) is quic.NOT_QUIC
+
+
 def test_garbage_after_long_header_is_not_quic() -> None:
     datagram = bytearray(quic_initial.client_initials("a.example.com")[0])
     datagram[-5] ^= 0xFF  # break the AEAD tag: must be refused, never crash

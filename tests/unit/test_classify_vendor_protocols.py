@@ -1,5 +1,6 @@
 """Chinese vendors' own protocols (Tencent games' TGCP, iQIYI's PPStream, Alibaba Cloud, Mi Push,
-WeChat's mmtls) and the Chinese portals' domains, on packets built from each format (never cut from a capture)."""
+WeChat's mmtls, DingTalk's opening) and the Chinese portals' domains, on packets built from each format
+(never cut from a capture)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,30 @@ def test_xiaomi_push_frame_length_must_agree() -> None:
     assert not match(b"\xc2\xfe\x00\x04" + mi_push(bytes(90))[4:], True)  # another protocol version
 
 
+def dingtalk_opening(body_size: int = 88) -> bytes:
+    """DingTalk's opening as its dissector reads it: 0x10, a free byte, the 14 fixed bytes, then the rest."""
+    header = bytes.fromhex("878001000100020002") + b"dk" + bytes.fromhex("030020")
+    rest = bytes((index * 7) & 0xFF for index in range(body_size))
+    return bytes((0x10, (len(header) + body_size) & 0xFF)) + header + rest
+
+
+def test_dingtalk_opening_message() -> None:
+    match = SIGNATURES["dingtalk"]
+    assert match(dingtalk_opening(), True)
+    assert match(dingtalk_opening(400), True)
+
+
+@pytest.mark.parametrize("payload", [
+    dingtalk_opening(60),  # 76 bytes: shorter than any opening the dissector accepts
+    b"\x11" + dingtalk_opening()[1:],  # another first byte
+    dingtalk_opening()[:12] + b"dK" + dingtalk_opening()[14:],  # the product tag differs
+    dingtalk_opening()[:15] + b"\x21" + dingtalk_opening()[16:],  # the key field size differs
+    b"\x10\x64" + bytes(102),  # MQTT-like CONNECT shape without DingTalk's header
+])
+def test_dingtalk_rejects_what_the_header_excludes(payload: bytes) -> None:
+    assert not SIGNATURES["dingtalk"](payload, True)
+
+
 def builtin_tables() -> ClassifierTables:
     issues: list[PolicyIssue] = []
     catalog = load_catalog(None, issues)
@@ -134,6 +159,7 @@ def test_vendor_protocols_name_their_apps_on_any_port(classifier: Classifier) ->
         Decision("xiaomi", "signature", "xiaomi_push")
     assert tcp_first_data(classifier, 40004, 8080, mmtls_record(MMTLS_HANDSHAKE, bytes(180))) == \
         Decision("wechat", "signature", "wechat_mmtls")
+    assert tcp_first_data(classifier, 40005, 443, dingtalk_opening()) == Decision("dingtalk", "signature", "dingtalk")
     datagram = IP(src=CLIENT, dst=SERVER) / UDP(sport=50412, dport=16600) / Raw(ppstream_datagram())
     assert classifier.on_packet(bytes(datagram), 2.0).decision == Decision("iqiyi", "signature", "ppstream")
 

@@ -19,6 +19,7 @@ from gatewayd.compile.plan import Plan, compile_plan
 from gatewayd.compile.rule_dispatch import RULES_BY_APP_MAP, RULES_CHAIN, RULES_FOR_APPS_CHAIN_PREFIX
 from gatewayd.compile.schedule import NFT_DAYS, schedule_matches
 from gatewayd.explain.rules import schedule_covers
+from gatewayd.policy.errors import PolicyError
 from gatewayd.policy.loader import load_policy, load_policy_text
 from gatewayd.policy.model import HourRange, Schedule
 
@@ -206,6 +207,35 @@ def test_address_and_port_apps_need_both() -> None:
                for e in sets["app_address_ports_v4"].elements)
     assert all("203.0.113.20/32 :" not in e for e in sets["app_addresses_v4"].elements)
     assert any(e.startswith("tcp . 22 : goto") for e in sets["app_ports"].elements)
+
+
+def test_an_address_with_its_own_ports_binds_only_itself() -> None:
+    # The resolver's address names the app on 443 only; the app's `ports` stay port-only evidence.
+    text = (HERE / "small.yaml").read_text().replace("applications:\n", (
+        "applications:\n  resolver: { name: R, category: dns, ports: [tcp/853],"
+        ' addresses: ["198.51.100.53 tcp/443 udp/443", "2001:db8::53 tcp/443"] }\n'))
+    plan = small_plan(text)
+    number = plan.numbering.apps.numbers["resolver"]
+    sets = {s.name: s for s in plan.ruleset.table.sets}
+    assert {e for e in sets["app_address_ports_v4"].elements if e.startswith("198.51.100.53/32")} == {
+        f"198.51.100.53/32 . tcp . 443 : goto set_app_{number}",
+        f"198.51.100.53/32 . udp . 443 : goto set_app_{number}"}
+    assert f"2001:db8::53/128 . tcp . 443 : goto set_app_{number}" in sets["app_address_ports_v6"].elements
+    assert all("198.51.100.53" not in e for e in sets["app_addresses_v4"].elements)
+    assert f"tcp . 853 : goto set_app_{number}" in sets["app_ports"].elements
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("198.51.100.53 tcp/70000", "port 'tcp/70000' is not valid"),
+    ("198.51.100.53 443", "port '443' is not valid"),
+    ("198.51.100.53/24 tcp/443", "has host bits set"),
+])
+def test_an_address_with_bad_ports_is_reported(address: str, message: str) -> None:
+    text = (HERE / "small.yaml").read_text().replace("applications:\n", (
+        f'applications:\n  resolver: {{ name: R, category: dns, addresses: ["{address}"] }}\n'))
+    with pytest.raises(PolicyError) as raised:
+        small_plan(text)
+    assert message in str(raised.value)
 
 
 def test_htb_trees_shape_upload_on_wan_and_download_on_lan() -> None:
