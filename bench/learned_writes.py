@@ -36,19 +36,18 @@ def kernel_side(batch: int, rounds: int) -> dict[str, list[float]]:
     """Run in a namespace of its own: µs per element for each way of writing, one figure per round."""
     import nftables
 
-    from gatewayd.apply.learned_netlink import (
+    from gatewayd.apply.learned_netlink import LearnedMapSocket, element_key, goto_data
+    from gatewayd.apply.nfqueue_config import NETLINK_NETFILTER
+    from gatewayd.apply.nft import LearnedElement, NftKernel
+    from gatewayd.apply.set_elements_netlink import (
         NFNL_MSG_BATCH_BEGIN,
         NFNL_MSG_BATCH_END,
         NFT_MSG_NEWSETELEM,
         NLM_F_CREATE,
-        LearnedMapSocket,
         added_element,
         batch_marker,
-        element_key,
         element_list_message,
     )
-    from gatewayd.apply.nfqueue_config import NETLINK_NETFILTER
-    from gatewayd.apply.nft import LearnedElement, NftKernel
     from gatewayd.apply.tc_netlink import acknowledgements
     from gatewayd.compile.ruleset import LEARNED_MAP_SIZE
 
@@ -64,7 +63,7 @@ def kernel_side(batch: int, rounds: int) -> dict[str, list[float]]:
         return [str(ipaddress.IPv4Address(0x0A000000 + start + n)) for n in range(batch)]
 
     def plain_add(elements: list[tuple[str, str, int]], sequence: int) -> None:
-        body = b"".join(added_element(element_key(a), c, t) for a, c, t in elements)
+        body = b"".join(added_element(element_key(a), t, goto_data(c)) for a, c, t in elements)
         frames = (batch_marker(NFNL_MSG_BATCH_BEGIN, sequence)
                   + element_list_message(NFT_MSG_NEWSETELEM, NLM_F_CREATE, "inet", "gatewayd", "learned_v4",
                                          body, sequence + 1)

@@ -80,11 +80,20 @@ class PendingQueries:
         if len(self._waiting) > MAX_PENDING_QUERIES:
             self._waiting.popitem(last=False)
 
-    def take(self, transaction_id: int, name: str, rtype: int, now: float) -> str | None:
-        """None when a waiting query matches (it is consumed); else UNSOLICITED or MISMATCH."""
+    def _drop_expired(self, now: float) -> None:
         waiting = self._waiting
         while waiting and next(iter(waiting.values())) < now:  # added in time order: the oldest expire first
             waiting.popitem(last=False)
+
+    def waiting(self, now: float) -> int:
+        """How many queries still wait for their answer."""
+        self._drop_expired(now)
+        return len(self._waiting)
+
+    def take(self, transaction_id: int, name: str, rtype: int, now: float) -> str | None:
+        """None when a waiting query matches (it is consumed); else UNSOLICITED or MISMATCH."""
+        self._drop_expired(now)
+        waiting = self._waiting
         if waiting.pop((transaction_id, name, rtype), None) is not None:
             return None
         return MISMATCH if waiting else UNSOLICITED

@@ -161,6 +161,7 @@ class ClassifierStats:
     flows_given_up_host_budget: int = 0  # undecided, given up: their host's buffers over its budget
     flows_given_up_total_budget: int = 0  # undecided, given up: all buffers over the total budget
     decisions: int = 0
+    dns_lookups_done: int = 0  # DNS flows forgotten once their lookups were answered
 
 
 class _FlowRarities:
@@ -304,8 +305,10 @@ class Classifier:
     def __init__(self, tables: ClassifierTables, max_packets: int = 8, flow_timeout: float = 30.0,
                  max_flows: int = 65536, max_learned: int = 262144,
                  dns_flow_takes_queried_app: bool = True, budget: FlowBudget | None = None,
-                 learned: LearnedAddresses | None = None) -> None:
-        """`learned`: the learned-address memory with its per-client bounds (default: `max_learned` entries)."""
+                 learned: LearnedAddresses | None = None, forget_answered_lookups: bool = True) -> None:
+        """`learned`: the learned-address memory with its per-client bounds (default: `max_learned` entries).
+        `forget_answered_lookups`: drop a DNS flow once its lookups are answered (live: see
+        _forget_if_answered); an offline report keeps it, to name each flow once."""
         self.max_packets = max_packets
         self.flow_timeout = flow_timeout
         self.max_flows = max_flows
@@ -315,6 +318,7 @@ class Classifier:
         # nDPI labels a lookup of a WeChat name "DNS.WeChat"; doing the same lets a policy
         # that blocks an app also starve its name lookups. False keeps every DNS flow "dns".
         self.dns_flow_takes_queried_app = dns_flow_takes_queried_app
+        self.forget_answered_lookups = forget_answered_lookups
         self.stats = ClassifierStats()
         # A plain dict (40 bytes an entry, an OrderedDict 88): the ledger keeps each host's flows
         # in the order they were last active, which is all eviction and expiry need.
@@ -502,8 +506,10 @@ class Classifier:
                 # but the flow itself is decided once.
                 decision = self._dns_packet(flow, info, learned, now, answer_origin)
                 if flow.decided:
-                    self._count_buffers(flow)
-                    return PacketOutcome(self._unsent_decision(flow), learned, flow.decision)
+                    outcome = PacketOutcome(self._unsent_decision(flow), learned, flow.decision)
+                    if not self._forget_if_answered(flow, info, answer_origin, now):
+                        self._count_buffers(flow)
+                    return outcome
             elif proto == PROTO_TCP and from_client and (flow.want_tls or flow.want_http):
                 decision = self._stream_packet(flow, info, now)
             elif proto == PROTO_UDP and from_client and flow.want_tls \
@@ -529,7 +535,7 @@ class Classifier:
                 return PacketOutcome(self._unsent_decision(flow), learned, flow.decision)
             return PacketOutcome(None, learned)
         decided = self._decide(flow, decision)
-        if flow.is_dns:
+        if flow.is_dns and not self._forget_if_answered(flow, info, answer_origin, now):
             self._count_buffers(flow)  # a DNS flow keeps its streams: more messages may follow
         return PacketOutcome(decided, learned, decided)
 
@@ -617,6 +623,24 @@ class Classifier:
             if decision is None:
                 decision = self._dns_flow_decision(message)
         return decision
+
+    def _forget_if_answered(self, flow: _Flow, info: PacketInfo, origin: AnswerOrigin, now: float) -> bool:
+        """Forget a decided DNS flow whose lookups are answered (this packet came from its server): it has
+        nothing more to teach, and a host resolving many names would otherwise fill the table (~1.3 KiB
+        a flow until it times out). Kept while a query to a named resolver waits for its answer (A and
+        AAAA asked at once), or a TCP message is half read. The kernel still queues a named resolver's
+        later packets of the 5-tuple (compile/dns_rules.py): a later query makes a new flow, which
+        remembers it for its answer; other resolvers' flows are decided in the ct mark, not queued."""
+        if not self.forget_answered_lookups or info.sport != DNS_PORT or info.src != flow.server_addr:
+            return False
+        queries = flow.dns_queries
+        if origin is AnswerOrigin.NAMED_RESOLVER and queries is not None and queries.waiting(now):
+            return False
+        if info.proto == PROTO_TCP and (flow.stream or flow.dns_stream):
+            return False
+        self._forget(flow)
+        self.stats.dns_lookups_done += 1
+        return True
 
     @staticmethod
     def _dns_messages(flow: _Flow, info: PacketInfo, from_server: bool) -> list[dns_parser.DnsMessage]:

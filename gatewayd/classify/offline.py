@@ -77,7 +77,8 @@ def replay_capture(path: str | Path, apps: Iterable[Application], max_packets: i
     """The flows of a capture and the classifier's own counters (malformed packets, internal errors)."""
     tables = ClassifierTables.build(apps)
     classifier = Classifier(tables, max_packets=max_packets, flow_timeout=OFFLINE_FLOW_TIMEOUT,
-                            max_flows=1 << 20, dns_flow_takes_queried_app=dns_flow_takes_queried_app)
+                            max_flows=1 << 20, dns_flow_takes_queried_app=dns_flow_takes_queried_app,
+                            forget_answered_lookups=False)  # a report names each flow once
     summaries: list[FlowSummary] = []
     for timestamp, packet in read_ip_packets(path):
         outcome = classifier.on_packet(packet, timestamp)

@@ -16,8 +16,9 @@ SYNC_PORT), each entry with the time it has left:
   * everything, once, when the peer is heard again after silence (it may have
     restarted empty): the learned maps are then read by a thread with its own nft
     handle, so the classifier's loop never waits for a large listing.
-The backup writes each datagram's entries into its own sets in one nft transaction
-(apply/ha_sync_sets.py), learned addresses under its own app numbers.
+The backup writes each datagram's entries into its own sets in one transaction that
+replaces whatever they held (apply/ha_sync_sets.py), learned addresses under its own
+app numbers.
 
 Bounded: at most MAX_SENT_ENTRIES_PER_SECOND sent (the rest waits for the next round;
 at most MAX_PENDING_ENTRIES wait), datagrams of at most MAX_DATAGRAM_BYTES, at most
@@ -39,12 +40,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gatewayd.apply.guard_state import BlockedHost, read_blocklist
 from gatewayd.apply.ha_state import KNOWN_STATES, UNKNOWN
-from gatewayd.apply.ha_sync_sets import LEARNED_MAPS, RECENT_BLOCKED_SETS, write_synced_state
+from gatewayd.apply.ha_sync_sets import LEARNED_MAPS, RECENT_BLOCKED_SETS, SyncedStateWriter
 from gatewayd.apply.nft import BlockedFlow, LearnedElement, NftError, NftKernel
 from gatewayd.compile.kernel_names import set_app_chain
 from gatewayd.compile.ruleset import LEARNED_MAP_SIZE
@@ -91,10 +92,20 @@ def read_learned_with_own_handle() -> list[LearnedElement]:
     return [element for map_name in LEARNED_MAPS.values() for element in kernel.learned_elements(map_name)]
 
 
+# Writes one datagram's entries into this node's sets (SyncedStateWriter.write); NftError when refused.
+WriteState = Callable[[Sequence[LearnedElement], Sequence[BlockedFlow], Sequence[BlockedHost]], None]
+
+
 class HaStateSync:
     def __init__(self, kernel: NftKernel, metrics: HaSyncMetrics,
-                 read_all_learned: Callable[[], list[LearnedElement]] = read_learned_with_own_handle) -> None:
+                 read_all_learned: Callable[[], list[LearnedElement]] = read_learned_with_own_handle,
+                 write_state: WriteState | None = None) -> None:
         self.kernel = kernel
+        self._writer: SyncedStateWriter | None = None  # its netlink socket is closed with the sync's
+        if write_state is None:
+            self._writer = SyncedStateWriter(kernel)
+            write_state = self._writer.write
+        self.write_state = write_state
         self.metrics = metrics
         self.read_all_learned = read_all_learned
         self.peers: SyncPeers | None = None
@@ -344,7 +355,7 @@ class HaStateSync:
         if not written:
             return
         try:
-            write_synced_state(self.kernel, learned, blocked, guard)
+            self.write_state(learned, blocked, guard)
         except NftError as exc:
             self._refuse(written)
             if not self._write_failed_logged:  # one line, not one per datagram
@@ -359,4 +370,6 @@ class HaStateSync:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        if self._writer is not None:
+            self._writer.close()
 

@@ -9,6 +9,11 @@ a new flow to the blocked app is refused by the kernel at once, a new flow to th
 allowed app is decided in the kernel (its app in the ct mark, no packet queued to
 the classifier), and the scanner stays blocked.
 
+The backup already holds both addresses, with a long timeout, under one app that is
+not the master's for at least one of them (what it kept from an earlier answer): it
+must end up with the master's app and time left for each, and no entry refused.
+(With nft's plain add, the clash made the backup refuse the whole datagram.)
+
 Without the sync both fail: gw-b's learned maps are empty, so the blocked app's first
 packets go to the classifier (queued, the handshake completes) and so do the allowed
 app's, and the scanner is free.
@@ -106,11 +111,19 @@ def queued_packets(lab: HaPairLab, node: str) -> int:
     return int(found.group(1))
 
 
+def learned_elements(lab: HaPairLab, node: str) -> dict[str, tuple[str, int]]:
+    """address -> (chain, seconds left) of the node's learned_v4 map."""
+    listing = json.loads(lab.run(lab.node(node).ns_key, ["nft", "-j", "list", "map", "inet", "gatewayd",
+                                                         "learned_v4"]).stdout)
+    return {str(key["elem"]["val"]): (verdict["goto"]["target"], int(key["elem"]["expires"]))
+            for item in listing.get("nftables", []) for key, verdict in item.get("map", {}).get("elem", [])}
+
+
 def synced(lab: HaPairLab) -> bool:
     blocked = kernel_listing(lab, "gw-b", "set", "inet", "gatewayd", "recent_blocked_v4")
     blocklist = kernel_listing(lab, "gw-b", "set", "netdev", "gatewayd_guard", "blocklist_v4")
-    return (learned_chain(lab, "gw-b", BLOCKED_ADDRESS) is not None
-            and learned_chain(lab, "gw-b", ALLOWED_ADDRESS) is not None
+    return (all(learned_chain(lab, "gw-b", address) == learned_chain(lab, "gw-a", address)
+                for address in (BLOCKED_ADDRESS, ALLOWED_ADDRESS))
             and f"{DEFAULT_HOSTS['sales1'].ipv4} . {BLOCKED_ADDRESS}" in blocked
             and DEFAULT_HOSTS["sales2"].ipv4 in blocklist)
 
@@ -135,6 +148,11 @@ def test_the_backup_decides_new_flows_in_the_kernel_after_failover(pair: HaPairL
     lab = pair
     sales1, sales2 = DEFAULT_HOSTS["sales1"].ipv4, DEFAULT_HOSTS["sales2"].ipv4
     assert BLOCKED_ADDRESS and ALLOWED_ADDRESS and SCAN_TARGET
+    # What the backup kept from before: both addresses under one app, for an hour.
+    stale_chain = re.findall(r"chain (set_app_\d+)", kernel_listing(lab, "gw-b", "table", "inet", "gatewayd"))[0]
+    lab.run(lab.node("gw-b").ns_key, ["nft", f"add element inet gatewayd learned_v4 {{ "
+                                      f"{BLOCKED_ADDRESS} timeout 3600s : goto {stale_chain}, "
+                                      f"{ALLOWED_ADDRESS} timeout 3600s : goto {stale_chain} }}"])
     # Through the master: two lookups, a blocked attempt, a port scan.
     for site, address in ((BLOCKED_SITE, BLOCKED_ADDRESS), (ALLOWED_SITE, ALLOWED_ADDRESS)):
         assert dns_query(lab, "sales1", site.hostname).addresses == [address]
@@ -150,8 +168,11 @@ def test_the_backup_decides_new_flows_in_the_kernel_after_failover(pair: HaPairL
             kernel_listing(lab, "gw-b", "table", "netdev", "gatewayd_guard")[-2000:])
         time.sleep(0.1)
     print(f"state synced to the backup within {time.monotonic() - started:.2f}s")
+    master, backup = learned_elements(lab, "gw-a"), learned_elements(lab, "gw-b")
+    assert stale_chain != master[BLOCKED_ADDRESS][0] or stale_chain != master[ALLOWED_ADDRESS][0]  # a change
     for address in (BLOCKED_ADDRESS, ALLOWED_ADDRESS):  # same policy, same numbering: the same app
-        assert learned_chain(lab, "gw-b", address) == learned_chain(lab, "gw-a", address)
+        assert backup[address][0] == master[address][0], (address, master, backup)
+        assert abs(backup[address][1] - master[address][1]) <= MAX_SYNC_SECONDS + 1, (address, master, backup)
     blocklist = kernel_listing(lab, "gw-b", "set", "netdev", "gatewayd_guard", "blocklist_v4")
     expires = re.search(re.escape(sales2) + r" timeout \S+ expires (\d+)m", blocklist)
     assert expires and BLOCK_SECONDS / 60 - 2 <= int(expires.group(1)) < BLOCK_SECONDS / 60, blocklist  # time left

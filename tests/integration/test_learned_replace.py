@@ -52,14 +52,15 @@ add element inet gatewayd learned_v6 {{ 2001:db8::1 timeout 300s : goto set_app_
 WRITE = """\
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from gatewayd.apply.learned_netlink import LearnedBatchError, LearnedMapSocket
+from gatewayd.apply.learned_netlink import LearnedMapSocket
+from gatewayd.apply.set_elements_netlink import ElementBatchError
 maps = LearnedMapSocket("inet", "gatewayd")
 maps.replace([("learned_v4", [("192.0.2.1", "set_app_2", 120), ("192.0.2.9", "set_app_2", 60)]),
               ("learned_v6", [("2001:db8::1", "set_app_2", 120), ("2001:db8::9", "set_app_1", 60)])])
 try:
     maps.replace([("learned_v4", [("192.0.2.1", "set_app_1", 30), ("192.0.2.10", "no_such_chain", 30)])])
     refused = None
-except LearnedBatchError as exc:
+except ElementBatchError as exc:
     refused = exc.code
 print(json.dumps({"refused": refused}))
 """

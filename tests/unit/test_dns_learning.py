@@ -231,3 +231,73 @@ def test_learning_results_are_counted_per_answer() -> None:
     engine.on_packet(answer(GUEST, 43000, 1, "www.youku.com", YOUKU_SERVER), 1.1)
     assert engine.dns_stats.answers[LEARNED] == 1
     assert sum(engine.dns_stats.answers.values()) == 1
+
+
+# --- an answered lookup is forgotten: a host resolving many names does not fill the flow table ---
+
+
+def test_each_answered_lookup_leaves_the_flow_table_and_still_teaches() -> None:
+    engine = classifier()
+    for n in range(200):  # a stub asks each name from a port of its own
+        engine.on_packet(query(GUEST, 20000 + n, n, f"n{n}.youku.com"), 1.0 + n / 1000)
+        assert engine.flow_count == 1  # the query waits for its answer
+        assert learned_addresses(engine, answer(GUEST, 20000 + n, n, f"n{n}.youku.com", f"198.51.100.{n}"),
+                                 1.0 + n / 1000) == [(f"198.51.100.{n}", "youku")]
+        assert engine.flow_count == 0
+    assert engine.stats.dns_lookups_done == 200 and engine.dns_stats.answers[LEARNED] == 200
+
+
+def test_a_lookup_with_two_questions_at_once_is_kept_until_both_are_answered() -> None:
+    engine = classifier()
+    engine.on_packet(query(FINANCE, 40020, 31, "crm.example.com"), 1.0)
+    engine.on_packet(query(FINANCE, 40020, 32, "crm.example.com", qtype="AAAA"), 1.0)  # glibc: A and AAAA
+    assert learned_addresses(engine, answer(FINANCE, 40020, 31, "crm.example.com", CRM_SERVER), 1.1) \
+        == [(CRM_SERVER, "crm")]
+    assert engine.flow_count == 1  # the AAAA query still waits: forgetting it would refuse its answer
+    aaaa = answer(FINANCE, 40020, 32, "crm.example.com", "2001:db8:100::21", qtype="AAAA")
+    assert learned_addresses(engine, aaaa, 1.2) == [("2001:db8:100::21", "crm")]
+    assert engine.flow_count == 0
+
+
+def test_a_forgotten_lookups_port_reused_teaches_only_what_it_asks_again() -> None:
+    engine = classifier()
+    engine.on_packet(query(FINANCE, 40021, 41, "crm.example.com"), 1.0)
+    learned_addresses(engine, answer(FINANCE, 40021, 41, "crm.example.com", CRM_SERVER), 1.1)
+    assert engine.flow_count == 0
+    # The same answer again (replayed, or forged) matches nothing: the flow made for it has no query.
+    assert learned_addresses(engine, answer(FINANCE, 40021, 41, "crm.example.com", YOUKU_SERVER), 1.2) == []
+    assert engine.dns_stats.answers[UNSOLICITED] == 1 and app_of(engine, YOUKU_SERVER, 2.0) is None
+    # A new query on the same 5-tuple is remembered by the new flow: its answer teaches.
+    engine.on_packet(query(FINANCE, 40021, 42, "www.youku.com"), 1.3)
+    assert learned_addresses(engine, answer(FINANCE, 40021, 42, "www.youku.com", YOUKU_SERVER), 1.4) \
+        == [(YOUKU_SERVER, "youku")]
+    assert engine.flow_count == 0
+
+
+def test_a_half_read_tcp_answer_keeps_its_flow() -> None:
+    engine = classifier()
+    message = bytes(DNS(id=51, qr=1, qd=DNSQR(qname="www.youku.com"),
+                        an=DNSRR(rrname="www.youku.com", rdata=YOUKU_SERVER)))
+    answers = len(message).to_bytes(2, "big") + message
+    ask = bytes(DNS(id=51, qd=DNSQR(qname="www.youku.com")))
+    engine.on_packet(bytes(IP(src=FINANCE, dst=RESOLVER) / TCP(sport=40022, dport=53, flags="PA", seq=1)
+                           / (len(ask).to_bytes(2, "big") + ask)), 1.0, from_client=True)
+    first = IP(src=RESOLVER, dst=FINANCE) / TCP(sport=53, dport=40022, flags="PA", seq=100) / answers[:20]
+    assert learned_addresses(engine, bytes(first), 1.1) == []
+    assert engine.flow_count == 1
+    rest = IP(src=RESOLVER, dst=FINANCE) / TCP(sport=53, dport=40022, flags="PA", seq=120) / answers[20:]
+    assert learned_addresses(engine, bytes(rest), 1.2) == [(YOUKU_SERVER, "youku")]
+    assert engine.flow_count == 0
+
+
+def test_a_lookup_to_another_resolver_is_forgotten_once_answered_and_offline_replay_keeps_flows() -> None:
+    engine = classifier()
+    engine.on_packet(query(GUEST, 40023, 61, "erp.example.com"), 1.0)
+    outcome = engine.on_packet(answer(GUEST, 40023, 61, "erp.example.com", YOUKU_SERVER), 1.1,
+                               answer_origin=AnswerOrigin.OTHER)
+    assert outcome.decision is not None and outcome.decision.method == "dns"  # the verdict still goes out
+    assert engine.flow_count == 0  # decided in the ct mark: the kernel queues no more of it
+    offline = Classifier(ClassifierTables.build(catalog()), forget_answered_lookups=False)
+    offline.on_packet(query(GUEST, 40023, 61, "erp.example.com"), 1.0)
+    offline.on_packet(answer(GUEST, 40023, 61, "erp.example.com", ERP_SERVER), 1.1)
+    assert offline.flow_count == 1

@@ -6,14 +6,14 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from gatewayd.apply.guard_state import BlockedHost
-from gatewayd.apply.ha_sync_sets import synced_state_script
+from gatewayd.apply.ha_sync_sets import plain_sets_script
 from gatewayd.apply.nft import BlockedFlow, LearnedElement, NftKernel
 from gatewayd.daemon import ha_state_sync
 from gatewayd.daemon.ha_state_sync import GTSM_TTL, SEND_INTERVAL_SECONDS, SYNC_PORT, HaStateSync
@@ -82,29 +82,6 @@ def test_what_is_not_a_sync_datagram_is_ignored_whole(data: bytes) -> None:
     assert decode(data) is None
 
 
-# --- the nft script the backup runs ---
-
-
-def test_one_batch_is_one_script_that_sets_the_masters_time_left_on_each_element() -> None:
-    script = synced_state_script(
-        [LearnedElement("203.0.113.7", "set_app_12", 290), LearnedElement("2001:db8::7", "set_app_3", 30)],
-        [BlockedFlow("192.0.2.10", "203.0.113.9", "tcp", 443, 0x210000, 580, 0)],
-        [BlockedHost("192.0.2.66", 240, "host_sweep"), BlockedHost("192.0.2.67", 20, "port_scan")])
-    lines = script.splitlines()
-    learned_v4 = [line for line in lines if " learned_v4 " in line]
-    assert learned_v4 == ["add element inet gatewayd learned_v4 { 203.0.113.7 timeout 290s : goto set_app_12 }",
-                          "delete element inet gatewayd learned_v4 { 203.0.113.7 }",
-                          "add element inet gatewayd learned_v4 { 203.0.113.7 timeout 290s : goto set_app_12 }"]
-    assert "add element inet gatewayd learned_v6 { 2001:db8::7 timeout 30s : goto set_app_3 }" in lines
-    assert ("add element inet gatewayd recent_blocked_v4 { 192.0.2.10 . 203.0.113.9 . tcp . 443 . 0x00210000 "
-            "timeout 580s }") in lines
-    assert "add element netdev gatewayd_guard blocklist_v4 { 192.0.2.66 timeout 240s, 192.0.2.67 timeout 20s }" \
-        in lines
-    assert "add element netdev gatewayd_guard sweepers_v4 { 192.0.2.66 timeout 240s }" in lines
-    assert not any("_v6" in line for line in lines if "blocked" in line or "blocklist" in line)
-    assert synced_state_script([], [], []) == ""
-
-
 # --- the channel, over loopback (stands for the sync link) ---
 
 NODE_A = HaNode("gw-a", 150, ipaddress.ip_address("127.0.0.1"))
@@ -112,7 +89,8 @@ NODE_B = HaNode("gw-b", 100, ipaddress.ip_address("127.0.0.2"))
 
 
 class FakeKernel:
-    """The few NftKernel calls the sync makes; `run` records the scripts instead of running them."""
+    """The few NftKernel calls the sync makes; what the backup writes is recorded as text, one script per
+    transaction (the real batch: tests/unit/test_ha_sync_sets.py)."""
 
     def __init__(self) -> None:
         self.learned: dict[str, list[LearnedElement]] = {"learned_v4": [], "learned_v6": []}
@@ -128,8 +106,10 @@ class FakeKernel:
     def query(self, command: str) -> list[dict[str, Any]]:
         return []  # the guard's sets: empty
 
-    def run(self, script: str) -> None:
-        self.scripts.append(script)
+    def write_state(self, learned: Sequence[LearnedElement], blocked: Sequence[BlockedFlow],
+                    guard: Sequence[BlockedHost]) -> None:
+        self.scripts.append("".join(f"{e.address} timeout {e.timeout_seconds}s : goto {e.chain}\n" for e in learned)
+                            + plain_sets_script(blocked, guard))
 
 
 class Node:
@@ -137,7 +117,8 @@ class Node:
         self.kernel = FakeKernel()
         self.registry = CollectorRegistry()
         self.sync = HaStateSync(cast(NftKernel, self.kernel), HaSyncMetrics(self.registry),
-                                read_all_learned=lambda: [e for m in self.kernel.learned.values() for e in m])
+                                read_all_learned=lambda: [e for m in self.kernel.learned.values() for e in m],
+                                write_state=self.kernel.write_state)
         self.sync.adopt(node, peer, "lo", apps, guard_blocklist=False)
 
     def count(self, direction: str, kind: str) -> float:

@@ -11,18 +11,15 @@ from typing import ClassVar
 
 import pytest
 
-from gatewayd.apply.learned_netlink import (
+from gatewayd.apply.learned_netlink import Element, KernelLearnedMaps, LearnedMapSocket, replace_batch
+from gatewayd.apply.nft import LearnedElement, NftError, NftKernel
+from gatewayd.apply.set_elements_netlink import (
     NFT_MSG_DESTROYSETELEM,
     NFT_MSG_NEWSETELEM,
     DestroyUnsupported,
-    Element,
-    KernelLearnedMaps,
-    LearnedBatchError,
-    LearnedMapSocket,
+    ElementBatchError,
     batch_outcome,
-    replace_batch,
 )
-from gatewayd.apply.nft import LearnedElement, NftError, NftKernel
 from gatewayd.apply.tc_netlink import HEADER
 
 NESTED = 0x8000
@@ -96,13 +93,13 @@ def test_the_batch_outcome_tells_a_missing_destroy_from_a_refused_batch() -> Non
     batch_outcome(kinds, 1, {2: 0, 3: 0})
     with pytest.raises(DestroyUnsupported):
         batch_outcome(kinds, 1, {2: -errno.EINVAL, 3: 0})  # a kernel before 6.3: an unknown message type
-    with pytest.raises(LearnedBatchError) as refused:
+    with pytest.raises(ElementBatchError) as refused:
         batch_outcome(kinds, 1, {2: 0, 3: -errno.ENOENT})  # e.g. no such chain
     assert refused.value.code == errno.ENOENT and not isinstance(refused.value, DestroyUnsupported)
-    with pytest.raises(LearnedBatchError) as both:
+    with pytest.raises(ElementBatchError) as both:
         batch_outcome(kinds, 1, {2: -errno.EINVAL, 3: -errno.EINVAL})  # the adds too: not the destroy's fault
     assert not isinstance(both.value, DestroyUnsupported)
-    with pytest.raises(LearnedBatchError) as commit:
+    with pytest.raises(ElementBatchError) as commit:
         batch_outcome(kinds, 1, {1: -errno.ENOMEM, 2: 0, 3: 0})  # a failed commit is told on the begin
     assert commit.value.code == errno.ENOMEM
 
@@ -145,7 +142,7 @@ def test_without_the_destroy_a_refused_add_goes_element_by_element_and_a_clash_i
 
 
 class ScriptedSocket(LearnedMapSocket):
-    def __init__(self, failure: LearnedBatchError | None) -> None:
+    def __init__(self, failure: ElementBatchError | None) -> None:
         super().__init__("inet", "gatewayd")
         self.failure = failure
         self.sent: list[Sequence[tuple[str, Sequence[Element]]]] = []
@@ -180,7 +177,7 @@ def test_a_kernel_without_the_destroy_switches_to_nft_once_with_one_log_line(cap
 
 def test_a_refused_netlink_batch_is_an_nft_error_and_no_fallback() -> None:
     nft = CountingNft()
-    maps = KernelLearnedMaps(nft, maps_socket=ScriptedSocket(LearnedBatchError("no such chain", errno.ENOENT)))
+    maps = KernelLearnedMaps(nft, maps_socket=ScriptedSocket(ElementBatchError("no such chain", errno.ENOENT)))
     with pytest.raises(NftError):
         maps.write_learned([("learned_v4", [LearnedElement("192.0.2.1", "set_app_9", 60)])])
     assert nft.batches == [] and maps.destroy_supported
