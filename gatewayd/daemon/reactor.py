@@ -59,6 +59,7 @@ from gatewayd.daemon.policy_builder import (
     refuse_unless_regular_file,
 )
 from gatewayd.daemon.schedule_epochs import ScheduleEpochs
+from gatewayd.daemon.scheduling import current_scheduling
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
 from gatewayd.metrics.ha_sync import HaSyncMetrics
@@ -203,9 +204,9 @@ class Daemon:
         release_freed_heap()  # what the first build and apply freed
         log_kernel_features(self.applier.kernel_features())  # once: the first apply has settled the leaf kind
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
-                 "leaf_qdisc=%s metrics=http://%s/metrics", self.policy_path, self.generation,
+                 "leaf_qdisc=%s scheduling=%s metrics=http://%s/metrics", self.policy_path, self.generation,
                  policy.classifier.fail_mode, policy.classifier.queue_num, self.applier.queue.backend,
-                 self.applier.tc.leaf_kind, policy.metrics_listen)
+                 self.applier.tc.leaf_kind, current_scheduling(), policy.metrics_listen)
         self.systemd.ready(self._status_line())
         try:
             self._loop()
