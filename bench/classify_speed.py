@@ -148,19 +148,19 @@ def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates:
     sink = start_sink(lab, ECHO_PORT, "speed-echo.log", reply="!")
     unit_label = " ".join(UNIT_SCHEDULING) or "default scheduling (the unit sets none)"
     figures: dict[tuple[str, ...], list[tuple[float, float]]] = {UNIT_SCHEDULING: [], (): []}
+    with_at: dict[tuple[str, ...], dict[float, dict]] = {}
     try:
         without = {r: paced(lab, r, seconds) for r in e2e_rates}
         print(f"latency at a paced {rate:.0f} new flows/s for {seconds:g} s, classifier, queued packet read -> "
               f"verdict (daemon histogram), {rounds} rounds alternating the daemon's scheduling:")
-        with_at: dict[float, dict] = {}
         for round_number in range(rounds):
             for scheduling in figures:
-                # The end-to-end comparison rides on the first round with the unit's scheduling.
-                extra = e2e_rates if round_number == 0 and scheduling == UNIT_SCHEDULING else []
+                # The end-to-end comparison rides on each scheduling's first round.
+                extra = e2e_rates if round_number == 0 else []
                 p50, p99, paced_results = daemon_latency(lab, policy, rate, seconds, scheduling, extra)
                 figures[scheduling].append((p50, p99))
                 if extra:
-                    with_at = paced_results
+                    with_at[scheduling] = paced_results
     finally:
         sink.terminate()
     for scheduling, runs in figures.items():
@@ -168,14 +168,16 @@ def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates:
             else "default scheduling (SCHED_OTHER, as without the unit's CPUScheduling*)"
         print(f"  {label}: p50 {spread([p50 for p50, _ in runs])}, p99 {spread([p99 for _, p99 in runs])}"
               + ("  (target p99 <= 1 ms)" if scheduling == UNIT_SCHEDULING else ""))
-    print(f"  end to end, TCP connect + hello -> first reply byte, daemon as the unit runs it, "
+    print(f"  end to end, TCP connect + hello -> first reply byte (first round), "
           f"lab client/sink/daemon share {os.cpu_count()} cores:")
     for offered_rate in e2e_rates:
         for share in (0.50, 0.99):
             a = percentile(without[offered_rate]["times"], share)
-            b = percentile(with_at[offered_rate]["times"], share)
-            print(f"    {offered_rate:5.0f} flows/s p{int(share * 100)}: without {a * 1e3:7.3f} ms, "
-                  f"with gatewayd {b * 1e3:7.3f} ms, added {(b - a) * 1e3:+8.3f} ms")
+            line = f"    {offered_rate:5.0f} flows/s p{int(share * 100)}: without {a * 1e3:7.3f} ms"
+            for scheduling, name in ((UNIT_SCHEDULING, "unit's"), ((), "default")):
+                b = percentile(with_at[scheduling][offered_rate]["times"], share)
+                line += f", with gatewayd ({name}) {b * 1e3:7.3f} ms ({(b - a) * 1e3:+.3f})"
+            print(line)
 
 
 def offline_speed() -> None:
