@@ -16,6 +16,10 @@
    (SCHED_RR, reset on fork: applied with chrt, the lab has no systemd), as do
    the flows-per-CPU figures; the histogram figure is also taken with the
    default scheduling, rounds alternating, so both are printed with their range.
+   The histogram starts at the read: what a packet waits before it (socket,
+   wake-up, the loop's other work) is printed beside it, from the kernel's
+   receive timestamps (`gatewayd run --measure-queue-wait`,
+   gatewayd_classifier_queue_wait_seconds).
 3. OFFLINE: `gatewayd classify` over every capture in ../shared/pcaps
    (in-process, same code as the command), flows/s and MB/s, plus the command
    itself on the largest capture (start-up included).
@@ -34,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -117,27 +122,40 @@ def paced(lab: Lab, rate: float, seconds: float) -> dict:
     return json.loads(result.stdout)
 
 
+LATENCY = "gatewayd_classifier_latency_seconds"
+QUEUE_WAIT = "gatewayd_classifier_queue_wait_seconds"
+
+
+class RoundFigures(NamedTuple):
+    p50: float  # queued packet read -> verdict
+    p99: float
+    wait_p50: float  # kernel receive -> read (socket, wake-up, the loop's other work)
+    wait_p99: float
+
+
 def daemon_latency(lab: Lab, policy: Path, rate: float, seconds: float, scheduling: tuple[str, ...],
-                   other_rates: list[float]) -> tuple[float, float, dict[float, dict]]:
-    """(p50, p99 of the daemon's histogram at `rate`, paced client results by rate) for one daemon run."""
-    daemon = GatewayDaemon(lab, policy, log_name="speed-latency.log").start(command_prefix=scheduling)
+                   other_rates: list[float]) -> tuple[RoundFigures, dict[float, dict]]:
+    """The daemon's histograms at `rate`, and paced client results by rate, for one daemon run."""
+    daemon = GatewayDaemon(lab, policy, log_name="speed-latency.log").start(
+        command_prefix=scheduling, extra_args=("--measure-queue-wait",))
     try:
         with_at = {r: paced(lab, r, seconds) for r in other_rates if r != rate}
-        name = "gatewayd_classifier_latency_seconds"
-        before = current_buckets(daemon.metrics(), name)
-        decided_before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
+        exposition = daemon.metrics()
+        before = {name: current_buckets(exposition, name) for name in (LATENCY, QUEUE_WAIT)}
+        decided_before = metric_value(exposition, "gatewayd_classifier_decisions_total", method="tls-sni")
         with_at[rate] = paced(lab, rate, seconds)
         exposition = daemon.metrics()
-        p50 = histogram_quantile(exposition, name, 0.50, before)
-        p99 = histogram_quantile(exposition, name, 0.99, before)
+        figures = RoundFigures(*(histogram_quantile(exposition, name, share, before[name])
+                                 for name in (LATENCY, QUEUE_WAIT) for share in (0.50, 0.99)))
         decided = metric_value(exposition, "gatewayd_classifier_decisions_total", method="tls-sni") - decided_before
     finally:
         daemon.stop()
     result = with_at[rate]
-    print(f"    {' '.join(scheduling) or 'default scheduling':34s} p50 {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms "
-          f"(achieved {result['offered'] / result['elapsed']:.0f}/s, {int(decided)} flows decided, "
-          f"{len(result['times'])}/{result['offered']} answered)")
-    return p50, p99, with_at
+    print(f"    {' '.join(scheduling) or 'default scheduling':30s} read -> verdict p50 {figures.p50 * 1e3:.3f} ms, "
+          f"p99 {figures.p99 * 1e3:.3f} ms; receive -> read p50 {figures.wait_p50 * 1e3:.3f} ms, "
+          f"p99 {figures.wait_p99 * 1e3:.3f} ms (achieved {result['offered'] / result['elapsed']:.0f}/s, "
+          f"{int(decided)} flows decided, {len(result['times'])}/{result['offered']} answered)")
+    return figures, with_at
 
 
 def spread(values: list[float]) -> str:
@@ -147,7 +165,7 @@ def spread(values: list[float]) -> str:
 def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates: list[float], rounds: int) -> None:
     sink = start_sink(lab, ECHO_PORT, "speed-echo.log", reply="!")
     unit_label = " ".join(UNIT_SCHEDULING) or "default scheduling (the unit sets none)"
-    figures: dict[tuple[str, ...], list[tuple[float, float]]] = {UNIT_SCHEDULING: [], (): []}
+    figures: dict[tuple[str, ...], list[RoundFigures]] = {(): [], UNIT_SCHEDULING: []}
     with_at: dict[tuple[str, ...], dict[float, dict]] = {}
     try:
         without = {r: paced(lab, r, seconds) for r in e2e_rates}
@@ -157,8 +175,8 @@ def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates:
             for scheduling in figures:
                 # The end-to-end comparison rides on each scheduling's first round.
                 extra = e2e_rates if round_number == 0 else []
-                p50, p99, paced_results = daemon_latency(lab, policy, rate, seconds, scheduling, extra)
-                figures[scheduling].append((p50, p99))
+                round_figures, paced_results = daemon_latency(lab, policy, rate, seconds, scheduling, extra)
+                figures[scheduling].append(round_figures)
                 if extra:
                     with_at[scheduling] = paced_results
     finally:
@@ -166,8 +184,11 @@ def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates:
     for scheduling, runs in figures.items():
         label = f"as systemd/gatewayd.service runs it ({unit_label})" if scheduling == UNIT_SCHEDULING \
             else "default scheduling (SCHED_OTHER, as without the unit's CPUScheduling*)"
-        print(f"  {label}: p50 {spread([p50 for p50, _ in runs])}, p99 {spread([p99 for _, p99 in runs])}"
-              + ("  (target p99 <= 1 ms)" if scheduling == UNIT_SCHEDULING else ""))
+        print(f"  {label}:\n    read -> verdict p50 {spread([r.p50 for r in runs])}, "
+              f"p99 {spread([r.p99 for r in runs])}"
+              + ("  (target p99 <= 1 ms)" if scheduling == UNIT_SCHEDULING else "")
+              + f"\n    kernel receive -> read (before the histogram above) p50 {spread([r.wait_p50 for r in runs])}, "
+              f"p99 {spread([r.wait_p99 for r in runs])}")
     print(f"  end to end, TCP connect + hello -> first reply byte (first round), "
           f"lab client/sink/daemon share {os.cpu_count()} cores:")
     for offered_rate in e2e_rates:
