@@ -12,22 +12,33 @@
    interpolated from its buckets; and end to end, TCP connect + ClientHello +
    first reply byte, measured by the client with and without gatewayd in the
    same lab, so the difference is what the queue hand-off adds.
+   The daemon runs with the CPU scheduling systemd/gatewayd.service gives it
+   (SCHED_RR, reset on fork: applied with chrt, the lab has no systemd), as do
+   the flows-per-CPU figures; the histogram figure is also taken with the
+   default scheduling, rounds alternating, so both are printed with their range.
+   The histogram starts at the read: what a packet waits before it (socket,
+   wake-up, the loop's other work) is printed beside it, from the kernel's
+   receive timestamps (`gatewayd run --measure-queue-wait`,
+   gatewayd_classifier_queue_wait_seconds).
 3. OFFLINE: `gatewayd classify` over every capture in ../shared/pcaps
    (in-process, same code as the command), flows/s and MB/s, plus the command
    itself on the largest capture (start-up included).
 
-    python3 bench/classify_speed.py [--flows 6000] [--parallel 200] [--rate 2000] [--seconds 3]
+    python3 bench/classify_speed.py [--flows 6000] [--parallel 200] [--rate 2000] [--seconds 3] [--rounds 3]
+        [--live-only | --offline-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +52,7 @@ from gatewayd.lab.gateway import GatewayDaemon, metric_value  # noqa: E402
 from gatewayd.lab.histogram import current_buckets, histogram_quantile  # noqa: E402
 from gatewayd.lab.office import OFFICE_HOSTS  # noqa: E402
 from gatewayd.lab.topology import INTERNET, Lab  # noqa: E402
+from gatewayd.lab.unit_scheduling import unit_scheduling_prefix  # noqa: E402
 from gatewayd.policy.applications import load_catalog  # noqa: E402
 
 SINK_ADDRESS, SINK_PORT, ECHO_PORT = "203.0.113.60", 9443, 9444
@@ -51,6 +63,7 @@ SNI = "im.dingtalk.com"
 # the end-to-end comparison alike.
 LOW_PRIORITY = ["nice", "-n", "19"]
 PCAPS = capture_set(DEVELOPMENT_SET)
+UNIT_SCHEDULING = unit_scheduling_prefix()
 
 # Starts one connection every 1/rate s for `seconds`; prints each flow's connect+hello->first-byte time.
 PACED_CLIENT = r"""
@@ -100,7 +113,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def live_rate(lab: Lab, policy: Path, flows: int, parallel: int) -> tuple[float, float, int]:
-    return measure_flows(lab, policy, flows, parallel, client_prefix=LOW_PRIORITY)
+    return measure_flows(lab, policy, flows, parallel, client_prefix=LOW_PRIORITY, daemon_prefix=UNIT_SCHEDULING)
 
 
 def paced(lab: Lab, rate: float, seconds: float) -> dict:
@@ -109,37 +122,83 @@ def paced(lab: Lab, rate: float, seconds: float) -> dict:
     return json.loads(result.stdout)
 
 
-def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates: list[float]) -> None:
+LATENCY = "gatewayd_classifier_latency_seconds"
+QUEUE_WAIT = "gatewayd_classifier_queue_wait_seconds"
+
+
+class RoundFigures(NamedTuple):
+    p50: float  # queued packet read -> verdict
+    p99: float
+    wait_p50: float  # kernel receive -> read (socket, wake-up, the loop's other work)
+    wait_p99: float
+
+
+def daemon_latency(lab: Lab, policy: Path, rate: float, seconds: float, scheduling: tuple[str, ...],
+                   other_rates: list[float]) -> tuple[RoundFigures, dict[float, dict]]:
+    """The daemon's histograms at `rate`, and paced client results by rate, for one daemon run."""
+    daemon = GatewayDaemon(lab, policy, log_name="speed-latency.log").start(
+        command_prefix=scheduling, extra_args=("--measure-queue-wait",))
+    try:
+        with_at = {r: paced(lab, r, seconds) for r in other_rates if r != rate}
+        exposition = daemon.metrics()
+        before = {name: current_buckets(exposition, name) for name in (LATENCY, QUEUE_WAIT)}
+        decided_before = metric_value(exposition, "gatewayd_classifier_decisions_total", method="tls-sni")
+        with_at[rate] = paced(lab, rate, seconds)
+        exposition = daemon.metrics()
+        figures = RoundFigures(*(histogram_quantile(exposition, name, share, before[name])
+                                 for name in (LATENCY, QUEUE_WAIT) for share in (0.50, 0.99)))
+        decided = metric_value(exposition, "gatewayd_classifier_decisions_total", method="tls-sni") - decided_before
+    finally:
+        daemon.stop()
+    result = with_at[rate]
+    print(f"    {' '.join(scheduling) or 'default scheduling':30s} read -> verdict p50 {figures.p50 * 1e3:.3f} ms, "
+          f"p99 {figures.p99 * 1e3:.3f} ms; receive -> read p50 {figures.wait_p50 * 1e3:.3f} ms, "
+          f"p99 {figures.wait_p99 * 1e3:.3f} ms (achieved {result['offered'] / result['elapsed']:.0f}/s, "
+          f"{int(decided)} flows decided, {len(result['times'])}/{result['offered']} answered)")
+    return figures, with_at
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values) * 1e3:.3f}-{max(values) * 1e3:.3f} ms" if len(values) > 1 else f"{values[0] * 1e3:.3f} ms"
+
+
+def live_latency(lab: Lab, policy: Path, rate: float, seconds: float, e2e_rates: list[float], rounds: int) -> None:
     sink = start_sink(lab, ECHO_PORT, "speed-echo.log", reply="!")
+    unit_label = " ".join(UNIT_SCHEDULING) or "default scheduling (the unit sets none)"
+    figures: dict[tuple[str, ...], list[RoundFigures]] = {(): [], UNIT_SCHEDULING: []}
+    with_at: dict[tuple[str, ...], dict[float, dict]] = {}
     try:
         without = {r: paced(lab, r, seconds) for r in e2e_rates}
-        daemon = GatewayDaemon(lab, policy, log_name="speed-latency.log").start()
-        try:
-            with_at = {r: paced(lab, r, seconds) for r in e2e_rates if r != rate}
-            name = "gatewayd_classifier_latency_seconds"
-            before = current_buckets(daemon.metrics(), name)
-            decided_before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
-            with_daemon = with_at[rate] = paced(lab, rate, seconds)
-            exposition = daemon.metrics()
-            p50 = histogram_quantile(exposition, name, 0.50, before)
-            p99 = histogram_quantile(exposition, name, 0.99, before)
-            decided = metric_value(exposition, "gatewayd_classifier_decisions_total", method="tls-sni") - decided_before
-        finally:
-            daemon.stop()
+        print(f"latency at a paced {rate:.0f} new flows/s for {seconds:g} s, classifier, queued packet read -> "
+              f"verdict (daemon histogram), {rounds} rounds alternating the daemon's scheduling:")
+        for round_number in range(rounds):
+            for scheduling in figures:
+                # The end-to-end comparison rides on each scheduling's first round.
+                extra = e2e_rates if round_number == 0 else []
+                round_figures, paced_results = daemon_latency(lab, policy, rate, seconds, scheduling, extra)
+                figures[scheduling].append(round_figures)
+                if extra:
+                    with_at[scheduling] = paced_results
     finally:
         sink.terminate()
-    offered = with_daemon["offered"] / with_daemon["elapsed"]
-    print(f"latency at a paced {rate:.0f} new flows/s for {seconds:g} s (achieved {offered:.0f}/s, "
-          f"{int(decided)} flows decided, {len(with_daemon['times'])}/{with_daemon['offered']} answered):")
-    print(f"  classifier, queued packet read -> verdict (daemon histogram): p50 {p50 * 1e3:.3f} ms, "
-          f"p99 {p99 * 1e3:.3f} ms  (target p99 <= 1 ms)")
-    print("  end to end, TCP connect + hello -> first reply byte, lab client/sink/daemon share 2 cores:")
+    for scheduling, runs in figures.items():
+        label = f"as systemd/gatewayd.service runs it ({unit_label})" if scheduling == UNIT_SCHEDULING \
+            else "default scheduling (SCHED_OTHER, as without the unit's CPUScheduling*)"
+        print(f"  {label}:\n    read -> verdict p50 {spread([r.p50 for r in runs])}, "
+              f"p99 {spread([r.p99 for r in runs])}"
+              + ("  (target p99 <= 1 ms)" if scheduling == UNIT_SCHEDULING else "")
+              + f"\n    kernel receive -> read (before the histogram above) p50 {spread([r.wait_p50 for r in runs])}, "
+              f"p99 {spread([r.wait_p99 for r in runs])}")
+    print(f"  end to end, TCP connect + hello -> first reply byte (first round), "
+          f"lab client/sink/daemon share {os.cpu_count()} cores:")
     for offered_rate in e2e_rates:
         for share in (0.50, 0.99):
             a = percentile(without[offered_rate]["times"], share)
-            b = percentile(with_at[offered_rate]["times"], share)
-            print(f"    {offered_rate:5.0f} flows/s p{int(share * 100)}: without {a * 1e3:7.3f} ms, "
-                  f"with gatewayd {b * 1e3:7.3f} ms, added {(b - a) * 1e3:+8.3f} ms")
+            line = f"    {offered_rate:5.0f} flows/s p{int(share * 100)}: without {a * 1e3:7.3f} ms"
+            for scheduling, name in ((UNIT_SCHEDULING, "unit's"), ((), "default")):
+                b = percentile(with_at[scheduling][offered_rate]["times"], share)
+                line += f", with gatewayd ({name}) {b * 1e3:7.3f} ms ({(b - a) * 1e3:+.3f})"
+            print(line)
 
 
 def offline_speed() -> None:
@@ -172,9 +231,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--e2e-rates", default="200,1000", help="extra paced rates for the end-to-end figure")
+    parser.add_argument("--rounds", type=int, default=3, help="latency rounds per scheduling, alternating")
     parser.add_argument("--offline-only", action="store_true")
+    parser.add_argument("--live-only", action="store_true", help="skip the offline replay figure")
     args = parser.parse_args()
-    offline_speed()
+    if not args.live_only:
+        offline_speed()
     if args.offline_only:
         return 0
     with tempfile.TemporaryDirectory() as tmp, Lab(hosts=OFFICE_HOSTS) as lab:
@@ -182,9 +244,10 @@ def main() -> int:
         rate, per_cpu, decided = live_rate(lab, policy, args.flows, args.parallel)
         print(f"live new TCP flows decided (NFQUEUE -> TLS SNI -> verdict), {decided} flows:")
         print(f"  {rate:.0f} flows/s wall clock (bounded by the lab's Python client and sink too)")
-        print(f"  {per_cpu:.0f} flows per second of daemon CPU = one core's capacity (target >= 10,000)")
+        print(f"  {per_cpu:.0f} flows per second of daemon CPU = one core's capacity (target >= 10,000), "
+              f"daemon run with: {' '.join(UNIT_SCHEDULING) or 'default scheduling'}")
         e2e_rates = sorted({float(r) for r in args.e2e_rates.split(",")} | {args.rate})
-        live_latency(lab, policy, args.rate, args.seconds, e2e_rates)
+        live_latency(lab, policy, args.rate, args.seconds, e2e_rates, max(1, args.rounds))
     return 0
 
 

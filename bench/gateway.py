@@ -202,10 +202,12 @@ def office_link(lab: Lab, tmp: Path, seconds: float, rounds: int) -> tuple[float
 
 
 def measure_flows(lab: Lab, policy: Path, flows: int, parallel: int,
-                  client_prefix: list[str] | None = None) -> tuple[float, float, int]:
+                  client_prefix: list[str] | None = None,
+                  daemon_prefix: tuple[str, ...] = ()) -> tuple[float, float, int]:
     """(decided flows/s wall clock, decided flows per daemon-CPU second, flows decided).
 
-    `client_prefix` (e.g. ["nice", "-n", "19"]) runs the lab's client and sink under it.
+    `client_prefix` (e.g. ["nice", "-n", "19"]) runs the lab's client and sink under it;
+    `daemon_prefix` the daemon (e.g. the unit's scheduling: lab/unit_scheduling.py).
     """
     prefix = client_prefix or []
     sink = lab.popen(INTERNET, [*prefix, sys.executable, "-c", SINK, "203.0.113.60", str(SINK_PORT)],
@@ -213,7 +215,7 @@ def measure_flows(lab: Lab, policy: Path, flows: int, parallel: int,
     deadline = time.monotonic() + 10
     while "ready" not in (lab.workdir / "sink.log").read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
-    daemon = GatewayDaemon(lab, policy, log_name="bench-flows.log").start()
+    daemon = GatewayDaemon(lab, policy, log_name="bench-flows.log").start(command_prefix=daemon_prefix)
     try:
         before = metric_value(daemon.metrics(), "gatewayd_classifier_decisions_total", method="tls-sni")
         assert daemon.process is not None

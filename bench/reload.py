@@ -16,7 +16,7 @@ gatewayd_classifier_latency_seconds; the client-side p50/p99 of the new flows th
 met the build (read, validate, compile, in the worker) and of those that met the
 apply (the nft transaction), separately; all reloads pooled.
 
-    python bench/reload.py [--reloads 3] [--hosts 5000] [--domains 100000]
+    python bench/reload.py [--reloads 3] [--hosts 5000] [--domains 100000] [--scheduling unit|default]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from gatewayd.lab.new_flows import NewFlow, percentile
 from gatewayd.lab.office import OFFICE_HOSTS
 from gatewayd.lab.services import DEFAULT_SITES
 from gatewayd.lab.topology import Lab
+from gatewayd.lab.unit_scheduling import unit_scheduling_prefix
 from gatewayd.lab.verdict_probe import MAX_QUEUED_P99_SECONDS, VerdictsDuringReloads, probe
 
 
@@ -69,11 +70,16 @@ def main() -> int:
     parser.add_argument("--reloads", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=5000)
     parser.add_argument("--domains", type=int, default=100_000)
+    parser.add_argument("--scheduling", choices=("unit", "default"), default="unit",
+                        help="run the daemon with systemd/gatewayd.service's CPU scheduling (chrt), or without")
     args = parser.parse_args()
+    scheduling = unit_scheduling_prefix() if args.scheduling == "unit" else ()
+    print(f"daemon run with: {' '.join(scheduling) or 'default scheduling'}")
     with tempfile.TemporaryDirectory() as tmp, Lab(hosts=OFFICE_HOSTS) as lab:
         policy = Path(tmp) / "big.yaml"
         policy.write_text(big_policy(args.hosts, args.domains, 0))
-        daemon = GatewayDaemon(lab, policy, log_name="bench-reload.log").start(timeout=120)
+        daemon = GatewayDaemon(lab, policy, log_name="bench-reload.log").start(timeout=120,
+                                                                       command_prefix=scheduling)
         assert daemon.process is not None
         time.sleep(1)
         start_rss, start_peak = daemon.memory_kib() / 1024, peak_rss_kib(daemon.process.pid) / 1024

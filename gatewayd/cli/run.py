@@ -12,7 +12,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     return Daemon(args.policy, args.catalog, Path(args.state_dir), Path(args.control_socket),
-                  Path(args.ha_dir)).run()
+                  Path(args.ha_dir), measure_queue_wait=args.measure_queue_wait).run()
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,4 +26,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="the HA pair's runtime directory (`gatewayd ha-config --into`), where "
                              "`gatewayd ha-notify` records this node's state (default: %(default)s)")
     daemon.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    daemon.add_argument("--measure-queue-wait", action="store_true",
+                        help="turn on the kernel's receive timestamps (for the whole box: one clock read per "
+                             "received packet) and fill gatewayd_classifier_queue_wait_seconds, the time from "
+                             "receiving a queued packet to reading it (benchmarks)")
     daemon.set_defaults(func=run)

@@ -21,6 +21,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ from gatewayd.daemon.policy_builder import (
     build_policy,
     refuse_unless_regular_file,
 )
+from gatewayd.daemon.queue_wait import enable_receive_timestamps
 from gatewayd.daemon.schedule_epochs import ScheduleEpochs
+from gatewayd.daemon.scheduling import current_scheduling
 from gatewayd.daemon.sd_notify import SystemdNotifier
 from gatewayd.daemon.verdicts import VerdictHandler
 from gatewayd.metrics.ha_sync import HaSyncMetrics
@@ -106,8 +109,10 @@ def settle_garbage_collector(*, collect: bool) -> None:
 class Daemon:
     def __init__(self, policy_path: str, catalog_path: str | None = None,
                  state_dir: Path = DEFAULT_STATE_DIR, control_socket: Path = DEFAULT_SOCKET,
-                 ha_dir: Path = Path(DEFAULT_HA_RUNTIME_DIR)) -> None:
+                 ha_dir: Path = Path(DEFAULT_HA_RUNTIME_DIR), *, measure_queue_wait: bool = False) -> None:
         self.policy_path = policy_path
+        self.measure_queue_wait = measure_queue_wait
+        self._timestamp_keeper: socket.socket | None = None  # open while receive timestamps are wanted
         self.catalog_path = catalog_path
         self.plan: Plan | None = None
         self.generation = 0
@@ -197,15 +202,17 @@ class Daemon:
             self.applier.teardown(plan)
             return 1
         self.applier.learned_writer.start()
+        if self.measure_queue_wait:
+            self._start_measuring_queue_wait()
         self.metrics.up_since.set(self.started_at)
         self._install_signals()
         settle_garbage_collector(collect=True)  # before "started": nothing heavy may follow the ready signal
         release_freed_heap()  # what the first build and apply freed
         log_kernel_features(self.applier.kernel_features())  # once: the first apply has settled the leaf kind
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
-                 "leaf_qdisc=%s metrics=http://%s/metrics", self.policy_path, self.generation,
+                 "leaf_qdisc=%s scheduling=%s metrics=http://%s/metrics", self.policy_path, self.generation,
                  policy.classifier.fail_mode, policy.classifier.queue_num, self.applier.queue.backend,
-                 self.applier.tc.leaf_kind, policy.metrics_listen)
+                 self.applier.tc.leaf_kind, current_scheduling(), policy.metrics_listen)
         self.systemd.ready(self._status_line())
         try:
             self._loop()
@@ -213,6 +220,15 @@ class Daemon:
             self.systemd.stopping()
             self._shutdown()
         return 0
+
+    def _start_measuring_queue_wait(self) -> None:
+        assert self.handler is not None
+        try:
+            self._timestamp_keeper = enable_receive_timestamps()
+        except OSError as exc:
+            log.warning("event=queue_wait_unmeasured error=%r", str(exc))
+            return
+        self.handler.measure_queue_wait = True
 
     def _status_line(self) -> str:
         state = "DEGRADED: running the last-known-good policy" if self.degraded else "policy applied"
@@ -480,6 +496,8 @@ class Daemon:
         return {**build_status(facts, self.plan, self.applier, self.classifier), "ha": self.ha_peer.report()}
 
     def _shutdown(self) -> None:
+        if self._timestamp_keeper is not None:
+            self._timestamp_keeper.close()
         self.link_health.stop()
         self.ha_peer.close()
         self.ha_sync.close()

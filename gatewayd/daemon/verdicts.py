@@ -65,11 +65,16 @@ class VerdictHandler:
         self.announcer: FlowAnnouncer | None = None
         self.blockable_apps: frozenset[int] | None = frozenset()  # None: any app (CompiledRuleset)
         self._last_packet_id: int | None = None
+        # The read -> verdict histogram misses the wait before the read (socket, wake-up, the loop's
+        # other work): with kernel receive timestamps on (daemon/queue_wait.py), it is measured too.
+        self.measure_queue_wait = False
 
     def __call__(self, packet: Any) -> None:
         started = time.perf_counter()
         announce, mark, payload = False, 0, b""
         try:
+            if self.measure_queue_wait:
+                self._observe_queue_wait(packet.get_timestamp())
             self._count_unread(packet.id)
             # The kernel marks reply-direction packets: the classifier need not see the SYN.
             mark, payload = packet.get_mark(), packet.get_payload()
@@ -99,6 +104,12 @@ class VerdictHandler:
             self.metrics.latency.observe(time.perf_counter() - started)
         if announce:  # after the verdict: the kernel has run the packet through the rules by now
             self._announce(payload, not mark & marks.FROM_SERVER)
+
+    def _observe_queue_wait(self, received: float) -> None:
+        """`received`: the kernel's receive time of the packet (wall clock), 0 when it has none (a packet
+        the router sent itself, or one received before timestamps were on)."""
+        if received > 0:
+            self.metrics.queue_wait.observe(max(0.0, time.time() - received))
 
     def _announce(self, payload: bytes, from_client: bool) -> None:
         info = parse_packet(payload)

@@ -42,14 +42,16 @@ class GatewayDaemon:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS, log_level: str = "info",
-              env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> GatewayDaemon:
+              env: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
+              command_prefix: tuple[str, ...] = ()) -> GatewayDaemon:
+        """`command_prefix`: run the daemon under e.g. `chrt` or `nice`, as a unit's scheduling settings would."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.process = self.lab.popen(self.ns_key, [sys.executable, "-m", "gatewayd", "run", "--policy",
-                                                str(self.policy_path), "--state-dir", str(self.state_dir),
-                                                "--control-socket", str(self.control_socket),
-                                                "--log-level", log_level, *extra_args],
-                                      log_name=self._log_name, env={**os.environ, **(env or {})})
+        argv = [sys.executable, "-m", "gatewayd", "run", "--policy", str(self.policy_path),
+                "--state-dir", str(self.state_dir), "--control-socket", str(self.control_socket),
+                "--log-level", log_level, *extra_args]
+        self.process = self.lab.popen(self.ns_key, [*command_prefix, *argv], log_name=self._log_name,
+                                      env={**os.environ, **(env or {})})
         self.wait_for_log("event=started ", offset, timeout)
         return self
 

@@ -21,6 +21,10 @@ class DaemonMetrics:
         self._decisions_by_method: dict[str, Any] = {method: self.decisions.labels(method) for method in METHODS}
         self.latency = HotHistogram("gatewayd_classifier_latency_seconds",
                                     "Time from reading a queued packet to its verdict.", LATENCY_BUCKETS, registry)
+        # Only with `gatewayd run --measure-queue-wait` (kernel receive timestamps on): empty otherwise.
+        self.queue_wait = HotHistogram("gatewayd_classifier_queue_wait_seconds",
+                                       "Time from the kernel receiving a queued packet to the daemon reading it "
+                                       "(only with `gatewayd run --measure-queue-wait`).", LATENCY_BUCKETS, registry)
         self.errors = Counter("gatewayd_classifier_errors", "Queued packets whose handling failed (accepted anyway).",
                               registry=registry)
         self.generation = Gauge("gatewayd_policy_generation", "Policy generation: +1 on every successful apply.",

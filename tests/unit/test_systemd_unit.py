@@ -80,3 +80,11 @@ def test_unit_runs_what_the_debian_package_installs() -> None:
     # scripts/build-deb ships this very file; its paths are the package's.
     exec_start = unit_settings()["ExecStart"]
     assert exec_start.startswith("/usr/bin/gatewayd run --policy /etc/gatewayd/policy.yaml ")
+
+
+def test_only_the_verdict_loop_runs_real_time_at_the_lowest_priority() -> None:
+    # bench/classify_speed.py: every slow verdict had been preempted by an ordinary process.
+    settings = unit_settings()
+    assert settings["CPUSchedulingPolicy"] == "rr" and settings["CPUSchedulingPriority"] == "1"
+    assert settings["CPUSchedulingResetOnFork"] == "yes"  # scrapes, builds, applies, probes: normal policy
+    assert settings["RestrictRealtime"] == "yes"  # the daemon itself cannot raise it further
