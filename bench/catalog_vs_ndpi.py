@@ -64,6 +64,7 @@ DELIBERATE: dict[tuple[str, str], str] = {
     ("datasaver.googleapis.com", "googleservices"): "a Google API; the catalog has no Data Saver app to name",
     ("play.googleapis.com", "googleservices"): NDPI_411,
     ("skype.com", "skype_teams"): "Skype stays Skype; Teams has its own names",
+    ("bing.com", "microsoft"): NDPI_411,
     ("www.bing.com", "microsoft"): NDPI_411,
     ("aria.microsoft.com", "microsoft"): NDPI_411,
     ("events.data.microsoft.com", "microsoft"): MS_SHARED,

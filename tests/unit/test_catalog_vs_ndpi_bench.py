@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from gatewayd.policy.applications import load_catalog
+from gatewayd.policy.errors import PolicyIssue
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "catalog_vs_ndpi.py"
 
 
@@ -35,3 +38,12 @@ def test_a_pattern_ending_the_name_beats_one_inside_it() -> None:
     assert [bench.sample_name(p) for p in ("qq.com", "wx.", "fbcdn-", "-mtalk.google.com", "goog")] == \
         ["qq.com", None, None, None, None]
 
+
+def test_the_catalog_names_no_server_unlike_ndpi_except_where_kept_on_purpose() -> None:
+    bench = load_bench()
+    issues: list[PolicyIssue] = []
+    catalog = load_catalog(None, issues)
+    assert not issues
+    result = bench.compare(catalog, bench.read_table(bench.TABLE))
+    assert result.disagree == []
+    assert all(app in catalog for _name, app, _ndpi, _why in result.kept)
