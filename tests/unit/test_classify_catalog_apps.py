@@ -20,6 +20,7 @@ from gatewayd.classify.engine import Classifier, Decision
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.lab import quic_initial
 from gatewayd.lab.captures import DEVELOPMENT_SET
+from gatewayd.policy.app_tree import ancestors
 from gatewayd.policy.applications import load_catalog
 from gatewayd.policy.model import Application
 
@@ -88,11 +89,28 @@ def decide(classifier: Classifier, packets: list[bytes]) -> Decision:
     ("snopyta.org", None), ("www.uncensoreddns.org", None),
     ("kv601.prod.do.dsp.mp.microsoft.com", "windowsupdate"), ("wustat.windows.com", "windowsupdate"),
     ("v10.events.data.microsoft.com", "microsoft"),
+    # named as nDPI names them (bench/catalog_vs_ndpi.py), the most specific id first
+    ("mmsns.qpic.cn", "wechat"), ("puui.qpic.cn", "qq"), ("mat1.gtimg.com", "qq"), ("res.wx.qq.com", "wechat"),
+    ("video.fmct2-3.fna.fbcdn.net", "fbookreelstory"), ("www.fbcdn.net", "facebook"),
+    ("maps.googleapis.com", "googleservices"), ("maps.google.com", "googlemaps"), ("kids.youtube.com", "youtubekids"),
+    ("officeapps.live.com", "microsoft365"), ("smtp.office365.com", "outlook"), ("login.live.com", "microsoft"),
+    ("cs9.wac.phicdn.net", "windowsupdate"), ("eu.battle.net", "blizzard"), ("oss-cn-hangzhou.aliyuncs.com", "alibaba"),
+    ("sheets.google.com", "google"),
 ])
 def test_tls_sni_of_catalog_apps(classifier: Classifier, name: str, app: str | None) -> None:
     decision = decide(classifier, tls_flow(name, 40000))
     assert (decision.app, decision.method, decision.evidence) == (app or "unknown", "tls-sni", name)
     assert "alpn=h2,http/1.1" in decision.details
+
+
+@pytest.mark.parametrize(("app", "parents"), [
+    ("qqmusic", ("qq",)), ("sinaweibo", ("sina",)), ("aliwangwang", ("taobao", "alibaba")),
+    ("starcraft", ("blizzard",)), ("worldofwarcraft", ("blizzard",)), ("googleworkspace", ("google",)),
+    ("fbookreelstory", ("facebook",)), ("youtubekids", ("youtube",)), ("wechat", ()), ("dingtalk", ()),
+])
+def test_sub_apps_name_the_parent_ndpi_names_their_hosts(app: str, parents: tuple[str, ...]) -> None:
+    catalog = {entry.id: entry for entry in builtin_apps()}
+    assert ancestors(app, catalog) == parents
 
 
 def test_google_meet_media_networks_name_a_call_on_its_ports_only() -> None:
