@@ -148,13 +148,18 @@ def daemon_latency(lab: Lab, policy: Path, rate: float, seconds: float, scheduli
         figures = RoundFigures(*(histogram_quantile(exposition, name, share, before[name])
                                  for name in (LATENCY, QUEUE_WAIT) for share in (0.50, 0.99)))
         decided = metric_value(exposition, "gatewayd_classifier_decisions_total", method="tls-sni") - decided_before
+        # Since the daemon was ready (the other rates' paced runs included): a pause holds every verdict.
+        gc_count = sum(metric_value(exposition, "gatewayd_gc_pause_seconds_count", generation=str(g)) for g in range(3))
+        gc_longest = max(metric_value(exposition, "gatewayd_gc_pause_longest_seconds", generation=str(g))
+                         for g in range(3))
     finally:
         daemon.stop()
     result = with_at[rate]
     print(f"    {' '.join(scheduling) or 'default scheduling':30s} read -> verdict p50 {figures.p50 * 1e3:.3f} ms, "
           f"p99 {figures.p99 * 1e3:.3f} ms; receive -> read p50 {figures.wait_p50 * 1e3:.3f} ms, "
           f"p99 {figures.wait_p99 * 1e3:.3f} ms (achieved {result['offered'] / result['elapsed']:.0f}/s, "
-          f"{int(decided)} flows decided, {len(result['times'])}/{result['offered']} answered)")
+          f"{int(decided)} flows decided, {len(result['times'])}/{result['offered']} answered); "
+          f"GC pauses since ready: {int(gc_count)}, longest {gc_longest * 1e3:.2f} ms")
     return figures, with_at
 
 

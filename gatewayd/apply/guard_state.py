@@ -21,6 +21,7 @@ from typing import Any
 
 from gatewayd.apply import rtnl_dump
 from gatewayd.apply.nft import NftError, NftKernel
+from gatewayd.apply.set_dump_netlink import SetElement, SetMissing, SetReader
 from gatewayd.compile.guard import REASON_HOST_SWEEP, REASON_PORT_SCAN, CompiledGuard
 from gatewayd.compile.kernel_names import (
     BINDINGS,
@@ -68,6 +69,28 @@ def read_blocklist(kernel: NftKernel) -> list[BlockedHost]:
             reason = REASON_HOST_SWEEP if host.address in sweepers else REASON_PORT_SCAN
             hosts.append(BlockedHost(host.address, host.expires_seconds, reason))
     return hosts
+
+
+def blocklist_by_netlink(reader: SetReader) -> list[BlockedHost]:
+    """The same as `read_blocklist`, by a netlink dump of each set (apply/set_dump_netlink.py): four
+    libnftables listings cost the verdict loop ~1-3 ms every second, these four dumps ~0.1 ms."""
+    hosts = []
+    for version in (4, 6):
+        blocked = _dumped(reader, BLOCKLIST[version])
+        # A sweeper is always on the blocklist too: with none blocked, no dump of the sweepers.
+        sweepers = {element.address for element in _dumped(reader, SWEEPERS[version])} if blocked else set()
+        for element in blocked:
+            reason = REASON_HOST_SWEEP if element.address in sweepers else REASON_PORT_SCAN
+            left_ms = element.expires_ms if element.expires_ms is not None else element.timeout_ms or 0
+            hosts.append(BlockedHost(element.address, left_ms // 1000, reason))  # whole seconds, as nft prints
+    return hosts
+
+
+def _dumped(reader: SetReader, set_name: str) -> list[SetElement]:
+    try:
+        return reader.elements(NETDEV, GUARD_TABLE_NAME, set_name)
+    except SetMissing:
+        return []
 
 
 def _timed_elements(kernel: NftKernel, set_name: str) -> list[BlockedHost]:

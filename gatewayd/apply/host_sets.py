@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gatewayd.apply.nft import NftError, NftKernel
+from gatewayd.apply.set_dump_netlink import SetMissing, SetReader
 from gatewayd.compile.host_limits import LimitedHost
 from gatewayd.compile.kernel_names import (
     TABLE_FAMILY,
@@ -35,6 +36,19 @@ def waiting_hosts(kernel: NftKernel) -> list[str]:
             continue
         found.extend(str(element) for item in items for element in item.get("set", {}).get("elem", [])
                      if isinstance(element, str))
+    return found
+
+
+def waiting_hosts_by_netlink(reader: SetReader) -> list[str]:
+    """The same as `waiting_hosts`, by a netlink dump of each set: ~30 us instead of ~0.75 ms
+    (apply/set_dump_netlink.py), so the verdict loop can read it every 100 ms."""
+    found: list[str] = []
+    for version in (4, 6):
+        try:
+            found.extend(element.address for element in
+                         reader.elements(TABLE_FAMILY, TABLE_NAME, waiting_set_name(version)))
+        except SetMissing:
+            continue
     return found
 
 

@@ -184,12 +184,12 @@ class TcBatch:
         return found
 
 
-def dump_messages(sock: socket.socket, sequence: int, message_type: int,
-                  body: bytes) -> Iterator[tuple[bytes, int, int]]:
+def dump_messages(sock: socket.socket, sequence: int, message_type: int, body: bytes,
+                  receive_bytes: int = RECEIVE_BUFFER_BYTES) -> Iterator[tuple[bytes, int, int]]:
     """Send a dump request; (buffer, offset, length) of every message of the answer, until NLMSG_DONE."""
     sock.sendall(HEADER.pack(HEADER.size + len(body), message_type, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0) + body)
     while True:
-        data = sock.recv(RECEIVE_BUFFER_BYTES)
+        data = sock.recv(receive_bytes)
         offset = 0
         while offset + HEADER.size <= len(data):
             length, kind, _flags, seq, _pid = HEADER.unpack_from(data, offset)

@@ -14,8 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from gatewayd.apply.host_sets import waiting_hosts
-from gatewayd.apply.nft import NftKernel
 from gatewayd.compile.plan import Plan
 
 log = logging.getLogger("gatewayd.tc")
@@ -25,10 +23,10 @@ MAX_HOSTS_PER_POLL = 500  # ~0.5 s of class creation next to 5,000 existing clas
 
 
 class HostClassWatch:
-    def __init__(self, kernel: NftKernel, make: Callable[[Plan, list[str]], int],
-                 clock: Callable[[], float] = time.monotonic,
-                 read: Callable[[NftKernel], list[str]] = waiting_hosts) -> None:
-        self.kernel = kernel
+    def __init__(self, make: Callable[[Plan, list[str]], int], read: Callable[[], list[str]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`read`: the waiting hosts now; it runs on the verdict loop every POLL_INTERVAL_SECONDS,
+        so a cheap one (apply/host_sets.py waiting_hosts_by_netlink, ~30 us)."""
         self.make = make
         self.clock = clock
         self.read = read
@@ -50,7 +48,7 @@ class HostClassWatch:
             return
         self._last_poll = now
         try:
-            waiting = self.read(self.kernel)[:MAX_HOSTS_PER_POLL]
+            waiting = self.read()[:MAX_HOSTS_PER_POLL]
             if not waiting:
                 return
             started = time.perf_counter()

@@ -31,7 +31,10 @@ from netfilterqueue import NetfilterQueue
 from gatewayd.apply.applier import Applier, ApplyError
 from gatewayd.apply.conntrack_events import ConntrackAnnouncer
 from gatewayd.apply.features import log_kernel_features
+from gatewayd.apply.guard_state import blocklist_by_netlink
+from gatewayd.apply.host_sets import waiting_hosts_by_netlink
 from gatewayd.apply.nfqueue_config import QueueConfigError, set_fail_open
+from gatewayd.apply.set_dump_netlink import SetReader
 from gatewayd.classify.engine import Classifier
 from gatewayd.classify.tables import ClassifierTables
 from gatewayd.compile.ha import DEFAULT_RUNTIME_DIR as DEFAULT_HA_RUNTIME_DIR
@@ -86,7 +89,13 @@ LOOP_TICK_SECONDS = 1.0
 UNDELIVERED_CHECK_SECONDS = 0.05
 APPLY_POLL_SECONDS = 0.1  # bound on one wait for queued packets while an apply runs (its end wakes it)
 CHANGE_POLL_SECONDS = 0.1  # how soon a finished health check or a passed deadline is acted on
-GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation passes (CPython's default: 700)
+# Allocations between young-generation passes (CPython's default: 700). Kept at 50,000 after
+# bench/gc_pauses.py at a paced 2,000 new flows/s (2 rounds, 40 s each): 50,000 made no pass at
+# all; 10,000 one pass per run, 1.2-1.4 ms; 2,000 nine, longest 4.1-5.6 ms; 700 twenty-four,
+# longest 4.5-4.7 ms. A lower threshold does not shorten the longest pause: it is a young pass
+# in a metrics-scrape thread freeing what the scrape left (CPU time = wall time, logged as
+# event=gc_pause_long), and more passes only make one land in a scrape sooner.
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def settle_garbage_collector(*, collect: bool) -> None:
@@ -129,8 +138,14 @@ class Daemon:
         self.registry, self.metrics = build_registry(self, self.applier, after_scrape=release_freed_heap)
         self.changes = ChangeManager(self, count_revert=self.metrics.reverts.inc)
         self.control = ControlServer(control_socket, control_commands(self.status_report, self.changes))
-        self.blocklist_watch = BlocklistWatch(self.applier.nft)
-        self.host_classes = HostClassWatch(self.applier.nft, self.applier.make_host_classes)
+        # Both read kernel sets by netlink dumps of just those sets, not libnftables listings
+        # (bench/loop_work.py): the waiting hosts on the loop's tick (~20 us every 0.1 s), the
+        # blocklist (~0.3 ms of kernel time every second) in the watch's own thread, with its socket.
+        self.set_reader = SetReader()
+        self.blocklist_reader = SetReader()
+        self.blocklist_watch = BlocklistWatch(lambda: blocklist_by_netlink(self.blocklist_reader))
+        self.host_classes = HostClassWatch(self.applier.make_host_classes,
+                                           lambda: waiting_hosts_by_netlink(self.set_reader))
         self.link_health = LinkHealth(self.applier.links)
         self.ha_peer = HaPeer(ha_dir)
         self.ha_sync = HaStateSync(self.applier.nft, HaSyncMetrics(self.registry))
@@ -202,11 +217,13 @@ class Daemon:
             self.applier.teardown(plan)
             return 1
         self.applier.learned_writer.start()
+        self.blocklist_watch.start(enabled=self._guard_has_blocklist)
         if self.measure_queue_wait:
             self._start_measuring_queue_wait()
         self.metrics.up_since.set(self.started_at)
         self._install_signals()
         settle_garbage_collector(collect=True)  # before "started": nothing heavy may follow the ready signal
+        self.metrics.gc_pauses.install()  # from here on, every collection's pause is a verdict's wait
         release_freed_heap()  # what the first build and apply freed
         log_kernel_features(self.applier.kernel_features())  # once: the first apply has settled the leaf kind
         log.info("event=started policy=%s generation=%d fail_mode=%s queue=%d queue_backend=%s "
@@ -295,7 +312,6 @@ class Daemon:
                 self.ha_sync.poll(self.ha_peer.own_state(), self.ha_peer.peer_state())  # (daemon/ha_state_sync.py)
             if self._want_reload:
                 self._start_reload()
-            self.blocklist_watch.poll(enabled=self._guard_has_blocklist())
             self.schedule_epochs.poll()
             self.host_classes.poll(self.plan)
 
@@ -502,6 +518,10 @@ class Daemon:
         self.ha_peer.close()
         self.ha_sync.close()
         self.flow_announcer.close()
+        self.metrics.gc_pauses.uninstall()
+        self.blocklist_watch.stop()  # before its socket closes
+        self.blocklist_reader.close()
+        self.set_reader.close()
         self.builder.close()
         self.control.close()
         if self.queue is not None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from gatewayd.metrics.gc_pauses import GcPauses
 from gatewayd.metrics.hot_histogram import HotHistogram
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
@@ -57,6 +58,7 @@ class DaemonMetrics:
         self.ha_policy_hash_match = Gauge("gatewayd_ha_policy_hash_match",
                                           "1 while the peer runs a policy file with the same content, 0 while it "
                                           "runs another or is not heard.", registry=registry)
+        self.gc_pauses = GcPauses(registry)  # recording from Daemon.run's ready point (install)
         self.up_since = Gauge("gatewayd_start_time_seconds", "When the daemon started (Unix time).", registry=registry)
 
     def count_decision(self, method: str) -> None:

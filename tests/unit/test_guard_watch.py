@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from gatewayd.apply.guard_state import BlockedHost, read_blocklist
+from gatewayd.apply.guard_state import BlockedHost, blocklist_by_netlink, read_blocklist
+from gatewayd.apply.set_dump_netlink import SetElement, SetMissing
 from gatewayd.cli.guard_blocklist import format_blocklist
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 
@@ -17,8 +18,8 @@ class FakeKernel:
 
 
 def make_watch(kernel: FakeKernel, clock: list[float], max_lines: int = 2) -> BlocklistWatch:
-    return BlocklistWatch(kernel, max_lines=max_lines, period_seconds=60, clock=lambda: clock[0],  # type: ignore[arg-type]
-                          read=lambda k: list(k.hosts))  # type: ignore[attr-defined]
+    return BlocklistWatch(lambda: list(kernel.hosts), max_lines=max_lines, period_seconds=60,
+                          clock=lambda: clock[0])
 
 
 def lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
@@ -90,3 +91,26 @@ def test_the_blocklist_says_who_swept_hosts_and_who_scanned_ports() -> None:
     hosts = {h.address: h.reason for h in read_blocklist(kernel)}  # type: ignore[arg-type]
     assert hosts == {"192.0.2.68": "port_scan", "192.0.2.69": "host_sweep"}
     assert format_blocklist([]) == "blocklist: empty\n"
+
+
+class DumpedSets:
+    """Answers netlink set dumps as apply/set_dump_netlink.SetReader would."""
+
+    def __init__(self, sets: dict[str, list[SetElement]]) -> None:
+        self.sets = sets
+
+    def elements(self, family: str, table: str, set_name: str) -> list[SetElement]:
+        assert (family, table) == ("netdev", "gatewayd_guard")
+        if set_name not in self.sets:
+            raise SetMissing(set_name)
+        return self.sets[set_name]
+
+
+def test_the_netlink_blocklist_reads_reasons_and_whole_seconds_left() -> None:
+    reader = DumpedSets({"blocklist_v4": [SetElement("192.0.2.68", 600_000, 40_999),
+                                          SetElement("192.0.2.69", 600_000, 50_000)],
+                         "sweepers_v4": [SetElement("192.0.2.69", 600_000, 50_000)],
+                         "blocklist_v6": [SetElement("2001:db8:1::68", 600_000, None)]})
+    hosts = {h.address: (h.reason, h.expires_seconds) for h in blocklist_by_netlink(reader)}  # type: ignore[arg-type]
+    assert hosts == {"192.0.2.68": ("port_scan", 40), "192.0.2.69": ("host_sweep", 50),
+                     "2001:db8:1::68": ("port_scan", 600)}

@@ -44,7 +44,7 @@ class FakeKernel:
         self.waiting = waiting
         self.reads = 0
 
-    def read(self, _kernel: object) -> list[str]:
+    def read(self) -> list[str]:
         self.reads += 1
         if isinstance(self.waiting, Exception):
             raise self.waiting
@@ -59,7 +59,7 @@ def watch_with(waiting: list[str] | Exception, made: list[list[str]]) -> tuple[H
         made.append(addresses)
         return 2 * len(addresses)  # a class on each side
 
-    watch = HostClassWatch(kernel, make, clock=lambda: now[0], read=kernel.read)  # type: ignore[arg-type]
+    watch = HostClassWatch(make, kernel.read, clock=lambda: now[0])
     return watch, kernel, now
 
 
