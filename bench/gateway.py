@@ -19,7 +19,14 @@
    and the daemon's peak RSS through one reload of 5,000 hosts + 100,000
    domains (without traffic; bench/reload.py reloads it under traffic).
 
+4. With --breakdown: where gatewayd's per-packet cost is, by subtraction. The daemon runs
+   with its tables applied, and one piece at a time is taken out of the kernel (the HTB
+   trees, the policy table, the LAN guard's tables, the NFQUEUE jump); each variant's
+   throughput and ratio to the plain router, alternating, same seconds. A piece whose
+   removal brings the ratio up is what costs.
+
     python bench/gateway.py [--seconds 4] [--rounds 3] [--rate 3G] [--flows 6000] [--only memory|throughput]
+                            [--breakdown]
 """
 
 from __future__ import annotations
@@ -182,6 +189,74 @@ def measure_cpu_per_gbit(lab: Lab, policy: Path, seconds: float, rounds: int, ra
             sum(cpu for cpu, _ in with_gatewayd) / sum(gbit for _, gbit in with_gatewayd))
 
 
+# Each variant takes one piece of gatewayd out of the kernel while the daemon keeps running
+# (nothing it does on its own puts a piece back between policy changes), so the ratio a
+# variant gains over "everything" is what that piece costs per packet.
+BREAKDOWN_VARIANTS: dict[str, list[list[str]]] = {
+    "everything": [],
+    "HTB trees deleted (nft kept)": [["tc", "qdisc", "del", "dev", "lan0", "root"],
+                                     ["tc", "qdisc", "del", "dev", "wan0", "root"]],
+    "policy table inet gatewayd deleted": [["nft", "delete", "table", "inet", "gatewayd"]],
+    "LAN guard netdev table deleted": [["nft", "delete", "table", "netdev", "gatewayd_guard"]],
+    "LAN guard inet table deleted": [["nft", "delete", "table", "inet", "gatewayd_guard"]],
+    "NFQUEUE jump deleted": [["iptables-nft", "-D", "FORWARD", "-j", "GATEWAYD_QUEUE"],
+                             ["nft", "delete", "table", "inet", "gatewayd_queue"]],
+    "all of it deleted (daemon idle)": [["tc", "qdisc", "del", "dev", "lan0", "root"],
+                                        ["tc", "qdisc", "del", "dev", "wan0", "root"],
+                                        ["nft", "delete", "table", "inet", "gatewayd"],
+                                        ["nft", "delete", "table", "netdev", "gatewayd_guard"],
+                                        ["nft", "delete", "table", "inet", "gatewayd_guard"],
+                                        ["iptables-nft", "-D", "FORWARD", "-j", "GATEWAYD_QUEUE"],
+                                        ["nft", "delete", "table", "inet", "gatewayd_queue"]],
+}
+OFFLOADS = ("tcp-segmentation-offload", "generic-segmentation-offload", "generic-receive-offload",
+            "rx-gro-list", "rx-udp-gro-forwarding")
+
+
+def gateway_setup(lab: Lab) -> str:
+    """The gateway's qdiscs and offloads in one line per port: a fair comparison has the same offloads."""
+    lines = []
+    for device in ("lan0", "wan0"):
+        qdiscs = lab.run(GATEWAY, ["tc", "qdisc", "show", "dev", device]).stdout.split("\n")
+        kinds = sorted({line.split()[1] for line in qdiscs if line.strip()})
+        features = dict(line.strip().split(": ", 1) for line in
+                        lab.run(GATEWAY, ["ethtool", "-k", device]).stdout.splitlines()[1:] if ": " in line)
+        offloads = " ".join(f"{name}={features.get(name, '?').split()[0]}" for name in OFFLOADS)
+        lines.append(f"{device}: qdiscs {','.join(kinds)}; {offloads}")
+    return "; ".join(lines)
+
+
+def throughput_breakdown(lab: Lab, policy: Path, seconds: float, rounds: int) -> None:
+    """Throughput of each BREAKDOWN_VARIANTS setup and of the plain router, alternating."""
+    samples: dict[str, list[float]] = {"plain stateful router": [], **{name: [] for name in BREAKDOWN_VARIANTS}}
+    setups: dict[str, str] = {}
+    for _ in range(rounds):
+        lab.run(GATEWAY, ["nft", "-f", "-"], input=PLAIN_STATEFUL_ROUTER)
+        time.sleep(1)
+        setups.setdefault("plain stateful router", gateway_setup(lab))
+        samples["plain stateful router"].append(iperf(lab, seconds))
+        lab.run(GATEWAY, ["nft", "delete", "table", "inet", "plain_router"])
+        for name, removals in BREAKDOWN_VARIANTS.items():
+            daemon = GatewayDaemon(lab, policy, log_name="bench-breakdown.log").start()
+            try:
+                for argv in removals:
+                    lab.run(GATEWAY, argv, check=False)
+                time.sleep(1)
+                setups.setdefault(name, gateway_setup(lab))
+                samples[name].append(iperf(lab, seconds))
+            finally:
+                daemon.stop()
+    plain = statistics.median(samples["plain stateful router"])
+    print(f"where the cost is (bulk TCP finance -> internet, daemon running, one piece taken out at a time; "
+          f"median [range] of {rounds} x {seconds:g} s, alternating):")
+    for name, values in samples.items():
+        print(f"  {name:<40} {statistics.median(values) / 1e9:6.2f} Gbit/s "
+              f"[{min(values) / 1e9:.2f}-{max(values) / 1e9:.2f}]  ratio {statistics.median(values) / plain:.3f}")
+    print("  gateway ports per setup (qdiscs; offloads):")
+    for name, setup in setups.items():
+        print(f"    {name}: {setup}")
+
+
 def office_link(lab: Lab, tmp: Path, seconds: float, rounds: int) -> tuple[float, float]:
     """The same comparison on a 1 Gbit/s Internet link (shaped at the ISP's side), downloads:
     what an office feels, where the link and not the gateway's CPU sets the pace."""
@@ -258,6 +333,8 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=200)
     parser.add_argument("--rate", default="1G", help="offered rate for the CPU per Gbit figure (below saturation)")
     parser.add_argument("--only", choices=["memory", "throughput"], help="print only these figures (default: all)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print the throughput of each piece of gatewayd taken out (after throughput)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Lab(hosts=OFFICE_HOSTS) as lab:
         if args.only != "throughput":
@@ -278,6 +355,8 @@ def main() -> int:
               f"with gatewayd: {cpu_with * 1000:.1f} CPU-ms/Gbit, "
               f"ratio with/without {cpu_with / cpu_without:.3f}  (1.0: gatewayd costs nothing; the "
               f"throughput target's counterpart is <= {1 / 0.95:.3f})")
+        if args.breakdown:
+            throughput_breakdown(lab, policy, args.seconds, args.rounds)
         if args.only == "throughput":
             return 0
         link_without, link_with = office_link(lab, Path(tmp), args.seconds, args.rounds)
