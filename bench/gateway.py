@@ -175,8 +175,18 @@ def with_and_without(lab: Lab, policy: Path, rounds: int,
 
 def measure_throughput(lab: Lab, policy: Path, seconds: float, rounds: int,
                        reverse: bool = False) -> tuple[float, float]:
-    without, with_gatewayd = with_and_without(lab, policy, rounds, lambda: iperf(lab, seconds, reverse))
+    without, with_gatewayd = throughput_samples(lab, policy, seconds, rounds, reverse)
     return statistics.median(without), statistics.median(with_gatewayd)
+
+
+def throughput_samples(lab: Lab, policy: Path, seconds: float, rounds: int,
+                       reverse: bool = False) -> tuple[list[float], list[float]]:
+    return with_and_without(lab, policy, rounds, lambda: iperf(lab, seconds, reverse))
+
+
+def spread(samples: list[float]) -> str:
+    """Median and range in Gbit/s: on a shared VM the range says how far to trust the median."""
+    return f"{statistics.median(samples) / 1e9:.2f} Gbit/s [{min(samples) / 1e9:.2f}-{max(samples) / 1e9:.2f}]"
 
 
 def softirq_seconds() -> float:
@@ -288,8 +298,7 @@ def throughput_breakdown(lab: Lab, policies: dict[str, Path], seconds: float, ro
     print(f"where the cost is (bulk TCP finance -> internet, daemon running, one piece taken out at a time; "
           f"median [range] of {rounds} x {seconds:g} s, alternating):")
     for name, values in samples.items():
-        print(f"  {name:<40} {statistics.median(values) / 1e9:6.2f} Gbit/s "
-              f"[{min(values) / 1e9:.2f}-{max(values) / 1e9:.2f}]  ratio {statistics.median(values) / plain:.3f}")
+        print(f"  {name:<40} {spread(values):>26}  ratio {statistics.median(values) / plain:.3f}")
     print("  gateway ports per setup (qdiscs; offloads):")
     for name, setup in setups.items():
         print(f"    {name}: {setup}")
@@ -381,11 +390,13 @@ def main() -> int:
             return 0
         policy = fast_policy(Path(tmp))
         unshaped = fast_policy(Path(tmp), THROUGHPUT_LINK_RATE)
-        without, with_gatewayd = measure_throughput(lab, unshaped, args.seconds, args.rounds)
-        print(f"bulk TCP throughput, finance -> internet (iperf3, median of {args.rounds} x {args.seconds:g} s):")
-        print(f"  without gatewayd (plain stateful router): {without / 1e9:.2f} Gbit/s")
+        without_samples, with_samples = throughput_samples(lab, unshaped, args.seconds, args.rounds)
+        without, with_gatewayd = statistics.median(without_samples), statistics.median(with_samples)
+        print(f"bulk TCP throughput, finance -> internet (iperf3, median [range] of "
+              f"{args.rounds} x {args.seconds:g} s):")
+        print(f"  without gatewayd (plain stateful router): {spread(without_samples)}")
         print(f"  with gatewayd (office policy, link rates {THROUGHPUT_LINK_RATE}/s, above the forwarding speed: "
-              f"HTB in the path, not shaping): {with_gatewayd / 1e9:.2f} Gbit/s")
+              f"HTB in the path, not shaping): {spread(with_samples)}")
         print(f"  ratio with/without: {with_gatewayd / without:.3f}  (target >= 0.95; the gateway's CPU is the "
               f"limit here, so this is gatewayd's per-packet cost)")
         cpu_without, cpu_with = measure_cpu_per_gbit(lab, unshaped, args.seconds, args.rounds, args.rate)
