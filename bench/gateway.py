@@ -3,9 +3,12 @@
 1. Bulk TCP throughput through the gateway with the office policy loaded,
    divided by the same router without gatewayd (a plain stateful router:
    conntrack on, as for NAT) (target >= 0.95). The policy's
-   link rates are raised to 10 Gbit/s for this, so the figure is gatewayd's
-   cost (nft chains, conntrack marks, HTB, the queue hand-off), not its
-   shaping; runs alternate between the two setups to spread the noise.
+   link rates are raised to 40 Gbit/s for this, above what a software router
+   forwards (this 2-core VM: ~13-16 Gbit/s), so the HTB trees are in the path but
+   the figure is gatewayd's cost (nft chains, conntrack marks, HTB, the queue
+   hand-off), not its shaping: at 10 Gbit/s the shaper itself capped gatewayd at
+   ~9.3 Gbit/s (--breakdown shows it); runs alternate between the two setups to
+   spread the noise.
 2. New TCP flows per second that the classifier decides (TLS ClientHello with
    an SNI, one flow each), and what that costs the daemon: flows per second of
    daemon CPU, the figure that says how far one core goes.
@@ -19,7 +22,14 @@
    and the daemon's peak RSS through one reload of 5,000 hosts + 100,000
    domains (without traffic; bench/reload.py reloads it under traffic).
 
+4. With --breakdown: where gatewayd's per-packet cost is, by subtraction. The daemon runs
+   with its tables applied, and one piece at a time is taken out of the kernel (the HTB
+   trees, the policy table, the LAN guard's tables, the NFQUEUE jump); each variant's
+   throughput and ratio to the plain router, alternating, same seconds. A piece whose
+   removal brings the ratio up is what costs.
+
     python bench/gateway.py [--seconds 4] [--rounds 3] [--rate 3G] [--flows 6000] [--only memory|throughput]
+                            [--breakdown]
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,7 +52,7 @@ from gatewayd.lab import traffic
 from gatewayd.lab.gateway import GatewayDaemon, metric_value
 from gatewayd.lab.memory_figures import BIG_DOMAINS, BIG_HOSTS, big_reload_peak, flow_table_figures
 from gatewayd.lab.office import OFFICE_HOSTS, OFFICE_POLICY
-from gatewayd.lab.services import IPERF_SERVER_V4
+from gatewayd.lab.services import IPERF_PORTS, IPERF_SERVER_V4
 from gatewayd.lab.topology import GATEWAY, INTERNET, Lab
 
 SINK_PORT = 9443
@@ -107,15 +118,21 @@ def client_hello(server_name: str) -> bytes:
     return b"\x16\x03\x01" + len(handshake).to_bytes(2, "big") + handshake
 
 
-def fast_policy(tmp: Path) -> Path:
+# Above what the gateway forwards in software, so HTB is in the path without being the limit.
+THROUGHPUT_LINK_RATE = "40gbit"
+SHAPING_LINK_RATE = "10gbit"  # what this bench used before: below this VM's forwarding speed, so it shapes
+
+
+def fast_policy(tmp: Path, rate: str = SHAPING_LINK_RATE) -> Path:
+    """The office policy with both link rates at `rate`."""
     text = OFFICE_POLICY.read_text()
-    text, n = re.subn(r"(?m)^(  (upload|download):) .*$", r"\1 10gbit", text)
+    text, n = re.subn(r"(?m)^(  (upload|download):) .*$", rf"\1 {rate}", text)
     assert n == 2, "office.yaml's interface rates moved; update the benchmark"
     # One lab host stands for the whole office's new flows here: the per-host queue rate
     # (a fairness bound between hosts) would measure itself, not the classifier.
     text, n = re.subn(r"(?m)^classifier:\n", "classifier:\n  host_queue_rate: 0\n", text)
     assert n == 1, "office.yaml has no classifier section; update the benchmark"
-    path = tmp / "office-10g.yaml"
+    path = tmp / f"office-{rate}.yaml"
     path.write_text(text)
     return path
 
@@ -162,8 +179,18 @@ def with_and_without(lab: Lab, policy: Path, rounds: int,
 
 def measure_throughput(lab: Lab, policy: Path, seconds: float, rounds: int,
                        reverse: bool = False) -> tuple[float, float]:
-    without, with_gatewayd = with_and_without(lab, policy, rounds, lambda: iperf(lab, seconds, reverse))
+    without, with_gatewayd = throughput_samples(lab, policy, seconds, rounds, reverse)
     return statistics.median(without), statistics.median(with_gatewayd)
+
+
+def throughput_samples(lab: Lab, policy: Path, seconds: float, rounds: int,
+                       reverse: bool = False) -> tuple[list[float], list[float]]:
+    return with_and_without(lab, policy, rounds, lambda: iperf(lab, seconds, reverse))
+
+
+def spread(samples: list[float]) -> str:
+    """Median and range in Gbit/s: on a shared VM the range says how far to trust the median."""
+    return f"{statistics.median(samples) / 1e9:.2f} Gbit/s [{min(samples) / 1e9:.2f}-{max(samples) / 1e9:.2f}]"
 
 
 def softirq_seconds() -> float:
@@ -173,17 +200,112 @@ def softirq_seconds() -> float:
     return int(fields[7]) / os.sysconf("SC_CLK_TCK")  # cpu user nice system idle iowait irq softirq steal ...
 
 
-def measure_cpu_per_gbit(lab: Lab, policy: Path, seconds: float, rounds: int, rate: str) -> tuple[float, float]:
-    """Softirq CPU seconds per Gbit forwarded at a fixed offered rate below saturation, without
-    and with gatewayd (totals over the rounds): the cost per packet, steadier than the full-speed
-    ratio on a noisy VM."""
-    def cpu_and_gbit() -> tuple[float, float]:
+@dataclass(frozen=True)
+class CpuPerGbit:
+    """CPU seconds per Gbit forwarded, two ways (totals over the rounds)."""
+    softirq: float  # whole machine's softirq time: every other workload on the VM adds to it
+    endpoints: float  # the iperf3 sender's and receiver's own CPU (getrusage)
+
+    def ratio(self, without: CpuPerGbit) -> tuple[float, float]:
+        return self.softirq / without.softirq, self.endpoints / without.endpoints
+
+
+def measure_cpu_per_gbit(lab: Lab, policy: Path, seconds: float, rounds: int,
+                         rate: str) -> tuple[CpuPerGbit, CpuPerGbit]:
+    """CPU per Gbit forwarded at a fixed offered rate below saturation, without and with gatewayd:
+    the cost per packet, steadier than the full-speed ratio on a noisy VM.
+
+    Two figures from the same runs: the whole machine's softirq time, and the CPU time of the
+    iperf3 sender and receiver. On veth a sent packet's whole path (bridge, the gateway's
+    forwarding, its hooks and qdiscs) runs in softirq on the sender's CPU, mostly right in its
+    send call, and the kernel charges that to the process as system time: so the second figure
+    counts gatewayd's per-packet work and not other workloads on the machine (diluted by the
+    hosts' own TCP work, the same with and without)."""
+    def cpu_and_gbit() -> tuple[float, float, float]:
         before = softirq_seconds()
-        received = traffic.iperf3(lab, "finance", IPERF_SERVER_V4, seconds=seconds, bitrate=rate)
-        return softirq_seconds() - before, received * seconds / 1e9
+        report = traffic.iperf3_report(lab, "finance", IPERF_SERVER_V4, IPERF_PORTS[0],
+                                       ["-t", f"{seconds:g}", "-b", rate], timeout=seconds + 10)
+        softirq = softirq_seconds() - before
+        end = report["end"]
+        duration = float(end["sum_received"]["seconds"])
+        percent = end["cpu_utilization_percent"]
+        endpoints = (float(percent["host_total"]) + float(percent["remote_total"])) / 100 * duration
+        return softirq, endpoints, float(end["sum_received"]["bytes"]) * 8 / 1e9
     without, with_gatewayd = with_and_without(lab, policy, rounds, cpu_and_gbit)
-    return (sum(cpu for cpu, _ in without) / sum(gbit for _, gbit in without),
-            sum(cpu for cpu, _ in with_gatewayd) / sum(gbit for _, gbit in with_gatewayd))
+
+    def per_gbit(samples: list[tuple[float, float, float]]) -> CpuPerGbit:
+        gbit = sum(sample[2] for sample in samples)
+        return CpuPerGbit(sum(sample[0] for sample in samples) / gbit, sum(sample[1] for sample in samples) / gbit)
+    return per_gbit(without), per_gbit(with_gatewayd)
+
+
+# Each variant takes one piece of gatewayd out of the kernel while the daemon keeps running
+# (nothing it does on its own puts a piece back between policy changes), so the ratio a
+# variant gains over "everything" is what that piece costs per packet. All with the link
+# rates at THROUGHPUT_LINK_RATE but the one that shows what the shaper at 10 Gbit/s did.
+REMOVE_HTB = [["tc", "qdisc", "del", "dev", "lan0", "root"], ["tc", "qdisc", "del", "dev", "wan0", "root"]]
+REMOVE_POLICY_TABLE = [["nft", "delete", "table", "inet", "gatewayd"]]
+REMOVE_GUARD_NETDEV = [["nft", "delete", "table", "netdev", "gatewayd_guard"]]
+REMOVE_GUARD_INET = [["nft", "delete", "table", "inet", "gatewayd_guard"]]
+REMOVE_QUEUE_JUMP = [["iptables-nft", "-D", "FORWARD", "-j", "GATEWAYD_QUEUE"],
+                     ["nft", "delete", "table", "inet", "gatewayd_queue"]]
+BREAKDOWN_VARIANTS: dict[str, tuple[str, list[list[str]]]] = {
+    "everything": (THROUGHPUT_LINK_RATE, []),
+    "everything, link rates 10gbit (shaping)": (SHAPING_LINK_RATE, []),
+    "HTB trees deleted (nft kept)": (THROUGHPUT_LINK_RATE, REMOVE_HTB),
+    "policy table inet gatewayd deleted": (THROUGHPUT_LINK_RATE, REMOVE_POLICY_TABLE),
+    "LAN guard netdev table deleted": (THROUGHPUT_LINK_RATE, REMOVE_GUARD_NETDEV),
+    "LAN guard inet table deleted": (THROUGHPUT_LINK_RATE, REMOVE_GUARD_INET),
+    "NFQUEUE jump deleted": (THROUGHPUT_LINK_RATE, REMOVE_QUEUE_JUMP),
+    "all of it deleted (daemon idle)": (THROUGHPUT_LINK_RATE, REMOVE_HTB + REMOVE_POLICY_TABLE + REMOVE_GUARD_NETDEV
+                                        + REMOVE_GUARD_INET + REMOVE_QUEUE_JUMP),
+}
+OFFLOADS = ("tcp-segmentation-offload", "generic-segmentation-offload", "generic-receive-offload",
+            "rx-gro-list", "rx-udp-gro-forwarding")
+
+
+def gateway_setup(lab: Lab) -> str:
+    """The gateway's qdiscs and offloads in one line per port: a fair comparison has the same offloads."""
+    lines = []
+    for device in ("lan0", "wan0"):
+        qdiscs = lab.run(GATEWAY, ["tc", "qdisc", "show", "dev", device]).stdout.split("\n")
+        kinds = sorted({line.split()[1] for line in qdiscs if line.strip()})
+        features = dict(line.strip().split(": ", 1) for line in
+                        lab.run(GATEWAY, ["ethtool", "-k", device]).stdout.splitlines()[1:] if ": " in line)
+        offloads = " ".join(f"{name}={features.get(name, '?').split()[0]}" for name in OFFLOADS)
+        lines.append(f"{device}: qdiscs {','.join(kinds)}; {offloads}")
+    return "; ".join(lines)
+
+
+def throughput_breakdown(lab: Lab, policies: dict[str, Path], seconds: float, rounds: int) -> None:
+    """Throughput of each BREAKDOWN_VARIANTS setup and of the plain router, alternating;
+    `policies`: the office policy by link rate."""
+    samples: dict[str, list[float]] = {"plain stateful router": [], **{name: [] for name in BREAKDOWN_VARIANTS}}
+    setups: dict[str, str] = {}
+    for _ in range(rounds):
+        lab.run(GATEWAY, ["nft", "-f", "-"], input=PLAIN_STATEFUL_ROUTER)
+        time.sleep(1)
+        setups.setdefault("plain stateful router", gateway_setup(lab))
+        samples["plain stateful router"].append(iperf(lab, seconds))
+        lab.run(GATEWAY, ["nft", "delete", "table", "inet", "plain_router"])
+        for name, (link_rate, removals) in BREAKDOWN_VARIANTS.items():
+            daemon = GatewayDaemon(lab, policies[link_rate], log_name="bench-breakdown.log").start()
+            try:
+                for argv in removals:
+                    lab.run(GATEWAY, argv, check=False)
+                time.sleep(1)
+                setups.setdefault(name, gateway_setup(lab))
+                samples[name].append(iperf(lab, seconds))
+            finally:
+                daemon.stop()
+    plain = statistics.median(samples["plain stateful router"])
+    print(f"where the cost is (bulk TCP finance -> internet, daemon running, one piece taken out at a time; "
+          f"median [range] of {rounds} x {seconds:g} s, alternating):")
+    for name, values in samples.items():
+        print(f"  {name:<40} {spread(values):>26}  ratio {statistics.median(values) / plain:.3f}")
+    print("  gateway ports per setup (qdiscs; offloads):")
+    for name, setup in setups.items():
+        print(f"    {name}: {setup}")
 
 
 def office_link(lab: Lab, tmp: Path, seconds: float, rounds: int) -> tuple[float, float]:
@@ -264,6 +386,8 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=200)
     parser.add_argument("--rate", default="1G", help="offered rate for the CPU per Gbit figure (below saturation)")
     parser.add_argument("--only", choices=["memory", "throughput"], help="print only these figures (default: all)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print the throughput of each piece of gatewayd taken out (after throughput)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Lab(hosts=OFFICE_HOSTS) as lab:
         if args.only != "throughput":
@@ -271,19 +395,33 @@ def main() -> int:
         if args.only == "memory":
             return 0
         policy = fast_policy(Path(tmp))
-        without, with_gatewayd = measure_throughput(lab, policy, args.seconds, args.rounds)
-        print(f"bulk TCP throughput, finance -> internet (iperf3, median of {args.rounds} x {args.seconds:g} s):")
-        print(f"  without gatewayd (plain stateful router): {without / 1e9:.2f} Gbit/s")
-        print(f"  with gatewayd (office policy, link rates 10 Gbit/s): {with_gatewayd / 1e9:.2f} Gbit/s")
+        unshaped = fast_policy(Path(tmp), THROUGHPUT_LINK_RATE)
+        without_samples, with_samples = throughput_samples(lab, unshaped, args.seconds, args.rounds)
+        without, with_gatewayd = statistics.median(without_samples), statistics.median(with_samples)
+        print(f"bulk TCP throughput, finance -> internet (iperf3, median [range] of "
+              f"{args.rounds} x {args.seconds:g} s):")
+        print(f"  without gatewayd (plain stateful router): {spread(without_samples)}")
+        print(f"  with gatewayd (office policy, link rates {THROUGHPUT_LINK_RATE}/s, above the forwarding speed: "
+              f"HTB in the path, not shaping): {spread(with_samples)}")
         print(f"  ratio with/without: {with_gatewayd / without:.3f}  (target >= 0.95; the gateway's CPU is the "
               f"limit here, so this is gatewayd's per-packet cost)")
-        cpu_without, cpu_with = measure_cpu_per_gbit(lab, policy, args.seconds, args.rounds, args.rate)
+        cpu_without, cpu_with = measure_cpu_per_gbit(lab, unshaped, args.seconds, args.rounds, args.rate)
+        softirq_ratio, endpoints_ratio = cpu_with.ratio(cpu_without)
         print(f"softirq CPU per Gbit forwarded at a fixed {args.rate}bit/s (iperf3 -b), whole machine, steal "
               f"excluded (total of {args.rounds} x {args.seconds:g} s; other work on the machine adds noise):")
-        print(f"  without gatewayd: {cpu_without * 1000:.1f} CPU-ms/Gbit, "
-              f"with gatewayd: {cpu_with * 1000:.1f} CPU-ms/Gbit, "
-              f"ratio with/without {cpu_with / cpu_without:.3f}  (1.0: gatewayd costs nothing; the "
+        print(f"  without gatewayd: {cpu_without.softirq * 1000:.1f} CPU-ms/Gbit, "
+              f"with gatewayd: {cpu_with.softirq * 1000:.1f} CPU-ms/Gbit, "
+              f"ratio with/without {softirq_ratio:.3f}  (1.0: gatewayd costs nothing; the "
               f"throughput target's counterpart is <= {1 / 0.95:.3f})")
+        print("CPU of the iperf3 sender and receiver per Gbit, same runs (on veth the forwarding runs in "
+              "their send calls' softirq; other workloads do not count here):")
+        print(f"  without gatewayd: {cpu_without.endpoints * 1000:.1f} CPU-ms/Gbit, "
+              f"with gatewayd: {cpu_with.endpoints * 1000:.1f} CPU-ms/Gbit, "
+              f"ratio with/without {endpoints_ratio:.3f}  (includes the hosts' own TCP work, so gatewayd's "
+              f"share of the gateway's cost is larger than this ratio shows)")
+        if args.breakdown:
+            throughput_breakdown(lab, {THROUGHPUT_LINK_RATE: unshaped, SHAPING_LINK_RATE: policy},
+                                 args.seconds, args.rounds)
         if args.only == "throughput":
             return 0
         link_without, link_with = office_link(lab, Path(tmp), args.seconds, args.rounds)

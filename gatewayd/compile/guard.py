@@ -11,10 +11,12 @@
           per-source limits (meters); then scan detection: a source's first
           packet to a new port (or host) spends a token of a per-source meter,
           and a source out of tokens is put in the timed blocklist.
-  inet gatewayd_guard     needs the IP layer:
-      antispoof (prerouting, raw -300): strict reverse-path check (fib), so a LAN
-          packet must carry a source the LAN routes back to.
-      new_connections (prerouting, -140, after conntrack): new flows per source.
+  inet gatewayd_guard     needs the IP layer: one base chain, lan_prerouting (prerouting,
+                          -140, after conntrack), which a packet of an office flow
+                          under way (established, started on the LAN) leaves at once:
+      antispoof: strict reverse-path check (fib), so a LAN packet must carry a
+          source the LAN routes back to.
+      new connections per source (meter).
 
 Both are independent of the classifier's `inet gatewayd` table and go into the
 kernel in the same transaction as it (see `script`). Runtime elements (the
@@ -39,6 +41,7 @@ from gatewayd.compile.kernel_names import (
     SWEEPERS,
     SYN_PROXY_COUNTER,
 )
+from gatewayd.compile.marks import GROUP_MASK
 from gatewayd.compile.nftables_model import (
     BaseHook,
     KernelObjects,
@@ -50,8 +53,8 @@ from gatewayd.compile.nftables_model import (
 from gatewayd.policy.model import Binding, RateLimit, ScanDefence, SecurityPolicy
 
 INGRESS_PRIORITY = -500
-ANTISPOOF_PRIORITY = -300  # raw: before conntrack, so spoofed packets make no conntrack entry
-NEW_CONNECTION_PRIORITY = -140  # after conntrack (-200), where ct state is known
+SYN_PROXY_UNTRACK_PRIORITY = -300  # raw: before conntrack, which must not track the proxied SYNs
+LAN_PREROUTING_PRIORITY = -140  # after conntrack (-200), where ct state is known
 METER_SIZE = 65535
 SEEN_SIZE = 262144
 ALL_TABLES = ((NETDEV, GUARD_TABLE_NAME), (INET, GUARD_TABLE_NAME))
@@ -147,7 +150,7 @@ class GuardCompiler:
     def __init__(self, security: SecurityPolicy, lan: tuple[str, ...], wan: str = "") -> None:
         self.security = security
         self.lan = lan
-        self.lan_match = "iifname { " + ", ".join(f'"{i}"' for i in lan) + " }"
+        self.lan_set = "{ " + ", ".join(f'"{i}"' for i in lan) + " }"
         self.wan = wan
         self.netdev_sets: list[NftSet] = []
         self.netdev_counters: dict[str, str] = {}
@@ -184,7 +187,7 @@ class GuardCompiler:
         drop_invalid = f"{wan} tcp dport {port_set} ct state invalid counter name {REASON_SYN_PROXY_INVALID} drop"
         return [
             NftChain("syn_proxy_untrack", (NftRule(f"{wan} tcp dport {port_set} tcp flags syn notrack"),),
-                     BaseHook("prerouting", ANTISPOOF_PRIORITY)),
+                     BaseHook("prerouting", SYN_PROXY_UNTRACK_PRIORITY)),
             NftChain("syn_proxy_local", (NftRule(proxy), NftRule(drop_invalid)), BaseHook("input", 0)),
             NftChain("syn_proxy_forward", (NftRule(proxy), NftRule(drop_invalid)), BaseHook("forward", 0)),
         ]
@@ -343,33 +346,42 @@ class GuardCompiler:
     def _inet_table(self) -> NftTable | None:
         chains = []
         sets = []
+        # One base chain for every LAN check that needs the IP layer, after conntrack: a packet
+        # of an office flow under way leaves it after one rule, and a WAN packet after one.
+        rules = [NftRule(f"iifname != {self.lan_set} return", comment="LAN packets only"),
+                 NftRule(f"ct state established ct direction original ct mark & {GROUP_MASK:#010x} != 0 return",
+                         comment="an office flow the LAN started: its first packet passed the checks below")]
         if self.security.anti_spoofing:
             self.inet_counters[REASON_SPOOFED_SOURCE] = REASON_SPOOFED_SOURCE
-            # One FIB lookup per LAN packet, established or not: this hook runs before conntrack
-            # (raw priority), so there is no flow state to skip it by. A shortcut "source in the
-            # LAN's own prefixes: accept" was weighed and left out: it trades the FIB lookup for an
-            # interval-set lookup (one tree walk either way) and would accept a source the routing
-            # table sends elsewhere (a more specific route to a branch behind a tunnel).
+            # A flow's first packets (and every packet of a flow the LAN did not start, or not yet
+            # put in a group by the classify chain) get the FIB lookup; the group bits are only
+            # set on flows whose first packet came in on a LAN port (policy table, classify), so a
+            # LAN host cannot skip the check by forging packets of a flow the WAN started. Here,
+            # after conntrack (-200), a spoofed packet gets an unconfirmed conntrack entry that the
+            # drop frees: it never fills the table (that happens at confirmation, after forward).
+            # A shortcut "source in the LAN's own prefixes: accept" was weighed and left out: it
+            # trades the FIB lookup for an interval-set lookup (one tree walk either way) and
+            # would accept a source the routing table sends elsewhere (a more specific route to a
+            # branch behind a tunnel).
             chains.append(NftChain("antispoof", (
-                NftRule(f"{self.lan_match} ip saddr 0.0.0.0 udp dport 67 return",
-                        comment="DHCP before it has an address"),
-                NftRule(f"{self.lan_match} ip6 saddr :: return", comment="duplicate address detection"),
-                NftRule(f"{self.lan_match} fib saddr . iif oif missing counter name {REASON_SPOOFED_SOURCE} drop",
+                NftRule("ip saddr 0.0.0.0 udp dport 67 return", comment="DHCP before it has an address"),
+                NftRule("ip6 saddr :: return", comment="duplicate address detection"),
+                NftRule(f"fib saddr . iif oif missing counter name {REASON_SPOOFED_SOURCE} drop",
                         comment="strict reverse path: the source must route back out of the interface it came in on"),
-            ), BaseHook("prerouting", ANTISPOOF_PRIORITY)))
+            )))
+            rules.append(NftRule("jump antispoof"))
         limit = self.security.flood.new_connections
         if limit is not None:
             self.inet_counters[REASON_NEW_CONNECTION_FLOOD] = REASON_NEW_CONNECTION_FLOOD
-            rules = []
             for version in (4, 6):
                 match, key_type, _ = FAMILY[version]
                 meter = f"new_connections_v{version}"
                 sets.append(NftSet(meter, key_type, flags=("dynamic", "timeout"), size=METER_SIZE,
                                    comment="new connections per source", timeout=60))
-                rules.append(NftRule(f"{self.lan_match} ct state new "
-                                     f"update @{meter} {{ {match} saddr {limit_text(limit)} }} "
+                rules.append(NftRule(f"ct state new update @{meter} {{ {match} saddr {limit_text(limit)} }} "
                                      f"counter name {REASON_NEW_CONNECTION_FLOOD} drop"))
-            chains.append(NftChain("new_connections", tuple(rules), BaseHook("prerouting", NEW_CONNECTION_PRIORITY)))
+        if len(rules) > 2:
+            chains.append(NftChain("lan_prerouting", tuple(rules), BaseHook("prerouting", LAN_PREROUTING_PRIORITY)))
         chains.extend(self._syn_proxy_chains())
         if not chains:
             return None

@@ -10,6 +10,7 @@ import pytest
 
 from gatewayd.compile.guard import compile_guard, scan_rate
 from gatewayd.compile.kernel_names import INET, NETDEV
+from gatewayd.compile.marks import GROUP_MASK
 from gatewayd.compile.plan import compile_plan
 from gatewayd.policy import PolicyError
 from gatewayd.policy.loader import load_policy
@@ -104,6 +105,21 @@ def test_guard_tables_bind_every_lan_interface_and_drop_spoofs() -> None:
     inet = next(t for t in plan.guard.tables if t.family == INET)
     antispoof = [r.statement for r in inet.chain("antispoof").rules]
     assert antispoof[-1].endswith("fib saddr . iif oif missing counter name spoofed_source drop")
+
+
+def test_lan_checks_after_conntrack_skip_only_established_flows_the_lan_started() -> None:
+    plan = compile_plan(load(FULL))
+    inet = next(t for t in plan.guard.tables if t.family == INET)
+    chain = inet.chain("lan_prerouting")
+    assert chain.base is not None and (chain.base.hook, chain.base.priority) == ("prerouting", -140)
+    statements = [r.statement for r in chain.rules]
+    assert statements[0].startswith("iifname != {") and statements[0].endswith("return")
+    # The shortcut needs all three: under way, this packet in the direction that opened the flow, and
+    # a flow the classify chain put in a group (only flows whose first packet came from a LAN port).
+    assert statements[1] == f"ct state established ct direction original ct mark & {GROUP_MASK:#010x} != 0 return"
+    assert statements.index("jump antispoof") == 2
+    assert all("ct state new" in s for s in statements[3:]) and statements[3:]  # the new-connection meters
+    assert all(c.base is None or c.base.priority != -300 or c.name == "syn_proxy_untrack" for c in inet.chains)
 
 
 def test_floods_and_scans_become_meters_and_a_timed_blocklist() -> None:
