@@ -35,6 +35,7 @@ from gatewayd.compile.kernel_names import (
     BLOCKLIST,
     BOUND,
     GATEWAY_ADDRESSES,
+    GATEWAY_CLAIMS_COUNTER,
     GUARD_TABLE_NAME,
     INET,
     NETDEV,
@@ -232,7 +233,11 @@ class GuardCompiler:
             return None
         chains.insert(0, NftChain("lan_ingress", tuple(rules), BaseHook("ingress", INGRESS_PRIORITY, devices=self.lan),
                                   comment="every frame the LAN sends, before the IP stack"))
-        return NftTable(NETDEV, GUARD_TABLE_NAME, tuple(self.netdev_counters), tuple(self.netdev_sets), tuple(chains),
+        # The claims counter is not a drop reason (those are counted by reason already): declared
+        # beside them, outside `netdev_counters`, so the drop metrics do not see it.
+        claims = (GATEWAY_CLAIMS_COUNTER,) if security.bindings is not None else ()
+        counter_names = tuple(self.netdev_counters) + claims
+        return NftTable(NETDEV, GUARD_TABLE_NAME, counter_names, tuple(self.netdev_sets), tuple(chains),
                         comment="gatewayd LAN guard (layer 2 and floods)")
 
     def _blocklist_rules(self) -> list[NftRule]:
@@ -248,8 +253,9 @@ class GuardCompiler:
     def _arp_chain(self) -> NftChain:
         assert self.security.bindings is not None
         rules = [
-            NftRule(f"arp saddr ip @{GATEWAY_ADDRESSES[4]} {self._count(REASON_ARP_SPOOF)} drop",
-                    comment="someone claims the gateway's address"),
+            NftRule(f"arp saddr ip @{GATEWAY_ADDRESSES[4]} {self._count(REASON_ARP_SPOOF)} "
+                    f"counter name {GATEWAY_CLAIMS_COUNTER} drop",
+                    comment="someone claims the gateway's address (the daemon re-announces it)"),
             NftRule(f"arp saddr ip @{BOUND[4]} arp saddr ip . arp saddr ether != @{BINDINGS[4]} "
                     f"{self._count(REASON_ARP_SPOOF)} drop", comment="a bound address claimed by another MAC"),
         ]

@@ -137,6 +137,9 @@ BINDINGS = {4: "bindings_v4", 6: "bindings_v6"}
 GATEWAY_ADDRESSES = {4: "gateway_v4", 6: "gateway_v6"}
 # Counter of the inet table; the drop counters are named by reason (compile/guard.py REASONS).
 SYN_PROXY_COUNTER = "syn_proxy_handled"  # not a drop: SYNs and handshakes the proxy answered
+# Counter of the netdev table: ARP frames claiming one of the gateway's own addresses (counted
+# also as the arp_spoof drop); the daemon answers them with gratuitous ARP (daemon/gateway_arp.py).
+GATEWAY_CLAIMS_COUNTER = "gateway_claims"
 
 # --- the NFQUEUE hand-off where the kernel has no native nft `queue` (compile/queue_rule.py) ---
 

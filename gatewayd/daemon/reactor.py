@@ -46,6 +46,7 @@ from gatewayd.daemon.background_apply import run_beside_loop
 from gatewayd.daemon.blocklist_watch import BlocklistWatch
 from gatewayd.daemon.changes import ChangeManager
 from gatewayd.daemon.control_commands import control_commands
+from gatewayd.daemon.gateway_arp import KernelGatewayArpDefence
 from gatewayd.daemon.ha_peer import HaPeer
 from gatewayd.daemon.ha_state_sync import HaStateSync
 from gatewayd.daemon.heap import limit_arenas, release_freed_heap
@@ -144,6 +145,7 @@ class Daemon:
         self.set_reader = SetReader()
         self.blocklist_reader = SetReader()
         self.blocklist_watch = BlocklistWatch(lambda: blocklist_by_netlink(self.blocklist_reader))
+        self.gateway_arp = KernelGatewayArpDefence(self.current_plan, self.metrics.gateway_announcements.inc)
         self.host_classes = HostClassWatch(self.applier.make_host_classes,
                                            lambda: waiting_hosts_by_netlink(self.set_reader))
         self.link_health = LinkHealth(self.applier.links)
@@ -218,6 +220,7 @@ class Daemon:
             return 1
         self.applier.learned_writer.start()
         self.blocklist_watch.start(enabled=self._guard_has_blocklist)
+        self.gateway_arp.start()
         if self.measure_queue_wait:
             self._start_measuring_queue_wait()
         self.metrics.up_since.set(self.started_at)
@@ -520,6 +523,7 @@ class Daemon:
         self.flow_announcer.close()
         self.metrics.gc_pauses.uninstall()
         self.blocklist_watch.stop()  # before its socket closes
+        self.gateway_arp.stop()
         self.blocklist_reader.close()
         self.set_reader.close()
         self.builder.close()

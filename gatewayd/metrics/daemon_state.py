@@ -50,6 +50,9 @@ class DaemonMetrics:
                                     "Packets queued for the classifier that never reached it (socket buffer full, "
                                     "seen as gaps in packet ids): passed without a verdict under fail_mode open, "
                                     "dropped under closed.", registry=registry)
+        self.gateway_announcements = Counter(
+            "gatewayd_guard_gateway_announcements", "Gratuitous ARP frames the gateway sent for its own addresses "
+            "after a LAN host claimed one (ARP spoofing), so the LAN's hosts unlearn the lie.", registry=registry)
         self.ha_state = Gauge("gatewayd_ha_state", "This node's VRRP state in the HA pair (1 for the current one; "
                               "absent without an ha section).", ["state"], registry=registry)
         self.ha_peer_state = Gauge("gatewayd_ha_peer_state", "The peer's VRRP state as it last told us over the "

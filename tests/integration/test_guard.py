@@ -111,6 +111,12 @@ def neighbour_mac(lab: Lab, address: str) -> str:
     return match.group(1) if match else ""
 
 
+def host_neighbour_mac(lab: Lab, host: str, address: str) -> str:
+    out = lab.run(host, ["ip", "neigh", "show", address, "dev", "eth0"]).stdout
+    match = re.search(r"lladdr (\S+)", out)
+    return match.group(1) if match else ""
+
+
 # --- ARP spoofing and IP-MAC binding ---------------------------------------------------
 
 ARP_SPOOF = r"""
@@ -130,11 +136,19 @@ def test_arp_spoof_of_a_bound_host_and_of_the_gateway_is_dropped(guarded: tuple[
     assert traffic.tcp_connect(lab, "sales", IPERF_SERVER_V4, IPERF_PORTS[3]).connected
     assert neighbour_mac(lab, sales.ipv4) == sales.mac
     before = dropped(daemon, "arp_spoof")
+    announced = metric_value(daemon.metrics(), "gatewayd_guard_gateway_announcements_total")
     time.sleep(1.5)  # past the neighbour entry's locktime, so an unguarded kernel would take the lie
     lab.exec_python("attacker", ARP_SPOOF, [ATTACKER.mac, sales.ipv4, GW_LAN_V4, GW_LAN_MAC])
     time.sleep(0.3)
     assert neighbour_mac(lab, sales.ipv4) == sales.mac, "the gateway now sends the sales host's traffic elsewhere"
     assert dropped(daemon, "arp_spoof") - before >= 10  # 5 claims for the host, 5 for the gateway
+    # The broadcast claim of the gateway's address also reached the LAN hosts through the switch;
+    # the gateway answers it with gratuitous ARP, so the sales host's entry for it is the truth again.
+    deadline = time.monotonic() + 3.0
+    while host_neighbour_mac(lab, "sales", GW_LAN_V4) != GW_LAN_MAC and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert host_neighbour_mac(lab, "sales", GW_LAN_V4) == GW_LAN_MAC, "the sales host still believes the attacker"
+    assert metric_value(daemon.metrics(), "gatewayd_guard_gateway_announcements_total") > announced
     # The legitimate host is unaffected: replies from the internet still reach it.
     assert traffic.tcp_connect(lab, "sales", IPERF_SERVER_V4, IPERF_PORTS[3]).connected
 
